@@ -1,0 +1,1 @@
+//! Per-shard segment arenas that hold object bytes.

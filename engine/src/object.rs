@@ -1,0 +1,414 @@
+//! Immutable cached objects and the references that name them.
+//!
+//! An [`Obj`] is a cheap handle (one `Arc`) to an object's JSON bytes plus the
+//! metadata the decoder found in them. The bytes never change once stored, so a
+//! reader can hold an `Obj` for as long as it likes and share it across threads:
+//! there is no "mutated the cache" bug class, and no deep copy is ever needed.
+//!
+//! # Guarantees
+//! * Every metadata accessor returns a view into bytes the `Obj` owns: no
+//!   allocation, no parse.
+//! * Typed access ([`Obj::decode`]) and JSON pointer lookups ([`Obj::pointer`]) are
+//!   lazy: they cost nothing until a caller asks.
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+/// A byte range inside an object's bytes (or its spill buffer, see [`Meta`]).
+///
+/// `start` has its top bit set when the range refers to the spill buffer that
+/// holds strings the decoder had to unescape.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Span {
+    start: u32,
+    len: u32,
+}
+
+const SPILL_BIT: u32 = 1 << 31;
+
+impl Span {
+    /// A range `[start, start + len)` of the object's JSON bytes.
+    pub const fn new(start: u32, len: u32) -> Self {
+        Span { start, len }
+    }
+
+    /// A range of the object's spill buffer (strings that contained escapes).
+    pub const fn spill(start: u32, len: u32) -> Self {
+        Span { start: start | SPILL_BIT, len }
+    }
+
+    /// The empty span; reads as `""`.
+    pub const EMPTY: Span = Span { start: 0, len: 0 };
+
+    /// Whether the span is empty.
+    pub const fn is_empty(self) -> bool {
+        self.len == 0
+    }
+
+    fn resolve<'a>(self, bytes: &'a [u8], spill: &'a str) -> &'a str {
+        if self.len == 0 {
+            return "";
+        }
+        let (buf, start) = if self.start & SPILL_BIT != 0 {
+            (spill.as_bytes(), (self.start & !SPILL_BIT) as usize)
+        } else {
+            (bytes, self.start as usize)
+        };
+        buf.get(start..start + self.len as usize)
+            .and_then(|s| std::str::from_utf8(s).ok())
+            .unwrap_or("")
+    }
+}
+
+/// One entry of `metadata.ownerReferences`, as spans.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OwnerSpans {
+    /// `apiVersion` of the owner.
+    pub api_version: Span,
+    /// `kind` of the owner.
+    pub kind: Span,
+    /// `name` of the owner.
+    pub name: Span,
+    /// `uid` of the owner.
+    pub uid: Span,
+    /// `controller: true` was set.
+    pub controller: bool,
+}
+
+/// The metadata the decoder extracted from an object, as spans into its bytes.
+///
+/// Built by [`crate::wire`]; read through [`Obj`]'s accessors.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Meta {
+    /// `metadata.namespace`; empty for cluster-scoped objects.
+    pub namespace: Span,
+    /// `metadata.name`.
+    pub name: Span,
+    /// `metadata.uid`.
+    pub uid: Span,
+    /// `metadata.resourceVersion`.
+    pub resource_version: Span,
+    /// `metadata.generation`, when present.
+    pub generation: Option<i64>,
+    /// `metadata.deletionTimestamp`, when present.
+    pub deletion_timestamp: Option<Span>,
+    /// `metadata.labels`, in document order.
+    pub labels: Box<[(Span, Span)]>,
+    /// `metadata.ownerReferences`, in document order.
+    pub owners: Box<[OwnerSpans]>,
+    /// Values of the registered index fields, in registration order; `None`
+    /// when the pointer did not resolve to a string, number or boolean.
+    pub fields: Box<[Option<Span>]>,
+    /// Unescaped copies of strings that contained JSON escapes.
+    pub spill: Box<str>,
+}
+
+struct Inner {
+    bytes: Bytes,
+    meta: Meta,
+}
+
+/// An immutable cached Kubernetes object.
+///
+/// Cloning is one atomic increment. The JSON bytes are exactly what the store
+/// holds (after any decode-time transform such as stripping `managedFields`).
+///
+/// ```
+/// use kcache::Obj;
+/// let pod = kcache::object::testing::pod("default", "web-0", "42", &[("app", "web")]);
+/// assert_eq!(pod.name(), "web-0");
+/// assert_eq!(pod.namespace(), Some("default"));
+/// assert_eq!(pod.resource_version(), "42");
+/// assert_eq!(pod.label("app"), Some("web"));
+/// assert_eq!(pod.pointer("/metadata/name").and_then(|v| v.as_str().map(str::to_owned)).as_deref(), Some("web-0"));
+/// ```
+#[derive(Clone)]
+pub struct Obj(Arc<Inner>);
+
+impl Obj {
+    /// Wraps bytes and the metadata decoded from them.
+    ///
+    /// The spans in `meta` must lie within `bytes` (or `meta.spill`); a span that
+    /// does not reads as `""` rather than panicking.
+    pub fn from_parts(bytes: Bytes, meta: Meta) -> Self {
+        Obj(Arc::new(Inner { bytes, meta }))
+    }
+
+    fn s(&self, span: Span) -> &str {
+        span.resolve(&self.0.bytes, &self.0.meta.spill)
+    }
+
+    /// The object's JSON bytes.
+    pub fn json(&self) -> &[u8] {
+        &self.0.bytes
+    }
+
+    /// The object's JSON bytes as a shared [`Bytes`] handle (no copy).
+    pub fn bytes(&self) -> &Bytes {
+        &self.0.bytes
+    }
+
+    /// The decoded metadata spans.
+    pub fn meta(&self) -> &Meta {
+        &self.0.meta
+    }
+
+    /// `metadata.name`.
+    pub fn name(&self) -> &str {
+        self.s(self.0.meta.name)
+    }
+
+    /// `metadata.namespace`, or `None` for a cluster-scoped object.
+    pub fn namespace(&self) -> Option<&str> {
+        let ns = self.s(self.0.meta.namespace);
+        (!ns.is_empty()).then_some(ns)
+    }
+
+    /// `metadata.uid`.
+    pub fn uid(&self) -> &str {
+        self.s(self.0.meta.uid)
+    }
+
+    /// `metadata.resourceVersion`.
+    pub fn resource_version(&self) -> &str {
+        self.s(self.0.meta.resource_version)
+    }
+
+    /// `metadata.generation`, when present.
+    pub fn generation(&self) -> Option<i64> {
+        self.0.meta.generation
+    }
+
+    /// `metadata.deletionTimestamp`, when present.
+    pub fn deletion_timestamp(&self) -> Option<&str> {
+        self.0.meta.deletion_timestamp.map(|s| self.s(s))
+    }
+
+    /// `metadata.labels` as `(key, value)` pairs in document order.
+    pub fn labels(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + '_ {
+        self.0.meta.labels.iter().map(|&(k, v)| (self.s(k), self.s(v)))
+    }
+
+    /// The value of one label.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    /// `metadata.ownerReferences`.
+    pub fn owner_references(&self) -> impl ExactSizeIterator<Item = OwnerRef<'_>> + '_ {
+        self.0.meta.owners.iter().map(|o| OwnerRef {
+            api_version: self.s(o.api_version),
+            kind: self.s(o.kind),
+            name: self.s(o.name),
+            uid: self.s(o.uid),
+            controller: o.controller,
+        })
+    }
+
+    /// The value of the `i`-th registered index field (see [`crate::wire`]).
+    pub fn field(&self, i: usize) -> Option<&str> {
+        self.0.meta.fields.get(i).copied().flatten().map(|s| self.s(s))
+    }
+
+    /// The client-go cache key: `namespace/name`, or `name` when cluster-scoped.
+    pub fn key(&self) -> String {
+        match self.namespace() {
+            Some(ns) => {
+                let name = self.name();
+                let mut k = String::with_capacity(ns.len() + 1 + name.len());
+                k.push_str(ns);
+                k.push('/');
+                k.push_str(name);
+                k
+            }
+            None => self.name().to_owned(),
+        }
+    }
+
+    /// A reference naming this object.
+    pub fn to_ref(&self) -> ObjectRef {
+        ObjectRef { name: self.name().to_owned(), namespace: self.namespace().map(str::to_owned) }
+    }
+
+    /// Decodes the whole object into a typed value (for example
+    /// `k8s_openapi::api::core::v1::Pod`). Costs a full parse: call it only
+    /// when the raw accessors are not enough.
+    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(&self.0.bytes)
+    }
+
+    /// Looks up an RFC 6901 JSON pointer (e.g. `/status/phase`). Parses the object.
+    pub fn pointer(&self, pointer: &str) -> Option<serde_json::Value> {
+        let v: serde_json::Value = serde_json::from_slice(&self.0.bytes).ok()?;
+        v.pointer(pointer).cloned()
+    }
+}
+
+impl fmt::Debug for Obj {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Obj")
+            .field("namespace", &self.namespace())
+            .field("name", &self.name())
+            .field("resource_version", &self.resource_version())
+            .field("bytes", &self.0.bytes.len())
+            .finish()
+    }
+}
+
+impl PartialEq for Obj {
+    /// Two handles are equal when their bytes are equal.
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.bytes == other.0.bytes
+    }
+}
+impl Eq for Obj {}
+
+/// A borrowed view of one owner reference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OwnerRef<'a> {
+    /// `apiVersion` of the owner.
+    pub api_version: &'a str,
+    /// `kind` of the owner.
+    pub kind: &'a str,
+    /// `name` of the owner.
+    pub name: &'a str,
+    /// `uid` of the owner.
+    pub uid: &'a str,
+    /// Whether this owner is the managing controller.
+    pub controller: bool,
+}
+
+/// Names an object: its namespace (for namespaced kinds) and name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectRef {
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.namespace`; `None` for cluster-scoped objects.
+    pub namespace: Option<String>,
+}
+
+impl ObjectRef {
+    /// A reference to a namespaced object.
+    pub fn new_namespaced(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        ObjectRef { name: name.into(), namespace: Some(namespace.into()) }
+    }
+
+    /// A reference to a cluster-scoped object.
+    pub fn new_cluster(name: impl Into<String>) -> Self {
+        ObjectRef { name: name.into(), namespace: None }
+    }
+
+    /// The client-go cache key: `namespace/name`, or `name`.
+    pub fn key(&self) -> String {
+        match &self.namespace {
+            Some(ns) => format!("{ns}/{}", self.name),
+            None => self.name.clone(),
+        }
+    }
+}
+
+impl fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{ns}/{}", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
+/// Builders for objects in tests and examples, without going through the decoder.
+pub mod testing {
+    use super::{Meta, Obj, Span};
+    use bytes::Bytes;
+
+    /// A minimal pod whose spans are recorded as its JSON is written.
+    ///
+    /// `namespace` may be empty for a cluster-scoped object. Strings must not
+    /// need JSON escaping.
+    pub fn pod(namespace: &str, name: &str, resource_version: &str, labels: &[(&str, &str)]) -> Obj {
+        object("Pod", namespace, name, resource_version, labels)
+    }
+
+    /// A minimal object of any kind, built like [`pod`].
+    pub fn object(kind: &str, namespace: &str, name: &str, resource_version: &str, labels: &[(&str, &str)]) -> Obj {
+        let mut out = String::with_capacity(256);
+        let mut meta = Meta::default();
+        out.push_str("{\"kind\":\"");
+        out.push_str(kind);
+        out.push_str("\",\"apiVersion\":\"v1\",\"metadata\":{\"name\":");
+        meta.name = quoted(&mut out, name);
+        if !namespace.is_empty() {
+            out.push_str(",\"namespace\":");
+            meta.namespace = quoted(&mut out, namespace);
+        }
+        out.push_str(",\"uid\":");
+        let uid = format!("uid-{namespace}-{name}");
+        meta.uid = quoted(&mut out, &uid);
+        out.push_str(",\"resourceVersion\":");
+        meta.resource_version = quoted(&mut out, resource_version);
+        let mut spans = Vec::with_capacity(labels.len());
+        if !labels.is_empty() {
+            out.push_str(",\"labels\":{");
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                let ks = quoted(&mut out, k);
+                out.push(':');
+                let vs = quoted(&mut out, v);
+                spans.push((ks, vs));
+            }
+            out.push('}');
+        }
+        meta.labels = spans.into_boxed_slice();
+        out.push_str("}}");
+        Obj::from_parts(Bytes::from(out), meta)
+    }
+
+    fn quoted(out: &mut String, s: &str) -> Span {
+        out.push('"');
+        let start = out.len() as u32;
+        out.push_str(s);
+        out.push('"');
+        Span::new(start, s.len() as u32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn testing_pod_reads_back_its_metadata() {
+        let p = testing::pod("ns", "a", "7", &[("app", "x"), ("tier", "web")]);
+        assert_eq!(p.key(), "ns/a");
+        assert_eq!(p.uid(), "uid-ns-a");
+        assert_eq!(p.labels().collect::<Vec<_>>(), vec![("app", "x"), ("tier", "web")]);
+        let v: serde_json::Value = serde_json::from_slice(p.json()).unwrap();
+        assert_eq!(v["metadata"]["labels"]["tier"], "web");
+    }
+
+    #[test]
+    fn cluster_scoped_object_has_no_namespace_and_bare_key() {
+        let n = testing::object("Node", "", "node-1", "3", &[]);
+        assert_eq!(n.namespace(), None);
+        assert_eq!(n.key(), "node-1");
+        assert_eq!(n.to_ref(), ObjectRef::new_cluster("node-1"));
+    }
+
+    #[test]
+    fn out_of_range_span_reads_empty_instead_of_panicking() {
+        let meta = Meta { name: Span::new(100, 5), ..Meta::default() };
+        let o = Obj::from_parts(Bytes::from_static(b"{}"), meta);
+        assert_eq!(o.name(), "");
+    }
+
+    #[test]
+    fn spill_spans_read_from_the_spill_buffer() {
+        let meta = Meta { name: Span::spill(0, 3), spill: "a\"b".into(), ..Meta::default() };
+        let o = Obj::from_parts(Bytes::from_static(b"{}"), meta);
+        assert_eq!(o.name(), "a\"b");
+    }
+}

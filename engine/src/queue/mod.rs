@@ -1,0 +1,1 @@
+//! A client-go compatible workqueue with rate limiters.

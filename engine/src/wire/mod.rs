@@ -1,0 +1,1 @@
+//! From HTTP body bytes to decoded objects: framing and one-pass metadata decoding.

@@ -1,0 +1,7 @@
+//! Load generation and a simulated Kubernetes API server for kcache.
+//!
+//! * [`sim`]: an embedded, wire-compatible API server (127.0.0.1 only).
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod sim;

@@ -1,0 +1,1 @@
+//! An embedded, in-memory, wire-compatible Kubernetes API server.
