@@ -16,6 +16,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::arena::SegmentGuard;
+
 /// A byte range inside an object's bytes (or its spill buffer, see [`Meta`]).
 ///
 /// `start` has its top bit set when the range refers to the spill buffer that
@@ -45,6 +47,21 @@ impl Span {
     /// Whether the span is empty.
     pub const fn is_empty(self) -> bool {
         self.len == 0
+    }
+
+    /// Length in bytes.
+    pub const fn len(self) -> u32 {
+        self.len
+    }
+
+    /// Start offset, in the object's bytes or (see [`Span::is_spill`]) the spill buffer.
+    pub const fn offset(self) -> u32 {
+        self.start & !SPILL_BIT
+    }
+
+    /// Whether the span refers to the spill buffer.
+    pub const fn is_spill(self) -> bool {
+        self.start & SPILL_BIT != 0
     }
 
     fn resolve<'a>(self, bytes: &'a [u8], spill: &'a str) -> &'a str {
@@ -108,6 +125,9 @@ pub struct Meta {
 struct Inner {
     bytes: Bytes,
     meta: Meta,
+    /// Present when the bytes live in an [`crate::arena::Arena`] segment: keeps
+    /// them counted as live there until the last handle drops.
+    seg: Option<SegmentGuard>,
 }
 
 /// An immutable cached Kubernetes object.
@@ -133,7 +153,39 @@ impl Obj {
     /// The spans in `meta` must lie within `bytes` (or `meta.spill`); a span that
     /// does not reads as `""` rather than panicking.
     pub fn from_parts(bytes: Bytes, meta: Meta) -> Self {
-        Obj(Arc::new(Inner { bytes, meta }))
+        Obj(Arc::new(Inner { bytes, meta, seg: None }))
+    }
+
+    /// Wraps bytes carved from an arena segment; `guard` accounts for them.
+    pub(crate) fn from_arena(bytes: Bytes, meta: Meta, guard: SegmentGuard) -> Self {
+        Obj(Arc::new(Inner { bytes, meta, seg: Some(guard) }))
+    }
+
+    /// The id of the arena segment holding the bytes, or `None` when the object
+    /// was built with [`Obj::from_parts`].
+    pub fn segment_id(&self) -> Option<u64> {
+        self.0.seg.as_ref().map(SegmentGuard::segment_id)
+    }
+
+    /// Whether the bytes sit in a sealed arena segment whose live ratio fell
+    /// under the arena's sparse ratio: the store should swap this handle for
+    /// [`crate::arena::Arena::relocate`]'s copy. See [`crate::arena`].
+    pub fn segment_is_sparse(&self) -> bool {
+        self.0.seg.as_ref().is_some_and(SegmentGuard::segment_is_sparse)
+    }
+
+    /// Heap bytes this handle owns besides the JSON bytes: the shared header
+    /// and the boxed metadata (labels, owners, index fields, spill). Used for
+    /// memory accounting; allocator overhead is not included.
+    pub fn meta_heap_bytes(&self) -> usize {
+        let m = &self.0.meta;
+        // Arc header (two counters) + Inner.
+        2 * std::mem::size_of::<usize>()
+            + std::mem::size_of::<Inner>()
+            + std::mem::size_of_val::<[(Span, Span)]>(&m.labels)
+            + std::mem::size_of_val::<[OwnerSpans]>(&m.owners)
+            + std::mem::size_of_val::<[Option<Span>]>(&m.fields)
+            + m.spill.len()
     }
 
     fn s(&self, span: Span) -> &str {
