@@ -1,0 +1,279 @@
+//! One shard's pending deltas: a FIFO of keys, each with at most two coalesced deltas.
+//!
+//! # Guarantees
+//! * A key is in `order` iff it is in `pending` (client-go's `queue`/`items` invariant).
+//! * An [`Entry`] holds at most two deltas: the oldest undelivered one and the newest,
+//!   so a shard's memory is O(pending keys) whatever the backlog.
+//! * Entries appear in `order` by ascending `first_seq`.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+
+use crossbeam::utils::CachePadded;
+
+use super::handler::Registration;
+use super::HandlerId;
+use crate::Obj;
+use crate::store::ResourceVersion;
+
+/// How an upsert came about; decides the notification together with the store state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Upsert {
+    /// A watch event (added or modified: both become add-or-update by store state).
+    Watch,
+    /// A relist member; `initial` for the first relist.
+    Replaced { initial: bool },
+    /// A resync.
+    Sync,
+    /// A compaction move of the stored object.
+    Relocate,
+}
+
+/// One pending delta.
+#[derive(Clone, Debug)]
+pub(crate) enum Item {
+    Upsert(Obj, Upsert),
+    Delete(Obj, /* final_state_unknown */ bool),
+}
+
+impl Item {
+    fn is_delete(&self) -> bool {
+        matches!(self, Item::Delete(..))
+    }
+}
+
+/// client-go `isDeletionDup`: of two consecutive deletions keep the later one, unless
+/// it is final-state-unknown, which carries less information.
+fn dedup_delete(a: Item, b: Item) -> Item {
+    match b {
+        Item::Delete(_, true) => a,
+        b => b,
+    }
+}
+
+/// The pending deltas of one key.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub(crate) first: Item,
+    pub(crate) last: Option<Item>,
+    /// Sequence number of `first` (the oldest unapplied delta of this key).
+    pub(crate) first_seq: u64,
+    /// The stream's resource version just before `first_seq`.
+    pub(crate) prev_rv: Option<ResourceVersion>,
+}
+
+impl Entry {
+    pub(crate) fn new(item: Item, seq: u64, prev_rv: Option<ResourceVersion>) -> Self {
+        Entry { first: item, last: None, first_seq: seq, prev_rv }
+    }
+
+    /// Number of deltas held (1 or 2).
+    pub(crate) fn count(&self) -> usize {
+        1 + usize::from(self.last.is_some())
+    }
+
+    /// The newest delta.
+    pub(crate) fn newest(&self) -> &Item {
+        self.last.as_ref().unwrap_or(&self.first)
+    }
+
+    /// Adds `d`, coalescing so that at most two deltas remain. Returns how many deltas
+    /// were merged away (pushed + held before - held after).
+    ///
+    /// Rules, with `U` an upsert and `D` a delete (state relative to the store, which
+    /// only this key's entry changes):
+    /// * `[a] + d -> [a, d]`, except `[D] + D -> [D']` (deletion dedup).
+    /// * `[a, U] + U' -> [a, U']`: keep the oldest undelivered state and the newest.
+    /// * `[U, U] + D -> [U, D]`; `[D, U] + D -> [D']`: an object created and deleted
+    ///   while pending was never seen by handlers, so only the first delete remains.
+    /// * `[U, D] + U' -> [D, U']`: the key was deleted and re-created; handlers see the
+    ///   delete, then the new object.
+    /// * `[a, D] + D' -> [a, D'']`: deletion dedup.
+    /// * A relocate is dropped whenever anything is pending: the pending deltas will
+    ///   replace the stored handle anyway.
+    pub(crate) fn push(&mut self, d: Item) -> usize {
+        let before = self.count() + 1;
+        if matches!(d, Item::Upsert(_, Upsert::Relocate)) {
+            return 1;
+        }
+        match self.last.take() {
+            None => {
+                if self.first.is_delete() && d.is_delete() {
+                    let first = std::mem::replace(&mut self.first, d.clone());
+                    self.first = dedup_delete(first, d);
+                } else {
+                    self.last = Some(d);
+                }
+            }
+            Some(last) => match (last, d) {
+                // A resync of a key with pending deltas is redundant (client-go skips it).
+                (last @ Item::Upsert(..), Item::Upsert(_, Upsert::Sync)) => self.last = Some(last),
+                (Item::Upsert(_, old), Item::Upsert(obj, new)) => {
+                    let kind = match (old, new) {
+                        // A relist after a watch update keeps the relist's flags.
+                        (_, Upsert::Replaced { .. }) => new,
+                        (Upsert::Replaced { .. }, _) => old,
+                        _ => new,
+                    };
+                    self.last = Some(Item::Upsert(obj, kind));
+                }
+                (Item::Upsert(..), d @ Item::Delete(..)) => {
+                    if self.first.is_delete() {
+                        let first = std::mem::replace(&mut self.first, d.clone());
+                        self.first = dedup_delete(first, d);
+                    } else {
+                        self.last = Some(d);
+                    }
+                }
+                (last @ Item::Delete(..), d @ Item::Delete(..)) => self.last = Some(dedup_delete(last, d)),
+                (last @ Item::Delete(..), d @ Item::Upsert(..)) => {
+                    // `first` is an upsert here ([D, D] cannot exist): drop it.
+                    self.first = last;
+                    self.last = Some(d);
+                }
+            },
+        }
+        before - self.count()
+    }
+}
+
+/// A control message processed in order with the shard's deltas.
+pub(crate) enum Command {
+    /// Register a handler on this shard and replay the shard's objects to it.
+    AddHandler(Arc<Registration>),
+    /// Unregister a handler.
+    RemoveHandler(HandlerId),
+}
+
+pub(crate) enum Slot {
+    Key(Arc<str>),
+    Command(Command),
+}
+
+#[derive(Default)]
+pub(crate) struct QueueState {
+    /// Keys (and commands) in arrival order. Invariant: a key is here iff in `pending`.
+    pub(crate) order: VecDeque<Slot>,
+    /// key -> its pending deltas.
+    pub(crate) pending: HashMap<Arc<str>, Entry>,
+    /// Deltas held over all entries (`pending` counts keys).
+    pub(crate) items: usize,
+    /// No more pushes; the shard thread drains and exits.
+    pub(crate) closed: bool,
+}
+
+impl QueueState {
+    /// The low mark of this shard: just before its oldest unapplied delta.
+    pub(crate) fn low(&self) -> Option<(u64, Option<ResourceVersion>)> {
+        self.order.iter().find_map(|s| match s {
+            Slot::Key(k) => self.pending.get(k).map(|e| (e.first_seq - 1, e.prev_rv.clone())),
+            Slot::Command(_) => None,
+        })
+    }
+}
+
+/// Counters of one shard, on their own cache line.
+#[derive(Default)]
+pub(crate) struct ShardCounters {
+    pub(crate) applied: AtomicU64,
+    pub(crate) backlog_keys: AtomicUsize,
+    pub(crate) backlog_deltas: AtomicUsize,
+}
+
+pub(crate) struct ShardQueue {
+    pub(crate) state: Mutex<QueueState>,
+    pub(crate) ready: Condvar,
+    pub(crate) counters: CachePadded<ShardCounters>,
+}
+
+impl ShardQueue {
+    pub(crate) fn new() -> Self {
+        ShardQueue { state: Mutex::new(QueueState::default()), ready: Condvar::new(), counters: CachePadded::default() }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, QueueState> {
+        // The state is only mutated in short sections with no user code, so a poisoned
+        // lock still guards consistent data.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn publish_backlog(&self, q: &QueueState) {
+        self.counters.backlog_keys.store(q.pending.len(), Relaxed);
+        self.counters.backlog_deltas.store(q.items, Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::object::testing::pod;
+
+    fn up(rv: &str) -> Item {
+        Item::Upsert(pod("ns", "a", rv, &[]), Upsert::Watch)
+    }
+    fn del(rv: &str, unknown: bool) -> Item {
+        Item::Delete(pod("ns", "a", rv, &[]), unknown)
+    }
+    fn shape(e: &Entry) -> Vec<String> {
+        std::iter::once(&e.first)
+            .chain(e.last.as_ref())
+            .map(|i| match i {
+                Item::Upsert(o, _) => format!("U{}", o.resource_version()),
+                Item::Delete(o, u) => format!("D{}{}", o.resource_version(), if *u { "?" } else { "" }),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn updates_keep_the_oldest_undelivered_and_the_newest_state() {
+        let mut e = Entry::new(up("1"), 1, None);
+        assert_eq!(e.push(up("2")), 0);
+        for i in 3..1000 {
+            assert_eq!(e.push(up(&i.to_string())), 1);
+        }
+        assert_eq!(shape(&e), ["U1", "U999"]);
+    }
+
+    #[test]
+    fn a_delete_replaces_pending_updates_but_not_the_oldest_state() {
+        let mut e = Entry::new(up("1"), 1, None);
+        e.push(up("2"));
+        e.push(del("3", false));
+        assert_eq!(shape(&e), ["U1", "D3"]);
+    }
+
+    #[test]
+    fn consecutive_deletes_keep_the_informative_one() {
+        let mut e = Entry::new(del("1", false), 1, None);
+        assert_eq!(e.push(del("2", true)), 1);
+        assert_eq!(shape(&e), ["D1"]);
+        assert_eq!(e.push(del("3", false)), 1);
+        assert_eq!(shape(&e), ["D3"]);
+    }
+
+    #[test]
+    fn recreate_after_delete_keeps_the_delete_then_the_new_object() {
+        let mut e = Entry::new(up("1"), 1, None);
+        e.push(del("2", false));
+        e.push(up("3"));
+        assert_eq!(shape(&e), ["D2", "U3"]);
+        e.push(up("4"));
+        assert_eq!(shape(&e), ["D2", "U4"]);
+    }
+
+    #[test]
+    fn an_object_created_and_deleted_while_pending_after_a_delete_leaves_one_delete() {
+        let mut e = Entry::new(del("1", false), 1, None);
+        e.push(up("2"));
+        assert_eq!(e.push(del("3", true)), 2);
+        assert_eq!(shape(&e), ["D1"]);
+    }
+
+    #[test]
+    fn relocate_is_dropped_when_anything_is_pending() {
+        let mut e = Entry::new(up("1"), 1, None);
+        assert_eq!(e.push(Item::Upsert(pod("ns", "a", "0", &[]), Upsert::Relocate)), 1);
+        assert_eq!(shape(&e), ["U1"]);
+    }
+}

@@ -1,0 +1,129 @@
+//! The shard thread: applies a shard's deltas to the store and delivers notifications.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+
+use super::handler::Registration;
+use super::queue::{Command, Entry, Item, Slot, Upsert};
+use super::fifo::Shared;
+use crate::Obj;
+use crate::store::{Barrier, ShardWriter};
+
+/// A notification for the handlers, computed while the store is updated.
+pub(crate) enum Note {
+    Add(Obj, bool),
+    Update(Obj, Obj),
+    Delete(Obj, bool),
+}
+
+/// Applies one item to the store and returns the notification it causes.
+fn apply(writer: &mut ShardWriter, key: &str, item: Item) -> Option<Note> {
+    match item {
+        Item::Upsert(_, Upsert::Sync) => writer.get(key).map(|cur| Note::Update(cur.clone(), cur)),
+        Item::Upsert(obj, Upsert::Relocate) => {
+            let cur = writer.get(key)?;
+            if cur.resource_version() == obj.resource_version() {
+                log_wrong_shard(writer.upsert(obj));
+            }
+            None
+        }
+        Item::Upsert(obj, kind) => {
+            if let Upsert::Replaced { .. } = kind {
+                // A relist of an unchanged object: keep the stored handle, tell nobody.
+                if writer.get(key).is_some_and(|cur| cur.resource_version() == obj.resource_version()) {
+                    return None;
+                }
+            }
+            let initial = matches!(kind, Upsert::Replaced { initial: true });
+            match log_wrong_shard(writer.upsert(obj.clone())).flatten() {
+                Some(old) => Some(Note::Update(old, obj)),
+                None => Some(Note::Add(obj, initial)),
+            }
+        }
+        Item::Delete(obj, unknown) => {
+            // Handlers only hear of deletions of objects they were told about.
+            log_wrong_shard(writer.delete(key)).flatten().map(|_| Note::Delete(obj, unknown))
+        }
+    }
+}
+
+fn log_wrong_shard<T>(r: Result<T, crate::store::StoreError>) -> Option<T> {
+    r.map_err(|e| tracing::error!(error = %e, "fifo routed a delta to the wrong shard")).ok()
+}
+
+fn call(reg: &Registration, shared: &Shared, f: impl FnOnce(&dyn super::Handler)) {
+    if catch_unwind(AssertUnwindSafe(|| f(&*reg.handler))).is_err() {
+        reg.panics.fetch_add(1, Relaxed);
+        shared.handler_panics.fetch_add(1, Relaxed);
+        tracing::error!(handler = %reg.id, "handler panicked; event skipped for this handler only");
+    }
+}
+
+fn deliver(note: &Note, handlers: &[Arc<Registration>], shared: &Shared) {
+    for reg in handlers {
+        match note {
+            Note::Add(o, initial) => call(reg, shared, |h| h.on_add(o, *initial)),
+            Note::Update(old, new) => call(reg, shared, |h| h.on_update(old, new)),
+            Note::Delete(o, unknown) => call(reg, shared, |h| h.on_delete(o, *unknown)),
+        }
+    }
+}
+
+/// The shard thread's loop: runs until the fifo is closed and the queue drained.
+pub(crate) fn run(shard: usize, mut writer: ShardWriter, barrier: Barrier, shared: Arc<Shared>) {
+    let queue = &shared.queues[shard];
+    let mut handlers: Vec<Arc<Registration>> = Vec::new();
+    let mut notes: Vec<Note> = Vec::with_capacity(2);
+    loop {
+        let mut q = queue.lock();
+        let slot = loop {
+            if let Some(s) = q.order.pop_front() {
+                break s;
+            }
+            if q.closed {
+                barrier.set_shard_low(shard, None);
+                return;
+            }
+            q = queue.ready.wait(q).unwrap_or_else(std::sync::PoisonError::into_inner);
+        };
+        match slot {
+            Slot::Key(key) => {
+                let Some(entry) = q.pending.remove(&key) else {
+                    tracing::error!(%key, "fifo key without pending deltas");
+                    continue;
+                };
+                let Entry { first, last, .. } = entry;
+                let n = 1 + u64::from(last.is_some());
+                q.items -= n as usize;
+                // The store is written under the queue lock so that a relist computing
+                // "keys in the store or pending" sees every key in exactly one of them.
+                notes.extend(apply(&mut writer, &key, first));
+                if let Some(last) = last {
+                    notes.extend(apply(&mut writer, &key, last));
+                }
+                barrier.set_shard_low(shard, q.low());
+                queue.publish_backlog(&q);
+                drop(q);
+                queue.counters.applied.fetch_add(n, Relaxed);
+                for note in notes.drain(..) {
+                    deliver(&note, &handlers, &shared);
+                }
+            }
+            Slot::Command(Command::AddHandler(reg)) => {
+                drop(q);
+                handlers.push(Arc::clone(&reg));
+                // Replay without the queue lock: this thread is the shard's only writer,
+                // so the shard cannot change meanwhile, and the producer keeps pushing.
+                writer.for_each(|o| call(&reg, &shared, |h| h.on_add(o, true)));
+                if reg.replay_left.fetch_sub(1, SeqCst) == 1 {
+                    shared.notify_handler_synced();
+                }
+            }
+            Slot::Command(Command::RemoveHandler(id)) => {
+                drop(q);
+                handlers.retain(|r| r.id != id);
+            }
+        }
+    }
+}

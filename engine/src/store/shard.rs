@@ -1,0 +1,385 @@
+//! One shard: its primary map, its index maps, and the single writer that mutates them.
+//!
+//! # Guarantees
+//! * Only the [`ShardWriter`] of a shard mutates it, so index maps are updated with plain
+//!   read-copy-publish steps and never contend.
+//! * A key always maps to the same shard ([`shard_for_key`]), in every process.
+
+use std::cell::Cell;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crossbeam::utils::CachePadded;
+
+use super::config::IndexKind;
+use super::cow::CowSet;
+use super::store::Inner;
+use super::StoreError;
+use crate::Obj;
+
+/// 64-bit FNV-1a of the key: stable across processes and Rust releases (unlike
+/// `DefaultHasher`), so a key's shard never depends on the build.
+pub(crate) fn key_hash(key: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// MurmurHash3's 64-bit finalizer: spreads FNV's weak high bits for the index tries,
+/// and decorrelates them from the shard choice.
+pub(crate) fn mix(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+/// The shard that owns `key` (a client-go `namespace/name` key) among `shards` shards.
+///
+/// The fifo routes deltas with this same function, so a key's deltas always reach the
+/// thread that owns its slot in the store.
+///
+/// ```
+/// use kcache::store::shard_for_key;
+/// let s = shard_for_key("default/web-0", 4);
+/// assert!(s < 4);
+/// assert_eq!(s, shard_for_key("default/web-0", 4));
+/// assert_eq!(shard_for_key("anything", 1), 0);
+/// ```
+pub fn shard_for_key(key: &str, shards: usize) -> usize {
+    (key_hash(key) % shards.max(1) as u64) as usize
+}
+
+/// Writes `obj`'s client-go key into `buf`.
+pub(crate) fn write_key(buf: &mut String, obj: &Obj) {
+    buf.clear();
+    if let Some(ns) = obj.namespace() {
+        buf.push_str(ns);
+        buf.push('/');
+    }
+    buf.push_str(obj.name());
+}
+
+/// Whether `obj`'s key is `key`, without building the key.
+pub(crate) fn key_eq(obj: &Obj, key: &str) -> bool {
+    let name = obj.name();
+    match obj.namespace() {
+        Some(ns) => {
+            key.len() == ns.len() + 1 + name.len()
+                && key.as_bytes()[ns.len()] == b'/'
+                && key.starts_with(ns)
+                && key.ends_with(name)
+        }
+        None => key == name,
+    }
+}
+
+/// Counters one shard writer maintains (relaxed: they are statistics).
+#[derive(Default)]
+pub(crate) struct ShardStats {
+    pub(crate) objects: AtomicU64,
+    pub(crate) json_bytes: AtomicU64,
+    pub(crate) meta_bytes: AtomicU64,
+    pub(crate) key_bytes: AtomicU64,
+    pub(crate) index_values: AtomicU64,
+    pub(crate) index_value_bytes: AtomicU64,
+    pub(crate) index_entries: AtomicU64,
+}
+
+fn add(a: &AtomicU64, d: i64) {
+    if d >= 0 {
+        a.fetch_add(d as u64, Relaxed);
+    } else {
+        a.fetch_sub(d.unsigned_abs(), Relaxed);
+    }
+}
+
+pub(crate) type Map<V> = papaya::HashMap<Arc<str>, V>;
+
+/// The data of one shard.
+pub(crate) struct Shard {
+    /// key -> object; the primary map.
+    pub(crate) objects: Map<Obj>,
+    /// One map per configured indexer (same order as `Inner::indexers`): index value ->
+    /// member set. A value is present iff its set is non-empty.
+    pub(crate) indexes: Box<[Map<CowSet>]>,
+    pub(crate) stats: CachePadded<ShardStats>,
+}
+
+impl Shard {
+    pub(crate) fn new(indexes: usize) -> Self {
+        Shard {
+            objects: Map::new(),
+            indexes: (0..indexes).map(|_| Map::new()).collect(),
+            stats: CachePadded::new(ShardStats::default()),
+        }
+    }
+}
+
+/// Index values of one object, packed in one reusable buffer so that computing them
+/// allocates nothing in the steady state.
+#[derive(Default)]
+struct Values {
+    buf: String,
+    ends: Vec<usize>,
+}
+
+impl Values {
+    fn clear(&mut self) {
+        self.buf.clear();
+        self.ends.clear();
+    }
+
+    fn push(&mut self, parts: &[&str]) {
+        for p in parts {
+            self.buf.push_str(p);
+        }
+        self.ends.push(self.buf.len());
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &str> + '_ {
+        let mut start = 0;
+        self.ends.iter().map(move |&end| {
+            let s = &self.buf[start..end];
+            start = end;
+            s
+        })
+    }
+
+    fn contains(&self, v: &str) -> bool {
+        self.iter().any(|x| x == v)
+    }
+
+    fn fill(&mut self, kind: &IndexKind, obj: &Obj) {
+        self.clear();
+        match kind {
+            IndexKind::Namespace => self.push(&[obj.namespace().unwrap_or("")]),
+            IndexKind::Label => {
+                for (k, v) in obj.labels() {
+                    self.push(&[k, "=", v]);
+                }
+            }
+            IndexKind::Owner => {
+                for o in obj.owner_references() {
+                    if !o.uid.is_empty() {
+                        self.push(&[o.uid]);
+                    }
+                }
+            }
+            IndexKind::Field(i) => {
+                if let Some(v) = obj.field(*i) {
+                    self.push(&[v]);
+                }
+            }
+            IndexKind::Custom(f) => {
+                for v in f(obj) {
+                    self.push(&[&v]);
+                }
+            }
+        }
+    }
+}
+
+/// The only handle that mutates one shard of a store.
+///
+/// Exactly one exists per shard ([`crate::store::Writer::into_parts`]). It is `Send`, so
+/// it can move onto the shard's owner thread, and deliberately not `Sync` nor `Clone`:
+/// single-writer-per-shard is what lets index updates be plain copy-on-write swaps.
+pub struct ShardWriter {
+    pub(crate) inner: Arc<Inner>,
+    pub(crate) shard: usize,
+    key: String,
+    old_vals: Values,
+    new_vals: Values,
+    /// `Cell` is `Send + !Sync`: a shared `&ShardWriter` on two threads could otherwise
+    /// race two copy-on-write swaps of the same index value and lose one.
+    _not_sync: PhantomData<Cell<()>>,
+}
+
+impl std::fmt::Debug for ShardWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardWriter").field("shard", &self.shard).finish_non_exhaustive()
+    }
+}
+
+impl ShardWriter {
+    pub(crate) fn new(inner: Arc<Inner>, shard: usize) -> Self {
+        ShardWriter {
+            inner,
+            shard,
+            key: String::new(),
+            old_vals: Values::default(),
+            new_vals: Values::default(),
+            _not_sync: PhantomData,
+        }
+    }
+
+    /// This writer's shard number.
+    pub fn shard(&self) -> usize {
+        self.shard
+    }
+
+    fn data(&self) -> &Shard {
+        &self.inner.shards[self.shard]
+    }
+
+    /// The stored object under `key`, if this shard holds it.
+    pub fn get(&self, key: &str) -> Option<Obj> {
+        self.data().objects.pin().get(key).cloned()
+    }
+
+    /// Inserts or replaces `obj` (by its key) and updates every index; returns the
+    /// object it replaced.
+    ///
+    /// # Errors
+    /// [`StoreError::WrongShard`] when `obj`'s key belongs to another shard; nothing is
+    /// written.
+    pub fn upsert(&mut self, obj: Obj) -> Result<Option<Obj>, StoreError> {
+        let mut key = std::mem::take(&mut self.key);
+        write_key(&mut key, &obj);
+        let r = self.upsert_key(&key, obj);
+        self.key = key;
+        r
+    }
+
+    fn check_shard(&self, key: &str) -> Result<u64, StoreError> {
+        let h = key_hash(key);
+        let n = self.inner.shards.len();
+        let s = (h % n as u64) as usize;
+        if s != self.shard {
+            return Err(StoreError::WrongShard { key: key.to_owned(), shard: self.shard, owner: s });
+        }
+        Ok(mix(h))
+    }
+
+    fn upsert_key(&mut self, key: &str, obj: Obj) -> Result<Option<Obj>, StoreError> {
+        let hash = self.check_shard(key)?;
+        let inner = Arc::clone(&self.inner);
+        let shard = &inner.shards[self.shard];
+        let map = shard.objects.pin();
+        let (k, old) = match map.get_key_value(key) {
+            // Reuse the stored key: papaya allocates a fresh entry per write anyway, so
+            // sharing the key saves an allocation and a copy.
+            Some((k, v)) => (Arc::clone(k), Some(v.clone())),
+            None => (Arc::from(key), None),
+        };
+        map.insert(k, obj.clone());
+        drop(map);
+        let st = &shard.stats;
+        add(&st.json_bytes, obj.json().len() as i64 - old.as_ref().map_or(0, |o| o.json().len()) as i64);
+        add(&st.meta_bytes, meta_bytes(&obj) as i64 - old.as_ref().map_or(0, meta_bytes) as i64);
+        if old.is_none() {
+            st.objects.fetch_add(1, Relaxed);
+            st.key_bytes.fetch_add(key.len() as u64, Relaxed);
+        }
+        for (i, indexer) in inner.indexers.iter().enumerate() {
+            self.update_index(shard, i, &indexer.kind, key, hash, old.as_ref(), Some(&obj));
+        }
+        Ok(old)
+    }
+
+    /// Removes the object under `key` and its index entries; returns it.
+    ///
+    /// # Errors
+    /// [`StoreError::WrongShard`] when `key` belongs to another shard.
+    pub fn delete(&mut self, key: &str) -> Result<Option<Obj>, StoreError> {
+        let hash = self.check_shard(key)?;
+        let inner = Arc::clone(&self.inner);
+        let shard = &inner.shards[self.shard];
+        let Some(old) = shard.objects.pin().remove(key).cloned() else {
+            return Ok(None);
+        };
+        let st = &shard.stats;
+        st.objects.fetch_sub(1, Relaxed);
+        st.key_bytes.fetch_sub(key.len() as u64, Relaxed);
+        add(&st.json_bytes, -(old.json().len() as i64));
+        add(&st.meta_bytes, -(meta_bytes(&old) as i64));
+        for (i, indexer) in inner.indexers.iter().enumerate() {
+            self.update_index(shard, i, &indexer.kind, key, hash, Some(&old), None);
+        }
+        Ok(Some(old))
+    }
+
+    /// Calls `f` with every object of this shard (the replay used for a new handler).
+    /// The writer is the shard's only mutator, so the view is exact.
+    pub fn for_each(&self, mut f: impl FnMut(&Obj)) {
+        for (_, o) in &self.data().objects.pin() {
+            f(o);
+        }
+    }
+
+    /// Number of objects in this shard.
+    pub fn len(&self) -> usize {
+        self.data().objects.len()
+    }
+
+    /// Whether this shard holds no object.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
+    fn update_index(&mut self, shard: &Shard, i: usize, kind: &IndexKind, key: &str, hash: u64, old: Option<&Obj>, new: Option<&Obj>) {
+        self.old_vals.clear();
+        self.new_vals.clear();
+        if let Some(o) = old {
+            self.old_vals.fill(kind, o);
+        }
+        if let Some(n) = new {
+            self.new_vals.fill(kind, n);
+        }
+        let map = shard.indexes[i].pin();
+        let st = &shard.stats;
+        let same = |o: &Obj| key_eq(o, key);
+        if let Some(n) = new {
+            for v in self.new_vals.iter() {
+                match map.get_key_value(v) {
+                    Some((k, set)) => {
+                        let (set, replaced) = set.insert(hash, n.clone(), same);
+                        map.insert(Arc::clone(k), set);
+                        if !replaced {
+                            st.index_entries.fetch_add(1, Relaxed);
+                        }
+                    }
+                    None => {
+                        let (set, _) = CowSet::default().insert(hash, n.clone(), same);
+                        map.insert(Arc::from(v), set);
+                        st.index_entries.fetch_add(1, Relaxed);
+                        st.index_values.fetch_add(1, Relaxed);
+                        st.index_value_bytes.fetch_add(v.len() as u64, Relaxed);
+                    }
+                }
+            }
+        }
+        for v in self.old_vals.iter() {
+            if self.new_vals.contains(v) {
+                continue;
+            }
+            let Some((k, set)) = map.get_key_value(v) else { continue };
+            let Some(set) = set.remove(hash, same) else { continue };
+            st.index_entries.fetch_sub(1, Relaxed);
+            if set.is_empty() {
+                map.remove(v);
+                st.index_values.fetch_sub(1, Relaxed);
+                st.index_value_bytes.fetch_sub(v.len() as u64, Relaxed);
+            } else {
+                map.insert(Arc::clone(k), set);
+            }
+        }
+    }
+}
+
+/// Heap bytes of an object's decoded metadata (not its JSON).
+fn meta_bytes(o: &Obj) -> usize {
+    let m = o.meta();
+    size_of_val(m)
+        + m.labels.len() * size_of::<(crate::object::Span, crate::object::Span)>()
+        + m.owners.len() * size_of::<crate::object::OwnerSpans>()
+        + m.fields.len() * size_of::<Option<crate::object::Span>>()
+        + m.spill.len()
+}
