@@ -1,0 +1,285 @@
+//! Starting the simulator ([`SimServer`]) and driving it from Rust ([`SimHandle`]).
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use super::error::{Result, SimError};
+use super::faults::{Counters, FaultRequest, Faults, Stats};
+use super::resource::ResourceDef;
+use super::server::{self, Config, Shared};
+use super::store::{DeleteOptions, PatchKind, ResourceId, Store};
+
+/// Builder for a simulated API server. See the [module docs](super) for what it serves.
+#[derive(Clone, Debug)]
+pub struct SimServer {
+    addr: SocketAddr,
+    history: usize,
+    watch_buffer: usize,
+    bookmark_interval: Duration,
+    resources: Vec<ResourceDef>,
+}
+
+impl SimServer {
+    /// Defaults: `127.0.0.1:0` (an ephemeral port), 10,000 events of history, a
+    /// 4,096-event fan-out buffer per watcher, bookmarks every second, and the
+    /// resources pods, nodes, namespaces and configmaps.
+    pub fn builder() -> Self {
+        SimServer {
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            history: 10_000,
+            watch_buffer: 4096,
+            bookmark_interval: Duration::from_secs(1),
+            resources: ResourceDef::defaults(),
+        }
+    }
+
+    /// The address to bind; must be a loopback address (`start` refuses others).
+    #[must_use]
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.addr = addr;
+        self
+    }
+
+    /// Binds `127.0.0.1:port` (0: ephemeral).
+    #[must_use]
+    pub fn port(mut self, port: u16) -> Self {
+        self.addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        self
+    }
+
+    /// How many events the watch history keeps: a watch from an older
+    /// resourceVersion gets 410 Expired.
+    #[must_use]
+    pub fn history(mut self, events: usize) -> Self {
+        self.history = events.max(1);
+        self
+    }
+
+    /// How many live events a watcher may fall behind before it is closed.
+    #[must_use]
+    pub fn watch_buffer(mut self, events: usize) -> Self {
+        self.watch_buffer = events.max(16);
+        self
+    }
+
+    /// How often watches with `allowWatchBookmarks=true` get a BOOKMARK (a real
+    /// server sends one about every minute).
+    #[must_use]
+    pub fn bookmark_interval(mut self, every: Duration) -> Self {
+        self.bookmark_interval = every.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Serves one more resource type.
+    #[must_use]
+    pub fn resource(mut self, def: ResourceDef) -> Self {
+        self.resources.push(def);
+        self
+    }
+
+    /// Binds and starts serving on the current tokio runtime.
+    ///
+    /// # Errors
+    /// [`SimError::NonLoopback`] for a non-loopback address, [`SimError::Bind`] when
+    /// the port cannot be bound.
+    pub async fn start(self) -> Result<SimHandle> {
+        if !self.addr.ip().is_loopback() {
+            return Err(SimError::NonLoopback(self.addr));
+        }
+        let listener = TcpListener::bind(self.addr).await.map_err(|source| SimError::Bind { addr: self.addr, source })?;
+        let addr = listener.local_addr().map_err(|source| SimError::Bind { addr: self.addr, source })?;
+        let shared = Arc::new(Shared {
+            store: Store::new(self.resources, self.history, self.watch_buffer),
+            faults: Faults::new(),
+            counters: Counters::default(),
+            config: Config { bookmark_interval: self.bookmark_interval },
+        });
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(server::accept_loop(listener, shared.clone(), shutdown.clone()));
+        Ok(SimHandle { shared, addr, shutdown, task: Some(task) })
+    }
+}
+
+/// A running simulator. Dropping it stops the server (as [`SimHandle::shutdown`]
+/// does, without waiting).
+pub struct SimHandle {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl SimHandle {
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A `kube::Client` for the simulator (plain HTTP, no auth).
+    ///
+    /// # Errors
+    /// [`SimError::Client`] if kube-client refuses the config.
+    pub fn client(&self) -> Result<kube::Client> {
+        let url = self.url();
+        let uri: http::Uri = url.parse().map_err(|e: http::uri::InvalidUri| SimError::Http { addr: self.addr, what: e.to_string() })?;
+        let mut config = kube::Config::new(uri);
+        config.default_namespace = "default".to_owned();
+        kube::Client::try_from(config).map_err(|source| SimError::Client { url, source })
+    }
+
+    fn resource(&self, name: &str) -> Result<ResourceId> {
+        self.shared.store.lookup_name(name).map(|(id, _)| id).ok_or_else(|| SimError::UnknownResource(name.to_owned()))
+    }
+
+    /// Serves one more resource type from now on.
+    pub fn register(&self, def: ResourceDef) {
+        self.shared.store.register(def);
+    }
+
+    /// Number of stored objects of a resource (`"pods"`, `"deployments.apps"`).
+    ///
+    /// # Errors
+    /// [`SimError::UnknownResource`].
+    pub fn object_count(&self, resource: &str) -> Result<usize> {
+        Ok(self.shared.store.count(self.resource(resource)?))
+    }
+
+    /// The stored objects of a resource, optionally one namespace, in key order
+    /// (each with kind and apiVersion).
+    ///
+    /// # Errors
+    /// [`SimError::UnknownResource`].
+    pub fn objects(&self, resource: &str, namespace: Option<&str>) -> Result<Vec<Value>> {
+        Ok(self.shared.store.snapshot(self.resource(resource)?, namespace).iter().map(|o| o.to_value()).collect())
+    }
+
+    /// One stored object.
+    ///
+    /// # Errors
+    /// [`SimError::UnknownResource`].
+    pub fn get(&self, resource: &str, namespace: &str, name: &str) -> Result<Option<Value>> {
+        Ok(self.shared.store.get(self.resource(resource)?, namespace, name).map(|o| o.to_value()))
+    }
+
+    /// Creates an object without HTTP (its namespace comes from
+    /// `metadata.namespace`, else `default`); returns the stored object.
+    ///
+    /// # Errors
+    /// [`SimError::Api`] with the Status the HTTP API would answer.
+    pub fn create(&self, resource: &str, obj: Value) -> Result<Value> {
+        let id = self.resource(resource)?;
+        let ns = obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default").to_owned();
+        let namespaced = self.shared.store.resources().get(id).is_some_and(|d| d.namespaced);
+        Ok(self.shared.store.create(id, if namespaced { &ns } else { "" }, obj)?.to_value())
+    }
+
+    /// Creates many objects under one lock (the bulk-load fast path); objects whose
+    /// key exists are skipped. Returns how many were created.
+    ///
+    /// # Errors
+    /// [`SimError::Api`] if an object is invalid (nothing is created then).
+    pub fn create_many(&self, resource: &str, objs: impl IntoIterator<Item = Value>) -> Result<usize> {
+        Ok(self.shared.store.create_many(self.resource(resource)?, objs)?)
+    }
+
+    /// Replaces an object (like PUT); returns the stored object.
+    ///
+    /// # Errors
+    /// [`SimError::Api`]: 404, 409 on a stale resourceVersion, ...
+    pub fn replace(&self, resource: &str, namespace: &str, name: &str, obj: Value) -> Result<Value> {
+        Ok(self.shared.store.update(self.resource(resource)?, namespace, name, obj, false)?.to_value())
+    }
+
+    /// Merge-patches an object (like PATCH with `application/merge-patch+json`).
+    ///
+    /// # Errors
+    /// [`SimError::Api`].
+    pub fn merge_patch(&self, resource: &str, namespace: &str, name: &str, patch: &Value) -> Result<Value> {
+        let body = serde_json::to_vec(patch).unwrap_or_default();
+        Ok(self.shared.store.patch(self.resource(resource)?, namespace, name, PatchKind::Merge, &body, false)?.to_value())
+    }
+
+    /// Deletes an object; returns its last version.
+    ///
+    /// # Errors
+    /// [`SimError::Api`] (404 when missing).
+    pub fn delete(&self, resource: &str, namespace: &str, name: &str) -> Result<Value> {
+        Ok(self.shared.store.delete(self.resource(resource)?, namespace, name, &DeleteOptions::default())?.to_value())
+    }
+
+    /// The current global resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        self.shared.store.resource_version()
+    }
+
+    /// The oldest resourceVersion history still serves (watches from older ones get 410).
+    pub fn compacted_resource_version(&self) -> u64 {
+        self.shared.store.compacted()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        self.shared.counters.snapshot(self.shared.store.resource_version(), self.shared.store.total_objects() as u64)
+    }
+
+    /// Applies a fault request (what `POST /_sim/faults` does).
+    pub fn faults(&self, f: &FaultRequest) {
+        server::apply_faults(&self.shared, f);
+    }
+
+    /// Closes every watch cleanly once it has sent `n` events (0 turns it off).
+    pub fn close_watches_every(&self, n: u64) {
+        self.faults(&FaultRequest { close_watches_every: Some(n), ..FaultRequest::default() });
+    }
+
+    /// Expires every resourceVersion older than now: the next watch or exact read
+    /// from an older one answers 410 Expired.
+    pub fn expire_history(&self) {
+        self.faults(&FaultRequest { expire_history: true, ..FaultRequest::default() });
+    }
+
+    /// Sends one malformed frame (a cut-off event line) on every open watch.
+    pub fn inject_malformed_frame(&self) {
+        self.faults(&FaultRequest { inject_malformed_frame: true, ..FaultRequest::default() });
+    }
+
+    /// Delays every response by `latency` (zero turns it off).
+    pub fn set_latency(&self, latency: Duration) {
+        self.shared.faults.set_latency(latency);
+    }
+
+    /// Drops every open connection and watch at once; the data is kept and new
+    /// connections are accepted.
+    pub fn restart(&self) {
+        self.faults(&FaultRequest { restart: true, ..FaultRequest::default() });
+    }
+
+    /// Stops accepting, drops every connection and waits for the accept loop to end.
+    pub async fn shutdown(mut self) {
+        self.stop();
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+
+    fn stop(&self) {
+        self.shutdown.cancel();
+        self.shared.faults.restart();
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

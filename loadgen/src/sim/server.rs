@@ -1,0 +1,558 @@
+//! The HTTP/1.1 front end: accept loop, routing, verbs, discovery and the admin API.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::faults::{Counters, FaultRequest, Faults};
+use super::selector::{FieldSelector, LabelSelector};
+use super::status::ApiError;
+use super::store::{DeleteOptions, ListQuery, PatchKind, ResourceId, Store, WatchStart};
+use super::watch::{self, WatchSpec};
+
+/// Request bodies larger than this answer 413 (the real server's limit).
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
+
+/// Settings fixed at start.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub bookmark_interval: Duration,
+}
+
+/// Everything request handlers share.
+pub(crate) struct Shared {
+    pub store: Store,
+    pub faults: Faults,
+    pub counters: Counters,
+    pub config: Config,
+}
+
+/// A response body: one buffer, or a stream of watch chunks.
+pub(crate) enum SimBody {
+    Full(Option<Bytes>),
+    Stream(mpsc::Receiver<Bytes>),
+}
+
+impl Body for SimBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match self.get_mut() {
+            SimBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            SimBody::Stream(rx) => rx.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self, SimBody::Full(None))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            SimBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            SimBody::Full(None) => SizeHint::with_exact(0),
+            SimBody::Stream(_) => SizeHint::default(),
+        }
+    }
+}
+
+fn respond(code: StatusCode, body: impl Into<Bytes>) -> Response<SimBody> {
+    let mut r = Response::new(SimBody::Full(Some(body.into())));
+    *r.status_mut() = code;
+    r.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    r
+}
+
+fn error_response(e: &ApiError) -> Response<SimBody> {
+    respond(StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), e.to_bytes())
+}
+
+/// Accepts connections until `shutdown` fires. Each connection is dropped at once
+/// when the current restart generation is cancelled.
+pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: CancellationToken) {
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        let Ok((stream, _)) = accepted else {
+            // Accept errors (e.g. too many open files) are transient; back off briefly.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        shared.counters.connections.fetch_add(1, Relaxed);
+        let generation = shared.faults.current_generation();
+        let conn_cancel = generation.child_token();
+        let shutdown = shutdown.clone();
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let svc_shared = shared.clone();
+            let svc_cancel = conn_cancel.clone();
+            let svc = service_fn(move |req| {
+                let shared = svc_shared.clone();
+                let cancel = svc_cancel.clone();
+                async move { Ok::<_, Infallible>(handle(shared, req, cancel).await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), svc);
+            tokio::select! {
+                _ = conn => {}
+                () = conn_cancel.cancelled() => {}
+                () = shutdown.cancelled() => {}
+            }
+        });
+    }
+}
+
+/// Decodes `application/x-www-form-urlencoded` query components.
+fn url_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(v) => {
+                        out.push(v);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Parsed query parameters (last value wins).
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(q: Option<&str>) -> Self {
+        Query(
+            q.unwrap_or("")
+                .split('&')
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                    (url_decode(k), url_decode(v))
+                })
+                .collect(),
+        )
+    }
+    fn get(&self, k: &str) -> Option<&str> {
+        self.0.iter().rev().find(|(key, _)| key == k).map(|(_, v)| v.as_str())
+    }
+    fn flag(&self, k: &str) -> Option<bool> {
+        self.get(k).map(|v| matches!(v, "1" | "true" | "True" | ""))
+    }
+}
+
+/// A routed API path.
+struct Target {
+    res: ResourceId,
+    def: Arc<super::resource::ResourceDef>,
+    namespace: String,
+    name: Option<String>,
+    subresource: Option<String>,
+}
+
+enum Route {
+    Api(Target),
+    Discovery(Value),
+    Admin(String),
+    NotFound,
+}
+
+fn route(shared: &Shared, path: &str) -> Route {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    match segs.as_slice() {
+        ["_sim", rest @ ..] => return Route::Admin(rest.join("/")),
+        ["version"] => {
+            return Route::Discovery(json!({
+                "major": "1", "minor": "36", "gitVersion": "v1.36.2-kcache-sim", "gitCommit": "", "gitTreeState": "clean",
+                "buildDate": "2026-11-23T00:00:00Z", "goVersion": "go1.25", "compiler": "gc", "platform": "linux/amd64"
+            }));
+        }
+        ["api"] => {
+            return Route::Discovery(json!({
+                "kind": "APIVersions", "versions": ["v1"],
+                "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:443"}]
+            }));
+        }
+        ["apis"] => return Route::Discovery(api_group_list(shared)),
+        ["api", "v1"] => return Route::Discovery(resource_list(shared, "", "v1")),
+        ["apis", g, v] => return Route::Discovery(resource_list(shared, g, v)),
+        _ => {}
+    }
+    let (group, version, rest) = match segs.as_slice() {
+        ["api", v, rest @ ..] => ("", *v, rest),
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        _ => return Route::NotFound,
+    };
+    let lookup = |plural: &str| shared.store.lookup(group, version, plural);
+    // `namespaces/{ns}/{plural}/...` is namespaced when {plural} is a namespaced
+    // resource; otherwise `namespaces/{name}/{sub}` addresses a Namespace.
+    let (namespace, plural, tail) = match rest {
+        ["namespaces", ns, plural, tail @ ..] if lookup(plural).is_some_and(|(_, d)| d.namespaced) => (*ns, *plural, tail),
+        [plural, tail @ ..] => ("", *plural, tail),
+        [] => return Route::NotFound,
+    };
+    let Some((res, def)) = lookup(plural) else { return Route::NotFound };
+    let (name, subresource) = match tail {
+        [] => (None, None),
+        [name] => (Some((*name).to_owned()), None),
+        [name, sub] => (Some((*name).to_owned()), Some((*sub).to_owned())),
+        _ => return Route::NotFound,
+    };
+    if subresource.as_deref().is_some_and(|s| s != "status") {
+        return Route::NotFound;
+    }
+    if !def.namespaced && !namespace.is_empty() {
+        return Route::NotFound;
+    }
+    Route::Api(Target { res, def, namespace: namespace.to_owned(), name, subresource })
+}
+
+fn api_group_list(shared: &Shared) -> Value {
+    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+    for r in shared.store.resources().iter().filter(|r| !r.group.is_empty()) {
+        match groups.iter_mut().find(|(g, _)| *g == r.group) {
+            Some((_, vs)) if !vs.contains(&r.version) => vs.push(r.version.clone()),
+            Some(_) => {}
+            None => groups.push((r.group.clone(), vec![r.version.clone()])),
+        }
+    }
+    let groups: Vec<Value> = groups
+        .into_iter()
+        .map(|(g, vs)| {
+            let versions: Vec<Value> = vs.iter().map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v})).collect();
+            json!({"name": g, "versions": versions, "preferredVersion": versions[0]})
+        })
+        .collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+fn resource_list(shared: &Shared, group: &str, version: &str) -> Value {
+    let resources: Vec<Value> = shared
+        .store
+        .resources()
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+        .flat_map(|r| {
+            let verbs = ["create", "delete", "get", "list", "patch", "update", "watch"];
+            [
+                json!({"name": r.plural, "singularName": r.kind.to_lowercase(), "namespaced": r.namespaced, "kind": r.kind, "verbs": verbs}),
+                json!({"name": format!("{}/status", r.plural), "singularName": "", "namespaced": r.namespaced, "kind": r.kind, "verbs": ["get", "patch", "update"]}),
+            ]
+        })
+        .collect();
+    let gv = if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") };
+    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources})
+}
+
+fn accept_is_metadata(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("as=PartialObjectMetadata") && v.contains("g=meta.k8s.io"))
+}
+
+fn content_type(headers: &HeaderMap) -> String {
+    headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned()
+}
+
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
+    if let Some(len) = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok())
+        && len > MAX_BODY
+    {
+        return Err(ApiError::too_large(MAX_BODY));
+    }
+    match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::too_large(MAX_BODY)),
+        Err(e) => Err(ApiError::bad_request(format!("error reading the request body: {e}"))),
+    }
+}
+
+fn parse_json_body(body: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the body of the request could not be decoded as JSON: {e}")))
+}
+
+async fn handle(shared: Arc<Shared>, req: Request<Incoming>, cancel: CancellationToken) -> Response<SimBody> {
+    let latency = shared.faults.latency();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let resp = match dispatch(&shared, req, cancel).await {
+        Ok(r) => r,
+        Err(e) => error_response(&e),
+    };
+    if !resp.status().is_success() {
+        shared.counters.errors.fetch_add(1, Relaxed);
+    }
+    resp
+}
+
+async fn dispatch(shared: &Arc<Shared>, req: Request<Incoming>, cancel: CancellationToken) -> Result<Response<SimBody>, ApiError> {
+    let path = req.uri().path().to_owned();
+    let query = Query::parse(req.uri().query());
+    let c = &shared.counters;
+    let target = match route(shared, &path) {
+        Route::Api(t) => t,
+        Route::Discovery(v) => {
+            c.other.fetch_add(1, Relaxed);
+            return if req.method() == Method::GET {
+                Ok(respond(StatusCode::OK, serde_json::to_vec(&v).unwrap_or_default()))
+            } else {
+                Err(ApiError::method_not_allowed())
+            };
+        }
+        Route::Admin(what) => {
+            c.other.fetch_add(1, Relaxed);
+            return admin(shared, req, &what).await;
+        }
+        Route::NotFound => {
+            c.other.fetch_add(1, Relaxed);
+            return Err(ApiError::no_route());
+        }
+    };
+    let metadata_only = accept_is_metadata(req.headers());
+    let status_only = target.subresource.is_some();
+    let method = req.method().clone();
+    match (method, target.name.clone()) {
+        (Method::GET, None) if query.flag("watch").unwrap_or(false) => {
+            c.watch.fetch_add(1, Relaxed);
+            start_watch(shared, &target, &query, metadata_only, cancel)
+        }
+        (Method::GET, None) => {
+            c.list.fetch_add(1, Relaxed);
+            let q = ListQuery {
+                namespace: (!target.namespace.is_empty()).then(|| target.namespace.clone()),
+                labels: LabelSelector::parse(query.get("labelSelector").unwrap_or(""))?,
+                fields: FieldSelector::parse(query.get("fieldSelector").unwrap_or(""))?,
+                limit: match query.get("limit").filter(|l| !l.is_empty()) {
+                    Some(l) => Some(l.parse::<usize>().map_err(|_| ApiError::bad_request(format!("invalid limit: {l:?}")))?),
+                    None => None,
+                },
+                continue_token: query.get("continue").map(str::to_owned),
+                resource_version: query.get("resourceVersion").map(str::to_owned),
+                resource_version_match: query.get("resourceVersionMatch").map(str::to_owned),
+                metadata_only,
+            };
+            let body = shared.store.list(target.res, &q)?;
+            Ok(respond(StatusCode::OK, body))
+        }
+        (Method::GET, Some(name)) => {
+            c.get.fetch_add(1, Relaxed);
+            let o = shared.store.get(target.res, &target.namespace, &name).ok_or_else(|| ApiError::not_found(&target.def.plural, &name))?;
+            if metadata_only {
+                let mut out = Vec::new();
+                o.write_partial(&mut out);
+                Ok(respond(StatusCode::OK, out))
+            } else {
+                Ok(respond(StatusCode::OK, o.body.clone()))
+            }
+        }
+        (Method::POST, None) => {
+            c.create.fetch_add(1, Relaxed);
+            let ct = content_type(req.headers());
+            if !ct.is_empty() && !ct.starts_with("application/json") && !ct.starts_with("*/*") {
+                return Err(ApiError::unsupported_body(&ct));
+            }
+            let body = read_body(req).await?;
+            let v = parse_json_body(&body)?;
+            let o = shared.store.create(target.res, &target.namespace, v)?;
+            Ok(respond(StatusCode::CREATED, o.body.clone()))
+        }
+        (Method::PUT, Some(name)) => {
+            c.update.fetch_add(1, Relaxed);
+            let ct = content_type(req.headers());
+            if !ct.is_empty() && !ct.starts_with("application/json") && !ct.starts_with("*/*") {
+                return Err(ApiError::unsupported_body(&ct));
+            }
+            let body = read_body(req).await?;
+            let v = parse_json_body(&body)?;
+            let o = shared.store.update(target.res, &target.namespace, &name, v, status_only)?;
+            Ok(respond(StatusCode::OK, o.body.clone()))
+        }
+        (Method::PATCH, Some(name)) => {
+            c.patch.fetch_add(1, Relaxed);
+            let ct = content_type(req.headers());
+            let kind = match ct.split(';').next().unwrap_or("").trim() {
+                "application/merge-patch+json" => PatchKind::Merge,
+                "application/json-patch+json" => PatchKind::Json,
+                _ => return Err(ApiError::unsupported_patch(&ct)),
+            };
+            let body = read_body(req).await?;
+            let o = shared.store.patch(target.res, &target.namespace, &name, kind, &body, status_only)?;
+            Ok(respond(StatusCode::OK, o.body.clone()))
+        }
+        (Method::DELETE, Some(name)) if !status_only => {
+            c.delete.fetch_add(1, Relaxed);
+            let mut opts = DeleteOptions {
+                grace_period_seconds: query.get("gracePeriodSeconds").and_then(|g| g.parse().ok()),
+                ..DeleteOptions::default()
+            };
+            let body = read_body(req).await?;
+            if !body.iter().all(u8::is_ascii_whitespace) {
+                let v = parse_json_body(&body)?;
+                if let Some(g) = v.get("gracePeriodSeconds").and_then(Value::as_i64) {
+                    opts.grace_period_seconds = Some(g);
+                }
+                opts.uid = v.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_owned);
+                opts.resource_version = v.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(str::to_owned);
+            }
+            let o = shared.store.delete(target.res, &target.namespace, &name, &opts)?;
+            Ok(respond(StatusCode::OK, o.body.clone()))
+        }
+        _ => {
+            c.other.fetch_add(1, Relaxed);
+            Err(ApiError::method_not_allowed())
+        }
+    }
+}
+
+fn start_watch(
+    shared: &Arc<Shared>,
+    target: &Target,
+    query: &Query,
+    metadata_only: bool,
+    cancel: CancellationToken,
+) -> Result<Response<SimBody>, ApiError> {
+    let labels = LabelSelector::parse(query.get("labelSelector").unwrap_or(""))?;
+    let fields = FieldSelector::parse(query.get("fieldSelector").unwrap_or(""))?;
+    let bookmarks = query.flag("allowWatchBookmarks").unwrap_or(false);
+    let send_initial = query.flag("sendInitialEvents");
+    let rv = query.get("resourceVersion").unwrap_or("");
+    let rv_match = query.get("resourceVersionMatch").unwrap_or("");
+    let timeout = match query.get("timeoutSeconds").filter(|t| !t.is_empty()) {
+        Some(t) => Some(Duration::from_secs(t.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds: {t:?}")))?)),
+        None => None,
+    };
+    if send_initial == Some(true) && rv_match != "NotOlderThan" {
+        return Err(ApiError::invalid(
+            "ListOptions",
+            "",
+            "resourceVersionMatch",
+            "FieldValueForbidden",
+            "Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+        ));
+    }
+    if send_initial == Some(true) && !bookmarks {
+        return Err(ApiError::invalid(
+            "ListOptions",
+            "",
+            "allowWatchBookmarks",
+            "FieldValueForbidden",
+            "Forbidden: sendInitialEvents requires allowWatchBookmarks=true",
+        ));
+    }
+    // Kubernetes API concepts, "Semantics for watch": unset and "0" start with
+    // synthetic ADDED events for the current state unless sendInitialEvents=false;
+    // an explicit RV replays every later event (410 when compacted).
+    let start = match (rv, send_initial) {
+        (_, Some(true)) => WatchStart::InitialState,
+        ("" | "0", Some(false)) => WatchStart::Now,
+        ("" | "0", None) => WatchStart::InitialState,
+        (rv, _) => WatchStart::From(rv.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv:?}")))?),
+    };
+    let namespace = (!target.namespace.is_empty()).then(|| target.namespace.clone());
+    let (tx, rx) = mpsc::channel(64);
+    match shared.store.start_watch(target.res, namespace.as_deref(), start) {
+        Ok(seed) => {
+            let spec = WatchSpec {
+                res: target.res,
+                def: target.def.clone(),
+                namespace,
+                labels,
+                fields,
+                bookmarks,
+                initial_events_end: send_initial == Some(true),
+                timeout,
+                metadata_only,
+            };
+            tokio::spawn(watch::run(shared.clone(), spec, seed, tx, cancel));
+        }
+        Err(e) => {
+            // The real server answers 200 and sends one ERROR event, then closes.
+            let mut f = Vec::from(&br#"{"type":"ERROR","object":"#[..]);
+            f.extend_from_slice(&e.to_json());
+            f.extend_from_slice(b"}\n");
+            shared.counters.events_sent.fetch_add(1, Relaxed);
+            let _ = tx.try_send(Bytes::from(f));
+        }
+    }
+    let mut r = Response::new(SimBody::Stream(rx));
+    r.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    Ok(r)
+}
+
+async fn admin(shared: &Arc<Shared>, req: Request<Incoming>, what: &str) -> Result<Response<SimBody>, ApiError> {
+    match (req.method().clone(), what) {
+        (Method::GET, "stats") => {}
+        (Method::POST, "faults") => {
+            let body = read_body(req).await?;
+            let f: FaultRequest = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid fault request: {e}")))?;
+            apply_faults(shared, &f);
+        }
+        (_, "stats" | "faults") => return Err(ApiError::method_not_allowed()),
+        _ => return Err(ApiError::no_route()),
+    }
+    let stats = shared.counters.snapshot(shared.store.resource_version(), shared.store.total_objects() as u64);
+    Ok(respond(StatusCode::OK, serde_json::to_vec(&stats).unwrap_or_default()))
+}
+
+/// Applies a fault request (shared by the admin endpoint and the handle).
+pub(crate) fn apply_faults(shared: &Shared, f: &FaultRequest) {
+    if let Some(n) = f.close_watches_every {
+        shared.faults.close_every.store(n, Relaxed);
+    }
+    if let Some(ms) = f.latency_ms {
+        shared.faults.set_latency(Duration::from_millis(ms));
+    }
+    if f.expire_history {
+        shared.store.expire_history();
+    }
+    if f.inject_malformed_frame {
+        shared.faults.malformed.send_modify(|g| *g += 1);
+    }
+    if f.restart {
+        shared.counters.restarts.fetch_add(1, Relaxed);
+        shared.faults.restart();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_decode;
+
+    #[test]
+    fn query_components_decode_like_forms() {
+        assert_eq!(url_decode("app+in+%28a%2Cb%29"), "app in (a,b)");
+        assert_eq!(url_decode("100%"), "100%");
+        assert_eq!(url_decode("%zz"), "%zz");
+    }
+}

@@ -1,0 +1,191 @@
+//! Kubernetes `Status` error bodies, shaped exactly like a real kube-apiserver's.
+
+use bytes::Bytes;
+use serde_json::Value;
+
+/// An API error: an HTTP status code plus the `Status` body the server sends with it.
+///
+/// The body is `{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",
+/// "message":…,"reason":…,"details":{…},"code":…}`, key for key what
+/// fixtures/real-apiserver/status-*.json hold (`details` is left out when empty,
+/// as the real server does for BadRequest and Expired).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApiError {
+    /// HTTP status code (404, 409, ...).
+    pub code: u16,
+    /// Machine-readable reason (`NotFound`, `Conflict`, ...).
+    pub reason: &'static str,
+    /// Human-readable message.
+    pub message: String,
+    /// The `details` object, if any.
+    pub details: Option<Value>,
+    /// A `metadata.continue` token (410 on an expired continue token carries a fresh one).
+    pub continue_token: Option<String>,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}): {}", self.code, self.reason, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+fn details(name: &str, kind: &str) -> Option<Value> {
+    Some(serde_json::json!({ "name": name, "kind": kind }))
+}
+
+impl ApiError {
+    fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
+        ApiError { code, reason, message: message.into(), details: None, continue_token: None }
+    }
+
+    /// 404 NotFound for `plural/name`.
+    pub fn not_found(plural: &str, name: &str) -> Self {
+        ApiError {
+            details: details(name, plural),
+            ..Self::new(404, "NotFound", format!("{plural} \"{name}\" not found"))
+        }
+    }
+
+    /// 404 NotFound for a path that names no served resource.
+    pub fn no_route() -> Self {
+        ApiError {
+            details: Some(serde_json::json!({})),
+            ..Self::new(404, "NotFound", "the server could not find the requested resource")
+        }
+    }
+
+    /// 409 Conflict: a write carried a stale `metadata.resourceVersion`.
+    pub fn conflict(plural: &str, name: &str) -> Self {
+        ApiError {
+            details: details(name, plural),
+            ..Self::new(
+                409,
+                "Conflict",
+                format!(
+                    "Operation cannot be fulfilled on {plural} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+                ),
+            )
+        }
+    }
+
+    /// 409 AlreadyExists: a create named an existing object.
+    pub fn already_exists(plural: &str, name: &str) -> Self {
+        ApiError {
+            details: details(name, plural),
+            ..Self::new(409, "AlreadyExists", format!("{plural} \"{name}\" already exists"))
+        }
+    }
+
+    /// 410 Expired for a watch from a compacted resourceVersion.
+    pub fn too_old_resource_version(requested: u64, oldest: u64) -> Self {
+        Self::new(410, "Expired", format!("too old resource version: {requested} ({oldest})"))
+    }
+
+    /// 410 Expired for a LIST continue token whose snapshot was compacted; carries
+    /// a fresh token that continues from the same key at the latest state.
+    pub fn continue_expired(fresh_token: String) -> Self {
+        ApiError {
+            continue_token: Some(fresh_token),
+            ..Self::new(
+                410,
+                "Expired",
+                "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
+            )
+        }
+    }
+
+    /// 400 BadRequest with a message.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(400, "BadRequest", message)
+    }
+
+    /// 405 MethodNotAllowed.
+    pub fn method_not_allowed() -> Self {
+        ApiError {
+            details: Some(serde_json::json!({})),
+            ..Self::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+        }
+    }
+
+    /// 413 RequestEntityTooLarge for a body over `limit` bytes.
+    pub fn too_large(limit: usize) -> Self {
+        Self::new(413, "RequestEntityTooLarge", format!("the request is too large: limit is {limit}"))
+    }
+
+    /// 415 UnsupportedMediaType for a PATCH content type the server does not take.
+    pub fn unsupported_patch(content_type: &str) -> Self {
+        Self::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json (got {content_type:?})"
+            ),
+        )
+    }
+
+    /// 415 UnsupportedMediaType for a write body that is not JSON.
+    pub fn unsupported_body(content_type: &str) -> Self {
+        Self::new(
+            415,
+            "UnsupportedMediaType",
+            format!("the body of the request was in an unknown format - accepted media types include: application/json (got {content_type:?})"),
+        )
+    }
+
+    /// 422 Invalid for one field, with a `causes` entry like the real server's.
+    pub fn invalid(kind: &str, name: &str, field: &str, cause_reason: &str, detail: &str) -> Self {
+        ApiError {
+            details: Some(serde_json::json!({
+                "name": name,
+                "kind": kind,
+                "causes": [{ "reason": cause_reason, "message": detail, "field": field }],
+            })),
+            ..Self::new(422, "Invalid", format!("{kind} \"{name}\" is invalid: {field}: {detail}"))
+        }
+    }
+
+    /// 504 Timeout: a read asked for a resourceVersion the server has not reached.
+    pub fn too_large_resource_version(requested: u64, current: u64) -> Self {
+        ApiError {
+            details: Some(serde_json::json!({ "causes": [{ "reason": "ResourceVersionTooLarge", "message": "Too large resource version" }], "retryAfterSeconds": 1 })),
+            ..Self::new(504, "Timeout", format!("Timeout: Too large resource version: {requested}, current: {current}"))
+        }
+    }
+
+    /// The Status JSON (no trailing newline).
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256 + self.message.len());
+        out.extend_from_slice(br#"{"kind":"Status","apiVersion":"v1","metadata":{"#);
+        if let Some(token) = &self.continue_token {
+            out.extend_from_slice(br#""continue":"#);
+            write_json(&mut out, &Value::String(token.clone()));
+        }
+        out.extend_from_slice(br#"},"status":"Failure","message":"#);
+        write_json(&mut out, &Value::String(self.message.clone()));
+        out.extend_from_slice(br#","reason":""#);
+        out.extend_from_slice(self.reason.as_bytes());
+        out.push(b'"');
+        if let Some(d) = &self.details {
+            out.extend_from_slice(br#","details":"#);
+            write_json(&mut out, d);
+        }
+        out.extend_from_slice(br#","code":"#);
+        out.extend_from_slice(self.code.to_string().as_bytes());
+        out.push(b'}');
+        out
+    }
+
+    /// The Status JSON as shared bytes.
+    pub fn to_bytes(&self) -> Bytes {
+        Bytes::from(self.to_json())
+    }
+}
+
+/// Serialises a value into `out`; serialising a `Value` into a Vec cannot fail.
+pub(crate) fn write_json(out: &mut Vec<u8>, v: &Value) {
+    if serde_json::to_writer(&mut *out, v).is_err() {
+        out.extend_from_slice(b"null");
+    }
+}

@@ -1,0 +1,268 @@
+//! One WATCH stream: initial events, history backlog, then live events, bookmarks
+//! and injected faults, written as newline-delimited JSON chunks.
+//!
+//! # Guarantees
+//! * Events reach a watcher in resourceVersion order, each at most once.
+//! * Selectors apply like the real watch cache (cacher.go `convertToWatchEvent`):
+//!   an object that starts matching is sent as ADDED, one that stops matching as
+//!   DELETED carrying its previous state stamped with the event's resourceVersion.
+//! * Writers never wait for a watcher. Live events reach watchers through a
+//!   bounded broadcast buffer; a watcher that falls more than that buffer behind
+//!   is closed cleanly (counted in `watches_closed_lagging`), as the real
+//!   apiserver closes unresponsive watchers; the client re-watches from its last
+//!   resourceVersion.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::Value;
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::resource::ResourceDef;
+use super::selector::{FieldSelector, LabelSelector};
+use super::server::Shared;
+use super::store::{Event, EventType, ResourceId, Stored, WatchSeed, frame};
+
+/// Initial events are sent in chunks of about this size.
+const INITIAL_CHUNK: usize = 256 * 1024;
+
+/// What one watch serves.
+pub(crate) struct WatchSpec {
+    pub res: ResourceId,
+    pub def: Arc<ResourceDef>,
+    pub namespace: Option<String>,
+    pub labels: LabelSelector,
+    pub fields: FieldSelector,
+    pub bookmarks: bool,
+    /// Send the `k8s.io/initial-events-end` bookmark after the initial events.
+    pub initial_events_end: bool,
+    pub timeout: Option<Duration>,
+    pub metadata_only: bool,
+}
+
+impl WatchSpec {
+    fn selective(&self) -> bool {
+        !self.labels.is_empty() || !self.fields.is_empty()
+    }
+
+    fn passes(&self, o: &Stored) -> bool {
+        o.matches(&self.labels, &self.fields)
+    }
+
+    fn in_scope(&self, o: &Stored) -> bool {
+        self.namespace.as_deref().is_none_or(|ns| ns == o.namespace)
+    }
+
+    fn body_of(&self, o: &Stored) -> Bytes {
+        if self.metadata_only {
+            let mut out = Vec::with_capacity(o.metadata_json().len() + 80);
+            o.write_partial(&mut out);
+            Bytes::from(out)
+        } else {
+            o.body.clone()
+        }
+    }
+
+    fn frame_of(&self, ty: EventType, o: &Stored) -> Bytes {
+        frame(ty.as_str(), &self.body_of(o))
+    }
+
+    /// The frame (if any) this watcher sends for a committed event.
+    fn convert(&self, ev: &Event) -> Option<Bytes> {
+        if ev.resource != self.res || !self.in_scope(&ev.obj) {
+            return None;
+        }
+        if !self.selective() {
+            return Some(if self.metadata_only { self.frame_of(ev.ty, &ev.obj) } else { ev.frame.clone() });
+        }
+        let cur = ev.ty != EventType::Deleted && self.passes(&ev.obj);
+        let old = match ev.ty {
+            EventType::Deleted => ev.prev.as_deref().map_or_else(|| self.passes(&ev.obj), |p| self.passes(p)),
+            _ => ev.prev.as_deref().is_some_and(|p| self.passes(p)),
+        };
+        match (cur, old) {
+            (true, true) => Some(self.frame_of(EventType::Modified, &ev.obj)),
+            (true, false) => Some(self.frame_of(EventType::Added, &ev.obj)),
+            (false, true) if ev.ty == EventType::Deleted => Some(self.frame_of(EventType::Deleted, &ev.obj)),
+            (false, true) => {
+                // The previous state, stamped with this event's resourceVersion.
+                let prev = ev.prev.as_deref()?;
+                let mut v = prev.to_value();
+                if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+                    m.insert("resourceVersion".into(), Value::String(ev.rv.to_string()));
+                }
+                let mut body = serde_json::to_vec(&v).ok()?;
+                if self.metadata_only {
+                    let meta = v.get("metadata").cloned().unwrap_or(Value::Null);
+                    body = serde_json::to_vec(&serde_json::json!({
+                        "kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta
+                    }))
+                    .ok()?;
+                }
+                Some(frame("DELETED", &body))
+            }
+            (false, false) => None,
+        }
+    }
+
+    fn bookmark(&self, rv: u64, initial_end: bool) -> Bytes {
+        let mut out = Vec::with_capacity(160);
+        out.extend_from_slice(br#"{"type":"BOOKMARK","object":{"kind":""#);
+        if self.metadata_only {
+            out.extend_from_slice(br#"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1"#);
+        } else {
+            out.extend_from_slice(self.def.kind.as_bytes());
+            out.extend_from_slice(br#"","apiVersion":""#);
+            out.extend_from_slice(self.def.api_version().as_bytes());
+        }
+        out.extend_from_slice(br#"","metadata":{"resourceVersion":""#);
+        out.extend_from_slice(rv.to_string().as_bytes());
+        out.push(b'"');
+        if initial_end {
+            out.extend_from_slice(br#","annotations":{"k8s.io/initial-events-end":"true"}"#);
+        }
+        out.push(b'}');
+        if !self.metadata_only {
+            out.extend_from_slice(self.def.bookmark_tail.as_bytes());
+        }
+        out.extend_from_slice(b"}}\n");
+        Bytes::from(out)
+    }
+}
+
+/// A malformed frame: the start of an event, cut off, then a newline.
+const MALFORMED: &[u8] = b"{\"type\":\"MODIFIED\",\"object\":{\"kind\":\"Pod\",\"apiVersion\":\n";
+
+/// Why a watch stopped sending.
+enum Stop {
+    /// The client went away or the connection was dropped.
+    Gone,
+    /// Close the stream cleanly.
+    Clean,
+}
+
+struct Sink<'a> {
+    tx: mpsc::Sender<Bytes>,
+    shared: &'a Shared,
+    sent: u64,
+    cancel: CancellationToken,
+}
+
+impl Sink<'_> {
+    async fn send(&self, b: Bytes) -> Result<(), Stop> {
+        tokio::select! {
+            biased;
+            () = self.cancel.cancelled() => Err(Stop::Gone),
+            r = self.tx.send(b) => r.map_err(|_| Stop::Gone),
+        }
+    }
+
+    /// Sends `n` events in one chunk and applies `close_watches_every`.
+    async fn events(&mut self, b: Bytes, n: u64) -> Result<(), Stop> {
+        if n == 0 {
+            return Ok(());
+        }
+        self.send(b).await?;
+        self.sent += n;
+        self.shared.counters.events_sent.fetch_add(n, Relaxed);
+        let every = self.shared.faults.close_every.load(Relaxed);
+        if every > 0 && self.sent >= every {
+            self.shared.counters.watches_closed_by_fault.fetch_add(1, Relaxed);
+            return Err(Stop::Clean);
+        }
+        Ok(())
+    }
+
+    async fn bookmark(&self, b: Bytes) -> Result<(), Stop> {
+        self.send(b).await?;
+        self.shared.counters.bookmarks_sent.fetch_add(1, Relaxed);
+        Ok(())
+    }
+}
+
+/// Runs one watch until the client leaves, the timeout passes, a fault closes it,
+/// or it lags behind. Dropping `tx` ends the HTTP body cleanly.
+pub(crate) async fn run(shared: Arc<Shared>, spec: WatchSpec, seed: WatchSeed, tx: mpsc::Sender<Bytes>, cancel: CancellationToken) {
+    shared.counters.watches_active.fetch_add(1, Relaxed);
+    let _ = serve(&shared, &spec, seed, tx, cancel).await;
+    shared.counters.watches_active.fetch_sub(1, Relaxed);
+}
+
+async fn serve(shared: &Shared, spec: &WatchSpec, seed: WatchSeed, tx: mpsc::Sender<Bytes>, cancel: CancellationToken) -> Result<(), Stop> {
+    let WatchSeed { initial, backlog, mut rx, rv: seed_rv } = seed;
+    let mut malformed = shared.faults.malformed.subscribe();
+    malformed.mark_unchanged();
+    let mut sink = Sink { tx, shared, sent: 0, cancel };
+    let deadline = spec.timeout.map(|t| tokio::time::Instant::now() + t);
+
+    // Initial state, batched into large chunks.
+    let mut chunk = Vec::with_capacity(INITIAL_CHUNK + 8192);
+    let mut in_chunk = 0u64;
+    for o in initial.iter().filter(|o| spec.passes(o)) {
+        chunk.extend_from_slice(br#"{"type":"ADDED","object":"#);
+        if spec.metadata_only { o.write_partial(&mut chunk) } else { chunk.extend_from_slice(&o.body) }
+        chunk.extend_from_slice(b"}\n");
+        in_chunk += 1;
+        let every = shared.faults.close_every.load(Relaxed);
+        if chunk.len() >= INITIAL_CHUNK || (every > 0 && sink.sent + in_chunk >= every) {
+            sink.events(Bytes::from(std::mem::take(&mut chunk)), in_chunk).await?;
+            in_chunk = 0;
+        }
+    }
+    sink.events(Bytes::from(chunk), in_chunk).await?;
+    if spec.initial_events_end {
+        sink.bookmark(spec.bookmark(seed_rv, true)).await?;
+    }
+    let mut last_rv = seed_rv;
+    for ev in &backlog {
+        if let Some(f) = spec.convert(ev) {
+            sink.events(f, 1).await?;
+        }
+    }
+
+    let interval = shared.config.bookmark_interval;
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let sleep_until = async {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(sleep_until);
+    loop {
+        tokio::select! {
+            biased;
+            () = sink.cancel.cancelled() => return Err(Stop::Gone),
+            () = sink.tx.closed() => return Err(Stop::Gone),
+            () = &mut sleep_until => return Ok(()),
+            r = malformed.changed() => {
+                if r.is_ok() {
+                    sink.send(Bytes::from_static(MALFORMED)).await?;
+                }
+            }
+            _ = ticker.tick(), if spec.bookmarks => {
+                sink.bookmark(spec.bookmark(last_rv, false)).await?;
+            }
+            r = rx.recv() => match r {
+                Ok(ev) => {
+                    if ev.rv <= last_rv {
+                        continue;
+                    }
+                    last_rv = ev.rv;
+                    if let Some(f) = spec.convert(&ev) {
+                        sink.events(f, 1).await?;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    shared.counters.watches_closed_lagging.fetch_add(1, Relaxed);
+                    return Err(Stop::Clean);
+                }
+                Err(broadcast::error::RecvError::Closed) => return Err(Stop::Clean),
+            },
+        }
+    }
+}
