@@ -19,10 +19,12 @@
 #![deny(missing_docs, unsafe_op_in_unsafe_fn)]
 
 pub mod arena;
+pub mod client;
 pub mod fifo;
 pub mod object;
 pub mod queue;
 pub mod runtime;
+pub mod selector;
 pub mod store;
 pub mod wire;
 

@@ -1,0 +1,266 @@
+//! `CachedClient`: reads from informer caches, writes straight to the API server.
+//!
+//! # Guarantees
+//! * `get`/`list` are answered from the store once the resource's informer has
+//!   synced, and from the API server before that (so the first calls are
+//!   correct, just slower).
+//! * Writes (`create`, `replace`, `patch`, `delete`) always go to the API server
+//!   through kube-client; the cache catches up through the watch. Call
+//!   [`CachedClient::wait_for_cache`] with the returned resourceVersion to read
+//!   your own write from the cache.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::core::{NamespaceResourceScope, Resource};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::Obj;
+use crate::runtime::informer::{Informer, InformerConfig, InformerKey, SharedInformerFactory};
+use crate::runtime::source::KubeSource;
+use crate::selector::LabelSelector;
+use crate::store::{Indexer, NAMESPACE_INDEX, StoreError};
+
+/// A failed cached-client call.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The API server refused or the request failed.
+    #[error("api request failed")]
+    Api(#[from] kube::Error),
+    /// A cached object could not be decoded into the requested type.
+    #[error("cached object {key} does not decode as the requested type")]
+    Decode {
+        /// The object's key.
+        key: String,
+        /// The decode error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The label selector is malformed.
+    #[error(transparent)]
+    Selector(#[from] crate::selector::SelectorError),
+    /// The store refused the query (for example an unknown field index).
+    #[error("cache query failed")]
+    Store(#[from] StoreError),
+    /// The informer could not be started.
+    #[error("could not start the informer")]
+    Informer(#[from] crate::fifo::FifoError),
+    /// The cache did not reach the resourceVersion in time.
+    #[error("cache did not reach resourceVersion {0} in time")]
+    Timeout(String),
+}
+
+/// What to list.
+#[derive(Clone, Debug, Default)]
+pub struct ListOptions {
+    /// One namespace, or all.
+    pub namespace: Option<String>,
+    /// A label selector in the API server's syntax.
+    pub label_selector: Option<String>,
+    /// `(index name, value)` of a registered field index, e.g. `("spec.nodeName", "node-1")`.
+    pub field_index: Option<(String, String)>,
+}
+
+/// A field index to register for one kind: name and JSON pointer.
+#[derive(Clone, Debug)]
+struct FieldIndex {
+    name: String,
+    pointer: String,
+}
+
+/// Reads from shared informer caches; writes to the API server.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use k8s_openapi::api::core::v1::Pod;
+/// use kcache::client::{CachedClient, ListOptions};
+/// let client = CachedClient::new(kube::Client::try_default().await?)
+///     .with_field_index::<Pod>("spec.nodeName", "/spec/nodeName");
+/// let on_node: Vec<Pod> = client
+///     .list(&ListOptions { field_index: Some(("spec.nodeName".into(), "node-1".into())), ..Default::default() })
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct CachedClient {
+    client: kube::Client,
+    factory: Arc<SharedInformerFactory<KubeSource>>,
+    field_indexes: Arc<Mutex<HashMap<InformerKey, Vec<FieldIndex>>>>,
+}
+
+impl CachedClient {
+    /// A cached client over `client`.
+    pub fn new(client: kube::Client) -> Self {
+        CachedClient {
+            factory: Arc::new(SharedInformerFactory::from_client(client.clone())),
+            client,
+            field_indexes: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// Registers a field index for kind `K` (before its informer starts).
+    #[must_use]
+    pub fn with_field_index<K: Resource<DynamicType = ()>>(self, name: &str, pointer: &str) -> Self {
+        self.field_indexes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(InformerKey::of::<K>())
+            .or_default()
+            .push(FieldIndex { name: name.to_owned(), pointer: pointer.to_owned() });
+        self
+    }
+
+    /// The underlying kube client.
+    pub fn kube_client(&self) -> &kube::Client {
+        &self.client
+    }
+
+    /// The shared informer for all objects of `K` (started on first use).
+    ///
+    /// # Errors
+    /// [`ClientError::Informer`] when its threads cannot be started.
+    pub fn informer<K: Resource<DynamicType = ()>>(&self) -> Result<Informer, ClientError> {
+        let key = InformerKey::of::<K>();
+        let fields = self.field_indexes.lock().unwrap_or_else(|p| p.into_inner()).get(&key).cloned().unwrap_or_default();
+        let informer = self.factory.informer(&key, move || {
+            let mut config = InformerConfig::default();
+            for (i, f) in fields.iter().enumerate() {
+                config.decoder.index_fields.push(f.pointer.clone());
+                config.store = config.store.indexer(Indexer::field(f.name.as_str(), i));
+            }
+            config
+        })?;
+        Ok(informer)
+    }
+
+    /// The cached object, or `None`; falls back to a GET before the informer synced.
+    pub async fn get<K>(&self, namespace: Option<&str>, name: &str) -> Result<Option<K>, ClientError>
+    where
+        K: Resource<DynamicType = ()> + DeserializeOwned + Clone + Debug,
+    {
+        let informer = self.informer::<K>()?;
+        if informer.has_synced() {
+            let key = match namespace {
+                Some(ns) => format!("{ns}/{name}"),
+                None => name.to_owned(),
+            };
+            return informer.store().get_by_key(&key).map(|o| decode(&o)).transpose();
+        }
+        let api: Api<K> = match namespace {
+            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &()),
+            None => Api::all_with(self.client.clone(), &()),
+        };
+        Ok(api.get_opt(name).await?)
+    }
+
+    /// Lists from the cache (by namespace, label selector and/or field index);
+    /// falls back to a LIST before the informer synced.
+    pub async fn list<K>(&self, opts: &ListOptions) -> Result<Vec<K>, ClientError>
+    where
+        K: Resource<DynamicType = ()> + DeserializeOwned + Clone + Debug,
+    {
+        let selector: LabelSelector = opts.label_selector.as_deref().unwrap_or("").parse()?;
+        let informer = self.informer::<K>()?;
+        if !informer.has_synced() {
+            let api: Api<K> = match &opts.namespace {
+                Some(ns) => Api::namespaced_with(self.client.clone(), ns, &()),
+                None => Api::all_with(self.client.clone(), &()),
+            };
+            let mut lp = ListParams::default();
+            lp.label_selector.clone_from(&opts.label_selector);
+            let items = api.list(&lp).await?.items;
+            return Ok(match &opts.field_index {
+                None => items,
+                Some(_) => {
+                    // The API server cannot filter by an arbitrary field index: the
+                    // cache can, so wait for it rather than answer wrongly.
+                    if !informer.wait_for_sync(Duration::from_secs(30)).await {
+                        return Err(ClientError::Timeout("initial sync".into()));
+                    }
+                    return self.list_cached(&informer, opts, &selector);
+                }
+            });
+        }
+        self.list_cached(&informer, opts, &selector)
+    }
+
+    fn list_cached<K: DeserializeOwned>(
+        &self,
+        informer: &Informer,
+        opts: &ListOptions,
+        selector: &LabelSelector,
+    ) -> Result<Vec<K>, ClientError> {
+        let store = informer.store();
+        let objs: Vec<Obj> = match (&opts.field_index, &opts.namespace) {
+            (Some((index, value)), _) => store.index(index, value)?.to_vec(),
+            (None, Some(ns)) => store.index(NAMESPACE_INDEX, ns)?.to_vec(),
+            (None, None) => store.list(),
+        };
+        objs.iter()
+            .filter(|o| opts.namespace.as_deref().is_none_or(|ns| o.namespace() == Some(ns)))
+            .filter(|o| selector.matches(o))
+            .map(decode)
+            .collect()
+    }
+
+    /// Creates an object through the API server.
+    pub async fn create<K>(&self, namespace: &str, obj: &K) -> Result<K, ClientError>
+    where
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Serialize + DeserializeOwned + Clone + Debug,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
+        Ok(api.create(&PostParams::default(), obj).await?)
+    }
+
+    /// Replaces an object through the API server (optimistic concurrency on its resourceVersion).
+    pub async fn replace<K>(&self, namespace: &str, name: &str, obj: &K) -> Result<K, ClientError>
+    where
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Serialize + DeserializeOwned + Clone + Debug,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
+        Ok(api.replace(name, &PostParams::default(), obj).await?)
+    }
+
+    /// Patches an object through the API server.
+    pub async fn patch<K, P>(&self, namespace: &str, name: &str, patch: &Patch<P>) -> Result<K, ClientError>
+    where
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + DeserializeOwned + Clone + Debug,
+        P: Serialize + Debug,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
+        Ok(api.patch(name, &PatchParams::default(), patch).await?)
+    }
+
+    /// Deletes an object through the API server.
+    pub async fn delete<K>(&self, namespace: &str, name: &str) -> Result<(), ClientError>
+    where
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + DeserializeOwned + Clone + Debug,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
+        api.delete(name, &DeleteParams::default()).await?;
+        Ok(())
+    }
+
+    /// Waits until `K`'s cache has applied everything up to `resource_version`
+    /// (read-your-writes), or `timeout`.
+    pub async fn wait_for_cache<K: Resource<DynamicType = ()>>(
+        &self,
+        resource_version: &str,
+        timeout: Duration,
+    ) -> Result<(), ClientError> {
+        let store = self.informer::<K>()?.store();
+        match tokio::time::timeout(timeout, store.wait_for(resource_version)).await {
+            Ok(r) => Ok(r?),
+            Err(_) => Err(ClientError::Timeout(resource_version.to_owned())),
+        }
+    }
+}
+
+fn decode<K: DeserializeOwned>(obj: &Obj) -> Result<K, ClientError> {
+    obj.decode().map_err(|source| ClientError::Decode { key: obj.key(), source })
+}

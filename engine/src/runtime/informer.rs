@@ -1,0 +1,367 @@
+//! Informers: a watcher feeding a fifo feeding a store, with event handlers —
+//! and the factory that shares one informer per (resource, namespace, selectors).
+//!
+//! # Guarantees
+//! * One list+watch per [`InformerKey`], however many consumers ask the
+//!   [`SharedInformerFactory`] for it.
+//! * Handlers can be added and removed while the informer runs; a handler added
+//!   late first receives every object already cached (`on_add` with
+//!   `is_in_initial_list = true`) and then live events, and has its own synced flag.
+//! * [`Informer::has_synced`] turns true once the first complete list has been
+//!   applied to the store.
+//! * Resync ([`InformerConfig::resync`]) re-delivers the cached objects to the
+//!   handlers from memory: it never calls the API server.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kube::core::{ApiResource, Resource};
+use tokio::sync::watch;
+
+use super::source::{KubeSource, Source};
+use super::watcher::{Event, EventSink, Watcher, WatcherConfig, WatcherStats};
+use crate::Obj;
+use crate::fifo::{Delta, Fifo, FifoError, Handler, HandlerId, Handlers};
+use crate::store::{Store, StoreConfig, store};
+use crate::wire::{Decoder, DecoderConfig};
+
+/// Everything an informer can be tuned with.
+#[derive(Clone, Default)]
+pub struct InformerConfig {
+    /// List/watch behaviour: selectors, page size, streaming list, backoff.
+    pub watcher: WatcherConfig,
+    /// Decoding: index fields, managedFields stripping, transforms, size limits.
+    pub decoder: DecoderConfig,
+    /// Store shards (one fifo thread each) and indexers.
+    pub store: StoreConfig,
+    /// Re-deliver every cached object to the handlers this often (from memory).
+    pub resync: Option<Duration>,
+}
+
+/// A running informer. Cheap to clone; the last clone dropped stops it.
+#[derive(Clone)]
+pub struct Informer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    handlers: Handlers,
+    stats: Arc<WatcherStats>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+/// Turns watcher events into fifo deltas: buffers a list, then replaces.
+///
+/// The fifo sits behind a mutex only so the resync timer can reach it; the
+/// watcher task is its one real producer, so the lock is uncontended.
+struct FifoSink {
+    fifo: Arc<Mutex<Fifo>>,
+    listing: Option<Vec<Obj>>,
+}
+
+impl EventSink for FifoSink {
+    fn event(&mut self, event: Event) {
+        let mut fifo = self.fifo.lock().unwrap_or_else(|p| p.into_inner());
+        let result = match event {
+            Event::Init => {
+                self.listing = Some(Vec::new());
+                Ok(())
+            }
+            Event::InitApply(obj) => match &mut self.listing {
+                Some(buf) => {
+                    buf.push(obj);
+                    Ok(())
+                }
+                None => fifo.push(Delta::Updated(obj)),
+            },
+            Event::InitDone { resource_version } => {
+                let objs = self.listing.take().unwrap_or_default();
+                fifo.replace(objs, &resource_version)
+            }
+            Event::Apply(obj) => fifo.push(Delta::Updated(obj)),
+            Event::Delete(obj) => fifo.push(Delta::Deleted(obj)),
+            Event::Bookmark(rv) => {
+                fifo.bookmark(&rv);
+                Ok(())
+            }
+        };
+        if let Err(e) = result {
+            // Only a closed fifo refuses deltas, i.e. the informer is shutting down.
+            tracing::debug!(error = %e, "fifo refused a delta during shutdown");
+        }
+    }
+}
+
+impl Informer {
+    /// Starts an informer over `source` on the current Tokio runtime.
+    ///
+    /// # Errors
+    /// [`FifoError::Spawn`] when the shard threads cannot be started.
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime.
+    pub fn spawn<S: Source>(source: S, config: InformerConfig) -> Result<Informer, FifoError> {
+        let (store, writer) = store(config.store.clone());
+        let fifo = Fifo::spawn(writer)?;
+        let handlers = fifo.handlers();
+        let fifo = Arc::new(Mutex::new(fifo));
+        let watcher = Watcher::new(source, Decoder::new(config.decoder.clone()), config.watcher.clone());
+        let stats = watcher.stats();
+        let (shutdown, rx) = watch::channel(false);
+        let mut sink = FifoSink { fifo: Arc::clone(&fifo), listing: None };
+        let task_fifo = Arc::clone(&fifo);
+        tokio::spawn(async move {
+            watcher.run(&mut sink, rx).await;
+            task_fifo.lock().unwrap_or_else(|p| p.into_inner()).close();
+        });
+        if let Some(period) = config.resync.filter(|p| !p.is_zero()) {
+            let fifo = Arc::downgrade(&fifo);
+            let mut rx = shutdown.subscribe();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(period);
+                tick.tick().await;
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => match fifo.upgrade() {
+                            Some(f) => {
+                                if f.lock().unwrap_or_else(|p| p.into_inner()).resync().is_err() {
+                                    return;
+                                }
+                            }
+                            None => return,
+                        },
+                        _ = rx.changed() => return,
+                    }
+                }
+            });
+        }
+        Ok(Informer { inner: Arc::new(Inner { store, handlers, stats, shutdown }) })
+    }
+
+    /// The informer's cache.
+    pub fn store(&self) -> Store {
+        self.inner.store.clone()
+    }
+
+    /// The watcher's counters (lists, relists, watch restarts, events, bytes, decode errors).
+    pub fn stats(&self) -> Arc<WatcherStats> {
+        Arc::clone(&self.inner.stats)
+    }
+
+    /// Registers a handler; it first gets every cached object, then live events.
+    ///
+    /// # Errors
+    /// [`FifoError::Closed`] after shutdown.
+    pub fn add_handler(&self, handler: Arc<dyn Handler>) -> Result<HandlerId, FifoError> {
+        self.inner.handlers.add(handler)
+    }
+
+    /// Unregisters a handler; it gets no event after this returns.
+    ///
+    /// # Errors
+    /// [`FifoError::UnknownHandler`] for an id that is not registered.
+    pub fn remove_handler(&self, id: HandlerId) -> Result<(), FifoError> {
+        self.inner.handlers.remove(id)
+    }
+
+    /// Whether `id` has received every object that was cached when it was added.
+    pub fn handler_synced(&self, id: HandlerId) -> bool {
+        self.inner.handlers.has_synced(id)
+    }
+
+    /// Panics caught in handler `id` so far.
+    pub fn handler_panics(&self, id: HandlerId) -> Option<u64> {
+        self.inner.handlers.panics(id)
+    }
+
+    /// Whether the first complete list has been applied to the store.
+    pub fn has_synced(&self) -> bool {
+        self.inner.store.has_synced()
+    }
+
+    /// Waits until [`has_synced`](Self::has_synced) or `timeout`; returns whether it synced.
+    pub async fn wait_for_sync(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut delay = Duration::from_millis(1);
+        while !self.has_synced() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_millis(50));
+        }
+        true
+    }
+
+    /// Stops the watch and the fifo threads. Cached objects stay readable.
+    pub fn shutdown(&self) {
+        let _ = self.inner.shutdown.send(true);
+    }
+}
+
+/// What makes two informer requests the same informer.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct InformerKey {
+    /// API group (empty for core).
+    pub group: String,
+    /// API version.
+    pub version: String,
+    /// Plural resource name, e.g. `pods`.
+    pub plural: String,
+    /// Kind, e.g. `Pod`.
+    pub kind: String,
+    /// One namespace, or all.
+    pub namespace: Option<String>,
+    /// `labelSelector`.
+    pub label_selector: Option<String>,
+    /// `fieldSelector`.
+    pub field_selector: Option<String>,
+    /// Metadata-only (`PartialObjectMetadata`) objects.
+    pub metadata_only: bool,
+}
+
+impl InformerKey {
+    /// The key for every object of `resource`, all namespaces.
+    pub fn new(resource: &ApiResource) -> Self {
+        InformerKey {
+            group: resource.group.clone(),
+            version: resource.version.clone(),
+            plural: resource.plural.clone(),
+            kind: resource.kind.clone(),
+            namespace: None,
+            label_selector: None,
+            field_selector: None,
+            metadata_only: false,
+        }
+    }
+
+    /// The key for a k8s-openapi type.
+    pub fn of<K: Resource<DynamicType = ()>>() -> Self {
+        InformerKey::new(&ApiResource::erase::<K>(&()))
+    }
+
+    /// The resource as kube-client describes it.
+    pub fn api_resource(&self) -> ApiResource {
+        let api_version =
+            if self.group.is_empty() { self.version.clone() } else { format!("{}/{}", self.group, self.version) };
+        ApiResource {
+            group: self.group.clone(),
+            version: self.version.clone(),
+            api_version,
+            kind: self.kind.clone(),
+            plural: self.plural.clone(),
+        }
+    }
+
+    /// Restricts to one namespace.
+    #[must_use]
+    pub fn namespace(mut self, ns: impl Into<String>) -> Self {
+        self.namespace = Some(ns.into());
+        self
+    }
+
+    /// Sets the label selector.
+    #[must_use]
+    pub fn labels(mut self, selector: impl Into<String>) -> Self {
+        self.label_selector = Some(selector.into());
+        self
+    }
+
+    /// Sets the field selector.
+    #[must_use]
+    pub fn fields(mut self, selector: impl Into<String>) -> Self {
+        self.field_selector = Some(selector.into());
+        self
+    }
+
+    /// Asks for metadata-only objects.
+    #[must_use]
+    pub fn metadata_only(mut self) -> Self {
+        self.metadata_only = true;
+        self
+    }
+}
+
+type MakeSource<S> = Box<dyn Fn(&InformerKey) -> S + Send + Sync>;
+
+/// Hands out one shared [`Informer`] per [`InformerKey`].
+///
+/// ```
+/// use kcache::runtime::informer::{InformerConfig, InformerKey, SharedInformerFactory};
+/// use kcache::runtime::memory::MemorySource;
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+/// let pods = MemorySource::new("Pod");
+/// pods.apply(serde_json::json!({"metadata": {"namespace": "default", "name": "web"}}));
+/// let src = pods.clone();
+/// let factory = SharedInformerFactory::new(move |_key: &InformerKey| src.clone());
+/// let key = InformerKey::of::<k8s_openapi::api::core::v1::Pod>();
+/// let a = factory.informer(&key, InformerConfig::default).unwrap();
+/// let b = factory.informer(&key, InformerConfig::default).unwrap();
+/// assert!(a.wait_for_sync(std::time::Duration::from_secs(10)).await);
+/// assert_eq!(b.store().len(), 1);
+/// assert_eq!(pods.list_calls(), 1); // one list for both consumers
+/// # });
+/// ```
+pub struct SharedInformerFactory<S> {
+    make_source: MakeSource<S>,
+    informers: Mutex<HashMap<InformerKey, Informer>>,
+}
+
+impl SharedInformerFactory<KubeSource> {
+    /// A factory whose informers talk to the API server behind `client`.
+    pub fn from_client(client: kube::Client) -> Self {
+        SharedInformerFactory::new(move |key: &InformerKey| {
+            KubeSource::new(client.clone(), &key.api_resource(), key.namespace.as_deref()).metadata_only(key.metadata_only)
+        })
+    }
+}
+
+impl<S: Source> SharedInformerFactory<S> {
+    /// A factory that builds each informer's source with `make_source`.
+    pub fn new(make_source: impl Fn(&InformerKey) -> S + Send + Sync + 'static) -> Self {
+        SharedInformerFactory { make_source: Box::new(make_source), informers: Mutex::new(HashMap::new()) }
+    }
+
+    /// The informer for `key`, started on first request with `config()`
+    /// (selectors from the key override the config's).
+    ///
+    /// # Errors
+    /// [`FifoError::Spawn`] when a new informer's threads cannot be started.
+    pub fn informer(&self, key: &InformerKey, config: impl FnOnce() -> InformerConfig) -> Result<Informer, FifoError> {
+        let mut informers = self.informers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = informers.get(key) {
+            return Ok(i.clone());
+        }
+        let mut config = config();
+        config.watcher.label_selector.clone_from(&key.label_selector);
+        config.watcher.field_selector.clone_from(&key.field_selector);
+        let informer = Informer::spawn((self.make_source)(key), config)?;
+        informers.insert(key.clone(), informer.clone());
+        Ok(informer)
+    }
+
+    /// Number of distinct informers started.
+    pub fn len(&self) -> usize {
+        self.informers.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Whether no informer was started.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Stops every informer.
+    pub fn shutdown(&self) {
+        for i in self.informers.lock().unwrap_or_else(|p| p.into_inner()).values() {
+            i.shutdown();
+        }
+    }
+}

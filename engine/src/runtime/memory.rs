@@ -1,0 +1,310 @@
+//! An in-memory [`Source`]: a tiny API server for one resource collection,
+//! speaking the same wire format, for tests and examples.
+//!
+//! It keeps objects as JSON, a bounded history of watch events, and a global
+//! resourceVersion counter, and can inject the failures a reflector must survive:
+//! expired resourceVersions (410), dropped watches and malformed frames.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use kube::api::{ListParams, WatchParams};
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+use super::source::{BodyStream, Source, SourceError};
+
+/// A shared in-memory collection of objects of one kind. Clones share state.
+///
+/// ```
+/// use kcache::runtime::memory::MemorySource;
+/// let src = MemorySource::new("Pod");
+/// let rv = src.apply(serde_json::json!({"metadata": {"namespace": "default", "name": "a"}}));
+/// assert_eq!(rv, 1);
+/// assert_eq!(src.len(), 1);
+/// ```
+#[derive(Clone)]
+pub struct MemorySource {
+    state: Arc<Mutex<State>>,
+    live: broadcast::Sender<Live>,
+    lists: Arc<AtomicU64>,
+    watches: Arc<AtomicU64>,
+}
+
+#[derive(Clone, Debug)]
+enum Live {
+    Event(u64, Bytes),
+    Disconnect,
+}
+
+struct State {
+    kind: String,
+    rv: u64,
+    objects: BTreeMap<String, Value>,
+    history: VecDeque<(u64, Bytes)>,
+    history_cap: usize,
+    /// Watches from a resourceVersion below this get 410 Expired.
+    oldest_valid_rv: u64,
+    next_list_error: Option<u16>,
+}
+
+impl MemorySource {
+    /// An empty collection of `kind` objects with a 10,000-event history.
+    pub fn new(kind: &str) -> Self {
+        let (live, _) = broadcast::channel(65_536);
+        MemorySource {
+            state: Arc::new(Mutex::new(State {
+                kind: kind.to_owned(),
+                rv: 0,
+                objects: BTreeMap::new(),
+                history: VecDeque::new(),
+                history_cap: 10_000,
+                oldest_valid_rv: 0,
+                next_list_error: None,
+            })),
+            live,
+            lists: Arc::new(AtomicU64::new(0)),
+            watches: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Creates or replaces an object (keyed by metadata namespace/name), stamping a
+    /// new resourceVersion; returns it.
+    pub fn apply(&self, mut obj: Value) -> u64 {
+        let mut st = self.lock();
+        st.rv += 1;
+        let rv = st.rv;
+        let kind = st.kind.clone();
+        if let Some(o) = obj.as_object_mut() {
+            o.insert("kind".into(), Value::String(kind));
+            o.entry("apiVersion").or_insert_with(|| Value::String("v1".into()));
+        }
+        obj["metadata"]["resourceVersion"] = Value::String(rv.to_string());
+        let key = key_of(&obj);
+        let kind = if st.objects.insert(key, obj.clone()).is_some() { "MODIFIED" } else { "ADDED" };
+        self.record(&mut st, kind, &obj);
+        rv
+    }
+
+    /// Deletes an object by key (`namespace/name`); returns the delete's resourceVersion.
+    pub fn delete(&self, key: &str) -> Option<u64> {
+        let mut st = self.lock();
+        let mut obj = st.objects.remove(key)?;
+        st.rv += 1;
+        let rv = st.rv;
+        obj["metadata"]["resourceVersion"] = Value::String(rv.to_string());
+        self.record(&mut st, "DELETED", &obj);
+        Some(rv)
+    }
+
+    fn record(&self, st: &mut State, kind: &str, obj: &Value) {
+        let line = event_line(kind, obj);
+        let rv = st.rv;
+        st.history.push_back((rv, line.clone()));
+        while st.history.len() > st.history_cap {
+            if let Some((old, _)) = st.history.pop_front() {
+                st.oldest_valid_rv = st.oldest_valid_rv.max(old);
+            }
+        }
+        let _ = self.live.send(Live::Event(rv, line));
+    }
+
+    /// Sends a BOOKMARK at the current resourceVersion to every open watch.
+    pub fn bookmark(&self) {
+        let st = self.lock();
+        let line = bookmark_line(&st.kind, st.rv, false);
+        let _ = self.live.send(Live::Event(st.rv, line));
+    }
+
+    /// Sends one line that is not valid JSON to every open watch.
+    pub fn inject_malformed_frame(&self) {
+        let rv = self.lock().rv;
+        let _ = self.live.send(Live::Event(rv, Bytes::from_static(b"{\"type\":\"MODIFIED\",\"object\":{\"metadata\":\n")));
+    }
+
+    /// Makes every resourceVersion seen so far too old: the next watch from one gets 410.
+    pub fn expire_history(&self) {
+        let mut st = self.lock();
+        st.oldest_valid_rv = st.rv;
+        st.history.clear();
+    }
+
+    /// Closes every open watch (as a server restart or idle timeout would).
+    pub fn disconnect_watches(&self) {
+        let _ = self.live.send(Live::Disconnect);
+    }
+
+    /// Makes the next LIST fail with `code`.
+    pub fn fail_next_list(&self, code: u16) {
+        self.lock().next_list_error = Some(code);
+    }
+
+    /// Number of objects held.
+    pub fn len(&self) -> usize {
+        self.lock().objects.len()
+    }
+
+    /// Whether no objects are held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The current resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        self.lock().rv
+    }
+
+    /// `(key, resourceVersion)` of every object, sorted by key.
+    pub fn snapshot(&self) -> Vec<(String, String)> {
+        self.lock()
+            .objects
+            .iter()
+            .map(|(k, v)| (k.clone(), v["metadata"]["resourceVersion"].as_str().unwrap_or_default().to_owned()))
+            .collect()
+    }
+
+    /// LIST requests served so far.
+    pub fn list_calls(&self) -> u64 {
+        self.lists.load(Ordering::Relaxed)
+    }
+
+    /// WATCH requests served so far.
+    pub fn watch_calls(&self) -> u64 {
+        self.watches.load(Ordering::Relaxed)
+    }
+}
+
+fn key_of(obj: &Value) -> String {
+    let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+    match obj["metadata"]["namespace"].as_str() {
+        Some(ns) if !ns.is_empty() => format!("{ns}/{name}"),
+        _ => name.to_owned(),
+    }
+}
+
+fn event_line(kind: &str, obj: &Value) -> Bytes {
+    let mut v = serde_json::to_vec(&json!({"type": kind, "object": obj})).unwrap_or_default();
+    v.push(b'\n');
+    Bytes::from(v)
+}
+
+fn bookmark_line(kind: &str, rv: u64, initial_events_end: bool) -> Bytes {
+    let mut meta = json!({"resourceVersion": rv.to_string()});
+    if initial_events_end {
+        meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+    }
+    event_line("BOOKMARK", &json!({"kind": kind, "apiVersion": "v1", "metadata": meta}))
+}
+
+fn expired(rv: &str, oldest: u64) -> Bytes {
+    event_line(
+        "ERROR",
+        &json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",
+                "message": format!("too old resource version: {rv} ({oldest})"),"reason":"Expired","code":410}),
+    )
+}
+
+impl Source for MemorySource {
+    async fn list(&self, params: &ListParams) -> Result<Bytes, SourceError> {
+        self.lists.fetch_add(1, Ordering::Relaxed);
+        let mut st = self.lock();
+        if let Some(code) = st.next_list_error.take() {
+            return Err(SourceError::Api { code, reason: "Injected".into(), message: "injected list failure".into() });
+        }
+        let start = params.continue_token.clone().unwrap_or_default();
+        let limit = params.limit.map_or(usize::MAX, |l| l as usize);
+        let mut items = Vec::new();
+        let mut last = None;
+        let range: Box<dyn Iterator<Item = (&String, &Value)>> = if start.is_empty() {
+            Box::new(st.objects.iter())
+        } else {
+            Box::new(st.objects.range::<String, _>((std::ops::Bound::Excluded(start), std::ops::Bound::Unbounded)))
+        };
+        let mut iter = range.peekable();
+        while let Some((k, v)) = iter.next() {
+            let mut item = v.clone();
+            if let Some(o) = item.as_object_mut() {
+                o.remove("kind");
+                o.remove("apiVersion");
+            }
+            items.push(item);
+            if items.len() == limit {
+                if iter.peek().is_some() {
+                    last = Some(k.clone());
+                }
+                break;
+            }
+        }
+        let mut meta = json!({"resourceVersion": st.rv.to_string()});
+        if let Some(k) = last {
+            meta["continue"] = Value::String(k);
+        }
+        let kind = format!("{}List", st.kind);
+        drop(iter);
+        let body = json!({"kind": kind, "apiVersion": "v1", "metadata": meta, "items": items});
+        Ok(Bytes::from(serde_json::to_vec(&body).unwrap_or_default()))
+    }
+
+    async fn watch(&self, params: &WatchParams, resource_version: &str) -> Result<BodyStream, SourceError> {
+        self.watches.fetch_add(1, Ordering::Relaxed);
+        let st = self.lock();
+        let rx = self.live.subscribe();
+        let mut backlog: Vec<Bytes> = Vec::new();
+        let from: u64;
+        if params.send_initial_events {
+            for obj in st.objects.values() {
+                backlog.push(event_line("ADDED", obj));
+            }
+            backlog.push(bookmark_line(&st.kind, st.rv, true));
+            from = st.rv;
+        } else {
+            let requested = match resource_version {
+                "" | "0" => st.rv,
+                rv => match rv.parse::<u64>() {
+                    Ok(n) => n,
+                    Err(_) => {
+                        return Err(SourceError::Api {
+                            code: 400,
+                            reason: "BadRequest".into(),
+                            message: format!("invalid resource version {rv:?}"),
+                        });
+                    }
+                },
+            };
+            if requested < st.oldest_valid_rv {
+                let line = expired(resource_version, st.oldest_valid_rv);
+                return Ok(Box::pin(futures::stream::iter([Ok(line)])));
+            }
+            backlog.extend(st.history.iter().filter(|(rv, _)| *rv > requested).map(|(_, l)| l.clone()));
+            from = requested.max(st.history.back().map_or(0, |(rv, _)| *rv));
+        }
+        let bookmarks = params.bookmarks;
+        drop(st);
+        let live = futures::stream::unfold((rx, from), move |(mut rx, seen)| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(Live::Event(rv, line)) => {
+                        if rv <= seen && !line.starts_with(b"{\"type\":\"BOOKMARK\"") {
+                            continue;
+                        }
+                        if !bookmarks && line.starts_with(b"{\"type\":\"BOOKMARK\"") {
+                            continue;
+                        }
+                        return Some((Ok(line), (rx, rv.max(seen))));
+                    }
+                    Ok(Live::Disconnect) | Err(broadcast::error::RecvError::Closed) => return None,
+                    // A watcher that fell behind is closed, as the real server does.
+                    Err(broadcast::error::RecvError::Lagged(_)) => return None,
+                }
+            }
+        });
+        Ok(Box::pin(futures::stream::iter(backlog.into_iter().map(Ok)).chain(live)))
+    }
+}
