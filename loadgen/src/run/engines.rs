@@ -1,0 +1,387 @@
+//! The engines a run can measure, behind one interface: kcache's informer, and
+//! kube-rs's watcher + reflector + `Store` as the baseline.
+//!
+//! Both get the same handler styles, so a comparison differs only in the engine:
+//! * `sync`: the handler records the event inline, where the engine delivers it;
+//! * `channel`: the handler pushes the object into an unbounded channel that a
+//!   consumer thread drains (client-go's buffered listener);
+//! * `workqueue`: the handler adds the key to a rate-limited kcache `WorkQueue`;
+//!   two workers read the object back from the cache.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kcache::fifo::Handler;
+use kcache::queue::WorkQueue;
+use kcache::runtime::informer::{Informer, InformerConfig};
+use kcache::runtime::source::KubeSource;
+use kcache::store::NAMESPACE_INDEX;
+use kcache::Obj;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+
+use super::recorder::{Recorder, SENT_AT, SENT_AT_POINTER};
+
+/// How handlers consume events (the three styles the field compares).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HandlerStyle {
+    /// Work done inline in the handler.
+    Sync,
+    /// Handler pushes into a channel; a consumer thread does the work.
+    Channel,
+    /// Handler enqueues the key; workqueue workers do the work.
+    Workqueue,
+}
+
+impl HandlerStyle {
+    /// The style's name as the CLI spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HandlerStyle::Sync => "sync",
+            HandlerStyle::Channel => "channel",
+            HandlerStyle::Workqueue => "workqueue",
+        }
+    }
+}
+
+/// Which engine to measure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EngineKind {
+    /// kcache's informer.
+    Kcache,
+    /// kube-runtime's watcher + reflector + Store.
+    #[value(name = "kube-rs")]
+    KubeRs,
+}
+
+impl EngineKind {
+    /// The engine's name as the CLI spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineKind::Kcache => "kcache",
+            EngineKind::KubeRs => "kube-rs",
+        }
+    }
+}
+
+/// Settings shared by both engines.
+#[derive(Clone, Debug)]
+pub struct EngineSettings {
+    /// Label selector restricting the informer to the run's pods.
+    pub label_selector: String,
+    /// Handler style.
+    pub handler: HandlerStyle,
+    /// kcache shards (fifo threads and store shards); 0 = cores.
+    pub shards: usize,
+    /// Strip managedFields at decode time (kcache only).
+    pub strip_managed_fields: bool,
+}
+
+/// An engine under test.
+pub enum Engine {
+    /// kcache.
+    Kcache {
+        /// The informer.
+        informer: Informer,
+        /// Workqueue (workqueue style) to shut down at the end.
+        queue: Option<WorkQueue<String>>,
+    },
+    /// kube-rs.
+    KubeRs {
+        /// The reflector's store.
+        store: reflector::Store<Pod>,
+        /// The task driving the watcher stream.
+        task: tokio::task::JoinHandle<()>,
+        /// Workqueue (workqueue style) to shut down at the end.
+        queue: Option<WorkQueue<String>>,
+    },
+}
+
+fn stamp_of(pod: &Pod) -> Option<&str> {
+    pod.metadata.annotations.as_ref().and_then(|a| a.get(SENT_AT)).map(String::as_str)
+}
+
+struct RecordingHandler {
+    recorder: Arc<Recorder>,
+}
+
+impl Handler for RecordingHandler {
+    fn on_add(&self, obj: &Obj, _initial: bool) {
+        self.recorder.observe(obj.field(0));
+    }
+    fn on_update(&self, _old: &Obj, new: &Obj) {
+        self.recorder.observe(new.field(0));
+    }
+    fn on_delete(&self, _obj: &Obj, _unknown: bool) {
+        self.recorder.observe_delete();
+    }
+}
+
+enum Msg {
+    Upsert(Obj),
+    Delete,
+}
+
+struct ChannelHandler {
+    tx: crossbeam_channel::Sender<Msg>,
+}
+
+impl Handler for ChannelHandler {
+    fn on_add(&self, obj: &Obj, _initial: bool) {
+        let _ = self.tx.send(Msg::Upsert(obj.clone()));
+    }
+    fn on_update(&self, _old: &Obj, new: &Obj) {
+        let _ = self.tx.send(Msg::Upsert(new.clone()));
+    }
+    fn on_delete(&self, _obj: &Obj, _unknown: bool) {
+        let _ = self.tx.send(Msg::Delete);
+    }
+}
+
+struct EnqueueHandler {
+    queue: WorkQueue<String>,
+}
+
+impl Handler for EnqueueHandler {
+    fn on_add(&self, obj: &Obj, _initial: bool) {
+        self.queue.add(obj.key());
+    }
+    fn on_update(&self, _old: &Obj, new: &Obj) {
+        self.queue.add(new.key());
+    }
+    fn on_delete(&self, obj: &Obj, _unknown: bool) {
+        self.queue.add(obj.key());
+    }
+}
+
+/// Spawns `n` worker threads that take keys, look them up with `lookup`, and record.
+fn spawn_workers(
+    queue: &WorkQueue<String>,
+    recorder: &Arc<Recorder>,
+    lookup: Arc<dyn Fn(&str) -> Option<Option<String>> + Send + Sync>,
+) {
+    for _ in 0..2 {
+        let queue = queue.clone();
+        let recorder = Arc::clone(recorder);
+        let lookup = Arc::clone(&lookup);
+        std::thread::spawn(move || {
+            while let Some(key) = queue.get() {
+                match lookup(&key) {
+                    Some(stamp) => recorder.observe(stamp.as_deref()),
+                    None => recorder.observe_delete(),
+                }
+                queue.forget(&key);
+                queue.done(&key);
+            }
+        });
+    }
+}
+
+impl Engine {
+    /// Starts `kind` against `client`, recording into `recorder`.
+    pub fn start(kind: EngineKind, client: kube::Client, settings: &EngineSettings, recorder: Arc<Recorder>) -> Engine {
+        match kind {
+            EngineKind::Kcache => Self::start_kcache(client, settings, recorder),
+            EngineKind::KubeRs => Self::start_kube_rs(client, settings, recorder),
+        }
+    }
+
+    fn start_kcache(client: kube::Client, s: &EngineSettings, recorder: Arc<Recorder>) -> Engine {
+        let source = KubeSource::for_type::<Pod>(client, None);
+        let mut config = InformerConfig::default();
+        config.watcher.label_selector = Some(s.label_selector.clone());
+        config.decoder.index_fields = vec![SENT_AT_POINTER.to_owned()];
+        config.decoder.strip_managed_fields = s.strip_managed_fields;
+        if s.shards > 0 {
+            config.store = config.store.shards(s.shards);
+        }
+        let informer = Informer::spawn(source, config);
+        let mut queue = None;
+        let handler: Arc<dyn Handler> = match s.handler {
+            HandlerStyle::Sync => Arc::new(RecordingHandler { recorder }),
+            HandlerStyle::Channel => {
+                let (tx, rx) = crossbeam_channel::unbounded();
+                std::thread::spawn(move || {
+                    for msg in rx {
+                        match msg {
+                            Msg::Upsert(obj) => recorder.observe(obj.field(0)),
+                            Msg::Delete => recorder.observe_delete(),
+                        }
+                    }
+                });
+                Arc::new(ChannelHandler { tx })
+            }
+            HandlerStyle::Workqueue => {
+                let q = WorkQueue::builder().name("loadgen").build();
+                let store = informer.store();
+                spawn_workers(
+                    &q,
+                    &recorder,
+                    Arc::new(move |key: &str| store.get_by_key(key).map(|o| o.field(0).map(str::to_owned))),
+                );
+                queue = Some(q.clone());
+                Arc::new(EnqueueHandler { queue: q })
+            }
+        };
+        informer.add_handler(handler);
+        Engine::Kcache { informer, queue }
+    }
+
+    fn start_kube_rs(client: kube::Client, s: &EngineSettings, recorder: Arc<Recorder>) -> Engine {
+        let api: kube::Api<Pod> = kube::Api::all(client);
+        let (store, writer) = reflector::store();
+        let config = watcher::Config::default().labels(&s.label_selector);
+        let stream = watcher(api, config).default_backoff().reflect(writer);
+        let mut queue = None;
+        enum Sink {
+            Sync(Arc<Recorder>),
+            Channel(tokio::sync::mpsc::UnboundedSender<Option<Arc<Pod>>>),
+            Queue(WorkQueue<String>),
+        }
+        let sink = match s.handler {
+            HandlerStyle::Sync => Sink::Sync(recorder),
+            HandlerStyle::Channel => {
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Option<Arc<Pod>>>();
+                std::thread::spawn(move || {
+                    while let Some(msg) = rx.blocking_recv() {
+                        match msg {
+                            Some(pod) => recorder.observe(stamp_of(&pod)),
+                            None => recorder.observe_delete(),
+                        }
+                    }
+                });
+                Sink::Channel(tx)
+            }
+            HandlerStyle::Workqueue => {
+                let q = WorkQueue::builder().name("loadgen").build();
+                let reader = store.clone();
+                spawn_workers(
+                    &q,
+                    &recorder,
+                    Arc::new(move |key: &str| {
+                        let (ns, name) = key.split_once('/').unwrap_or(("", key));
+                        let r = reflector::ObjectRef::<Pod>::new(name).within(ns);
+                        reader.get(&r).map(|p| stamp_of(&p).map(str::to_owned))
+                    }),
+                );
+                queue = Some(q.clone());
+                Sink::Queue(q)
+            }
+        };
+        let key_of = |p: &Pod| {
+            format!("{}/{}", p.metadata.namespace.as_deref().unwrap_or(""), p.metadata.name.as_deref().unwrap_or(""))
+        };
+        let task = tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(ev) = stream.next().await {
+                let Ok(ev) = ev else { continue };
+                let (pod, deleted) = match ev {
+                    watcher::Event::Apply(p) | watcher::Event::InitApply(p) => (p, false),
+                    watcher::Event::Delete(p) => (p, true),
+                    watcher::Event::Init | watcher::Event::InitDone => continue,
+                };
+                match &sink {
+                    Sink::Sync(r) => {
+                        if deleted {
+                            r.observe_delete();
+                        } else {
+                            r.observe(stamp_of(&pod));
+                        }
+                    }
+                    Sink::Channel(tx) => {
+                        let _ = tx.send((!deleted).then(|| Arc::new(pod)));
+                    }
+                    Sink::Queue(q) => q.add(key_of(&pod)),
+                }
+            }
+        });
+        Engine::KubeRs { store, task, queue }
+    }
+
+    /// Waits until the engine's initial list is in its cache.
+    pub async fn wait_synced(&self, timeout: Duration) -> bool {
+        match self {
+            Engine::Kcache { informer, .. } => informer.wait_for_sync(timeout).await,
+            Engine::KubeRs { store, .. } => tokio::time::timeout(timeout, store.wait_until_ready()).await.is_ok_and(|r| r.is_ok()),
+        }
+    }
+
+    /// Looks one object up by `namespace/name`; whether it was found.
+    pub fn get(&self, key: &str) -> bool {
+        match self {
+            Engine::Kcache { informer, .. } => informer.store().get_by_key(key).is_some(),
+            Engine::KubeRs { store, .. } => {
+                let (ns, name) = key.split_once('/').unwrap_or(("", key));
+                store.get(&reflector::ObjectRef::new(name).within(ns)).is_some()
+            }
+        }
+    }
+
+    /// Lists one namespace from the cache; the number of objects.
+    pub fn list_namespace(&self, namespace: &str) -> usize {
+        match self {
+            Engine::Kcache { informer, .. } => {
+                informer.store().index(NAMESPACE_INDEX, namespace).map_or(0, |s| s.iter().count())
+            }
+            // kube-rs's Store has no index: a namespace list filters the whole state.
+            Engine::KubeRs { store, .. } => {
+                store.state().into_iter().filter(|p| p.metadata.namespace.as_deref() == Some(namespace)).count()
+            }
+        }
+    }
+
+    /// `(namespace/name, resourceVersion)` of every cached object, sorted.
+    pub fn snapshot(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = match self {
+            Engine::Kcache { informer, .. } => {
+                informer.store().list().iter().map(|o| (o.key(), o.resource_version().to_owned())).collect()
+            }
+            Engine::KubeRs { store, .. } => store
+                .state()
+                .iter()
+                .map(|p| {
+                    (
+                        format!(
+                            "{}/{}",
+                            p.metadata.namespace.as_deref().unwrap_or(""),
+                            p.metadata.name.as_deref().unwrap_or("")
+                        ),
+                        p.metadata.resource_version.clone().unwrap_or_default(),
+                    )
+                })
+                .collect(),
+        };
+        out.sort();
+        out
+    }
+
+    /// Bytes of object JSON the cache holds (kcache only; 0 for kube-rs, whose
+    /// typed objects have no byte form — compare RSS instead).
+    pub fn store_bytes(&self) -> u64 {
+        match self {
+            Engine::Kcache { informer, .. } => informer.store().stats().json_bytes as u64,
+            Engine::KubeRs { .. } => 0,
+        }
+    }
+
+    /// Stops the engine's background work.
+    pub fn shutdown(&self) {
+        match self {
+            Engine::Kcache { informer, queue } => {
+                informer.shutdown();
+                if let Some(q) = queue {
+                    q.shutdown();
+                }
+            }
+            Engine::KubeRs { task, queue, .. } => {
+                task.abort();
+                if let Some(q) = queue {
+                    q.shutdown();
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,323 @@
+//! `loadgen run`: the main job. Creates pods, syncs an engine, drives writes,
+//! verifies the cache against the server, and measures everything in the
+//! [`Report`](crate::report::Report).
+//!
+//! # Steps
+//! 1. Target: the simulated API server in a child process (`loadgen sim`, the
+//!    default, so RSS and CPU figures are this process's alone), in-process, or a
+//!    real cluster through a kubeconfig (guarded, see [`crate::guard`]).
+//! 2. Create `--namespaces` namespaces and `--pods` realistic pods, labelled as
+//!    this run's so that nothing else is touched.
+//! 3. Start the engine with the chosen handler style; time its sync.
+//! 4. For `--duration`, write at `--write-qps`: 90% merge-patches stamping the
+//!    send time, 5% creates, 5% deletes.
+//! 5. Wait for the cache to converge; compare it with a LIST from the server
+//!    (same keys, same resourceVersions) and check that every key's last write
+//!    reached the handlers.
+//! 6. Time cache Get / List(namespace) against direct GET / LIST.
+
+mod engines;
+mod recorder;
+mod target;
+mod writer;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+
+pub use engines::{Engine, EngineKind, EngineSettings, HandlerStyle};
+pub use recorder::{Recorder, SENT_AT, SENT_AT_POINTER};
+pub use target::{Target, TargetKind};
+pub use writer::{WriteStats, Writer};
+
+use crate::procstat;
+use crate::report::{Percentiles, Report};
+
+/// The label every object of a run carries.
+pub const RUN_LABEL: &str = "loadgen.kcache.io/run";
+
+/// Why a run could not complete.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The target (simulator or cluster) could not be reached or started.
+    #[error("could not set up the target: {0}")]
+    Target(String),
+    /// An API call the run depends on failed.
+    #[error("api call failed while {during}")]
+    Api {
+        /// What the run was doing.
+        during: &'static str,
+        /// The error.
+        #[source]
+        source: kube::Error,
+    },
+    /// The engine did not sync in time.
+    #[error("{engine} did not sync {pods} pods within {timeout:?}")]
+    SyncTimeout {
+        /// Engine name.
+        engine: &'static str,
+        /// Pods expected.
+        pods: usize,
+        /// How long it was given.
+        timeout: Duration,
+    },
+}
+
+/// Everything `loadgen run` can be told.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// Pods created before the write phase.
+    pub pods: usize,
+    /// Writes per second during the write phase.
+    pub write_qps: f64,
+    /// Length of the write phase.
+    pub duration: Duration,
+    /// Namespaces the pods are spread over.
+    pub namespaces: usize,
+    /// Handler style.
+    pub handler: HandlerStyle,
+    /// Engine under test.
+    pub engine: EngineKind,
+    /// kcache shards; 0 = cores.
+    pub shards: usize,
+    /// Strip managedFields at decode time.
+    pub strip_managed_fields: bool,
+    /// Seed for pod contents and the write mix.
+    pub seed: u64,
+    /// Where the API server is.
+    pub target: TargetKind,
+    /// Draw progress bars.
+    pub progress: bool,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            pods: 10_000,
+            write_qps: 2000.0,
+            duration: Duration::from_secs(30),
+            namespaces: 10,
+            handler: HandlerStyle::Sync,
+            engine: EngineKind::Kcache,
+            shards: 0,
+            strip_managed_fields: false,
+            seed: 1,
+            target: TargetKind::SimChild,
+            progress: true,
+        }
+    }
+}
+
+fn spinner(enabled: bool, len: u64, msg: &'static str) -> ProgressBar {
+    if !enabled {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>14} [{bar:40}] {pos}/{len} ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(msg);
+    bar
+}
+
+/// Namespace `i` of a run.
+pub fn namespace_name(i: usize) -> String {
+    format!("loadgen-{i}")
+}
+
+/// Runs the whole scenario and returns its report.
+pub async fn run(cfg: &RunConfig) -> Result<Report, RunError> {
+    let target = Target::start(&cfg.target).await?;
+    let client = target.client.clone();
+    let selector = format!("{RUN_LABEL}=true");
+    let namespaces: Vec<String> = (0..cfg.namespaces.max(1)).map(namespace_name).collect();
+
+    // 1. Namespaces and pods.
+    writer::ensure_namespaces(&client, &namespaces).await?;
+    let bar = spinner(cfg.progress, cfg.pods as u64, "creating pods");
+    let keys = writer::create_pods(&client, &namespaces, cfg.pods, cfg.seed, &bar).await?;
+    bar.finish_and_clear();
+
+    // 2. Engine sync.
+    let recorder = Arc::new(Recorder::default());
+    let settings = EngineSettings {
+        label_selector: selector.clone(),
+        handler: cfg.handler,
+        shards: cfg.shards,
+        strip_managed_fields: cfg.strip_managed_fields,
+    };
+    let cpu_before = procstat::cpu_seconds().unwrap_or(0.0);
+    let sync_start = Instant::now();
+    let engine = Engine::start(cfg.engine, client.clone(), &settings, Arc::clone(&recorder));
+    let timeout = Duration::from_secs(120 + cfg.pods as u64 / 500);
+    if !engine.wait_synced(timeout).await {
+        return Err(RunError::SyncTimeout { engine: cfg.engine.as_str(), pods: cfg.pods, timeout });
+    }
+    let sync_seconds = sync_start.elapsed().as_secs_f64();
+    let rss_after_sync = procstat::rss_bytes().unwrap_or(0);
+
+    // 3. Writes.
+    let bar = spinner(cfg.progress, cfg.duration.as_secs().max(1), "writing");
+    let mut w = Writer::new(client.clone(), keys, namespaces.clone(), cfg.seed);
+    recorder.start_at(recorder::now_nanos());
+    let stats = w.drive(cfg.write_qps, cfg.duration, &bar).await;
+    bar.finish_and_clear();
+
+    // 4. Convergence and verification.
+    let api: Api<Pod> = Api::all(client.clone());
+    let lp = ListParams::default().labels(&selector);
+    let converge_start = Instant::now();
+    let (server, wire_bytes) = loop {
+        let (server, wire_bytes) = server_snapshot(&api, &lp).await?;
+        if engine.snapshot() == server || converge_start.elapsed() > Duration::from_secs(60) {
+            break (server, wire_bytes);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let cached = engine.snapshot();
+    let cache_matches_server = cached == server;
+    let cpu_seconds = procstat::cpu_seconds().unwrap_or(0.0) - cpu_before;
+
+    // 5. Read latencies.
+    let sample_keys: Vec<String> = server.iter().map(|(k, _)| k.clone()).collect();
+    let cache_get = time_cache_gets(&engine, &sample_keys, 100_000);
+    let biggest_ns = biggest_namespace(&server);
+    let cache_list = time_cache_lists(&engine, &biggest_ns, 2_000);
+    let (direct_get, direct_list) = time_direct(&client, &sample_keys, &biggest_ns).await?;
+
+    let events_received = recorder.stamped_events.load(std::sync::atomic::Ordering::Relaxed)
+        + recorder.deletes.load(std::sync::atomic::Ordering::Relaxed);
+    let events_expected = stats.acknowledged();
+    let report = Report {
+        engine: cfg.engine.as_str().to_owned(),
+        handler: cfg.handler.as_str().to_owned(),
+        pods: cfg.pods as u64,
+        write_qps_target: cfg.write_qps,
+        write_qps_achieved: stats.acknowledged() as f64 / stats.elapsed.as_secs_f64().max(1e-9),
+        duration_seconds: stats.elapsed.as_secs_f64(),
+        sync_seconds,
+        events_expected,
+        events_received,
+        events_lost: lost_writes(&stats, &cached),
+        cache_matches_server,
+        event_latency_ms: Percentiles::from_histogram(&recorder.latency(), 1000.0),
+        cache_get_ns: Percentiles::from_histogram(&cache_get, 1.0),
+        cache_list_1000_ns: Percentiles::from_histogram(&cache_list, 1.0),
+        direct_get_ms: Percentiles::from_histogram(&direct_get, 1000.0),
+        direct_list_1000_ms: Percentiles::from_histogram(&direct_list, 1000.0),
+        rss_mb_after_sync: rss_after_sync as f64 / 1048576.0,
+        rss_mb_peak: procstat::peak_rss_bytes().unwrap_or(0) as f64 / 1048576.0,
+        store_bytes: engine.store_bytes(),
+        wire_bytes,
+        cpu_seconds,
+    };
+    engine.shutdown();
+    target.cleanup(&namespaces).await;
+    Ok(report)
+}
+
+/// Writes whose effect never reached the cache: for each key, the last
+/// acknowledged write must be what the cache holds (its resourceVersion or,
+/// for a delete, absence). Coalescing may skip intermediate states; it may not
+/// skip the last one.
+fn lost_writes(stats: &WriteStats, cached: &[(String, String)]) -> u64 {
+    let cached: HashMap<&str, &str> = cached.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    stats
+        .last_write
+        .iter()
+        .filter(|(key, rv)| match rv {
+            Some(rv) => cached.get(key.as_str()).is_none_or(|c| c.parse::<u64>().ok() < rv.parse::<u64>().ok()),
+            None => cached.contains_key(key.as_str()),
+        })
+        .count() as u64
+}
+
+async fn server_snapshot(api: &Api<Pod>, lp: &ListParams) -> Result<(Vec<(String, String)>, u64), RunError> {
+    let list = api.list(lp).await.map_err(|source| RunError::Api { during: "listing pods to verify the cache", source })?;
+    let mut wire = 0u64;
+    let mut out: Vec<(String, String)> = list
+        .items
+        .iter()
+        .map(|p| {
+            wire += serde_json::to_vec(p).map_or(0, |v| v.len() as u64);
+            (
+                format!("{}/{}", p.metadata.namespace.as_deref().unwrap_or(""), p.metadata.name.as_deref().unwrap_or("")),
+                p.metadata.resource_version.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    out.sort();
+    Ok((out, wire))
+}
+
+fn biggest_namespace(keys: &[(String, String)]) -> String {
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for (k, _) in keys {
+        *counts.entry(k.split('/').next().unwrap_or("")).or_default() += 1;
+    }
+    counts.into_iter().max_by_key(|(_, n)| *n).map(|(ns, _)| ns.to_owned()).unwrap_or_default()
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("static histogram bounds are valid")
+}
+
+fn time_cache_gets(engine: &Engine, keys: &[String], n: usize) -> Histogram<u64> {
+    let mut h = histogram();
+    if keys.is_empty() {
+        return h;
+    }
+    let mut idx = 0usize;
+    for _ in 0..n {
+        idx = (idx + 7919) % keys.len();
+        let t = Instant::now();
+        let found = engine.get(&keys[idx]);
+        let ns = t.elapsed().as_nanos() as u64;
+        std::hint::black_box(found);
+        let _ = h.record(ns.max(1));
+    }
+    h
+}
+
+fn time_cache_lists(engine: &Engine, namespace: &str, n: usize) -> Histogram<u64> {
+    let mut h = histogram();
+    for _ in 0..n {
+        let t = Instant::now();
+        let count = engine.list_namespace(namespace);
+        let ns = t.elapsed().as_nanos() as u64;
+        std::hint::black_box(count);
+        let _ = h.record(ns.max(1));
+    }
+    h
+}
+
+async fn time_direct(
+    client: &kube::Client,
+    keys: &[String],
+    namespace: &str,
+) -> Result<(Histogram<u64>, Histogram<u64>), RunError> {
+    let mut gets = histogram();
+    let mut lists = histogram();
+    for key in keys.iter().step_by((keys.len() / 200).max(1)).take(200) {
+        let (ns, name) = key.split_once('/').unwrap_or(("", key));
+        let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+        let t = Instant::now();
+        api.get_opt(name).await.map_err(|source| RunError::Api { during: "timing direct GETs", source })?;
+        let _ = gets.record((t.elapsed().as_micros() as u64).max(1));
+    }
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    for _ in 0..20 {
+        let t = Instant::now();
+        api.list(&ListParams::default()).await.map_err(|source| RunError::Api { during: "timing direct LISTs", source })?;
+        let _ = lists.record((t.elapsed().as_micros() as u64).max(1));
+    }
+    Ok((gets, lists))
+}
