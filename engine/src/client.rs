@@ -14,7 +14,7 @@ use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, GetParams, ListParams, ObjectList, Patch, PatchParams, PostParams};
 use kube::core::{NamespaceResourceScope, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -151,11 +151,13 @@ impl CachedClient {
             };
             return informer.store().get_by_key(&key).map(|o| decode(&o)).transpose();
         }
-        let api: Api<K> = match namespace {
-            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &()),
-            None => Api::all_with(self.client.clone(), &()),
-        };
-        Ok(api.get_opt(name).await?)
+        let request = kube::core::Request::new(K::url_path(&(), namespace));
+        let req = request.get(name, &GetParams::default()).map_err(kube::Error::BuildRequest)?;
+        match self.client.request::<K>(req).await {
+            Ok(obj) => Ok(Some(obj)),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Lists from the cache (by namespace, label selector and/or field index);
@@ -167,13 +169,11 @@ impl CachedClient {
         let selector: LabelSelector = opts.label_selector.as_deref().unwrap_or("").parse()?;
         let informer = self.informer::<K>()?;
         if !informer.has_synced() {
-            let api: Api<K> = match &opts.namespace {
-                Some(ns) => Api::namespaced_with(self.client.clone(), ns, &()),
-                None => Api::all_with(self.client.clone(), &()),
-            };
+            let request = kube::core::Request::new(K::url_path(&(), opts.namespace.as_deref()));
             let mut lp = ListParams::default();
             lp.label_selector.clone_from(&opts.label_selector);
-            let items = api.list(&lp).await?.items;
+            let req = request.list(&lp).map_err(kube::Error::BuildRequest)?;
+            let items = self.client.request::<ObjectList<K>>(req).await?.items;
             return Ok(match &opts.field_index {
                 None => items,
                 Some(_) => {

@@ -1,9 +1,14 @@
 //! Load generation and a simulated Kubernetes API server for kcache.
 //!
 //! * [`sim`]: an embedded, wire-compatible API server (127.0.0.1 only).
+//! * [`run`]: the main job (`loadgen run`), with [`report`], [`guard`] and [`procstat`].
 //! * [`podgen`]: realistic, seeded pod objects, and bulk loading into the sim.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod guard;
 pub mod podgen;
+pub mod procstat;
+pub mod report;
+pub mod run;
 pub mod sim;

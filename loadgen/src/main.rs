@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use kcache_loadgen::run::{self, EngineKind, HandlerStyle, RunConfig, TargetKind};
 use kcache_loadgen::{podgen, sim::SimServer};
 
 #[derive(Parser)]
@@ -48,8 +49,78 @@ enum Mode {
         #[arg(long)]
         ignore_stdin: bool,
     },
-    /// Run the end-to-end load scenario (not yet available in this build).
-    Run,
+    /// Run the end-to-end load scenario (the main job): create pods, sync an
+    /// engine, drive writes, verify the cache, print a table.
+    Run(RunArgs),
+    /// Delete every namespace loadgen created on a cluster (labelled as its own).
+    Cleanup {
+        /// Kubeconfig file (default: KUBECONFIG or ~/.kube/config).
+        #[arg(long)]
+        kubeconfig: Option<std::path::PathBuf>,
+        /// Kubeconfig context (default: current).
+        #[arg(long)]
+        context: Option<String>,
+        /// Allow a context that is not a local kind cluster.
+        #[arg(long)]
+        allow_remote: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Pods created before the write phase.
+    #[arg(long, default_value_t = 10_000)]
+    pods: usize,
+    /// Writes per second during the write phase.
+    #[arg(long, default_value_t = 2000.0)]
+    write_qps: f64,
+    /// Seconds of the write phase.
+    #[arg(long, default_value_t = 30.0)]
+    duration: f64,
+    /// Namespaces the pods are spread over.
+    #[arg(long, default_value_t = 10)]
+    namespaces: usize,
+    /// Handler style.
+    #[arg(long, value_enum, default_value_t = HandlerStyle::Sync)]
+    handler: HandlerStyle,
+    /// Engine under test.
+    #[arg(long, value_enum, default_value_t = EngineKind::Kcache)]
+    engine: EngineKind,
+    /// kcache shards (fifo threads); 0 = one per core.
+    #[arg(long, default_value_t = 0)]
+    shards: usize,
+    /// Strip metadata.managedFields at decode time.
+    #[arg(long)]
+    strip_managed_fields: bool,
+    /// Seed for pod contents and the write mix.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Where the simulator runs when no kubeconfig is given.
+    #[arg(long, value_enum, default_value_t = SimMode::Child)]
+    sim: SimMode,
+    /// Run against a real cluster from this kubeconfig.
+    #[arg(long)]
+    kubeconfig: Option<std::path::PathBuf>,
+    /// Kubeconfig context (default: current); implies a real cluster.
+    #[arg(long)]
+    context: Option<String>,
+    /// Allow a context that is not a local kind cluster.
+    #[arg(long)]
+    allow_remote: bool,
+    /// Write the JSON report here.
+    #[arg(long)]
+    report: Option<std::path::PathBuf>,
+    /// No progress bars.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SimMode {
+    /// `loadgen sim` as a child process: RSS and CPU figures are the engine's alone.
+    Child,
+    /// The simulator in this process.
+    InProcess,
 }
 
 fn main() -> ExitCode {
@@ -63,11 +134,82 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Mode::Run => {
-            eprintln!("loadgen run: not yet available in this build (try `loadgen sim`)");
-            ExitCode::from(2)
-        }
+        Mode::Run(args) => match run_scenario(args) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
+            Err(e) => {
+                eprintln!("loadgen run: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+        Mode::Cleanup { kubeconfig, context, allow_remote } => match cleanup(kubeconfig, context, allow_remote) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("loadgen cleanup: {e:#}");
+                ExitCode::from(2)
+            }
+        },
     }
+}
+
+/// Runs the scenario; `Ok(false)` when a check failed (events lost, cache differs).
+fn run_scenario(args: RunArgs) -> anyhow::Result<bool> {
+    let target = if args.kubeconfig.is_some() || args.context.is_some() {
+        TargetKind::Kubeconfig { path: args.kubeconfig, context: args.context, allow_remote: args.allow_remote }
+    } else {
+        match args.sim {
+            SimMode::Child => TargetKind::SimChild,
+            SimMode::InProcess => TargetKind::SimInProcess,
+        }
+    };
+    let cfg = RunConfig {
+        pods: args.pods,
+        write_qps: args.write_qps,
+        duration: Duration::from_secs_f64(args.duration.max(0.0)),
+        namespaces: args.namespaces,
+        handler: args.handler,
+        engine: args.engine,
+        shards: args.shards,
+        strip_managed_fields: args.strip_managed_fields,
+        seed: args.seed,
+        target,
+        progress: !args.quiet,
+    };
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_writer(std::io::stderr).init();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let report = rt.block_on(async {
+        tokio::select! {
+            r = run::run(&cfg) => r.map_err(anyhow::Error::from),
+            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted; run `loadgen cleanup` if this was a real cluster")),
+        }
+    })?;
+    println!("{}", report.table());
+    if let Some(path) = &args.report {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .map_err(|e| anyhow::anyhow!("cannot write the report to {}: {e}", path.display()))?;
+    }
+    let ok = report.events_lost == 0 && report.cache_matches_server;
+    if !ok {
+        eprintln!("loadgen run: check failed (events_lost = {}, cache_matches_server = {})", report.events_lost, report.cache_matches_server);
+    }
+    Ok(ok)
+}
+
+fn cleanup(kubeconfig: Option<std::path::PathBuf>, context: Option<String>, allow_remote: bool) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async {
+        let kc = match &kubeconfig {
+            Some(p) => kube::config::Kubeconfig::read_from(p)?,
+            None => kube::config::Kubeconfig::read()?,
+        };
+        let name = kcache_loadgen::guard::check_context(&kc, context.as_deref(), allow_remote)?;
+        let options = kube::config::KubeConfigOptions { context: Some(name), ..Default::default() };
+        let client = kube::Client::try_from(kube::Config::from_custom_kubeconfig(kc, &options).await?)?;
+        for ns in kcache_loadgen::run::cleanup_owned(&client).await? {
+            println!("deleted namespace {ns}");
+        }
+        Ok(())
+    })
 }
 
 fn run_sim(port: u16, pods: usize, seed: u64, ns: &str, history: usize, bookmark_ms: u64, ignore_stdin: bool) -> anyhow::Result<()> {

@@ -126,7 +126,7 @@ enum Msg {
 }
 
 struct ChannelHandler {
-    tx: crossbeam_channel::Sender<Msg>,
+    tx: crossbeam::channel::Sender<Msg>,
 }
 
 impl Handler for ChannelHandler {
@@ -182,14 +182,26 @@ fn spawn_workers(
 
 impl Engine {
     /// Starts `kind` against `client`, recording into `recorder`.
-    pub fn start(kind: EngineKind, client: kube::Client, settings: &EngineSettings, recorder: Arc<Recorder>) -> Engine {
+    ///
+    /// # Errors
+    /// When kcache's informer threads cannot be started.
+    pub fn start(
+        kind: EngineKind,
+        client: kube::Client,
+        settings: &EngineSettings,
+        recorder: Arc<Recorder>,
+    ) -> Result<Engine, kcache::fifo::FifoError> {
         match kind {
             EngineKind::Kcache => Self::start_kcache(client, settings, recorder),
-            EngineKind::KubeRs => Self::start_kube_rs(client, settings, recorder),
+            EngineKind::KubeRs => Ok(Self::start_kube_rs(client, settings, recorder)),
         }
     }
 
-    fn start_kcache(client: kube::Client, s: &EngineSettings, recorder: Arc<Recorder>) -> Engine {
+    fn start_kcache(
+        client: kube::Client,
+        s: &EngineSettings,
+        recorder: Arc<Recorder>,
+    ) -> Result<Engine, kcache::fifo::FifoError> {
         let source = KubeSource::for_type::<Pod>(client, None);
         let mut config = InformerConfig::default();
         config.watcher.label_selector = Some(s.label_selector.clone());
@@ -198,12 +210,12 @@ impl Engine {
         if s.shards > 0 {
             config.store = config.store.shards(s.shards);
         }
-        let informer = Informer::spawn(source, config);
+        let informer = Informer::spawn(source, config)?;
         let mut queue = None;
         let handler: Arc<dyn Handler> = match s.handler {
             HandlerStyle::Sync => Arc::new(RecordingHandler { recorder }),
             HandlerStyle::Channel => {
-                let (tx, rx) = crossbeam_channel::unbounded();
+                let (tx, rx) = crossbeam::channel::unbounded();
                 std::thread::spawn(move || {
                     for msg in rx {
                         match msg {
@@ -226,8 +238,8 @@ impl Engine {
                 Arc::new(EnqueueHandler { queue: q })
             }
         };
-        informer.add_handler(handler);
-        Engine::Kcache { informer, queue }
+        informer.add_handler(handler)?;
+        Ok(Engine::Kcache { informer, queue })
     }
 
     fn start_kube_rs(client: kube::Client, s: &EngineSettings, recorder: Arc<Recorder>) -> Engine {

@@ -32,7 +32,7 @@ use kube::api::{Api, ListParams};
 
 pub use engines::{Engine, EngineKind, EngineSettings, HandlerStyle};
 pub use recorder::{Recorder, SENT_AT, SENT_AT_POINTER};
-pub use target::{Target, TargetKind};
+pub use target::{OWNED_LABEL, Target, TargetKind, cleanup_owned};
 pub use writer::{WriteStats, Writer};
 
 use crate::procstat;
@@ -57,6 +57,9 @@ pub enum RunError {
         #[source]
         source: kube::Error,
     },
+    /// The engine could not be started.
+    #[error("could not start the engine")]
+    Engine(#[from] kcache::fifo::FifoError),
     /// The engine did not sync in time.
     #[error("{engine} did not sync {pods} pods within {timeout:?}")]
     SyncTimeout {
@@ -156,7 +159,7 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, RunError> {
     };
     let cpu_before = procstat::cpu_seconds().unwrap_or(0.0);
     let sync_start = Instant::now();
-    let engine = Engine::start(cfg.engine, client.clone(), &settings, Arc::clone(&recorder));
+    let engine = Engine::start(cfg.engine, client.clone(), &settings, Arc::clone(&recorder))?;
     let timeout = Duration::from_secs(120 + cfg.pods as u64 / 500);
     if !engine.wait_synced(timeout).await {
         return Err(RunError::SyncTimeout { engine: cfg.engine.as_str(), pods: cfg.pods, timeout });

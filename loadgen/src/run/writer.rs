@@ -40,7 +40,7 @@ pub async fn ensure_namespaces(client: &kube::Client, namespaces: &[String]) -> 
 }
 
 fn run_pod(namespace: &str, index: usize, seed: u64) -> Result<Pod, RunError> {
-    let mut value = podgen::pod(seed, index, namespace);
+    let mut value = podgen::PodGen::new(seed, namespace).pod(index);
     value["metadata"]["labels"][RUN_LABEL] = json!("true");
     serde_json::from_value(value).map_err(|e| RunError::Target(format!("generated pod does not decode: {e}")))
 }
