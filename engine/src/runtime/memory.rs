@@ -37,6 +37,8 @@ pub struct MemorySource {
 #[derive(Clone, Debug)]
 enum Live {
     Event(u64, Bytes),
+    /// Sent to every watch as is (bookmarks, malformed frames).
+    Raw(Bytes),
     Disconnect,
 }
 
@@ -49,6 +51,7 @@ struct State {
     /// Watches from a resourceVersion below this get 410 Expired.
     oldest_valid_rv: u64,
     next_list_error: Option<u16>,
+    expire_next_watch: bool,
 }
 
 impl MemorySource {
@@ -64,6 +67,7 @@ impl MemorySource {
                 history_cap: 10_000,
                 oldest_valid_rv: 0,
                 next_list_error: None,
+                expire_next_watch: false,
             })),
             live,
             lists: Arc::new(AtomicU64::new(0)),
@@ -120,13 +124,12 @@ impl MemorySource {
     pub fn bookmark(&self) {
         let st = self.lock();
         let line = bookmark_line(&st.kind, st.rv, false);
-        let _ = self.live.send(Live::Event(st.rv, line));
+        let _ = self.live.send(Live::Raw(line));
     }
 
     /// Sends one line that is not valid JSON to every open watch.
     pub fn inject_malformed_frame(&self) {
-        let rv = self.lock().rv;
-        let _ = self.live.send(Live::Event(rv, Bytes::from_static(b"{\"type\":\"MODIFIED\",\"object\":{\"metadata\":\n")));
+        let _ = self.live.send(Live::Raw(Bytes::from_static(b"{\"type\":\"MODIFIED\",\"object\":{\"metadata\":\n")));
     }
 
     /// Makes every resourceVersion seen so far too old: the next watch from one gets 410.
@@ -134,6 +137,12 @@ impl MemorySource {
         let mut st = self.lock();
         st.oldest_valid_rv = st.rv;
         st.history.clear();
+    }
+
+    /// Answers the next non-streaming watch with 410 Expired, whatever its
+    /// resourceVersion (as after an etcd compaction racing the watch).
+    pub fn expire_next_watch(&self) {
+        self.lock().expire_next_watch = true;
     }
 
     /// Closes every open watch (as a server restart or idle timeout would).
@@ -254,7 +263,7 @@ impl Source for MemorySource {
 
     async fn watch(&self, params: &WatchParams, resource_version: &str) -> Result<BodyStream, SourceError> {
         self.watches.fetch_add(1, Ordering::Relaxed);
-        let st = self.lock();
+        let mut st = self.lock();
         let rx = self.live.subscribe();
         let mut backlog: Vec<Bytes> = Vec::new();
         let from: u64;
@@ -278,7 +287,7 @@ impl Source for MemorySource {
                     }
                 },
             };
-            if requested < st.oldest_valid_rv {
+            if requested < st.oldest_valid_rv || std::mem::take(&mut st.expire_next_watch) {
                 let line = expired(resource_version, st.oldest_valid_rv);
                 return Ok(Box::pin(futures::stream::iter([Ok(line)])));
             }
@@ -291,13 +300,16 @@ impl Source for MemorySource {
             loop {
                 match rx.recv().await {
                     Ok(Live::Event(rv, line)) => {
-                        if rv <= seen && !line.starts_with(b"{\"type\":\"BOOKMARK\"") {
+                        if rv <= seen {
                             continue;
                         }
+                        return Some((Ok(line), (rx, rv)));
+                    }
+                    Ok(Live::Raw(line)) => {
                         if !bookmarks && line.starts_with(b"{\"type\":\"BOOKMARK\"") {
                             continue;
                         }
-                        return Some((Ok(line), (rx, rv.max(seen))));
+                        return Some((Ok(line), (rx, seen)));
                     }
                     Ok(Live::Disconnect) | Err(broadcast::error::RecvError::Closed) => return None,
                     // A watcher that fell behind is closed, as the real server does.

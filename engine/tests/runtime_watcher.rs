@@ -1,0 +1,214 @@
+//! The watcher against the in-memory source: list, watch and every recovery path.
+
+use std::time::Duration;
+
+use kcache::runtime::backoff::Backoff;
+use kcache::runtime::memory::MemorySource;
+use kcache::runtime::watcher::{Event, Watcher, WatcherConfig};
+use kcache::wire::{Decoder, DecoderConfig};
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+
+fn pod(ns: &str, name: &str, phase: &str) -> serde_json::Value {
+    json!({"metadata": {"namespace": ns, "name": name, "labels": {"app": "web"}}, "spec": {"nodeName": "n1"}, "status": {"phase": phase}})
+}
+
+fn fast_config() -> WatcherConfig {
+    WatcherConfig {
+        page_size: Some(10),
+        backoff: Backoff::new(Duration::from_millis(5), Duration::from_millis(50)),
+        ..WatcherConfig::default()
+    }
+}
+
+struct Running {
+    rx: mpsc::UnboundedReceiver<Event>,
+    stop: watch::Sender<bool>,
+    stats: std::sync::Arc<kcache::runtime::watcher::WatcherStats>,
+}
+
+fn start(src: &MemorySource, config: WatcherConfig) -> Running {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (stop, stop_rx) = watch::channel(false);
+    let watcher = Watcher::new(src.clone(), Decoder::new(DecoderConfig::default()), config);
+    let stats = watcher.stats();
+    tokio::spawn(async move {
+        let mut sink = move |e: Event| {
+            let _ = tx.send(e);
+        };
+        watcher.run(&mut sink, stop_rx).await;
+    });
+    Running { rx, stop, stats }
+}
+
+impl Running {
+    async fn next(&mut self) -> Event {
+        tokio::time::timeout(Duration::from_secs(10), self.rx.recv()).await.expect("event in time").expect("watcher alive")
+    }
+
+    /// Skips bookmarks.
+    async fn next_object_event(&mut self) -> Event {
+        loop {
+            match self.next().await {
+                Event::Bookmark(_) => continue,
+                e => return e,
+            }
+        }
+    }
+
+    /// Collects one whole list: Init, InitApply…, InitDone; returns names and the RV.
+    async fn list(&mut self) -> (Vec<String>, String) {
+        assert!(matches!(self.next_object_event().await, Event::Init));
+        let mut names = Vec::new();
+        loop {
+            match self.next().await {
+                Event::InitApply(o) => names.push(o.name().to_owned()),
+                Event::InitDone { resource_version } => return (names, resource_version),
+                other => panic!("unexpected {other:?} during a list"),
+            }
+        }
+    }
+}
+
+fn name_of(e: &Event) -> (&'static str, String) {
+    match e {
+        Event::Apply(o) => ("apply", o.name().to_owned()),
+        Event::Delete(o) => ("delete", o.name().to_owned()),
+        other => panic!("expected an object event, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paginated_list_then_watch_delivers_every_event_in_order() {
+    let src = MemorySource::new("Pod");
+    for i in 0..25 {
+        src.apply(pod("default", &format!("p{i:02}"), "Pending"));
+    }
+    let mut w = start(&src, fast_config());
+    let (names, rv) = w.list().await;
+    assert_eq!(names.len(), 25);
+    assert_eq!(rv, "25");
+    assert_eq!(src.list_calls(), 3, "25 objects in pages of 10");
+
+    src.apply(pod("default", "new", "Pending"));
+    src.apply(pod("default", "p03", "Running"));
+    src.delete("default/p04");
+    assert_eq!(name_of(&w.next_object_event().await), ("apply", "new".into()));
+    match w.next_object_event().await {
+        Event::Apply(o) => {
+            assert_eq!(o.name(), "p03");
+            assert_eq!(o.resource_version(), "27");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(name_of(&w.next_object_event().await), ("delete", "p04".into()));
+    w.stop.send(true).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_watch_resumes_from_the_last_resource_version_without_relisting() {
+    let src = MemorySource::new("Pod");
+    src.apply(pod("a", "x", "Pending"));
+    let mut w = start(&src, fast_config());
+    w.list().await;
+    src.apply(pod("a", "y", "Pending"));
+    assert_eq!(name_of(&w.next_object_event().await), ("apply", "y".into()));
+    src.disconnect_watches();
+    // Written while no watch is open: the rewatch from RV 2 replays it from history.
+    src.apply(pod("a", "z", "Pending"));
+    assert_eq!(name_of(&w.next_object_event().await), ("apply", "z".into()));
+    src.apply(pod("a", "w", "Pending"));
+    assert_eq!(name_of(&w.next_object_event().await), ("apply", "w".into()));
+    assert_eq!(src.list_calls(), 1, "a rewatch must not relist");
+    assert!(src.watch_calls() >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_resource_version_relists_and_the_list_shows_the_gap() {
+    let src = MemorySource::new("Pod");
+    src.apply(pod("a", "x", "Pending"));
+    src.apply(pod("a", "y", "Pending"));
+    let mut w = start(&src, fast_config());
+    w.list().await;
+    src.delete("a/x");
+    src.apply(pod("a", "z", "Pending"));
+    assert_eq!(name_of(&w.next_object_event().await), ("delete", "x".into()));
+    assert_eq!(name_of(&w.next_object_event().await), ("apply", "z".into()));
+    // Everything the watcher has seen is now too old: the rewatch gets 410.
+    src.expire_next_watch();
+    src.disconnect_watches();
+    let (names, rv) = w.list().await;
+    assert_eq!(names, vec!["y".to_owned(), "z".to_owned()]);
+    assert_eq!(rv, src.resource_version().to_string());
+    assert_eq!(src.list_calls(), 2);
+    assert_eq!(w.stats.relists.load(std::sync::atomic::Ordering::Relaxed), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_frame_drops_the_watch_and_loses_nothing() {
+    let src = MemorySource::new("Pod");
+    src.apply(pod("a", "x", "Pending"));
+    let errors = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = errors.clone();
+    let mut config = fast_config();
+    config.on_error = Some(std::sync::Arc::new(move |_e| {
+        seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }));
+    let mut w = start(&src, config);
+    w.list().await;
+    src.inject_malformed_frame();
+    src.apply(pod("a", "after", "Pending"));
+    assert_eq!(name_of(&w.next_object_event().await), ("apply", "after".into()));
+    assert_eq!(w.stats.decode_errors.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(errors.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(src.list_calls(), 1, "a bad frame costs a rewatch, not a relist");
+    // Exactly once: no duplicate of "after" follows.
+    src.apply(pod("a", "last", "Pending"));
+    assert_eq!(name_of(&w.next_object_event().await), ("apply", "last".into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_list_is_retried_after_backoff() {
+    let src = MemorySource::new("Pod");
+    src.apply(pod("a", "x", "Pending"));
+    src.fail_next_list(503);
+    let mut w = start(&src, fast_config());
+    let (names, _) = w.list().await;
+    assert_eq!(names, vec!["x".to_owned()]);
+    assert_eq!(src.list_calls(), 2);
+    assert_eq!(w.stats.errors.load(std::sync::atomic::Ordering::Relaxed), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streaming_list_ends_at_the_initial_events_end_bookmark() {
+    let src = MemorySource::new("Pod");
+    for i in 0..5 {
+        src.apply(pod("a", &format!("p{i}"), "Pending"));
+    }
+    let mut config = fast_config();
+    config.streaming_list = true;
+    let mut w = start(&src, config);
+    let (names, rv) = w.list().await;
+    assert_eq!(names.len(), 5);
+    assert_eq!(rv, "5");
+    assert_eq!(src.list_calls(), 0, "a streaming list issues no LIST");
+    src.apply(pod("a", "live", "Pending"));
+    assert_eq!(name_of(&w.next_object_event().await), ("apply", "live".into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bookmarks_are_passed_on_and_stop_ends_the_watcher() {
+    let src = MemorySource::new("Pod");
+    let mut w = start(&src, fast_config());
+    w.list().await;
+    src.apply(pod("a", "x", "Pending"));
+    src.bookmark();
+    assert_eq!(name_of(&w.next().await), ("apply", "x".into()));
+    match w.next().await {
+        Event::Bookmark(rv) => assert_eq!(rv, "1"),
+        other => panic!("{other:?}"),
+    }
+    w.stop.send(true).unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(5), w.rx.recv()).await.expect("watcher stops");
+    assert!(end.is_none(), "the sink is dropped when the watcher returns");
+}
