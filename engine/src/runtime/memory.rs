@@ -52,6 +52,7 @@ struct State {
     oldest_valid_rv: u64,
     next_list_error: Option<u16>,
     expire_next_watch: bool,
+    refuse_watches: bool,
 }
 
 impl MemorySource {
@@ -68,6 +69,7 @@ impl MemorySource {
                 oldest_valid_rv: 0,
                 next_list_error: None,
                 expire_next_watch: false,
+                refuse_watches: false,
             })),
             live,
             lists: Arc::new(AtomicU64::new(0)),
@@ -143,6 +145,12 @@ impl MemorySource {
     /// resourceVersion (as after an etcd compaction racing the watch).
     pub fn expire_next_watch(&self) {
         self.lock().expire_next_watch = true;
+    }
+
+    /// While `refuse` is true, every WATCH request fails with 503 (an API
+    /// server that is down for watches); writes go on.
+    pub fn refuse_watches(&self, refuse: bool) {
+        self.lock().refuse_watches = refuse;
     }
 
     /// Closes every open watch (as a server restart or idle timeout would).
@@ -264,6 +272,9 @@ impl Source for MemorySource {
     async fn watch(&self, params: &WatchParams, resource_version: &str) -> Result<BodyStream, SourceError> {
         self.watches.fetch_add(1, Ordering::Relaxed);
         let mut st = self.lock();
+        if st.refuse_watches {
+            return Err(SourceError::Api { code: 503, reason: "ServiceUnavailable".into(), message: "watches refused".into() });
+        }
         let rx = self.live.subscribe();
         let mut backlog: Vec<Bytes> = Vec::new();
         let from: u64;

@@ -1,0 +1,209 @@
+//! Informers, the shared factory and the controller, against the in-memory source.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kcache::Obj;
+use kcache::fifo::Handler;
+use kcache::runtime::backoff::Backoff;
+use kcache::runtime::controller::{Action, Controller};
+use kcache::runtime::informer::{Informer, InformerConfig, InformerKey, SharedInformerFactory};
+use kcache::runtime::memory::MemorySource;
+use kcache::ObjectRef;
+use serde_json::json;
+
+fn pod(ns: &str, name: &str, node: &str) -> serde_json::Value {
+    json!({"metadata": {"namespace": ns, "name": name, "labels": {"app": "web"}}, "spec": {"nodeName": node}})
+}
+
+fn config() -> InformerConfig {
+    let mut c = InformerConfig::default();
+    c.watcher.backoff = Backoff::new(Duration::from_millis(5), Duration::from_millis(50));
+    c.watcher.page_size = Some(7);
+    c
+}
+
+#[derive(Default)]
+struct Log {
+    events: Mutex<Vec<String>>,
+}
+
+impl Log {
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.events.lock().unwrap())
+    }
+    fn push(&self, s: String) {
+        self.events.lock().unwrap().push(s);
+    }
+}
+
+impl Handler for Log {
+    fn on_add(&self, obj: &Obj, initial: bool) {
+        self.push(format!("add {} {}", obj.key(), if initial { "initial" } else { "live" }));
+    }
+    fn on_update(&self, old: &Obj, new: &Obj) {
+        self.push(format!("update {} {}->{}", new.key(), old.resource_version(), new.resource_version()));
+    }
+    fn on_delete(&self, obj: &Obj, unknown: bool) {
+        self.push(format!("delete {}{}", obj.key(), if unknown { " unknown" } else { "" }));
+    }
+}
+
+async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..1000 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn cache_of(i: &Informer) -> BTreeMap<String, String> {
+    i.store().list().iter().map(|o| (o.key(), o.resource_version().to_owned())).collect()
+}
+
+fn server_of(src: &MemorySource) -> BTreeMap<String, String> {
+    src.snapshot().into_iter().collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_informer_syncs_and_follows_creates_updates_and_deletes() {
+    let src = MemorySource::new("Pod");
+    for i in 0..20 {
+        src.apply(pod("default", &format!("p{i:02}"), "n1"));
+    }
+    let informer = Informer::spawn(src.clone(), config()).unwrap();
+    assert!(informer.wait_for_sync(Duration::from_secs(10)).await);
+    assert_eq!(cache_of(&informer), server_of(&src));
+
+    let log = Arc::new(Log::default());
+    let id = informer.add_handler(log.clone()).unwrap();
+    eventually("replay to the new handler", || informer.handler_synced(id)).await;
+    let replay = log.take();
+    assert_eq!(replay.len(), 20);
+    assert!(replay.iter().all(|e| e.ends_with("initial")), "{replay:?}");
+
+    src.apply(pod("default", "p00", "n2"));
+    src.apply(pod("default", "fresh", "n1"));
+    src.delete("default/p01");
+    let rv = src.resource_version().to_string();
+    informer.store().wait_for(&rv).await.unwrap();
+    eventually("three live events", || log.events.lock().unwrap().len() == 3).await;
+    let mut live = log.take();
+    live.sort();
+    assert_eq!(live, vec!["add default/fresh live", "delete default/p01", "update default/p00 1->21"]);
+    assert_eq!(cache_of(&informer), server_of(&src));
+
+    informer.remove_handler(id).unwrap();
+    src.apply(pod("default", "ignored", "n1"));
+    informer.store().wait_for(&src.resource_version().to_string()).await.unwrap();
+    assert!(log.take().is_empty(), "a removed handler gets nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relist_after_410_reports_deletions_it_missed_exactly_once() {
+    let src = MemorySource::new("Pod");
+    src.apply(pod("a", "keep", "n1"));
+    src.apply(pod("a", "gone", "n1"));
+    let informer = Informer::spawn(src.clone(), config()).unwrap();
+    let log = Arc::new(Log::default());
+    informer.add_handler(log.clone()).unwrap();
+    assert!(informer.wait_for_sync(Duration::from_secs(10)).await);
+    eventually("initial adds", || log.events.lock().unwrap().len() == 2).await;
+    log.take();
+
+    // Delete while the watch is down and the history is compacted: only a relist can tell.
+    src.refuse_watches(true);
+    src.disconnect_watches();
+    src.delete("a/gone");
+    src.expire_history();
+    src.refuse_watches(false);
+    eventually("the relist", || src.list_calls() >= 2 && cache_of(&informer) == server_of(&src)).await;
+    eventually("the synthetic delete", || !log.events.lock().unwrap().is_empty()).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let events = log.take();
+    let deletes: Vec<_> = events.iter().filter(|e| e.starts_with("delete")).collect();
+    assert_eq!(deletes, vec!["delete a/gone unknown"], "one final-state-unknown delete: {events:?}");
+    assert_eq!(informer.stats().relists.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resync_redelivers_from_memory_without_api_calls() {
+    let src = MemorySource::new("Pod");
+    src.apply(pod("a", "x", "n1"));
+    let mut c = config();
+    c.resync = Some(Duration::from_millis(50));
+    let informer = Informer::spawn(src.clone(), c).unwrap();
+    let log = Arc::new(Log::default());
+    informer.add_handler(log.clone()).unwrap();
+    assert!(informer.wait_for_sync(Duration::from_secs(10)).await);
+    let (lists, watches) = (src.list_calls(), src.watch_calls());
+    eventually("two resyncs", || log.events.lock().unwrap().iter().filter(|e| e.starts_with("update a/x 1->1")).count() >= 2)
+        .await;
+    assert_eq!((src.list_calls(), src.watch_calls()), (lists, watches), "resync must not call the API");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_factory_shares_one_watch_per_key_and_separates_selectors() {
+    let src = MemorySource::new("Pod");
+    src.apply(pod("a", "x", "n1"));
+    let s = src.clone();
+    let factory = SharedInformerFactory::new(move |_k: &InformerKey| s.clone());
+    let key = InformerKey::of::<k8s_openapi::api::core::v1::Pod>();
+    let a = factory.informer(&key, config).unwrap();
+    let b = factory.informer(&key, config).unwrap();
+    let c = factory.informer(&key.clone().labels("app=web"), config).unwrap();
+    for i in [&a, &b, &c] {
+        assert!(i.wait_for_sync(Duration::from_secs(10)).await);
+    }
+    assert_eq!(factory.len(), 2);
+    assert_eq!(src.list_calls(), 2, "one list per distinct key");
+    factory.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_retries_errors_and_panics_and_reconciles_changes() {
+    let src = MemorySource::new("Pod");
+    src.apply(pod("a", "x", "n1"));
+    let informer = Informer::spawn(src.clone(), config()).unwrap();
+    let queue = kcache::queue::WorkQueue::builder()
+        .name("test")
+        .rate_limiter(kcache::queue::ItemExponentialFailureRateLimiter::new(Duration::from_millis(1), Duration::from_millis(20)))
+        .build();
+    let controller = Controller::with_queue(queue).workers(2);
+    informer.add_handler(controller.handler_for_self()).unwrap();
+    let stats = controller.stats();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = calls.clone();
+    let store = informer.store();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(controller.run(
+        move |key: ObjectRef| {
+            let n = seen.fetch_add(1, Ordering::SeqCst);
+            let store = store.clone();
+            async move {
+                match n {
+                    0 => Err("first attempt fails".to_owned()),
+                    1 => panic!("second attempt panics"),
+                    _ => {
+                        assert!(store.get(&key).is_some() || key.name == "y");
+                        Ok(Action::Done)
+                    }
+                }
+            }
+        },
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    eventually("retries to succeed", || calls.load(Ordering::SeqCst) >= 3).await;
+    assert_eq!(stats.errors.load(Ordering::SeqCst), 1);
+    assert_eq!(stats.panics.load(Ordering::SeqCst), 1);
+    src.apply(pod("a", "y", "n1"));
+    eventually("the new object to be reconciled", || calls.load(Ordering::SeqCst) >= 4).await;
+    stop_tx.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), run).await.expect("graceful shutdown").unwrap();
+}
