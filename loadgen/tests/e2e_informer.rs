@@ -1,0 +1,258 @@
+//! End to end: kcache informers over HTTP (kube-client) against the simulator,
+//! at scale and under every fault the simulator can inject.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use kcache::Obj;
+use kcache::client::{CachedClient, ListOptions};
+use kcache::fifo::Handler;
+use kcache::runtime::backoff::Backoff;
+use kcache::runtime::informer::{Informer, InformerConfig};
+use kcache::runtime::source::KubeSource;
+use kcache_loadgen::podgen::{self, PodGen};
+use kcache_loadgen::sim::{SimHandle, SimServer};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+
+async fn sim() -> SimHandle {
+    SimServer::builder().history(2_000).bookmark_interval(Duration::from_millis(200)).start().await.expect("sim starts")
+}
+
+fn informer_config() -> InformerConfig {
+    let mut c = InformerConfig::default();
+    c.watcher.backoff = Backoff::new(Duration::from_millis(10), Duration::from_millis(200));
+    c.watcher.min_watch_timeout = Duration::from_secs(5);
+    c
+}
+
+fn server_state(sim: &SimHandle) -> BTreeMap<String, String> {
+    sim.objects("pods", None)
+        .unwrap()
+        .iter()
+        .map(|o| {
+            let m = &o["metadata"];
+            (
+                format!("{}/{}", m["namespace"].as_str().unwrap(), m["name"].as_str().unwrap()),
+                m["resourceVersion"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn cache_state(i: &Informer) -> BTreeMap<String, String> {
+    i.store().list().iter().map(|o| (o.key(), o.resource_version().to_owned())).collect()
+}
+
+async fn converge(sim: &SimHandle, informer: &Informer, within: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        if cache_state(informer) == server_state(sim) {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < within, "cache did not converge within {within:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_pods_sync_over_http_and_match_the_server() {
+    let sim = sim().await;
+    podgen::load_pods(&sim, "bulk", 10_000, 7).unwrap();
+    let source = KubeSource::for_type::<Pod>(sim.client().unwrap(), None);
+    let started = Instant::now();
+    let informer = Informer::spawn(source, informer_config()).unwrap();
+    assert!(informer.wait_for_sync(Duration::from_secs(120)).await, "sync");
+    let took = started.elapsed();
+    assert_eq!(informer.store().len(), 10_000);
+    assert_eq!(cache_state(&informer), server_state(&sim));
+    let stats = informer.store().stats();
+    eprintln!("synced 10,000 pods in {took:?}; store {stats:?}");
+    // The decoded bytes are the server's bytes (no transform configured).
+    let one = informer.store().get_by_key("bulk/pod-00042").unwrap();
+    let typed: Pod = one.decode().unwrap();
+    assert_eq!(typed.metadata.name.as_deref(), Some("pod-00042"));
+    sim.shutdown().await;
+}
+
+/// Records, per key, the sequence of what handlers saw.
+#[derive(Default)]
+struct History {
+    per_key: Mutex<HashMap<String, Vec<(char, String)>>>,
+}
+
+impl History {
+    fn push(&self, key: String, kind: char, rv: &str) {
+        self.per_key.lock().unwrap().entry(key).or_default().push((kind, rv.to_owned()));
+    }
+}
+
+impl Handler for History {
+    fn on_add(&self, obj: &Obj, _initial: bool) {
+        self.push(obj.key(), 'A', obj.resource_version());
+    }
+    fn on_update(&self, old: &Obj, new: &Obj) {
+        assert_eq!(old.key(), new.key());
+        self.push(new.key(), 'U', new.resource_version());
+    }
+    fn on_delete(&self, obj: &Obj, _unknown: bool) {
+        self.push(obj.key(), 'D', obj.resource_version());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_writes_under_every_fault_end_with_the_cache_equal_to_the_server() {
+    let sim = sim().await;
+    let pods_gen = PodGen::new(3, "chaos");
+    let mut live: Vec<String> = Vec::new();
+    for i in 0..200 {
+        sim.create("pods", pods_gen.pod(i)).unwrap();
+        live.push(PodGen::name(i));
+    }
+    let informer = Informer::spawn(KubeSource::for_type::<Pod>(sim.client().unwrap(), None), informer_config()).unwrap();
+    let history = Arc::new(History::default());
+    informer.add_handler(history.clone()).unwrap();
+    assert!(informer.wait_for_sync(Duration::from_secs(30)).await);
+
+    let mut rng = StdRng::seed_from_u64(42);
+    let mut next = 200;
+    let mut faults = 0;
+    for step in 0..1_500 {
+        match rng.random_range(0..100) {
+            0..=69 if !live.is_empty() => {
+                let name = &live[rng.random_range(0..live.len())];
+                let patch = json!({"metadata": {"annotations": {"step": step.to_string()}}});
+                sim.merge_patch("pods", "chaos", name, &patch).unwrap();
+            }
+            70..=84 => {
+                sim.create("pods", pods_gen.pod(next)).unwrap();
+                live.push(PodGen::name(next));
+                next += 1;
+            }
+            _ if !live.is_empty() => {
+                let name = live.swap_remove(rng.random_range(0..live.len()));
+                sim.delete("pods", "chaos", &name).unwrap();
+            }
+            _ => {}
+        }
+        if step % 100 == 50 {
+            faults += 1;
+            match (step / 100) % 5 {
+                0 => sim.close_watches_every(7),
+                1 => {
+                    sim.close_watches_every(0);
+                    sim.expire_history();
+                    sim.restart();
+                }
+                2 => sim.inject_malformed_frame(),
+                3 => sim.restart(),
+                _ => sim.set_latency(Duration::from_millis(if step % 200 == 50 { 20 } else { 0 })),
+            }
+        }
+        if step % 25 == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    sim.close_watches_every(0);
+    sim.set_latency(Duration::ZERO);
+    let took = converge(&sim, &informer, Duration::from_secs(60)).await;
+    let stats = informer.stats();
+    eprintln!(
+        "faults {faults}, relists {}, watch restarts {}, decode errors {}, converged {took:?} after the last write",
+        stats.relists.load(std::sync::atomic::Ordering::Relaxed),
+        stats.watch_restarts.load(std::sync::atomic::Ordering::Relaxed),
+        stats.decode_errors.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    assert!(stats.watch_restarts.load(std::sync::atomic::Ordering::Relaxed) > 0);
+
+    // Handler sequences are consistent per key, and their last state is the server's.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let server = server_state(&sim);
+    let per_key = history.per_key.lock().unwrap();
+    for (key, seq) in per_key.iter() {
+        let mut present = false;
+        let mut last_rv = 0u64;
+        for (kind, rv) in seq {
+            let rv: u64 = rv.parse().unwrap();
+            match kind {
+                'A' => {
+                    assert!(!present, "{key}: add while present: {seq:?}");
+                    present = true;
+                }
+                'U' => assert!(present, "{key}: update while absent: {seq:?}"),
+                _ => {
+                    assert!(present, "{key}: delete while absent: {seq:?}");
+                    present = false;
+                }
+            }
+            if *kind != 'D' {
+                assert!(rv >= last_rv, "{key}: resourceVersion went back: {seq:?}");
+                last_rv = rv;
+            }
+        }
+        match server.get(key) {
+            Some(rv) => {
+                assert!(present, "{key} exists on the server but handlers last saw a delete");
+                assert_eq!(seq.last().unwrap().1, *rv, "{key}: handlers' last state is not the server's");
+            }
+            None => assert!(!present, "{key} was deleted on the server but handlers never saw it go"),
+        }
+    }
+    for key in server.keys() {
+        assert!(per_key.contains_key(key), "{key} never reached a handler");
+    }
+    drop(per_key);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cached_client_reads_from_the_cache_and_writes_through() {
+    let sim = sim().await;
+    let pods_gen = PodGen::new(9, "apps");
+    for i in 0..30 {
+        sim.create("pods", pods_gen.pod(i)).unwrap();
+    }
+    let client = CachedClient::new(sim.client().unwrap()).with_field_index::<Pod>("spec.nodeName", "/spec/nodeName");
+    // Before sync: answered by the API server.
+    let first: Option<Pod> = client.get(Some("apps"), &PodGen::name(3)).await.unwrap();
+    assert_eq!(first.unwrap().metadata.name.unwrap(), PodGen::name(3));
+    assert!(client.informer::<Pod>().unwrap().wait_for_sync(Duration::from_secs(30)).await);
+
+    let node = podgen::node_name(5);
+    let on_node: Vec<Pod> = client
+        .list(&ListOptions { field_index: Some(("spec.nodeName".into(), node.clone())), ..ListOptions::default() })
+        .await
+        .unwrap();
+    let expected = sim.objects("pods", Some("apps")).unwrap().iter().filter(|p| p["spec"]["nodeName"] == node).count();
+    assert_eq!(on_node.len(), expected);
+    assert!(on_node.iter().all(|p| p.spec.as_ref().unwrap().node_name.as_deref() == Some(node.as_str())));
+
+    let running: Vec<Pod> = client
+        .list(&ListOptions { namespace: Some("apps".into()), label_selector: Some("app".into()), ..ListOptions::default() })
+        .await
+        .unwrap();
+    assert_eq!(running.len(), 30);
+
+    // Write through the API, then read our own write from the cache.
+    let patched: Pod = client
+        .patch("apps", &PodGen::name(1), &kube::api::Patch::Merge(json!({"metadata": {"labels": {"touched": "yes"}}})))
+        .await
+        .unwrap();
+    let rv = patched.metadata.resource_version.unwrap();
+    client.wait_for_cache::<Pod>(&rv, Duration::from_secs(10)).await.unwrap();
+    let cached: Pod = client.get(Some("apps"), &PodGen::name(1)).await.unwrap().unwrap();
+    assert_eq!(cached.metadata.resource_version.as_deref(), Some(rv.as_str()));
+    let touched: Vec<Pod> =
+        client.list(&ListOptions { label_selector: Some("touched=yes".into()), ..ListOptions::default() }).await.unwrap();
+    assert_eq!(touched.len(), 1);
+
+    client.delete::<Pod>("apps", &PodGen::name(2)).await.unwrap();
+    let gone_rv = sim.resource_version().to_string();
+    client.wait_for_cache::<Pod>(&gone_rv, Duration::from_secs(10)).await.unwrap();
+    assert!(client.get::<Pod>(Some("apps"), &PodGen::name(2)).await.unwrap().is_none());
+    assert!(client.list::<Pod>(&ListOptions { label_selector: Some("app in (".into()), ..Default::default() }).await.is_err());
+    sim.shutdown().await;
+}
