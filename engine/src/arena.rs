@@ -35,8 +35,9 @@
 //! let before = arena.stats();
 //! assert_eq!(before.live_bytes, 16_000);
 //! // Keep every fourth object, relocating those that sit in sparse segments.
-//! let kept: Vec<_> = objs.into_iter().step_by(4).collect();
-//! let kept: Vec<_> = kept.iter().map(|o| if o.segment_is_sparse() { arena.relocate(o) } else { o.clone() }).collect();
+//! let old: Vec<_> = objs.into_iter().step_by(4).collect();
+//! let kept: Vec<_> = old.iter().map(|o| if o.segment_is_sparse() { arena.relocate(o) } else { o.clone() }).collect();
+//! drop(old); // the store swaps in the relocated handles; readers drop the old ones
 //! assert_eq!(arena.stats().live_bytes, 4_000);
 //! assert!(arena.stats().segment_bytes < before.segment_bytes);
 //! # drop(kept);
@@ -235,16 +236,23 @@ impl Arena {
             }
             return (Bytes::from(buf), self.account(seg, n));
         }
-        if self.open.is_none() || self.tail.capacity() - self.tail.len() < n {
-            self.seal();
-            self.open = Some(self.new_segment(self.segment_bytes));
-            self.tail = BytesMut::with_capacity(self.segment_bytes);
-        }
+        let seg = match &self.open {
+            // `tail` is empty after every split, so its capacity is what is left.
+            Some(s) if self.tail.capacity() >= n => s.clone(),
+            _ => {
+                self.seal();
+                let s = self.new_segment(self.segment_bytes);
+                self.open = Some(s.clone());
+                self.tail = BytesMut::with_capacity(self.segment_bytes);
+                s
+            }
+        };
+        // Never reallocates: the capacity was checked above, so the bytes land in
+        // the segment and `split` hands out a view sharing it.
         for p in parts {
             self.tail.extend_from_slice(p);
         }
         let bytes = self.tail.split().freeze();
-        let seg = self.open.clone().unwrap_or_else(|| self.new_segment(n));
         (bytes, self.account(seg, n))
     }
 

@@ -846,14 +846,13 @@ impl Decoder {
                             return Err(DecodeError::WrongShape("watch event type is not a string"));
                         }
                         let s = sc.string()?;
-                        let t = owned(&sc, s)?;
-                        ty = Some(match t.as_str() {
-                            "ADDED" => EventType::Added,
-                            "MODIFIED" => EventType::Modified,
-                            "DELETED" => EventType::Deleted,
-                            "BOOKMARK" => EventType::Bookmark,
-                            "ERROR" => EventType::Error,
-                            _ => return Err(DecodeError::UnknownEventType(t)),
+                        ty = Some(match &*key_bytes(&sc, s) {
+                            b"ADDED" => EventType::Added,
+                            b"MODIFIED" => EventType::Modified,
+                            b"DELETED" => EventType::Deleted,
+                            b"BOOKMARK" => EventType::Bookmark,
+                            b"ERROR" => EventType::Error,
+                            _ => return Err(DecodeError::UnknownEventType(owned(&sc, s)?)),
                         });
                     }
                     b"object" => {
