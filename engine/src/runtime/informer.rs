@@ -37,6 +37,12 @@ pub struct InformerConfig {
     pub store: StoreConfig,
     /// Re-deliver every cached object to the handlers this often (from memory).
     pub resync: Option<Duration>,
+    /// Arena segment size in bytes (default 1 MiB); see [`crate::arena`].
+    pub arena_segment_bytes: Option<usize>,
+    /// Compact the arena when its live bytes fall under this share of its
+    /// segment bytes (default 0.7): live objects in sparse segments are copied
+    /// to a fresh segment and the store's handles swapped, without notifying handlers.
+    pub compact_below: Option<f64>,
 }
 
 /// A running informer. Cheap to clone; the last clone dropped stops it.
@@ -50,6 +56,8 @@ struct Inner {
     handlers: Handlers,
     stats: Arc<WatcherStats>,
     shutdown: watch::Sender<bool>,
+    /// A clone of the decoder's arena: it holds no segment, only the shared accounting.
+    arena: Mutex<crate::arena::Arena>,
 }
 
 impl Drop for Inner {
@@ -64,7 +72,9 @@ impl Drop for Inner {
 /// watcher task is its one real producer, so the lock is uncontended.
 struct FifoSink {
     fifo: Arc<Mutex<Fifo>>,
+    store: Store,
     listing: Option<Vec<Obj>>,
+    compact_below: f64,
 }
 
 impl EventSink for FifoSink {
@@ -98,6 +108,25 @@ impl EventSink for FifoSink {
             tracing::debug!(error = %e, "fifo refused a delta during shutdown");
         }
     }
+
+    fn maintain(&mut self, decoder: &mut Decoder) {
+        let stats = decoder.arena().stats();
+        if stats.segment_bytes == 0 || (stats.live_bytes as f64) >= self.compact_below * stats.segment_bytes as f64 {
+            return;
+        }
+        let mut fifo = self.fifo.lock().unwrap_or_else(|p| p.into_inner());
+        let mut moved = 0usize;
+        for obj in self.store.list() {
+            if obj.segment_is_sparse() {
+                let relocated = decoder.arena_mut().relocate(&obj);
+                if fifo.push(Delta::Relocate(relocated)).is_err() {
+                    return;
+                }
+                moved += 1;
+            }
+        }
+        tracing::debug!(moved, live = stats.live_bytes, segments = stats.segment_bytes, "compacted the arena");
+    }
 }
 
 impl Informer {
@@ -113,10 +142,20 @@ impl Informer {
         let fifo = Fifo::spawn(writer)?;
         let handlers = fifo.handlers();
         let fifo = Arc::new(Mutex::new(fifo));
-        let watcher = Watcher::new(source, Decoder::new(config.decoder.clone()), config.watcher.clone());
+        let arena = match config.arena_segment_bytes {
+            Some(bytes) => crate::arena::Arena::with_segment_bytes(bytes),
+            None => crate::arena::Arena::new(),
+        };
+        let arena_stats = arena.clone();
+        let watcher = Watcher::new(source, Decoder::with_arena(config.decoder.clone(), arena), config.watcher.clone());
         let stats = watcher.stats();
         let (shutdown, rx) = watch::channel(false);
-        let mut sink = FifoSink { fifo: Arc::clone(&fifo), listing: None };
+        let mut sink = FifoSink {
+            fifo: Arc::clone(&fifo),
+            store: store.clone(),
+            listing: None,
+            compact_below: config.compact_below.unwrap_or(0.7).clamp(0.0, 1.0),
+        };
         let task_fifo = Arc::clone(&fifo);
         tokio::spawn(async move {
             watcher.run(&mut sink, rx).await;
@@ -143,7 +182,7 @@ impl Informer {
                 }
             });
         }
-        Ok(Informer { inner: Arc::new(Inner { store, handlers, stats, shutdown }) })
+        Ok(Informer { inner: Arc::new(Inner { store, handlers, stats, shutdown, arena: Mutex::new(arena_stats) }) })
     }
 
     /// The informer's cache.
@@ -154,6 +193,11 @@ impl Informer {
     /// The watcher's counters (lists, relists, watch restarts, events, bytes, decode errors).
     pub fn stats(&self) -> Arc<WatcherStats> {
         Arc::clone(&self.inner.stats)
+    }
+
+    /// Memory held by the informer's arena: live object bytes and segment bytes.
+    pub fn arena_stats(&self) -> crate::arena::ArenaStats {
+        self.inner.arena.lock().unwrap_or_else(|p| p.into_inner()).stats()
     }
 
     /// Registers a handler; it first gets every cached object, then live events.

@@ -66,6 +66,14 @@ pub enum Event {
 pub trait EventSink: Send {
     /// Called once per event. Must not block for long: it delays the watch.
     fn event(&mut self, event: Event);
+
+    /// Called on the watcher's task between events, at most once per
+    /// [`WatcherConfig::maintenance_interval`], with the decoder whose arena
+    /// holds the objects' bytes: a sink that owns a store moves live objects
+    /// out of sparse arena segments here (see [`crate::arena`]).
+    fn maintain(&mut self, decoder: &mut Decoder) {
+        let _ = decoder;
+    }
 }
 
 impl<F: FnMut(Event) + Send> EventSink for F {
@@ -127,6 +135,8 @@ pub struct WatcherConfig {
     pub on_error: Option<Arc<dyn Fn(&WatcherError) + Send + Sync>>,
     /// Largest watch frame accepted, in bytes. Default 16 MiB.
     pub max_frame_bytes: usize,
+    /// How often [`EventSink::maintain`] runs (arena compaction). Default 10 s.
+    pub maintenance_interval: Duration,
 }
 
 impl Default for WatcherConfig {
@@ -141,6 +151,7 @@ impl Default for WatcherConfig {
             backoff: Backoff::default(),
             on_error: None,
             max_frame_bytes: 16 << 20,
+            maintenance_interval: Duration::from_secs(10),
         }
     }
 }
@@ -190,6 +201,7 @@ pub struct Watcher<S> {
     decoder: Decoder,
     config: WatcherConfig,
     stats: Arc<WatcherStats>,
+    last_maintenance: std::time::Instant,
 }
 
 enum Next {
@@ -204,7 +216,7 @@ enum Next {
 impl<S: Source> Watcher<S> {
     /// A watcher over `source`, decoding with `decoder`.
     pub fn new(source: S, decoder: Decoder, config: WatcherConfig) -> Self {
-        Watcher { source, decoder, config, stats: Arc::new(WatcherStats::default()) }
+        Watcher { source, decoder, config, stats: Arc::new(WatcherStats::default()), last_maintenance: std::time::Instant::now() }
     }
 
     /// The watcher's counters.
@@ -267,6 +279,13 @@ impl<S: Source> Watcher<S> {
                     }
                 }
             };
+        }
+    }
+
+    fn maybe_maintain(&mut self, sink: &mut impl EventSink) {
+        if self.last_maintenance.elapsed() >= self.config.maintenance_interval {
+            self.last_maintenance = std::time::Instant::now();
+            sink.maintain(&mut self.decoder);
         }
     }
 
@@ -333,6 +352,7 @@ impl<S: Source> Watcher<S> {
             for obj in list.items {
                 sink.event(Event::InitApply(obj));
             }
+            self.maybe_maintain(sink);
             match list.continue_token {
                 Some(token) if !token.is_empty() => {
                     lp.continue_token = Some(token);
@@ -393,6 +413,7 @@ impl<S: Source> Watcher<S> {
                         return self.after_broken_watch(rv, initial.is_some());
                     }
                 };
+                self.maybe_maintain(sink);
                 let event = match self.decoder.decode_event(&frame) {
                     Ok(event) => event,
                     Err(e) => {
@@ -425,6 +446,7 @@ impl<S: Source> Watcher<S> {
                         }
                     }
                     WatchEvent::Error(status) => {
+                        self.maybe_maintain(sink);
                         let code = status.code;
                         self.report(&WatcherError::ErrorEvent {
                             code,
