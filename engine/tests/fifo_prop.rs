@@ -84,7 +84,7 @@ impl Handler for View {
 }
 
 fn obj(k: u8, rv: u64, label: u8) -> Obj {
-    pod(if k % 2 == 0 { "even" } else { "odd" }, &format!("k{k}"), &rv.to_string(), &[("l", &label.to_string())])
+    pod(if k.is_multiple_of(2) { "even" } else { "odd" }, &format!("k{k}"), &rv.to_string(), &[("l", &label.to_string())])
 }
 
 proptest! {

@@ -14,6 +14,7 @@ fn quoted(out: &mut String, s: &str) -> Span {
 }
 
 /// A pod with labels, owner uids, and `spec.nodeName` registered as field 0.
+#[allow(clippy::field_reassign_with_default)] // spans are known only as the JSON is written
 pub fn pod_full(ns: &str, name: &str, rv: &str, labels: &[(&str, &str)], owners: &[&str], node: Option<&str>) -> Obj {
     let mut out = String::from("{\"kind\":\"Pod\",\"metadata\":{\"name\":");
     let mut meta = Meta::default();
