@@ -247,7 +247,8 @@ pub struct StoreStats {
     pub meta_bytes: u64,
     /// Bytes of primary-map keys.
     pub key_bytes: u64,
-    /// Distinct (index, value) pairs with at least one member.
+    /// (index, value) pairs with at least one member, counted per shard (a value with
+    /// members in two shards has a set in each).
     pub index_values: u64,
     /// Bytes of the index value strings.
     pub index_value_bytes: u64,
