@@ -14,6 +14,8 @@ enum Op {
     Done(usize),
     /// Done on a key that may not be processing at all (misuse is ignored).
     StrayDone(u8),
+    /// client-go ShutDown: later adds are ignored, queued keys still come out.
+    Shutdown,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -22,6 +24,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => Just(Op::Get),
         3 => any::<usize>().prop_map(Op::Done),
         1 => (0u8..6).prop_map(Op::StrayDone),
+        1 => Just(Op::Shutdown),
     ]
 }
 
@@ -31,11 +34,12 @@ struct Model {
     queue: VecDeque<u8>,
     dirty: HashSet<u8>,
     processing: HashSet<u8>,
+    shutting_down: bool,
 }
 
 impl Model {
     fn add(&mut self, k: u8) {
-        if !self.dirty.insert(k) {
+        if self.shutting_down || !self.dirty.insert(k) {
             return;
         }
         if self.processing.contains(&k) {
@@ -99,6 +103,10 @@ fn run(ops: &[Op], shards: usize) -> Result<(), TestCaseError> {
                     m.done(k);
                 }
             }
+            Op::Shutdown => {
+                q.shutdown();
+                m.shutting_down = true;
+            }
             Op::StrayDone(k) => {
                 if !handed.contains(&k) {
                     q.done(&k);
@@ -107,6 +115,7 @@ fn run(ops: &[Op], shards: usize) -> Result<(), TestCaseError> {
             }
         }
         prop_assert_eq!(q.len(), m.queue.len());
+        prop_assert_eq!(q.is_shutting_down(), m.shutting_down);
     }
     Ok(())
 }
