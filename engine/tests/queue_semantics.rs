@@ -298,3 +298,19 @@ fn shutdown_with_drain_returns_at_once_when_nothing_is_processing() {
     assert!(start.elapsed() < Duration::from_secs(1));
     assert_eq!(q.get(), Some(1));
 }
+
+#[test]
+fn a_blocking_get_inside_another_executor_does_not_panic() {
+    let q = queue(1);
+    let adder = {
+        let q = q.clone();
+        thread::spawn(move || {
+            thread::sleep(Duration::from_millis(20));
+            q.add(5);
+        })
+    };
+    // futures' own block_on would panic when nested; the queue's must not.
+    let got = futures::executor::block_on(async { q.get() });
+    assert_eq!(got, Some(5));
+    adder.join().unwrap();
+}
