@@ -216,8 +216,8 @@ fn print_latency(name: &str, h: &Histogram<u64>) {
 }
 
 fn latency(_c: &mut Criterion) {
-    // A fixed-rate measurement, not a criterion loop: bounded to 2 s per queue.
-    let secs = 2;
+    // A fixed-rate measurement, not a criterion loop: bounded to 3 s per queue.
+    let secs = 3;
     let q: WorkQueue<u64> = WorkQueue::builder().name("latency").build();
     print_latency("kcache_1_shard", &latency_of(&q, secs));
     print_latency("baseline_mutex_vecdeque_hashset", &latency_of(&Baseline::default(), secs));

@@ -325,7 +325,10 @@ impl<K: QueueKey> Inner<K> {
             shard.queued.fetch_sub(1, Ordering::Relaxed);
             shard.processing.fetch_add(1, Ordering::SeqCst);
             let mut waited = None;
-            if let Some(slot) = st.table.find_mut(hash, |s| s.key == key) {
+            let slot = st.table.find_mut(hash, |s| s.key == key);
+            // Invariant of ShardState: every FIFO entry has a `Queued` slot.
+            debug_assert!(slot.as_ref().is_some_and(|s| s.state == State::Queued));
+            if let Some(slot) = slot {
                 slot.state = State::Processing;
                 if self.metrics.is_some() {
                     let now = self.now_ns();
