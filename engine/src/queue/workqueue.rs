@@ -6,6 +6,7 @@ use std::hash::{BuildHasher, Hash};
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Instant;
 
 use crossbeam::utils::CachePadded;
@@ -176,6 +177,40 @@ fn home_index() -> usize {
     HOME.with(|h| *h)
 }
 
+/// Wakes the thread parked in [`block_on`].
+struct ThreadWaker(std::thread::Thread);
+
+impl Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Runs `f` to completion on this thread, parking between polls.
+///
+/// Our own instead of `futures::executor::block_on`, which panics when called
+/// from inside another futures executor; a blocking `get` there is a design
+/// smell but must not be a crash.
+fn block_on<F: Future>(f: F) -> F::Output {
+    thread_local! {
+        static WAKER: Waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+    }
+    let mut f = pin!(f);
+    WAKER.with(|waker| {
+        let mut cx = Context::from_waker(waker);
+        loop {
+            if let Poll::Ready(out) = f.as_mut().poll(&mut cx) {
+                return out;
+            }
+            // Spurious unparks just poll again.
+            std::thread::park();
+        }
+    })
+}
+
 /// Decrements the sleeper count when a getter stops waiting, even if its future
 /// is dropped mid-wait.
 struct SleepGuard<'a>(&'a AtomicUsize);
@@ -198,6 +233,12 @@ impl<K: QueueKey> Inner<K> {
         u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX - 1) + 1
     }
 
+    /// `now_ns` when the queue keeps metrics, else 0 (and no clock read).
+    #[inline]
+    fn metrics_now(&self) -> u64 {
+        if self.metrics.is_some() { self.now_ns() } else { 0 }
+    }
+
     #[inline]
     fn shard(&self, hash: u64) -> &Shard<K> {
         let n = self.shards.len();
@@ -218,7 +259,6 @@ impl<K: QueueKey> Inner<K> {
         }
         let hash = self.hasher.hash_one(&key);
         let shard = self.shard(hash);
-        let now = if self.metrics.is_some() { self.now_ns() } else { 0 };
         {
             let mut guard = lock(&shard.state);
             let st = &mut *guard;
@@ -231,14 +271,14 @@ impl<K: QueueKey> Inner<K> {
                     }
                     // Dirty while processing: `done` puts it back in the FIFO.
                     slot.state = State::ProcessingDirty;
-                    slot.added_at = now;
+                    slot.added_at = self.metrics_now();
                     drop(guard);
                     self.count_add();
                     return Ok(());
                 }
                 Entry::Vacant(e) => {
                     st.fifo.push_back((key.clone(), hash));
-                    e.insert(Slot { key, hash, state: State::Queued, added_at: now, started_at: 0 });
+                    e.insert(Slot { key, hash, state: State::Queued, added_at: self.metrics_now(), started_at: 0 });
                     // SeqCst pairs with the getter's sleepers/queued check: either
                     // it sees this key, or we see it asleep.
                     shard.queued.fetch_add(1, Ordering::SeqCst);
@@ -285,7 +325,10 @@ impl<K: QueueKey> Inner<K> {
             shard.queued.fetch_sub(1, Ordering::Relaxed);
             shard.processing.fetch_add(1, Ordering::SeqCst);
             let mut waited = None;
-            if let Some(slot) = st.table.find_mut(hash, |s| s.key == key) {
+            let slot = st.table.find_mut(hash, |s| s.key == key);
+            // Invariant of ShardState: every FIFO entry has a `Queued` slot.
+            debug_assert!(slot.as_ref().is_some_and(|s| s.state == State::Queued));
+            if let Some(slot) = slot {
                 slot.state = State::Processing;
                 if self.metrics.is_some() {
                     let now = self.now_ns();
@@ -340,14 +383,14 @@ impl<K: QueueKey> Inner<K> {
             if self.shutting_down.load(Ordering::SeqCst) && self.total_queued() == 0 {
                 return None;
             }
-            futures::executor::block_on(self.wait_ready());
+            block_on(self.wait_ready());
         }
     }
 
     pub(super) fn done(&self, key: &K) {
         let hash = self.hasher.hash_one(key);
         let shard = self.shard(hash);
-        let now = if self.metrics.is_some() { self.now_ns() } else { 0 };
+        let now = self.metrics_now();
         let mut worked = None;
         let requeued;
         {
@@ -540,7 +583,7 @@ impl<K: QueueKey> WorkQueue<K> {
     /// Keys still queued are not waited for.
     pub fn shutdown_with_drain(&self) {
         self.inner.shutdown(true);
-        futures::executor::block_on(self.inner.wait_drained());
+        block_on(self.inner.wait_drained());
     }
 
     /// Async [`shutdown_with_drain`](Self::shutdown_with_drain).
