@@ -494,7 +494,9 @@ fn start_watch(
                 timeout,
                 metadata_only,
             };
-            tokio::spawn(watch::run(shared.clone(), spec, seed, tx, cancel));
+            let mut malformed = shared.faults.malformed.subscribe();
+            malformed.mark_unchanged();
+            tokio::spawn(watch::run(shared.clone(), spec, seed, malformed, tx, cancel));
         }
         Err(e) => {
             // The real server answers 200 and sends one ERROR event, then closes.

@@ -185,16 +185,31 @@ impl Sink<'_> {
 
 /// Runs one watch until the client leaves, the timeout passes, a fault closes it,
 /// or it lags behind. Dropping `tx` ends the HTTP body cleanly.
-pub(crate) async fn run(shared: Arc<Shared>, spec: WatchSpec, seed: WatchSeed, tx: mpsc::Sender<Bytes>, cancel: CancellationToken) {
+///
+/// `malformed` must be subscribed when the watch is accepted, so a fault injected
+/// right after the response headers still reaches it.
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    spec: WatchSpec,
+    seed: WatchSeed,
+    malformed: tokio::sync::watch::Receiver<u64>,
+    tx: mpsc::Sender<Bytes>,
+    cancel: CancellationToken,
+) {
     shared.counters.watches_active.fetch_add(1, Relaxed);
-    let _ = serve(&shared, &spec, seed, tx, cancel).await;
+    let _ = serve(&shared, &spec, seed, malformed, tx, cancel).await;
     shared.counters.watches_active.fetch_sub(1, Relaxed);
 }
 
-async fn serve(shared: &Shared, spec: &WatchSpec, seed: WatchSeed, tx: mpsc::Sender<Bytes>, cancel: CancellationToken) -> Result<(), Stop> {
+async fn serve(
+    shared: &Shared,
+    spec: &WatchSpec,
+    seed: WatchSeed,
+    mut malformed: tokio::sync::watch::Receiver<u64>,
+    tx: mpsc::Sender<Bytes>,
+    cancel: CancellationToken,
+) -> Result<(), Stop> {
     let WatchSeed { initial, backlog, mut rx, rv: seed_rv } = seed;
-    let mut malformed = shared.faults.malformed.subscribe();
-    malformed.mark_unchanged();
     let mut sink = Sink { tx, shared, sent: 0, cancel };
     let deadline = spec.timeout.map(|t| tokio::time::Instant::now() + t);
 
