@@ -21,6 +21,7 @@
 pub mod arena;
 pub mod client;
 pub mod fifo;
+pub mod metrics;
 pub mod object;
 pub mod queue;
 pub mod runtime;

@@ -43,8 +43,12 @@ async fn loadgen_sim_prints_its_url_first_serves_preloaded_pods_and_exits_when_s
 }
 
 #[test]
-fn loadgen_run_is_not_available_yet_and_exits_2() {
-    let out = Command::new(env!("CARGO_BIN_EXE_loadgen")).arg("run").output().expect("run");
+fn loadgen_run_with_an_unreadable_kubeconfig_exits_2_and_says_why() {
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["run", "--quiet", "--kubeconfig", "/nonexistent/kubeconfig"])
+        .output()
+        .expect("run");
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not yet available"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("kubeconfig"), "{stderr}");
 }

@@ -48,19 +48,21 @@ pub struct InformerConfig {
 /// A running informer. Cheap to clone; the last clone dropped stops it.
 #[derive(Clone)]
 pub struct Informer {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<InformerInner>,
 }
 
-struct Inner {
+pub(crate) struct InformerInner {
     store: Store,
     handlers: Handlers,
     stats: Arc<WatcherStats>,
     shutdown: watch::Sender<bool>,
     /// A clone of the decoder's arena: it holds no segment, only the shared accounting.
     arena: Mutex<crate::arena::Arena>,
+    /// Time from spawn to the first complete list handed to the store.
+    sync_duration: Arc<std::sync::OnceLock<Duration>>,
 }
 
-impl Drop for Inner {
+impl Drop for InformerInner {
     fn drop(&mut self) {
         let _ = self.shutdown.send(true);
     }
@@ -72,6 +74,8 @@ impl Drop for Inner {
 /// watcher task is its one real producer, so the lock is uncontended.
 struct FifoSink {
     fifo: Arc<Mutex<Fifo>>,
+    started: std::time::Instant,
+    sync_duration: Arc<std::sync::OnceLock<Duration>>,
     store: Store,
     listing: Option<Vec<Obj>>,
     compact_below: f64,
@@ -93,6 +97,7 @@ impl EventSink for FifoSink {
                 None => fifo.push(Delta::Updated(obj)),
             },
             Event::InitDone { resource_version } => {
+                let _ = self.sync_duration.set(self.started.elapsed());
                 let objs = self.listing.take().unwrap_or_default();
                 fifo.replace(objs, &resource_version)
             }
@@ -150,8 +155,11 @@ impl Informer {
         let watcher = Watcher::new(source, Decoder::with_arena(config.decoder.clone(), arena), config.watcher.clone());
         let stats = watcher.stats();
         let (shutdown, rx) = watch::channel(false);
+        let sync_duration = Arc::new(std::sync::OnceLock::new());
         let mut sink = FifoSink {
             fifo: Arc::clone(&fifo),
+            started: std::time::Instant::now(),
+            sync_duration: Arc::clone(&sync_duration),
             store: store.clone(),
             listing: None,
             compact_below: config.compact_below.unwrap_or(0.7).clamp(0.0, 1.0),
@@ -182,7 +190,14 @@ impl Informer {
                 }
             });
         }
-        Ok(Informer { inner: Arc::new(Inner { store, handlers, stats, shutdown, arena: Mutex::new(arena_stats) }) })
+        Ok(Informer { inner: Arc::new(InformerInner {
+            store,
+            handlers,
+            stats,
+            shutdown,
+            arena: Mutex::new(arena_stats),
+            sync_duration,
+        }) })
     }
 
     /// The informer's cache.
@@ -193,6 +208,11 @@ impl Informer {
     /// The watcher's counters (lists, relists, watch restarts, events, bytes, decode errors).
     pub fn stats(&self) -> Arc<WatcherStats> {
         Arc::clone(&self.inner.stats)
+    }
+
+    /// Time from start until the first complete list was handed to the store.
+    pub fn sync_duration(&self) -> Option<Duration> {
+        self.inner.sync_duration.get().copied()
     }
 
     /// Memory held by the informer's arena: live object bytes and segment bytes.

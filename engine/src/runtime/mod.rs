@@ -10,6 +10,7 @@ pub mod backoff;
 pub mod controller;
 pub mod informer;
 pub mod memory;
+pub mod metrics;
 pub mod source;
 pub mod watcher;
 
