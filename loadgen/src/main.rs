@@ -12,7 +12,10 @@ use clap::{Parser, Subcommand};
 use kcache_loadgen::{podgen, sim::SimServer};
 
 #[derive(Parser)]
-#[command(name = "loadgen", about = "Drives kcache against the simulated API server or a real cluster")]
+#[command(
+    name = "loadgen",
+    about = "Drives kcache against the simulated API server or a real cluster"
+)]
 struct Cli {
     #[command(subcommand)]
     mode: Mode,
@@ -54,8 +57,24 @@ enum Mode {
 
 fn main() -> ExitCode {
     match Cli::parse().mode {
-        Mode::Sim { port, pods, seed, namespace, history, bookmark_interval_ms, ignore_stdin } => {
-            match run_sim(port, pods, seed, &namespace, history, bookmark_interval_ms, ignore_stdin) {
+        Mode::Sim {
+            port,
+            pods,
+            seed,
+            namespace,
+            history,
+            bookmark_interval_ms,
+            ignore_stdin,
+        } => {
+            match run_sim(
+                port,
+                pods,
+                seed,
+                &namespace,
+                history,
+                bookmark_interval_ms,
+                ignore_stdin,
+            ) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("loadgen sim: {e:#}");
@@ -70,8 +89,18 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_sim(port: u16, pods: usize, seed: u64, ns: &str, history: usize, bookmark_ms: u64, ignore_stdin: bool) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+fn run_sim(
+    port: u16,
+    pods: usize,
+    seed: u64,
+    ns: &str,
+    history: usize,
+    bookmark_ms: u64,
+    ignore_stdin: bool,
+) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let sim = SimServer::builder()
             .port(port)
@@ -91,7 +120,10 @@ fn run_sim(port: u16, pods: usize, seed: u64, ns: &str, history: usize, bookmark
                 std::future::pending::<()>().await;
             }
             // Blocking read on a dedicated thread: EOF or an error both mean the parent is gone.
-            let _ = tokio::task::spawn_blocking(|| std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink())).await;
+            let _ = tokio::task::spawn_blocking(|| {
+                std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink())
+            })
+            .await;
         };
         tokio::select! {
             () = stdin_closed => {}
