@@ -13,7 +13,10 @@ use kcache_loadgen::run::{self, EngineKind, HandlerStyle, RunConfig, TargetKind}
 use kcache_loadgen::{podgen, sim::SimServer};
 
 #[derive(Parser)]
-#[command(name = "loadgen", about = "Drives kcache against the simulated API server or a real cluster")]
+#[command(
+    name = "loadgen",
+    about = "Drives kcache against the simulated API server or a real cluster"
+)]
 struct Cli {
     #[command(subcommand)]
     mode: Mode,
@@ -125,8 +128,24 @@ enum SimMode {
 
 fn main() -> ExitCode {
     match Cli::parse().mode {
-        Mode::Sim { port, pods, seed, namespace, history, bookmark_interval_ms, ignore_stdin } => {
-            match run_sim(port, pods, seed, &namespace, history, bookmark_interval_ms, ignore_stdin) {
+        Mode::Sim {
+            port,
+            pods,
+            seed,
+            namespace,
+            history,
+            bookmark_interval_ms,
+            ignore_stdin,
+        } => {
+            match run_sim(
+                port,
+                pods,
+                seed,
+                &namespace,
+                history,
+                bookmark_interval_ms,
+                ignore_stdin,
+            ) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("loadgen sim: {e:#}");
@@ -212,8 +231,18 @@ fn cleanup(kubeconfig: Option<std::path::PathBuf>, context: Option<String>, allo
     })
 }
 
-fn run_sim(port: u16, pods: usize, seed: u64, ns: &str, history: usize, bookmark_ms: u64, ignore_stdin: bool) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+fn run_sim(
+    port: u16,
+    pods: usize,
+    seed: u64,
+    ns: &str,
+    history: usize,
+    bookmark_ms: u64,
+    ignore_stdin: bool,
+) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let sim = SimServer::builder()
             .port(port)
@@ -233,7 +262,10 @@ fn run_sim(port: u16, pods: usize, seed: u64, ns: &str, history: usize, bookmark
                 std::future::pending::<()>().await;
             }
             // Blocking read on a dedicated thread: EOF or an error both mean the parent is gone.
-            let _ = tokio::task::spawn_blocking(|| std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink())).await;
+            let _ = tokio::task::spawn_blocking(|| {
+                std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink())
+            })
+            .await;
         };
         tokio::select! {
             () = stdin_closed => {}

@@ -43,12 +43,16 @@ pub struct PodGen {
 }
 
 fn hex(rng: &mut StdRng, n: usize) -> String {
-    (0..n).map(|_| char::from(b"0123456789abcdef"[rng.random_range(0..16)])).collect()
+    (0..n)
+        .map(|_| char::from(b"0123456789abcdef"[rng.random_range(0..16)]))
+        .collect()
 }
 
 fn alnum(rng: &mut StdRng, n: usize) -> String {
     const CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    (0..n).map(|_| char::from(CHARS[rng.random_range(0..CHARS.len())])).collect()
+    (0..n)
+        .map(|_| char::from(CHARS[rng.random_range(0..CHARS.len())]))
+        .collect()
 }
 
 fn uid(rng: &mut StdRng) -> String {
@@ -63,7 +67,10 @@ pub fn node_name(i: usize) -> String {
 impl PodGen {
     /// A generator for pods in `namespace`.
     pub fn new(seed: u64, namespace: &str) -> Self {
-        PodGen { seed, namespace: namespace.to_owned() }
+        PodGen {
+            seed,
+            namespace: namespace.to_owned(),
+        }
     }
 
     /// The name of pod `i`: `pod-00042`.
@@ -74,7 +81,8 @@ impl PodGen {
     /// Pod number `i` (no resourceVersion or uid-dependent server fields beyond
     /// what a real pod carries; the store stamps resourceVersion).
     pub fn pod(&self, i: usize) -> Value {
-        let mut rng = StdRng::seed_from_u64(self.seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng =
+            StdRng::seed_from_u64(self.seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         // App-level values come from a per-app rng so every pod of an app agrees.
         let app_idx = rng.random_range(0..APPS);
         let mut app_rng = StdRng::seed_from_u64(self.seed.wrapping_add(app_idx as u64 * 7919));
@@ -83,7 +91,11 @@ impl PodGen {
         let hash = hex(&mut app_rng, 10);
         let rs_name = format!("{app}-{hash}");
         let rs_uid = uid(&mut app_rng);
-        let version = format!("v1.{}.{}", app_rng.random_range(0..20), app_rng.random_range(0..10));
+        let version = format!(
+            "v1.{}.{}",
+            app_rng.random_range(0..20),
+            app_rng.random_range(0..10)
+        );
         let name = Self::name(i);
         let ns = &self.namespace;
         let node = node_name(rng.random_range(0..NODES));
@@ -97,8 +109,17 @@ impl PodGen {
             _ => "Failed",
         };
         let running = phase == "Running";
-        let restarts = if rng.random_range(0..10) == 0 { rng.random_range(1..5) } else { 0 };
-        let pod_ip = format!("10.{}.{}.{}", 244 + i % 8, rng.random_range(0..256), rng.random_range(2..255));
+        let restarts = if rng.random_range(0..10) == 0 {
+            rng.random_range(1..5)
+        } else {
+            0
+        };
+        let pod_ip = format!(
+            "10.{}.{}.{}",
+            244 + i % 8,
+            rng.random_range(0..256),
+            rng.random_range(2..255)
+        );
         let host_ip = format!("192.168.{}.{}", i % NODES / 250, 10 + i % NODES);
         let cpu_req = ["50m", "100m", "250m", "500m"][rng.random_range(0..4)];
         let mem_req = ["64Mi", "128Mi", "256Mi", "512Mi"][rng.random_range(0..4)];
@@ -271,7 +292,12 @@ impl PodGen {
 ///
 /// # Errors
 /// [`crate::sim::SimError`] if the sim does not serve pods.
-pub fn load_pods(sim: &SimHandle, namespace: &str, n: usize, seed: u64) -> crate::sim::Result<usize> {
+pub fn load_pods(
+    sim: &SimHandle,
+    namespace: &str,
+    n: usize,
+    seed: u64,
+) -> crate::sim::Result<usize> {
     let g = PodGen::new(seed, namespace);
     sim.create_many("pods", g.pods(n))
 }
@@ -289,7 +315,10 @@ mod tests {
             assert_eq!(p, g.pod(i));
             sizes.push(serde_json::to_vec(&p).expect("serialises").len());
         }
-        let (min, max) = (sizes.iter().min().copied().unwrap_or(0), sizes.iter().max().copied().unwrap_or(0));
+        let (min, max) = (
+            sizes.iter().min().copied().unwrap_or(0),
+            sizes.iter().max().copied().unwrap_or(0),
+        );
         assert!(min >= 3000 && max <= 6000, "sizes {min}..{max}");
         assert_ne!(PodGen::new(43, "ns").pod(0), g.pod(0));
     }
@@ -298,16 +327,23 @@ mod tests {
     fn pods_spread_over_nodes_and_are_mostly_running() {
         let g = PodGen::new(1, "ns");
         let pods: Vec<Value> = g.pods(2000).collect();
-        let nodes: std::collections::HashSet<&str> = pods.iter().filter_map(|p| p["spec"]["nodeName"].as_str()).collect();
+        let nodes: std::collections::HashSet<&str> = pods
+            .iter()
+            .filter_map(|p| p["spec"]["nodeName"].as_str())
+            .collect();
         assert_eq!(nodes.len(), NODES);
         assert!(nodes.iter().all(|n| n.starts_with("node-0")));
-        let running = pods.iter().filter(|p| p["status"]["phase"] == "Running").count();
+        let running = pods
+            .iter()
+            .filter(|p| p["status"]["phase"] == "Running")
+            .count();
         assert!(running > 1700 && running < 1990, "running {running}");
     }
 
     #[test]
     fn a_generated_pod_decodes_as_a_typed_pod() {
-        let p: k8s_openapi::api::core::v1::Pod = serde_json::from_value(PodGen::new(3, "ns").pod(9)).expect("valid pod");
+        let p: k8s_openapi::api::core::v1::Pod =
+            serde_json::from_value(PodGen::new(3, "ns").pod(9)).expect("valid pod");
         assert_eq!(p.spec.map(|s| s.containers.len()), Some(2));
     }
 }

@@ -22,12 +22,20 @@ async fn loadgen_sim_prints_its_url_first_serves_preloaded_pods_and_exits_when_s
     .await
     .expect("join")
     .expect("first line");
-    let url = line.trim().strip_prefix("listening on http://").expect("the first line names the URL").to_owned();
+    let url = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .expect("the first line names the URL")
+        .to_owned();
     let addr: std::net::SocketAddr = url.parse().expect("host:port");
     assert!(addr.ip().is_loopback());
 
     let mut c = RawClient::connect(addr).await.expect("connect");
-    let list = c.get("/api/v1/namespaces/default/pods").await.expect("list").json();
+    let list = c
+        .get("/api/v1/namespaces/default/pods")
+        .await
+        .expect("list")
+        .json();
     assert_eq!(list["items"].as_array().map(Vec::len), Some(50));
 
     drop(child.stdin.take());
@@ -36,7 +44,10 @@ async fn loadgen_sim_prints_its_url_first_serves_preloaded_pods_and_exits_when_s
         if let Some(s) = child.try_wait().expect("wait") {
             break s;
         }
-        assert!(Instant::now() < deadline, "loadgen sim did not exit after stdin closed");
+        assert!(
+            Instant::now() < deadline,
+            "loadgen sim did not exit after stdin closed"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(status.success());

@@ -36,7 +36,10 @@ struct View {
 }
 
 fn name_rv(p: &Pod) -> (String, String) {
-    (p.metadata.name.clone().unwrap_or_default(), p.metadata.resource_version.clone().unwrap_or_default())
+    (
+        p.metadata.name.clone().unwrap_or_default(),
+        p.metadata.resource_version.clone().unwrap_or_default(),
+    )
 }
 
 impl View {
@@ -73,7 +76,11 @@ impl View {
         }
     }
 
-    async fn until(&mut self, s: &mut Events, mut pred: impl FnMut(&View, Option<&Event<Pod>>) -> bool) {
+    async fn until(
+        &mut self,
+        s: &mut Events,
+        mut pred: impl FnMut(&View, Option<&Event<Pod>>) -> bool,
+    ) {
         tokio::time::timeout(T, async {
             while let Some(e) = s.next().await {
                 let ev = self.apply(e);
@@ -95,7 +102,10 @@ fn server_view(sim: &SimHandle, ns: &str) -> BTreeMap<String, String> {
         .map(|p| {
             (
                 p["metadata"]["name"].as_str().unwrap_or("").to_owned(),
-                p["metadata"]["resourceVersion"].as_str().unwrap_or("").to_owned(),
+                p["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned(),
             )
         })
         .collect()
@@ -110,9 +120,23 @@ async fn watcher_lists_then_sees_create_update_and_delete() {
     v.until(&mut s, |v, _| v.inits_done == 1).await;
     assert_eq!(v.objects, server_view(&sim, "w"));
 
-    sim.create("pods", json!({"metadata": {"name": "new", "namespace": "w"}, "spec": {"containers": []}})).expect("create");
-    v.until(&mut s, |_, e| matches!(e, Some(Event::Apply(p)) if p.metadata.name.as_deref() == Some("new"))).await;
-    sim.merge_patch("pods", "w", "new", &json!({"metadata": {"labels": {"x": "1"}}})).expect("patch");
+    sim.create(
+        "pods",
+        json!({"metadata": {"name": "new", "namespace": "w"}, "spec": {"containers": []}}),
+    )
+    .expect("create");
+    v.until(
+        &mut s,
+        |_, e| matches!(e, Some(Event::Apply(p)) if p.metadata.name.as_deref() == Some("new")),
+    )
+    .await;
+    sim.merge_patch(
+        "pods",
+        "w",
+        "new",
+        &json!({"metadata": {"labels": {"x": "1"}}}),
+    )
+    .expect("patch");
     v.until(&mut s, |_, e| {
         matches!(e, Some(Event::Apply(p)) if p.metadata.labels.as_ref().is_some_and(|l| l.contains_key("x")))
     })
@@ -137,12 +161,26 @@ async fn watcher_relists_after_a_forced_410_and_ends_consistent() {
     for i in 0..5 {
         sim.delete("pods", "r", &PodGen::name(i)).expect("delete");
     }
-    sim.create("pods", json!({"metadata": {"name": "after", "namespace": "r"}})).expect("create");
-    sim.merge_patch("pods", "r", &PodGen::name(10), &json!({"metadata": {"labels": {"changed": "yes"}}})).expect("patch");
+    sim.create(
+        "pods",
+        json!({"metadata": {"name": "after", "namespace": "r"}}),
+    )
+    .expect("create");
+    sim.merge_patch(
+        "pods",
+        "r",
+        &PodGen::name(10),
+        &json!({"metadata": {"labels": {"changed": "yes"}}}),
+    )
+    .expect("patch");
     sim.expire_history();
 
     v.until(&mut s, |v, _| v.inits_done == 2).await;
-    assert!(v.codes.contains(&410), "the rewatch got 410 Expired: {:?}", v.errors);
+    assert!(
+        v.codes.contains(&410),
+        "the rewatch got 410 Expired: {:?}",
+        v.errors
+    );
     assert!(sim.stats().list > lists_before, "the watcher relisted");
     assert_eq!(v.objects, server_view(&sim, "r"));
     assert_eq!(v.objects.len(), 16);
@@ -151,7 +189,12 @@ async fn watcher_relists_after_a_forced_410_and_ends_consistent() {
 #[tokio::test]
 async fn bookmarks_advance_the_watch_so_a_reconnect_needs_no_relist() {
     // A tiny history: without bookmarks the watcher's RV would fall out of it.
-    let sim = SimServer::builder().history(20).bookmark_interval(Duration::from_millis(20)).start().await.expect("sim");
+    let sim = SimServer::builder()
+        .history(20)
+        .bookmark_interval(Duration::from_millis(20))
+        .start()
+        .await
+        .expect("sim");
     podgen::load_pods(&sim, "quiet", 3, 3).expect("load");
     let mut s = watch(&sim, "quiet", watcher::Config::default());
     let mut v = View::default();
@@ -169,9 +212,21 @@ async fn bookmarks_advance_the_watch_so_a_reconnect_needs_no_relist() {
     let lists = sim.stats().list;
 
     sim.restart();
-    sim.create("pods", json!({"metadata": {"name": "late", "namespace": "quiet"}})).expect("create");
-    v.until(&mut s, |_, e| matches!(e, Some(Event::Apply(p)) if p.metadata.name.as_deref() == Some("late"))).await;
-    assert_eq!(sim.stats().list, lists, "no relist: the bookmark RV was still in history");
+    sim.create(
+        "pods",
+        json!({"metadata": {"name": "late", "namespace": "quiet"}}),
+    )
+    .expect("create");
+    v.until(
+        &mut s,
+        |_, e| matches!(e, Some(Event::Apply(p)) if p.metadata.name.as_deref() == Some("late")),
+    )
+    .await;
+    assert_eq!(
+        sim.stats().list,
+        lists,
+        "no relist: the bookmark RV was still in history"
+    );
     assert!(!v.codes.contains(&410));
     assert_eq!(v.inits_done, 1);
     assert_eq!(v.objects, server_view(&sim, "quiet"));
@@ -195,7 +250,15 @@ async fn streaming_list_mode_gets_init_done_after_the_initial_events_end_bookmar
     assert_eq!(v.objects, server_view(&sim, "sl"));
     assert_eq!(sim.stats().list, 0, "streaming lists use no LIST request");
 
-    sim.create("pods", json!({"metadata": {"name": "live", "namespace": "sl"}})).expect("create");
-    v.until(&mut s, |_, e| matches!(e, Some(Event::Apply(p)) if p.metadata.name.as_deref() == Some("live"))).await;
+    sim.create(
+        "pods",
+        json!({"metadata": {"name": "live", "namespace": "sl"}}),
+    )
+    .expect("create");
+    v.until(
+        &mut s,
+        |_, e| matches!(e, Some(Event::Apply(p)) if p.metadata.name.as_deref() == Some("live")),
+    )
+    .await;
     assert_eq!(v.objects.len(), 41);
 }

@@ -39,13 +39,20 @@ impl RawResponse {
 }
 
 fn http_err(addr: SocketAddr, what: impl std::fmt::Display) -> SimError {
-    SimError::Http { addr, what: what.to_string() }
+    SimError::Http {
+        addr,
+        what: what.to_string(),
+    }
 }
 
 async fn connect(addr: SocketAddr) -> Result<SendRequest<Full<Bytes>>> {
-    let stream = TcpStream::connect(addr).await.map_err(|e| http_err(addr, e))?;
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| http_err(addr, e))?;
     let _ = stream.set_nodelay(true);
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| http_err(addr, e))?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| http_err(addr, e))?;
     tokio::spawn(async move {
         // The connection ends when the server closes it or the sender is dropped.
         let _ = conn.await;
@@ -53,8 +60,17 @@ async fn connect(addr: SocketAddr) -> Result<SendRequest<Full<Bytes>>> {
     Ok(sender)
 }
 
-fn build(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: Bytes) -> Result<Request<Full<Bytes>>> {
-    let mut b = Request::builder().method(method).uri(path).header("host", addr.to_string());
+fn build(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Result<Request<Full<Bytes>>> {
+    let mut b = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string());
     for (k, v) in headers {
         b = b.header(*k, *v);
     }
@@ -64,20 +80,42 @@ fn build(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], b
 impl RawClient {
     /// Opens a connection.
     pub async fn connect(addr: SocketAddr) -> Result<Self> {
-        Ok(RawClient { addr, sender: connect(addr).await? })
+        Ok(RawClient {
+            addr,
+            sender: connect(addr).await?,
+        })
     }
 
     /// Sends one request and reads the whole response.
-    pub async fn request(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Result<RawResponse> {
+    pub async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Result<RawResponse> {
         let req = build(self.addr, method, path, headers, body.into())?;
         if self.sender.ready().await.is_err() {
             self.sender = connect(self.addr).await?;
         }
-        let resp = self.sender.send_request(req).await.map_err(|e| http_err(self.addr, e))?;
+        let resp = self
+            .sender
+            .send_request(req)
+            .await
+            .map_err(|e| http_err(self.addr, e))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let body = resp.into_body().collect().await.map_err(|e| http_err(self.addr, e))?.to_bytes();
-        Ok(RawResponse { status, headers, body })
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| http_err(self.addr, e))?
+            .to_bytes();
+        Ok(RawResponse {
+            status,
+            headers,
+            body,
+        })
     }
 
     /// `GET path` with no extra headers.
@@ -86,11 +124,23 @@ impl RawClient {
     }
 
     /// Opens a streaming request (a WATCH) on its own connection.
-    pub async fn stream(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Result<RawStream> {
+    pub async fn stream(
+        addr: SocketAddr,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<RawStream> {
         let mut sender = connect(addr).await?;
         let req = build(addr, "GET", path, headers, Bytes::new())?;
-        let resp = sender.send_request(req).await.map_err(|e| http_err(addr, e))?;
-        Ok(RawStream { status: resp.status().as_u16(), body: resp.into_body(), buf: BytesMut::new(), _sender: sender })
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| http_err(addr, e))?;
+        Ok(RawStream {
+            status: resp.status().as_u16(),
+            body: resp.into_body(),
+            buf: BytesMut::new(),
+            _sender: sender,
+        })
     }
 }
 
@@ -139,7 +189,11 @@ impl RawStream {
     }
 
     /// Reads lines until `pred` holds for one (returned), the stream ends, or the timeout.
-    pub async fn until(&mut self, timeout: Duration, mut pred: impl FnMut(&serde_json::Value) -> bool) -> Option<serde_json::Value> {
+    pub async fn until(
+        &mut self,
+        timeout: Duration,
+        mut pred: impl FnMut(&serde_json::Value) -> bool,
+    ) -> Option<serde_json::Value> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());

@@ -49,15 +49,22 @@ impl Faults {
     }
 
     pub fn set_latency(&self, d: Duration) {
-        self.latency_us.store(u64::try_from(d.as_micros()).unwrap_or(u64::MAX), Relaxed);
+        self.latency_us
+            .store(u64::try_from(d.as_micros()).unwrap_or(u64::MAX), Relaxed);
     }
 
     pub fn current_generation(&self) -> CancellationToken {
-        self.generation.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.generation
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     pub fn restart(&self) {
-        let mut g = self.generation.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut g = self
+            .generation
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         g.cancel();
         *g = CancellationToken::new();
     }

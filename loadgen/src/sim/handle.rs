@@ -91,17 +91,36 @@ impl SimServer {
         if !self.addr.ip().is_loopback() {
             return Err(SimError::NonLoopback(self.addr));
         }
-        let listener = TcpListener::bind(self.addr).await.map_err(|source| SimError::Bind { addr: self.addr, source })?;
-        let addr = listener.local_addr().map_err(|source| SimError::Bind { addr: self.addr, source })?;
+        let listener = TcpListener::bind(self.addr)
+            .await
+            .map_err(|source| SimError::Bind {
+                addr: self.addr,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| SimError::Bind {
+            addr: self.addr,
+            source,
+        })?;
         let shared = Arc::new(Shared {
             store: Store::new(self.resources, self.history, self.watch_buffer),
             faults: Faults::new(),
             counters: Counters::default(),
-            config: Config { bookmark_interval: self.bookmark_interval },
+            config: Config {
+                bookmark_interval: self.bookmark_interval,
+            },
         });
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(server::accept_loop(listener, shared.clone(), shutdown.clone()));
-        Ok(SimHandle { shared, addr, shutdown, task: Some(task) })
+        let task = tokio::spawn(server::accept_loop(
+            listener,
+            shared.clone(),
+            shutdown.clone(),
+        ));
+        Ok(SimHandle {
+            shared,
+            addr,
+            shutdown,
+            task: Some(task),
+        })
     }
 }
 
@@ -131,14 +150,23 @@ impl SimHandle {
     /// [`SimError::Client`] if kube-client refuses the config.
     pub fn client(&self) -> Result<kube::Client> {
         let url = self.url();
-        let uri: http::Uri = url.parse().map_err(|e: http::uri::InvalidUri| SimError::Http { addr: self.addr, what: e.to_string() })?;
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| SimError::Http {
+                addr: self.addr,
+                what: e.to_string(),
+            })?;
         let mut config = kube::Config::new(uri);
         config.default_namespace = "default".to_owned();
         kube::Client::try_from(config).map_err(|source| SimError::Client { url, source })
     }
 
     fn resource(&self, name: &str) -> Result<ResourceId> {
-        self.shared.store.lookup_name(name).map(|(id, _)| id).ok_or_else(|| SimError::UnknownResource(name.to_owned()))
+        self.shared
+            .store
+            .lookup_name(name)
+            .map(|(id, _)| id)
+            .ok_or_else(|| SimError::UnknownResource(name.to_owned()))
     }
 
     /// Serves one more resource type from now on.
@@ -160,7 +188,13 @@ impl SimHandle {
     /// # Errors
     /// [`SimError::UnknownResource`].
     pub fn objects(&self, resource: &str, namespace: Option<&str>) -> Result<Vec<Value>> {
-        Ok(self.shared.store.snapshot(self.resource(resource)?, namespace).iter().map(|o| o.to_value()).collect())
+        Ok(self
+            .shared
+            .store
+            .snapshot(self.resource(resource)?, namespace)
+            .iter()
+            .map(|o| o.to_value())
+            .collect())
     }
 
     /// One stored object.
@@ -168,7 +202,11 @@ impl SimHandle {
     /// # Errors
     /// [`SimError::UnknownResource`].
     pub fn get(&self, resource: &str, namespace: &str, name: &str) -> Result<Option<Value>> {
-        Ok(self.shared.store.get(self.resource(resource)?, namespace, name).map(|o| o.to_value()))
+        Ok(self
+            .shared
+            .store
+            .get(self.resource(resource)?, namespace, name)
+            .map(|o| o.to_value()))
     }
 
     /// Creates an object without HTTP (its namespace comes from
@@ -178,9 +216,22 @@ impl SimHandle {
     /// [`SimError::Api`] with the Status the HTTP API would answer.
     pub fn create(&self, resource: &str, obj: Value) -> Result<Value> {
         let id = self.resource(resource)?;
-        let ns = obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default").to_owned();
-        let namespaced = self.shared.store.resources().get(id).is_some_and(|d| d.namespaced);
-        Ok(self.shared.store.create(id, if namespaced { &ns } else { "" }, obj)?.to_value())
+        let ns = obj
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("default")
+            .to_owned();
+        let namespaced = self
+            .shared
+            .store
+            .resources()
+            .get(id)
+            .is_some_and(|d| d.namespaced);
+        Ok(self
+            .shared
+            .store
+            .create(id, if namespaced { &ns } else { "" }, obj)?
+            .to_value())
     }
 
     /// Creates many objects under one lock (the bulk-load fast path); objects whose
@@ -188,25 +239,59 @@ impl SimHandle {
     ///
     /// # Errors
     /// [`SimError::Api`] if an object is invalid (nothing is created then).
-    pub fn create_many(&self, resource: &str, objs: impl IntoIterator<Item = Value>) -> Result<usize> {
-        Ok(self.shared.store.create_many(self.resource(resource)?, objs)?)
+    pub fn create_many(
+        &self,
+        resource: &str,
+        objs: impl IntoIterator<Item = Value>,
+    ) -> Result<usize> {
+        Ok(self
+            .shared
+            .store
+            .create_many(self.resource(resource)?, objs)?)
     }
 
     /// Replaces an object (like PUT); returns the stored object.
     ///
     /// # Errors
     /// [`SimError::Api`]: 404, 409 on a stale resourceVersion, ...
-    pub fn replace(&self, resource: &str, namespace: &str, name: &str, obj: Value) -> Result<Value> {
-        Ok(self.shared.store.update(self.resource(resource)?, namespace, name, obj, false)?.to_value())
+    pub fn replace(
+        &self,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+        obj: Value,
+    ) -> Result<Value> {
+        Ok(self
+            .shared
+            .store
+            .update(self.resource(resource)?, namespace, name, obj, false)?
+            .to_value())
     }
 
     /// Merge-patches an object (like PATCH with `application/merge-patch+json`).
     ///
     /// # Errors
     /// [`SimError::Api`].
-    pub fn merge_patch(&self, resource: &str, namespace: &str, name: &str, patch: &Value) -> Result<Value> {
+    pub fn merge_patch(
+        &self,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+        patch: &Value,
+    ) -> Result<Value> {
         let body = serde_json::to_vec(patch).unwrap_or_default();
-        Ok(self.shared.store.patch(self.resource(resource)?, namespace, name, PatchKind::Merge, &body, false)?.to_value())
+        Ok(self
+            .shared
+            .store
+            .patch(
+                self.resource(resource)?,
+                namespace,
+                name,
+                PatchKind::Merge,
+                &body,
+                false,
+            )?
+            .to_value())
     }
 
     /// Deletes an object; returns its last version.
@@ -214,7 +299,16 @@ impl SimHandle {
     /// # Errors
     /// [`SimError::Api`] (404 when missing).
     pub fn delete(&self, resource: &str, namespace: &str, name: &str) -> Result<Value> {
-        Ok(self.shared.store.delete(self.resource(resource)?, namespace, name, &DeleteOptions::default())?.to_value())
+        Ok(self
+            .shared
+            .store
+            .delete(
+                self.resource(resource)?,
+                namespace,
+                name,
+                &DeleteOptions::default(),
+            )?
+            .to_value())
     }
 
     /// The current global resourceVersion.
@@ -229,7 +323,10 @@ impl SimHandle {
 
     /// Counters.
     pub fn stats(&self) -> Stats {
-        self.shared.counters.snapshot(self.shared.store.resource_version(), self.shared.store.total_objects() as u64)
+        self.shared.counters.snapshot(
+            self.shared.store.resource_version(),
+            self.shared.store.total_objects() as u64,
+        )
     }
 
     /// Applies a fault request (what `POST /_sim/faults` does).
@@ -239,18 +336,27 @@ impl SimHandle {
 
     /// Closes every watch cleanly once it has sent `n` events (0 turns it off).
     pub fn close_watches_every(&self, n: u64) {
-        self.faults(&FaultRequest { close_watches_every: Some(n), ..FaultRequest::default() });
+        self.faults(&FaultRequest {
+            close_watches_every: Some(n),
+            ..FaultRequest::default()
+        });
     }
 
     /// Expires every resourceVersion older than now: the next watch or exact read
     /// from an older one answers 410 Expired.
     pub fn expire_history(&self) {
-        self.faults(&FaultRequest { expire_history: true, ..FaultRequest::default() });
+        self.faults(&FaultRequest {
+            expire_history: true,
+            ..FaultRequest::default()
+        });
     }
 
     /// Sends one malformed frame (a cut-off event line) on every open watch.
     pub fn inject_malformed_frame(&self) {
-        self.faults(&FaultRequest { inject_malformed_frame: true, ..FaultRequest::default() });
+        self.faults(&FaultRequest {
+            inject_malformed_frame: true,
+            ..FaultRequest::default()
+        });
     }
 
     /// Delays every response by `latency` (zero turns it off).
@@ -261,7 +367,10 @@ impl SimHandle {
     /// Drops every open connection and watch at once; the data is kept and new
     /// connections are accepted.
     pub fn restart(&self) {
-        self.faults(&FaultRequest { restart: true, ..FaultRequest::default() });
+        self.faults(&FaultRequest {
+            restart: true,
+            ..FaultRequest::default()
+        });
     }
 
     /// Stops accepting, drops every connection and waits for the accept loop to end.

@@ -41,7 +41,11 @@ impl ResourceDef {
 
     /// `apiVersion` of the objects: `v1` or `group/version`.
     pub fn api_version(&self) -> String {
-        if self.group.is_empty() { self.version.clone() } else { format!("{}/{}", self.group, self.version) }
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
     }
 
     /// Kind of a LIST response (`PodList`).
@@ -52,13 +56,18 @@ impl ResourceDef {
     /// The name tests and the admin API use for this resource: `pods` for the core
     /// group, `deployments.apps` otherwise (kubectl's spelling).
     pub fn name(&self) -> String {
-        if self.group.is_empty() { self.plural.clone() } else { format!("{}.{}", self.plural, self.group) }
+        if self.group.is_empty() {
+            self.plural.clone()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
     }
 
     /// The resources served by default: pods, nodes, namespaces, configmaps.
     pub fn defaults() -> Vec<ResourceDef> {
         vec![
-            ResourceDef::new("", "v1", "Pod", "pods", true).with_bookmark_tail(r#","spec":{"containers":null},"status":{}"#),
+            ResourceDef::new("", "v1", "Pod", "pods", true)
+                .with_bookmark_tail(r#","spec":{"containers":null},"status":{}"#),
             ResourceDef::new("", "v1", "Node", "nodes", false),
             ResourceDef::new("", "v1", "Namespace", "namespaces", false),
             ResourceDef::new("", "v1", "ConfigMap", "configmaps", true),

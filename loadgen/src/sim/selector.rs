@@ -133,13 +133,28 @@ impl Parser {
                         Tok::End => return Ok(reqs),
                         Tok::Comma => match self.peek() {
                             Tok::Ident(_) | Tok::Not => {}
-                            t => return Err(format!("found '{}', expected: identifier after ','", t.text())),
+                            t => {
+                                return Err(format!(
+                                    "found '{}', expected: identifier after ','",
+                                    t.text()
+                                ));
+                            }
                         },
-                        t => return Err(format!("found '{}', expected: ',' or 'end of string'", t.text())),
+                        t => {
+                            return Err(format!(
+                                "found '{}', expected: ',' or 'end of string'",
+                                t.text()
+                            ));
+                        }
                     }
                 }
                 Tok::End => return Ok(reqs),
-                t => return Err(format!("found '{}', expected: !, identifier, or 'end of string'", t.text())),
+                t => {
+                    return Err(format!(
+                        "found '{}', expected: !, identifier, or 'end of string'",
+                        t.text()
+                    ));
+                }
             }
         }
     }
@@ -169,10 +184,17 @@ impl Parser {
             Tok::Gt | Tok::Lt => {
                 let gt = self.next() == Tok::Gt;
                 let v = self.value()?;
-                let n: i64 = v.parse().map_err(|_| format!("for 'Gt', 'Lt' operators, the value must be an integer: {v:?}"))?;
+                let n: i64 = v.parse().map_err(|_| {
+                    format!("for 'Gt', 'Lt' operators, the value must be an integer: {v:?}")
+                })?;
                 if gt { Op::Gt(n) } else { Op::Lt(n) }
             }
-            t => return Err(format!("found '{}', expected: in, notin, =, ==, !=, gt, lt", t.text())),
+            t => {
+                return Err(format!(
+                    "found '{}', expected: in, notin, =, ==, !=, gt, lt",
+                    t.text()
+                ));
+            }
         };
         Ok((key, op))
     }
@@ -225,7 +247,12 @@ impl Parser {
                     }
                     return Ok(values);
                 }
-                t => return Err(format!("found '{}', expected: ',', ')' or identifier", t.text())),
+                t => {
+                    return Err(format!(
+                        "found '{}', expected: ',', ')' or identifier",
+                        t.text()
+                    ));
+                }
             }
         }
     }
@@ -234,7 +261,8 @@ impl Parser {
 fn is_name_part(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         && s.starts_with(|c: char| c.is_ascii_alphanumeric())
         && s.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
@@ -245,12 +273,17 @@ fn validate_key(k: &str) -> PResult<()> {
         None => (None, k),
     };
     let prefix_ok = prefix.is_none_or(|p| {
-        !p.is_empty() && p.len() <= 253 && p.split('.').all(|l| is_name_part(l) && !l.contains(['_', '.']))
+        !p.is_empty()
+            && p.len() <= 253
+            && p.split('.')
+                .all(|l| is_name_part(l) && !l.contains(['_', '.']))
     });
     if prefix_ok && is_name_part(name) {
         Ok(())
     } else {
-        Err(format!("key: Invalid value: {k:?}: name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"))
+        Err(format!(
+            "key: Invalid value: {k:?}: name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"
+        ))
     }
 }
 
@@ -258,7 +291,9 @@ fn validate_value(v: &str) -> PResult<()> {
     if v.is_empty() || is_name_part(v) {
         Ok(())
     } else {
-        Err(format!("values[0]: Invalid value: {v:?}: a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"))
+        Err(format!(
+            "values[0]: Invalid value: {v:?}: a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"
+        ))
     }
 }
 
@@ -266,7 +301,10 @@ impl LabelSelector {
     /// Parses a `labelSelector` query value; errors are 400 BadRequest Status bodies
     /// with the real server's message.
     pub fn parse(s: &str) -> Result<Self, ApiError> {
-        let mut p = Parser { toks: lex(s), pos: 0 };
+        let mut p = Parser {
+            toks: lex(s),
+            pos: 0,
+        };
         p.selector()
             .map(|reqs| LabelSelector { reqs })
             .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))
@@ -279,7 +317,12 @@ impl LabelSelector {
 
     /// Whether a label set matches.
     pub fn matches(&self, labels: &[(String, String)]) -> bool {
-        let get = |k: &str| labels.iter().find(|(lk, _)| lk == k).map(|(_, v)| v.as_str());
+        let get = |k: &str| {
+            labels
+                .iter()
+                .find(|(lk, _)| lk == k)
+                .map(|(_, v)| v.as_str())
+        };
         self.reqs.iter().all(|(k, op)| {
             let v = get(k);
             match op {
@@ -289,8 +332,12 @@ impl LabelSelector {
                 Op::NotEq(want) => v != Some(want.as_str()),
                 Op::In(set) => v.is_some_and(|v| set.iter().any(|s| s == v)),
                 Op::NotIn(set) => v.is_none_or(|v| set.iter().all(|s| s != v)),
-                Op::Gt(n) => v.and_then(|v| v.parse::<i64>().ok()).is_some_and(|x| x > *n),
-                Op::Lt(n) => v.and_then(|v| v.parse::<i64>().ok()).is_some_and(|x| x < *n),
+                Op::Gt(n) => v
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .is_some_and(|x| x > *n),
+                Op::Lt(n) => v
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .is_some_and(|x| x < *n),
             }
         })
     }
@@ -340,14 +387,20 @@ impl FieldSelector {
             } else if let Some((k, v)) = term.split_once('=') {
                 (k, false, v)
             } else {
-                return Err(ApiError::bad_request(format!("invalid selector: '{s}'; can't understand '{term}'")));
+                return Err(ApiError::bad_request(format!(
+                    "invalid selector: '{s}'; can't understand '{term}'"
+                )));
             };
             let field = match key.trim() {
                 "metadata.name" => Field::Name,
                 "metadata.namespace" => Field::Namespace,
                 "spec.nodeName" => Field::NodeName,
                 "status.phase" => Field::Phase,
-                other => return Err(ApiError::bad_request(format!("field label not supported: {other}"))),
+                other => {
+                    return Err(ApiError::bad_request(format!(
+                        "field label not supported: {other}"
+                    )));
+                }
             };
             terms.push((field, neg, value.trim().to_owned()));
         }
@@ -374,7 +427,10 @@ impl FieldSelector {
 
     /// The name an `metadata.name=X` term pins, if any (lets GET-like watches skip work).
     pub fn pinned_name(&self) -> Option<&str> {
-        self.terms.iter().find(|(f, neg, _)| *f == Field::Name && !neg).map(|(_, _, v)| v.as_str())
+        self.terms
+            .iter()
+            .find(|(f, neg, _)| *f == Field::Name && !neg)
+            .map(|(_, _, v)| v.as_str())
     }
 }
 
@@ -383,7 +439,10 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
@@ -403,7 +462,11 @@ mod tests {
             ("app=web,tier=back", false),
             ("tier in (front),app notin (db)", true),
         ] {
-            assert_eq!(LabelSelector::parse(sel).expect(sel).matches(&l), want, "{sel}");
+            assert_eq!(
+                LabelSelector::parse(sel).expect(sel).matches(&l),
+                want,
+                "{sel}"
+            );
         }
     }
 
@@ -411,7 +474,10 @@ mod tests {
     fn a_malformed_selector_gives_the_real_servers_message() {
         let e = LabelSelector::parse("app in (web,").expect_err("malformed");
         assert_eq!(e.code, 400);
-        assert_eq!(e.message, "unable to parse requirement: found '', expected: ',', ')' or identifier");
+        assert_eq!(
+            e.message,
+            "unable to parse requirement: found '', expected: ',', ')' or identifier"
+        );
         assert!(LabelSelector::parse("app=").is_ok());
         assert!(LabelSelector::parse("=x").is_err());
         assert!(LabelSelector::parse("app in web").is_err());
@@ -420,10 +486,33 @@ mod tests {
 
     #[test]
     fn field_selectors_support_the_four_fields_and_reject_others() {
-        let f = FieldValues { name: "p", namespace: "ns", node_name: "node-001", phase: "Running" };
-        assert!(FieldSelector::parse("spec.nodeName=node-001,status.phase==Running").expect("ok").matches(&f));
-        assert!(!FieldSelector::parse("metadata.namespace!=ns").expect("ok").matches(&f));
-        assert_eq!(FieldSelector::parse("spec.foo=x").expect_err("unsupported").code, 400);
-        assert_eq!(FieldSelector::parse("metadata.name").expect_err("no op").code, 400);
+        let f = FieldValues {
+            name: "p",
+            namespace: "ns",
+            node_name: "node-001",
+            phase: "Running",
+        };
+        assert!(
+            FieldSelector::parse("spec.nodeName=node-001,status.phase==Running")
+                .expect("ok")
+                .matches(&f)
+        );
+        assert!(
+            !FieldSelector::parse("metadata.namespace!=ns")
+                .expect("ok")
+                .matches(&f)
+        );
+        assert_eq!(
+            FieldSelector::parse("spec.foo=x")
+                .expect_err("unsupported")
+                .code,
+            400
+        );
+        assert_eq!(
+            FieldSelector::parse("metadata.name")
+                .expect_err("no op")
+                .code,
+            400
+        );
     }
 }

@@ -51,7 +51,10 @@ impl Body for SimBody {
     type Data = Bytes;
     type Error = Infallible;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         match self.get_mut() {
             SimBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             SimBody::Stream(rx) => rx.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b)))),
@@ -74,17 +77,27 @@ impl Body for SimBody {
 fn respond(code: StatusCode, body: impl Into<Bytes>) -> Response<SimBody> {
     let mut r = Response::new(SimBody::Full(Some(body.into())));
     *r.status_mut() = code;
-    r.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     r
 }
 
 fn error_response(e: &ApiError) -> Response<SimBody> {
-    respond(StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), e.to_bytes())
+    respond(
+        StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        e.to_bytes(),
+    )
 }
 
 /// Accepts connections until `shutdown` fires. Each connection is dropped at once
 /// when the current restart generation is cancelled.
-pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: CancellationToken) {
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) {
     loop {
         let accepted = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -109,7 +122,9 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shut
                 let cancel = svc_cancel.clone();
                 async move { Ok::<_, Infallible>(handle(shared, req, cancel).await) }
             });
-            let conn = hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), svc);
+            let conn = hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), svc);
             tokio::select! {
                 _ = conn => {}
                 () = conn_cancel.cancelled() => {}
@@ -128,7 +143,9 @@ fn url_decode(s: &str) -> String {
         match b[i] {
             b'+' => out.push(b' '),
             b'%' if i + 2 < b.len() => {
-                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                let hex = std::str::from_utf8(&b[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
                 match hex {
                     Some(v) => {
                         out.push(v);
@@ -161,7 +178,11 @@ impl Query {
         )
     }
     fn get(&self, k: &str) -> Option<&str> {
-        self.0.iter().rev().find(|(key, _)| key == k).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .rev()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
     }
     fn flag(&self, k: &str) -> Option<bool> {
         self.get(k).map(|v| matches!(v, "1" | "true" | "True" | ""))
@@ -185,7 +206,11 @@ enum Route {
 }
 
 fn route(shared: &Shared, path: &str) -> Route {
-    let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let segs: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
     match segs.as_slice() {
         ["_sim", rest @ ..] => return Route::Admin(rest.join("/")),
         ["version"] => {
@@ -214,11 +239,17 @@ fn route(shared: &Shared, path: &str) -> Route {
     // `namespaces/{ns}/{plural}/...` is namespaced when {plural} is a namespaced
     // resource; otherwise `namespaces/{name}/{sub}` addresses a Namespace.
     let (namespace, plural, tail) = match rest {
-        ["namespaces", ns, plural, tail @ ..] if lookup(plural).is_some_and(|(_, d)| d.namespaced) => (*ns, *plural, tail),
+        ["namespaces", ns, plural, tail @ ..]
+            if lookup(plural).is_some_and(|(_, d)| d.namespaced) =>
+        {
+            (*ns, *plural, tail)
+        }
         [plural, tail @ ..] => ("", *plural, tail),
         [] => return Route::NotFound,
     };
-    let Some((res, def)) = lookup(plural) else { return Route::NotFound };
+    let Some((res, def)) = lookup(plural) else {
+        return Route::NotFound;
+    };
     let (name, subresource) = match tail {
         [] => (None, None),
         [name] => (Some((*name).to_owned()), None),
@@ -231,12 +262,23 @@ fn route(shared: &Shared, path: &str) -> Route {
     if !def.namespaced && !namespace.is_empty() {
         return Route::NotFound;
     }
-    Route::Api(Target { res, def, namespace: namespace.to_owned(), name, subresource })
+    Route::Api(Target {
+        res,
+        def,
+        namespace: namespace.to_owned(),
+        name,
+        subresource,
+    })
 }
 
 fn api_group_list(shared: &Shared) -> Value {
     let mut groups: Vec<(String, Vec<String>)> = Vec::new();
-    for r in shared.store.resources().iter().filter(|r| !r.group.is_empty()) {
+    for r in shared
+        .store
+        .resources()
+        .iter()
+        .filter(|r| !r.group.is_empty())
+    {
         match groups.iter_mut().find(|(g, _)| *g == r.group) {
             Some((_, vs)) if !vs.contains(&r.version) => vs.push(r.version.clone()),
             Some(_) => {}
@@ -246,7 +288,10 @@ fn api_group_list(shared: &Shared) -> Value {
     let groups: Vec<Value> = groups
         .into_iter()
         .map(|(g, vs)| {
-            let versions: Vec<Value> = vs.iter().map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v})).collect();
+            let versions: Vec<Value> = vs
+                .iter()
+                .map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
+                .collect();
             json!({"name": g, "versions": versions, "preferredVersion": versions[0]})
         })
         .collect();
@@ -267,7 +312,11 @@ fn resource_list(shared: &Shared, group: &str, version: &str) -> Value {
             ]
         })
         .collect();
-    let gv = if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") };
+    let gv = if group.is_empty() {
+        version.to_owned()
+    } else {
+        format!("{group}/{version}")
+    };
     json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources})
 }
 
@@ -280,28 +329,50 @@ fn accept_is_metadata(headers: &HeaderMap) -> bool {
 }
 
 fn content_type(headers: &HeaderMap) -> String {
-    headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned()
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned()
 }
 
 async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
-    if let Some(len) = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok())
+    if let Some(len) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
         && len > MAX_BODY
     {
         return Err(ApiError::too_large(MAX_BODY));
     }
     match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::too_large(MAX_BODY)),
-        Err(e) => Err(ApiError::bad_request(format!("error reading the request body: {e}"))),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(ApiError::too_large(MAX_BODY))
+        }
+        Err(e) => Err(ApiError::bad_request(format!(
+            "error reading the request body: {e}"
+        ))),
     }
 }
 
 fn parse_json_body(body: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("the body of the request could not be decoded as JSON: {e}")))
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the body of the request could not be decoded as JSON: {e}"
+        ))
+    })
 }
 
-async fn handle(shared: Arc<Shared>, req: Request<Incoming>, cancel: CancellationToken) -> Response<SimBody> {
+async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+    cancel: CancellationToken,
+) -> Response<SimBody> {
     let latency = shared.faults.latency();
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -316,7 +387,11 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>, cancel: Cancellatio
     resp
 }
 
-async fn dispatch(shared: &Arc<Shared>, req: Request<Incoming>, cancel: CancellationToken) -> Result<Response<SimBody>, ApiError> {
+async fn dispatch(
+    shared: &Arc<Shared>,
+    req: Request<Incoming>,
+    cancel: CancellationToken,
+) -> Result<Response<SimBody>, ApiError> {
     let path = req.uri().path().to_owned();
     let query = Query::parse(req.uri().query());
     let c = &shared.counters;
@@ -325,7 +400,10 @@ async fn dispatch(shared: &Arc<Shared>, req: Request<Incoming>, cancel: Cancella
         Route::Discovery(v) => {
             c.other.fetch_add(1, Relaxed);
             return if req.method() == Method::GET {
-                Ok(respond(StatusCode::OK, serde_json::to_vec(&v).unwrap_or_default()))
+                Ok(respond(
+                    StatusCode::OK,
+                    serde_json::to_vec(&v).unwrap_or_default(),
+                ))
             } else {
                 Err(ApiError::method_not_allowed())
             };
@@ -354,7 +432,10 @@ async fn dispatch(shared: &Arc<Shared>, req: Request<Incoming>, cancel: Cancella
                 labels: LabelSelector::parse(query.get("labelSelector").unwrap_or(""))?,
                 fields: FieldSelector::parse(query.get("fieldSelector").unwrap_or(""))?,
                 limit: match query.get("limit").filter(|l| !l.is_empty()) {
-                    Some(l) => Some(l.parse::<usize>().map_err(|_| ApiError::bad_request(format!("invalid limit: {l:?}")))?),
+                    Some(l) => Some(
+                        l.parse::<usize>()
+                            .map_err(|_| ApiError::bad_request(format!("invalid limit: {l:?}")))?,
+                    ),
                     None => None,
                 },
                 continue_token: query.get("continue").map(str::to_owned),
@@ -367,7 +448,10 @@ async fn dispatch(shared: &Arc<Shared>, req: Request<Incoming>, cancel: Cancella
         }
         (Method::GET, Some(name)) => {
             c.get.fetch_add(1, Relaxed);
-            let o = shared.store.get(target.res, &target.namespace, &name).ok_or_else(|| ApiError::not_found(&target.def.plural, &name))?;
+            let o = shared
+                .store
+                .get(target.res, &target.namespace, &name)
+                .ok_or_else(|| ApiError::not_found(&target.def.plural, &name))?;
             if metadata_only {
                 let mut out = Vec::new();
                 o.write_partial(&mut out);
@@ -395,7 +479,9 @@ async fn dispatch(shared: &Arc<Shared>, req: Request<Incoming>, cancel: Cancella
             }
             let body = read_body(req).await?;
             let v = parse_json_body(&body)?;
-            let o = shared.store.update(target.res, &target.namespace, &name, v, status_only)?;
+            let o = shared
+                .store
+                .update(target.res, &target.namespace, &name, v, status_only)?;
             Ok(respond(StatusCode::OK, o.body.clone()))
         }
         (Method::PATCH, Some(name)) => {
@@ -407,7 +493,14 @@ async fn dispatch(shared: &Arc<Shared>, req: Request<Incoming>, cancel: Cancella
                 _ => return Err(ApiError::unsupported_patch(&ct)),
             };
             let body = read_body(req).await?;
-            let o = shared.store.patch(target.res, &target.namespace, &name, kind, &body, status_only)?;
+            let o = shared.store.patch(
+                target.res,
+                &target.namespace,
+                &name,
+                kind,
+                &body,
+                status_only,
+            )?;
             Ok(respond(StatusCode::OK, o.body.clone()))
         }
         (Method::DELETE, Some(name)) if !status_only => {
@@ -422,10 +515,18 @@ async fn dispatch(shared: &Arc<Shared>, req: Request<Incoming>, cancel: Cancella
                 if let Some(g) = v.get("gracePeriodSeconds").and_then(Value::as_i64) {
                     opts.grace_period_seconds = Some(g);
                 }
-                opts.uid = v.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_owned);
-                opts.resource_version = v.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(str::to_owned);
+                opts.uid = v
+                    .pointer("/preconditions/uid")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                opts.resource_version = v
+                    .pointer("/preconditions/resourceVersion")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
             }
-            let o = shared.store.delete(target.res, &target.namespace, &name, &opts)?;
+            let o = shared
+                .store
+                .delete(target.res, &target.namespace, &name, &opts)?;
             Ok(respond(StatusCode::OK, o.body.clone()))
         }
         _ => {
@@ -449,7 +550,9 @@ fn start_watch(
     let rv = query.get("resourceVersion").unwrap_or("");
     let rv_match = query.get("resourceVersionMatch").unwrap_or("");
     let timeout = match query.get("timeoutSeconds").filter(|t| !t.is_empty()) {
-        Some(t) => Some(Duration::from_secs(t.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds: {t:?}")))?)),
+        Some(t) => Some(Duration::from_secs(t.parse::<u64>().map_err(|_| {
+            ApiError::bad_request(format!("invalid timeoutSeconds: {t:?}"))
+        })?)),
         None => None,
     };
     if send_initial == Some(true) && rv_match != "NotOlderThan" {
@@ -477,11 +580,17 @@ fn start_watch(
         (_, Some(true)) => WatchStart::InitialState,
         ("" | "0", Some(false)) => WatchStart::Now,
         ("" | "0", None) => WatchStart::InitialState,
-        (rv, _) => WatchStart::From(rv.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv:?}")))?),
+        (rv, _) => WatchStart::From(
+            rv.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv:?}")))?,
+        ),
     };
     let namespace = (!target.namespace.is_empty()).then(|| target.namespace.clone());
     let (tx, rx) = mpsc::channel(64);
-    match shared.store.start_watch(target.res, namespace.as_deref(), start) {
+    match shared
+        .store
+        .start_watch(target.res, namespace.as_deref(), start)
+    {
         Ok(seed) => {
             let spec = WatchSpec {
                 res: target.res,
@@ -496,7 +605,14 @@ fn start_watch(
             };
             let mut malformed = shared.faults.malformed.subscribe();
             malformed.mark_unchanged();
-            tokio::spawn(watch::run(shared.clone(), spec, seed, malformed, tx, cancel));
+            tokio::spawn(watch::run(
+                shared.clone(),
+                spec,
+                seed,
+                malformed,
+                tx,
+                cancel,
+            ));
         }
         Err(e) => {
             // The real server answers 200 and sends one ERROR event, then closes.
@@ -508,23 +624,37 @@ fn start_watch(
         }
     }
     let mut r = Response::new(SimBody::Stream(rx));
-    r.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     Ok(r)
 }
 
-async fn admin(shared: &Arc<Shared>, req: Request<Incoming>, what: &str) -> Result<Response<SimBody>, ApiError> {
+async fn admin(
+    shared: &Arc<Shared>,
+    req: Request<Incoming>,
+    what: &str,
+) -> Result<Response<SimBody>, ApiError> {
     match (req.method().clone(), what) {
         (Method::GET, "stats") => {}
         (Method::POST, "faults") => {
             let body = read_body(req).await?;
-            let f: FaultRequest = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid fault request: {e}")))?;
+            let f: FaultRequest = serde_json::from_slice(&body)
+                .map_err(|e| ApiError::bad_request(format!("invalid fault request: {e}")))?;
             apply_faults(shared, &f);
         }
         (_, "stats" | "faults") => return Err(ApiError::method_not_allowed()),
         _ => return Err(ApiError::no_route()),
     }
-    let stats = shared.counters.snapshot(shared.store.resource_version(), shared.store.total_objects() as u64);
-    Ok(respond(StatusCode::OK, serde_json::to_vec(&stats).unwrap_or_default()))
+    let stats = shared.counters.snapshot(
+        shared.store.resource_version(),
+        shared.store.total_objects() as u64,
+    );
+    Ok(respond(
+        StatusCode::OK,
+        serde_json::to_vec(&stats).unwrap_or_default(),
+    ))
 }
 
 /// Applies a fault request (shared by the admin endpoint and the handle).

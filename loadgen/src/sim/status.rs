@@ -37,7 +37,13 @@ fn details(name: &str, kind: &str) -> Option<Value> {
 
 impl ApiError {
     fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
-        ApiError { code, reason, message: message.into(), details: None, continue_token: None }
+        ApiError {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+            continue_token: None,
+        }
     }
 
     /// 404 NotFound for `plural/name`.
@@ -52,7 +58,11 @@ impl ApiError {
     pub fn no_route() -> Self {
         ApiError {
             details: Some(serde_json::json!({})),
-            ..Self::new(404, "NotFound", "the server could not find the requested resource")
+            ..Self::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            )
         }
     }
 
@@ -74,13 +84,21 @@ impl ApiError {
     pub fn already_exists(plural: &str, name: &str) -> Self {
         ApiError {
             details: details(name, plural),
-            ..Self::new(409, "AlreadyExists", format!("{plural} \"{name}\" already exists"))
+            ..Self::new(
+                409,
+                "AlreadyExists",
+                format!("{plural} \"{name}\" already exists"),
+            )
         }
     }
 
     /// 410 Expired for a watch from a compacted resourceVersion.
     pub fn too_old_resource_version(requested: u64, oldest: u64) -> Self {
-        Self::new(410, "Expired", format!("too old resource version: {requested} ({oldest})"))
+        Self::new(
+            410,
+            "Expired",
+            format!("too old resource version: {requested} ({oldest})"),
+        )
     }
 
     /// 410 Expired for a LIST continue token whose snapshot was compacted; carries
@@ -105,13 +123,21 @@ impl ApiError {
     pub fn method_not_allowed() -> Self {
         ApiError {
             details: Some(serde_json::json!({})),
-            ..Self::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+            ..Self::new(
+                405,
+                "MethodNotAllowed",
+                "the server does not allow this method on the requested resource",
+            )
         }
     }
 
     /// 413 RequestEntityTooLarge for a body over `limit` bytes.
     pub fn too_large(limit: usize) -> Self {
-        Self::new(413, "RequestEntityTooLarge", format!("the request is too large: limit is {limit}"))
+        Self::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("the request is too large: limit is {limit}"),
+        )
     }
 
     /// 415 UnsupportedMediaType for a PATCH content type the server does not take.
@@ -130,7 +156,9 @@ impl ApiError {
         Self::new(
             415,
             "UnsupportedMediaType",
-            format!("the body of the request was in an unknown format - accepted media types include: application/json (got {content_type:?})"),
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json (got {content_type:?})"
+            ),
         )
     }
 
@@ -142,15 +170,25 @@ impl ApiError {
                 "kind": kind,
                 "causes": [{ "reason": cause_reason, "message": detail, "field": field }],
             })),
-            ..Self::new(422, "Invalid", format!("{kind} \"{name}\" is invalid: {field}: {detail}"))
+            ..Self::new(
+                422,
+                "Invalid",
+                format!("{kind} \"{name}\" is invalid: {field}: {detail}"),
+            )
         }
     }
 
     /// 504 Timeout: a read asked for a resourceVersion the server has not reached.
     pub fn too_large_resource_version(requested: u64, current: u64) -> Self {
         ApiError {
-            details: Some(serde_json::json!({ "causes": [{ "reason": "ResourceVersionTooLarge", "message": "Too large resource version" }], "retryAfterSeconds": 1 })),
-            ..Self::new(504, "Timeout", format!("Timeout: Too large resource version: {requested}, current: {current}"))
+            details: Some(
+                serde_json::json!({ "causes": [{ "reason": "ResourceVersionTooLarge", "message": "Too large resource version" }], "retryAfterSeconds": 1 }),
+            ),
+            ..Self::new(
+                504,
+                "Timeout",
+                format!("Timeout: Too large resource version: {requested}, current: {current}"),
+            )
         }
     }
 

@@ -2,8 +2,11 @@
 //! maps of serialized objects, a bounded event history and the live event fan-out.
 //!
 //! # Guarantees
-//! * Every write takes the state lock, bumps the one global resourceVersion and
-//!   stamps it into the stored bytes; history append and broadcast happen under
+//! * Every write does its JSON work (parse, patch, serialise) outside the state
+//!   lock against the version it read, then takes the lock, checks that version
+//!   is still current (else redoes the work: optimistic concurrency, as etcd's
+//!   guaranteed update does), bumps the one global resourceVersion and splices
+//!   it into the serialised bytes; history append and broadcast happen under
 //!   the same lock, so a watcher that subscribes under the lock sees every later
 //!   event exactly once and in resourceVersion order.
 //! * Objects are kept as serialized JSON (`Bytes`); a `serde_json::Value` exists
@@ -58,7 +61,12 @@ pub struct Stored {
 impl Stored {
     /// Field values for field selectors.
     pub fn fields(&self) -> FieldValues<'_> {
-        FieldValues { name: &self.name, namespace: &self.namespace, node_name: &self.node_name, phase: &self.phase }
+        FieldValues {
+            name: &self.name,
+            namespace: &self.namespace,
+            node_name: &self.node_name,
+            phase: &self.phase,
+        }
     }
 
     /// Whether the object passes both selectors.
@@ -79,7 +87,9 @@ impl Stored {
 
     /// Appends the object as a `PartialObjectMetadata`.
     pub fn write_partial(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(br#"{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":"#);
+        out.extend_from_slice(
+            br#"{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":"#,
+        );
         out.extend_from_slice(self.metadata_json());
         out.push(b'}');
     }
@@ -220,7 +230,11 @@ fn str_at<'a>(v: &'a Value, ptr: &str) -> &'a str {
 }
 
 fn key_of(ns: &str, name: &str) -> String {
-    if ns.is_empty() { name.to_owned() } else { format!("{ns}/{name}") }
+    if ns.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{ns}/{name}")
+    }
 }
 
 /// Serialises `obj` as `{"kind","apiVersion","metadata",spec,status,rest…}` and
@@ -244,7 +258,12 @@ fn encode(def: &ResourceDef, obj: &Map<String, Value>) -> (Vec<u8>, usize, (usiz
     let ordered = first
         .iter()
         .filter_map(|k| obj.get_key_value(*k))
-        .chain(obj.iter().filter(|(k, _)| !matches!(k.as_str(), "kind" | "apiVersion" | "metadata" | "spec" | "status")));
+        .chain(obj.iter().filter(|(k, _)| {
+            !matches!(
+                k.as_str(),
+                "kind" | "apiVersion" | "metadata" | "spec" | "status"
+            )
+        }));
     for (k, v) in ordered {
         out.push(b',');
         write_json(&mut out, &Value::String(k.clone()));
@@ -255,30 +274,91 @@ fn encode(def: &ResourceDef, obj: &Map<String, Value>) -> (Vec<u8>, usize, (usiz
     (out, rest, (meta_start, meta_end))
 }
 
-fn build_stored(def: &ResourceDef, key: String, obj: &Map<String, Value>, rv: u64) -> Stored {
-    let (body, rest, meta) = encode(def, obj);
-    let v = Value::Object(obj.clone());
-    let labels = v
-        .pointer("/metadata/labels")
+/// Placeholder stamped into `metadata.resourceVersion` before the real value is
+/// known; serde_json writes U+0001 as `\u0001`.
+const RV_PLACEHOLDER: &str = "\u{1}";
+const RV_PLACEHOLDER_JSON: &[u8] = br#""resourceVersion":"\u0001""#;
+
+/// An object serialised outside the state lock, waiting for its resourceVersion.
+pub(crate) struct Prepared {
+    key: String,
+    body: Vec<u8>,
+    /// Offset of the placeholder's escaped text (`\u0001`, 6 bytes) in `body`.
+    rv_at: usize,
+    rest: usize,
+    meta: (usize, usize),
+    name: String,
+    namespace: String,
+    labels: Vec<(String, String)>,
+    node_name: String,
+    phase: String,
+}
+
+/// Serialises `obj` with a placeholder resourceVersion and extracts what
+/// selectors need: all the per-write CPU work, done without the lock.
+fn prepare(def: &ResourceDef, key: String, mut obj: Map<String, Value>) -> Prepared {
+    meta_mut(&mut obj).insert(
+        "resourceVersion".into(),
+        Value::String(RV_PLACEHOLDER.to_owned()),
+    );
+    let (body, rest, meta) = encode(def, &obj);
+    let rv_at = body[meta.0..meta.1]
+        .windows(RV_PLACEHOLDER_JSON.len())
+        .position(|w| w == RV_PLACEHOLDER_JSON)
+        .map_or(0, |p| meta.0 + p + RV_PLACEHOLDER_JSON.len() - 7);
+    let field = |top: &str, ptr: &str| obj.get(top).map_or("", |v| str_at(v, ptr)).to_owned();
+    let labels = obj
+        .get("metadata")
+        .and_then(|m| m.get("labels"))
         .and_then(Value::as_object)
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_owned())).collect())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_owned()))
+                .collect()
+        })
         .unwrap_or_default();
-    Stored {
+    Prepared {
         key,
-        name: str_at(&v, "/metadata/name").to_owned(),
-        namespace: str_at(&v, "/metadata/namespace").to_owned(),
-        rv,
-        labels,
-        node_name: str_at(&v, "/spec/nodeName").to_owned(),
-        phase: str_at(&v, "/status/phase").to_owned(),
-        body: Bytes::from(body),
+        body,
+        rv_at,
         rest,
         meta,
+        name: field("metadata", "/name"),
+        namespace: field("metadata", "/namespace"),
+        labels,
+        node_name: field("spec", "/nodeName"),
+        phase: field("status", "/phase"),
+    }
+}
+
+impl Prepared {
+    /// Splices the resourceVersion in (one copy of the bytes).
+    fn finish(self, rv: u64) -> Stored {
+        let rv_s = rv.to_string();
+        let mut body = Vec::with_capacity(self.body.len() + rv_s.len());
+        body.extend_from_slice(&self.body[..self.rv_at]);
+        body.extend_from_slice(rv_s.as_bytes());
+        body.extend_from_slice(&self.body[self.rv_at + 6..]);
+        let grow = rv_s.len();
+        Stored {
+            key: self.key,
+            name: self.name,
+            namespace: self.namespace,
+            rv,
+            labels: self.labels,
+            node_name: self.node_name,
+            phase: self.phase,
+            body: Bytes::from(body),
+            rest: self.rest,
+            meta: (self.meta.0, self.meta.1 + grow - 6),
+        }
     }
 }
 
 fn meta_mut(obj: &mut Map<String, Value>) -> &mut Map<String, Value> {
-    let entry = obj.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
+    let entry = obj
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Map::new()));
     if !entry.is_object() {
         *entry = Value::Object(Map::new());
     }
@@ -291,7 +371,9 @@ fn meta_mut(obj: &mut Map<String, Value>) -> &mut Map<String, Value> {
 fn into_object(v: Value, kind: &str) -> Result<Map<String, Value>, ApiError> {
     match v {
         Value::Object(m) => Ok(m),
-        _ => Err(ApiError::bad_request(format!("the body of the request is not a JSON object (expected a {kind})"))),
+        _ => Err(ApiError::bad_request(format!(
+            "the body of the request is not a JSON object (expected a {kind})"
+        ))),
     }
 }
 
@@ -300,7 +382,10 @@ fn check_type(def: &ResourceDef, obj: &Map<String, Value>) -> Result<(), ApiErro
         && !k.is_empty()
         && k != def.kind
     {
-        return Err(ApiError::bad_request(format!("the kind in the data ({k}) does not match the expected kind ({})", def.kind)));
+        return Err(ApiError::bad_request(format!(
+            "the kind in the data ({k}) does not match the expected kind ({})",
+            def.kind
+        )));
     }
     if let Some(av) = obj.get("apiVersion").and_then(Value::as_str)
         && !av.is_empty()
@@ -316,7 +401,9 @@ fn check_type(def: &ResourceDef, obj: &Map<String, Value>) -> Result<(), ApiErro
 
 fn gen_suffix() -> String {
     const CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    (0..5).map(|_| char::from(CHARS[rand::random_range(0..CHARS.len())])).collect()
+    (0..5)
+        .map(|_| char::from(CHARS[rand::random_range(0..CHARS.len())]))
+        .collect()
 }
 
 impl Store {
@@ -341,13 +428,17 @@ impl Store {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave the maps half-updated in a
         // way later reads would trip over (each write is one insert), so keep going.
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Registers one more resource type; a type already served is left as it is.
     pub fn register(&self, def: ResourceDef) -> ResourceId {
         let mut st = self.lock();
-        if let Some(i) = st.resources.iter().position(|r| r.group == def.group && r.version == def.version && r.plural == def.plural) {
+        if let Some(i) = st.resources.iter().position(|r| {
+            r.group == def.group && r.version == def.version && r.plural == def.plural
+        }) {
             return i;
         }
         st.resources.push(Arc::new(def));
@@ -356,7 +447,12 @@ impl Store {
     }
 
     /// Looks a resource up by group, version and plural.
-    pub(crate) fn lookup(&self, group: &str, version: &str, plural: &str) -> Option<(ResourceId, Arc<ResourceDef>)> {
+    pub(crate) fn lookup(
+        &self,
+        group: &str,
+        version: &str,
+        plural: &str,
+    ) -> Option<(ResourceId, Arc<ResourceDef>)> {
         let st = self.lock();
         st.resources
             .iter()
@@ -367,7 +463,10 @@ impl Store {
     /// Looks a resource up by kubectl-style name (`pods`, `deployments.apps`).
     pub(crate) fn lookup_name(&self, name: &str) -> Option<(ResourceId, Arc<ResourceDef>)> {
         let st = self.lock();
-        st.resources.iter().position(|r| r.name() == name).map(|i| (i, st.resources[i].clone()))
+        st.resources
+            .iter()
+            .position(|r| r.name() == name)
+            .map(|i| (i, st.resources[i].clone()))
     }
 
     /// All served resource types.
@@ -393,11 +492,16 @@ impl Store {
     /// The current objects of one resource (optionally one namespace), in key order.
     pub(crate) fn snapshot(&self, res: ResourceId, ns: Option<&str>) -> Vec<Arc<Stored>> {
         let st = self.lock();
-        let Some(map) = st.objects.get(res) else { return Vec::new() };
+        let Some(map) = st.objects.get(res) else {
+            return Vec::new();
+        };
         match ns {
             Some(ns) => {
                 let prefix = format!("{ns}/");
-                map.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(&prefix)).map(|(_, v)| v.clone()).collect()
+                map.range(prefix.clone()..)
+                    .take_while(|(k, _)| k.starts_with(&prefix))
+                    .map(|(_, v)| v.clone())
+                    .collect()
             }
             None => map.values().cloned().collect(),
         }
@@ -405,7 +509,11 @@ impl Store {
 
     /// One object.
     pub(crate) fn get(&self, res: ResourceId, ns: &str, name: &str) -> Option<Arc<Stored>> {
-        self.lock().objects.get(res)?.get(&key_of(ns, name)).cloned()
+        self.lock()
+            .objects
+            .get(res)?
+            .get(&key_of(ns, name))
+            .cloned()
     }
 
     /// Forgets all history: every resourceVersion older than now is expired.
@@ -424,22 +532,26 @@ impl Store {
         &self,
         st: &mut State,
         res: ResourceId,
-        key: String,
-        mut obj: Map<String, Value>,
+        prepared: Prepared,
         ty: EventType,
         prev: Option<Arc<Stored>>,
     ) -> Arc<Stored> {
         st.rv += 1;
         let rv = st.rv;
-        meta_mut(&mut obj).insert("resourceVersion".into(), Value::String(rv.to_string()));
-        let def = st.resources[res].clone();
-        let stored = Arc::new(build_stored(&def, key.clone(), &obj, rv));
+        let stored = Arc::new(prepared.finish(rv));
         if ty == EventType::Deleted {
-            st.objects[res].remove(&key);
+            st.objects[res].remove(&stored.key);
         } else {
-            st.objects[res].insert(key, stored.clone());
+            st.objects[res].insert(stored.key.clone(), stored.clone());
         }
-        let ev = Arc::new(Event { rv, resource: res, ty, obj: stored.clone(), prev, frame: frame(ty.as_str(), &stored.body) });
+        let ev = Arc::new(Event {
+            rv,
+            resource: res,
+            ty,
+            obj: stored.clone(),
+            prev,
+            frame: frame(ty.as_str(), &stored.body),
+        });
         st.history.push_back(ev.clone());
         while st.history.len() > self.history_cap {
             if let Some(old) = st.history.pop_front() {
@@ -451,16 +563,58 @@ impl Store {
         stored
     }
 
+    /// The current version of `key`, under a brief lock.
+    fn current(&self, res: ResourceId, key: &str) -> Option<Arc<Stored>> {
+        self.lock().objects[res].get(key).cloned()
+    }
+
+    /// Commits `prepared` if `key` still holds `expected`; `Ok(None)` means it
+    /// changed meanwhile and the caller must retry against the new version.
+    fn commit_if_unchanged(
+        &self,
+        res: ResourceId,
+        def: &ResourceDef,
+        name: &str,
+        expected: &Arc<Stored>,
+        prepared: Prepared,
+        ty: EventType,
+    ) -> Result<Option<Arc<Stored>>, ApiError> {
+        let mut st = self.lock();
+        match st.objects[res].get(&prepared.key) {
+            Some(now) if Arc::ptr_eq(now, expected) => Ok(Some(self.commit(
+                &mut st,
+                res,
+                prepared,
+                ty,
+                Some(expected.clone()),
+            ))),
+            Some(_) => Ok(None),
+            None => Err(ApiError::not_found(&def.plural, name)),
+        }
+    }
+
     /// Creates an object (POST). `path_ns` is the namespace from the URL.
-    pub(crate) fn create(&self, res: ResourceId, path_ns: &str, obj: Value) -> Result<Arc<Stored>, ApiError> {
+    pub(crate) fn create(
+        &self,
+        res: ResourceId,
+        path_ns: &str,
+        obj: Value,
+    ) -> Result<Arc<Stored>, ApiError> {
         let def = self.lock().resources[res].clone();
         let mut obj = into_object(obj, &def.kind)?;
         check_type(&def, &obj)?;
         let ts = now_rfc3339();
         let meta = meta_mut(&mut obj);
-        let mut name = meta.get("name").and_then(Value::as_str).unwrap_or("").to_owned();
+        let mut name = meta
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
         if name.is_empty() {
-            let generate = meta.get("generateName").and_then(Value::as_str).unwrap_or("");
+            let generate = meta
+                .get("generateName")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             if generate.is_empty() {
                 return Err(ApiError::invalid(
                     &def.kind,
@@ -473,13 +627,19 @@ impl Store {
             name = format!("{generate}{}", gen_suffix());
             meta.insert("name".into(), Value::String(name.clone()));
         }
-        let body_ns = meta.get("namespace").and_then(Value::as_str).unwrap_or("").to_owned();
+        let body_ns = meta
+            .get("namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
         let ns = if def.namespaced {
             if path_ns.is_empty() {
                 return Err(ApiError::method_not_allowed());
             }
             if !body_ns.is_empty() && body_ns != path_ns {
-                return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request"));
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
             }
             meta.insert("namespace".into(), Value::String(path_ns.to_owned()));
             path_ns.to_owned()
@@ -492,16 +652,23 @@ impl Store {
         meta.insert("creationTimestamp".into(), Value::String(ts));
         meta.remove("deletionTimestamp");
         meta.remove("deletionGracePeriodSeconds");
-        let key = key_of(&ns, &name);
+        let prepared = prepare(&def, key_of(&ns, &name), obj);
         let mut st = self.lock();
-        if st.objects[res].contains_key(&key) {
+        if st.objects[res].contains_key(&prepared.key) {
             return Err(ApiError::already_exists(&def.plural, &name));
         }
-        Ok(self.commit(&mut st, res, key, obj, EventType::Added, None))
+        Ok(self.commit(&mut st, res, prepared, EventType::Added, None))
     }
 
     /// Replaces an object (PUT). With `status_only`, only `.status` is taken from `obj`.
-    pub(crate) fn update(&self, res: ResourceId, ns: &str, name: &str, obj: Value, status_only: bool) -> Result<Arc<Stored>, ApiError> {
+    pub(crate) fn update(
+        &self,
+        res: ResourceId,
+        ns: &str,
+        name: &str,
+        obj: Value,
+        status_only: bool,
+    ) -> Result<Arc<Stored>, ApiError> {
         let def = self.lock().resources[res].clone();
         let mut obj = into_object(obj, &def.kind)?;
         check_type(&def, &obj)?;
@@ -509,24 +676,40 @@ impl Store {
         if let Some(n) = meta.get("name").and_then(Value::as_str)
             && n != name
         {
-            return Err(ApiError::bad_request(format!("the name of the object ({n}) does not match the name on the URL ({name})")));
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({n}) does not match the name on the URL ({name})"
+            )));
         }
         if let Some(n) = meta.get("namespace").and_then(Value::as_str)
             && !n.is_empty()
             && n != ns
         {
-            return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request"));
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
         }
-        let want_rv = meta.get("resourceVersion").and_then(Value::as_str).unwrap_or("").to_owned();
+        let want_rv = meta
+            .get("resourceVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
         let key = key_of(ns, name);
-        let mut st = self.lock();
-        let cur = st.objects[res].get(&key).cloned().ok_or_else(|| ApiError::not_found(&def.plural, name))?;
-        if !want_rv.is_empty() && want_rv != cur.rv.to_string() {
-            return Err(ApiError::conflict(&def.plural, name));
+        loop {
+            let cur = self
+                .current(res, &key)
+                .ok_or_else(|| ApiError::not_found(&def.plural, name))?;
+            if !want_rv.is_empty() && want_rv != cur.rv.to_string() {
+                return Err(ApiError::conflict(&def.plural, name));
+            }
+            let old = into_object(cur.to_value(), &def.kind)?;
+            let next = merge_server_fields(&old, obj.clone(), status_only);
+            let prepared = prepare(&def, key.clone(), next);
+            if let Some(done) =
+                self.commit_if_unchanged(res, &def, name, &cur, prepared, EventType::Modified)?
+            {
+                return Ok(done);
+            }
         }
-        let old = into_object(cur.to_value(), &def.kind)?;
-        let next = merge_server_fields(old, obj, status_only);
-        Ok(self.commit(&mut st, res, key, next, EventType::Modified, Some(cur)))
     }
 
     /// Patches an object (PATCH). With `status_only`, only `.status` is taken from the result.
@@ -540,69 +723,110 @@ impl Store {
         status_only: bool,
     ) -> Result<Arc<Stored>, ApiError> {
         let def = self.lock().resources[res].clone();
-        let patch_doc: Value =
-            serde_json::from_slice(patch).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+        let patch_doc: Value = serde_json::from_slice(patch)
+            .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
         let json_patch: Option<json_patch::Patch> = match kind {
-            PatchKind::Json => Some(
-                serde_json::from_value(patch_doc.clone())
-                    .map_err(|e| ApiError::bad_request(format!("error decoding json patch: {e}")))?,
-            ),
+            PatchKind::Json => {
+                Some(serde_json::from_value(patch_doc.clone()).map_err(|e| {
+                    ApiError::bad_request(format!("error decoding json patch: {e}"))
+                })?)
+            }
             PatchKind::Merge => {
                 if !patch_doc.is_object() {
-                    return Err(ApiError::bad_request("error decoding merge patch: not a JSON object"));
+                    return Err(ApiError::bad_request(
+                        "error decoding merge patch: not a JSON object",
+                    ));
                 }
                 None
             }
         };
         let key = key_of(ns, name);
-        let mut st = self.lock();
-        let cur = st.objects[res].get(&key).cloned().ok_or_else(|| ApiError::not_found(&def.plural, name))?;
-        let mut doc = cur.to_value();
-        match &json_patch {
-            Some(p) => json_patch::patch(&mut doc, p).map_err(|e| {
-                ApiError::invalid(&def.kind, name, "patch", "FieldValueInvalid", &format!("the patch could not be applied: {e}"))
-            })?,
-            None => json_patch::merge(&mut doc, &patch_doc),
+        loop {
+            let cur = self
+                .current(res, &key)
+                .ok_or_else(|| ApiError::not_found(&def.plural, name))?;
+            let old = into_object(cur.to_value(), &def.kind)?;
+            let mut doc = Value::Object(old.clone());
+            match &json_patch {
+                Some(p) => json_patch::patch(&mut doc, p).map_err(|e| {
+                    ApiError::invalid(
+                        &def.kind,
+                        name,
+                        "patch",
+                        "FieldValueInvalid",
+                        &format!("the patch could not be applied: {e}"),
+                    )
+                })?,
+                None => json_patch::merge(&mut doc, &patch_doc),
+            }
+            let patched = into_object(doc, &def.kind)?;
+            let patched_rv = patched
+                .get("metadata")
+                .map(|m| str_at(m, "/resourceVersion"))
+                .unwrap_or("");
+            if !patched_rv.is_empty() && patched_rv != cur.rv.to_string() {
+                return Err(ApiError::conflict(&def.plural, name));
+            }
+            let next = merge_server_fields(&old, patched, status_only);
+            let prepared = prepare(&def, key.clone(), next);
+            if let Some(done) =
+                self.commit_if_unchanged(res, &def, name, &cur, prepared, EventType::Modified)?
+            {
+                return Ok(done);
+            }
         }
-        let patched = into_object(doc, &def.kind)?;
-        let patched_rv = patched.get("metadata").map(|m| str_at(m, "/resourceVersion")).unwrap_or("");
-        if !patched_rv.is_empty() && patched_rv != cur.rv.to_string() {
-            return Err(ApiError::conflict(&def.plural, name));
-        }
-        let old = into_object(cur.to_value(), &def.kind)?;
-        let next = merge_server_fields(old, patched, status_only);
-        Ok(self.commit(&mut st, res, key, next, EventType::Modified, Some(cur)))
     }
 
     /// Deletes an object (DELETE): emits DELETED and returns the last version, with
     /// `deletionTimestamp` set. Deletion is immediate (no finalizers, no kubelet).
-    pub(crate) fn delete(&self, res: ResourceId, ns: &str, name: &str, opts: &DeleteOptions) -> Result<Arc<Stored>, ApiError> {
+    pub(crate) fn delete(
+        &self,
+        res: ResourceId,
+        ns: &str,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> Result<Arc<Stored>, ApiError> {
         let def = self.lock().resources[res].clone();
         let key = key_of(ns, name);
-        let mut st = self.lock();
-        let cur = st.objects[res].get(&key).cloned().ok_or_else(|| ApiError::not_found(&def.plural, name))?;
-        let mut obj = into_object(cur.to_value(), &def.kind)?;
-        let meta = meta_mut(&mut obj);
-        if let Some(uid) = &opts.uid
-            && Some(uid.as_str()) != meta.get("uid").and_then(Value::as_str)
-        {
-            return Err(ApiError::conflict(&def.plural, name));
+        loop {
+            let cur = self
+                .current(res, &key)
+                .ok_or_else(|| ApiError::not_found(&def.plural, name))?;
+            let mut obj = into_object(cur.to_value(), &def.kind)?;
+            let meta = meta_mut(&mut obj);
+            if let Some(uid) = &opts.uid
+                && Some(uid.as_str()) != meta.get("uid").and_then(Value::as_str)
+            {
+                return Err(ApiError::conflict(&def.plural, name));
+            }
+            if let Some(rv) = &opts.resource_version
+                && *rv != cur.rv.to_string()
+            {
+                return Err(ApiError::conflict(&def.plural, name));
+            }
+            meta.insert("deletionTimestamp".into(), Value::String(now_rfc3339()));
+            meta.insert(
+                "deletionGracePeriodSeconds".into(),
+                Value::from(opts.grace_period_seconds.unwrap_or(0).max(0)),
+            );
+            let generation = meta.get("generation").and_then(Value::as_i64).unwrap_or(0);
+            meta.insert("generation".into(), Value::from(generation + 1));
+            let prepared = prepare(&def, key.clone(), obj);
+            if let Some(done) =
+                self.commit_if_unchanged(res, &def, name, &cur, prepared, EventType::Deleted)?
+            {
+                return Ok(done);
+            }
         }
-        if let Some(rv) = &opts.resource_version
-            && *rv != cur.rv.to_string()
-        {
-            return Err(ApiError::conflict(&def.plural, name));
-        }
-        meta.insert("deletionTimestamp".into(), Value::String(now_rfc3339()));
-        meta.insert("deletionGracePeriodSeconds".into(), Value::from(opts.grace_period_seconds.unwrap_or(0).max(0)));
-        let generation = meta.get("generation").and_then(Value::as_i64).unwrap_or(0);
-        meta.insert("generation".into(), Value::from(generation + 1));
-        Ok(self.commit(&mut st, res, key, obj, EventType::Deleted, Some(cur)))
     }
 
     /// Inserts many objects at once under one lock, each as a create (ADDED event).
     /// Objects that already exist are skipped. Returns how many were created.
-    pub(crate) fn create_many(&self, res: ResourceId, objs: impl IntoIterator<Item = Value>) -> Result<usize, ApiError> {
+    pub(crate) fn create_many(
+        &self,
+        res: ResourceId,
+        objs: impl IntoIterator<Item = Value>,
+    ) -> Result<usize, ApiError> {
         let def = self.lock().resources[res].clone();
         let ts = now_rfc3339();
         let mut prepared = Vec::new();
@@ -610,27 +834,43 @@ impl Store {
             let mut obj = into_object(obj, &def.kind)?;
             check_type(&def, &obj)?;
             let meta = meta_mut(&mut obj);
-            let name = meta.get("name").and_then(Value::as_str).unwrap_or("").to_owned();
+            let name = meta
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
             if name.is_empty() {
-                return Err(ApiError::invalid(&def.kind, "", "metadata.name", "FieldValueRequired", "Required value: name is required"));
+                return Err(ApiError::invalid(
+                    &def.kind,
+                    "",
+                    "metadata.name",
+                    "FieldValueRequired",
+                    "Required value: name is required",
+                ));
             }
             let ns = if def.namespaced {
-                let ns = meta.get("namespace").and_then(Value::as_str).unwrap_or("default").to_owned();
+                let ns = meta
+                    .get("namespace")
+                    .and_then(Value::as_str)
+                    .unwrap_or("default")
+                    .to_owned();
                 meta.insert("namespace".into(), Value::String(ns.clone()));
                 ns
             } else {
                 String::new()
             };
-            meta.entry("uid").or_insert_with(|| Value::String(new_uid()));
+            meta.entry("uid")
+                .or_insert_with(|| Value::String(new_uid()));
             meta.entry("generation").or_insert_with(|| Value::from(1));
-            meta.entry("creationTimestamp").or_insert_with(|| Value::String(ts.clone()));
-            prepared.push((key_of(&ns, &name), obj));
+            meta.entry("creationTimestamp")
+                .or_insert_with(|| Value::String(ts.clone()));
+            prepared.push(prepare(&def, key_of(&ns, &name), obj));
         }
         let mut st = self.lock();
         let mut n = 0;
-        for (key, obj) in prepared {
-            if !st.objects[res].contains_key(&key) {
-                self.commit(&mut st, res, key, obj, EventType::Added, None);
+        for p in prepared {
+            if !st.objects[res].contains_key(&p.key) {
+                self.commit(&mut st, res, p, EventType::Added, None);
                 n += 1;
             }
         }
@@ -645,16 +885,23 @@ impl Store {
             NotOlderThan(u64),
         }
         let mut start_key = String::new();
-        let parse_rv = |s: &str| s.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid resource version: {s:?}")));
+        let parse_rv = |s: &str| {
+            s.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {s:?}")))
+        };
         let rv_param = q.resource_version.as_deref().unwrap_or("");
         let rv_match = q.resource_version_match.as_deref().unwrap_or("");
         let mut at = At::Latest;
         let mut token_rv = None;
         if let Some(tok) = q.continue_token.as_deref().filter(|t| !t.is_empty()) {
             if !rv_param.is_empty() && rv_param != "0" {
-                return Err(ApiError::bad_request("specifying resource version is not allowed when using continue"));
+                return Err(ApiError::bad_request(
+                    "specifying resource version is not allowed when using continue",
+                ));
             }
-            let (rv, start) = token::decode(tok).ok_or_else(|| ApiError::bad_request(format!("continue key is not valid: {tok:?}")))?;
+            let (rv, start) = token::decode(tok).ok_or_else(|| {
+                ApiError::bad_request(format!("continue key is not valid: {tok:?}"))
+            })?;
             start_key = start;
             if let Ok(rv) = u64::try_from(rv) {
                 at = At::Exact(rv);
@@ -678,16 +925,30 @@ impl Store {
                 (rv, "") => {
                     let rv = parse_rv(rv)?;
                     // Legacy semantics: a paginated list at an explicit RV is exact.
-                    at = if q.limit.unwrap_or(0) > 0 { At::Exact(rv) } else { At::NotOlderThan(rv) };
+                    at = if q.limit.unwrap_or(0) > 0 {
+                        At::Exact(rv)
+                    } else {
+                        At::NotOlderThan(rv)
+                    };
                 }
                 (_, other) => {
-                    return Err(ApiError::bad_request(format!("unsupported resourceVersionMatch: {other:?}")));
+                    return Err(ApiError::bad_request(format!(
+                        "unsupported resourceVersionMatch: {other:?}"
+                    )));
                 }
             }
         }
         let limit = q.limit.filter(|l| *l > 0).unwrap_or(usize::MAX);
-        let prefix = q.namespace.as_deref().map(|n| format!("{n}/")).unwrap_or_default();
-        let lower = if start_key.is_empty() { prefix.clone() } else { start_key.clone().max(prefix.clone()) };
+        let prefix = q
+            .namespace
+            .as_deref()
+            .map(|n| format!("{n}/"))
+            .unwrap_or_default();
+        let lower = if start_key.is_empty() {
+            prefix.clone()
+        } else {
+            start_key.clone().max(prefix.clone())
+        };
         let selective = !q.labels.is_empty() || !q.fields.is_empty();
 
         let st = self.lock();
@@ -712,7 +973,13 @@ impl Store {
                 // State at `rv` = current state with every later write undone: for
                 // each key, the version before the first write after `rv`.
                 let mut overlay: BTreeMap<String, Option<Arc<Stored>>> = BTreeMap::new();
-                for ev in st.history.iter().rev().take_while(|e| e.rv > rv).filter(|e| e.resource == res) {
+                for ev in st
+                    .history
+                    .iter()
+                    .rev()
+                    .take_while(|e| e.rv > rv)
+                    .filter(|e| e.resource == res)
+                {
                     overlay.insert(ev.obj.key.clone(), ev.prev.clone());
                 }
                 (rv, overlay)
@@ -720,8 +987,14 @@ impl Store {
         };
         let map = &st.objects[res];
         let in_range = |k: &String| k.starts_with(&prefix);
-        let mut cur = map.range::<String, _>((Bound::Included(&lower), Bound::Unbounded)).take_while(|(k, _)| in_range(k)).peekable();
-        let mut ovl = overlay.range::<String, _>((Bound::Included(&lower), Bound::Unbounded)).take_while(|(k, _)| in_range(k)).peekable();
+        let mut cur = map
+            .range::<String, _>((Bound::Included(&lower), Bound::Unbounded))
+            .take_while(|(k, _)| in_range(k))
+            .peekable();
+        let mut ovl = overlay
+            .range::<String, _>((Bound::Included(&lower), Bound::Unbounded))
+            .take_while(|(k, _)| in_range(k))
+            .peekable();
         let mut items: Vec<Arc<Stored>> = Vec::new();
         let mut more = false;
         let mut remaining = 0usize;
@@ -782,7 +1055,13 @@ impl Store {
         if more && let Some(last) = items.last() {
             let next_start = format!("{}\u{0}", last.key);
             out.extend_from_slice(br#","continue":"#);
-            write_json(&mut out, &Value::String(token::encode(i64::try_from(snapshot_rv).unwrap_or(-1), &next_start)));
+            write_json(
+                &mut out,
+                &Value::String(token::encode(
+                    i64::try_from(snapshot_rv).unwrap_or(-1),
+                    &next_start,
+                )),
+            );
             if !selective {
                 out.extend_from_slice(br#","remainingItemCount":"#);
                 out.extend_from_slice(remaining.to_string().as_bytes());
@@ -793,14 +1072,23 @@ impl Store {
             if i > 0 {
                 out.push(b',');
             }
-            if q.metadata_only { item.write_partial(&mut out) } else { item.write_item(&mut out) }
+            if q.metadata_only {
+                item.write_partial(&mut out)
+            } else {
+                item.write_item(&mut out)
+            }
         }
         out.extend_from_slice(b"]}");
         Ok(out)
     }
 
     /// Starts a watch: what to send first, and the live receiver.
-    pub(crate) fn start_watch(&self, res: ResourceId, ns: Option<&str>, start: WatchStart) -> Result<WatchSeed, ApiError> {
+    pub(crate) fn start_watch(
+        &self,
+        res: ResourceId,
+        ns: Option<&str>,
+        start: WatchStart,
+    ) -> Result<WatchSeed, ApiError> {
         let st = self.lock();
         let rx = self.tx.subscribe();
         let prefix = ns.map(|n| format!("{n}/"));
@@ -811,7 +1099,11 @@ impl Store {
             WatchStart::InitialState => {
                 let map = &st.objects[res];
                 match &prefix {
-                    Some(p) => initial.extend(map.range(p.clone()..).take_while(|(k, _)| k.starts_with(p)).map(|(_, v)| v.clone())),
+                    Some(p) => initial.extend(
+                        map.range(p.clone()..)
+                            .take_while(|(k, _)| k.starts_with(p))
+                            .map(|(_, v)| v.clone()),
+                    ),
                     None => initial.extend(map.values().cloned()),
                 }
             }
@@ -820,34 +1112,71 @@ impl Store {
                     return Err(ApiError::too_old_resource_version(rv, st.compacted + 1));
                 }
                 let skip = st.history.partition_point(|e| e.rv <= rv);
-                backlog.extend(st.history.iter().skip(skip).filter(|e| e.resource == res).cloned());
+                backlog.extend(
+                    st.history
+                        .iter()
+                        .skip(skip)
+                        .filter(|e| e.resource == res)
+                        .cloned(),
+                );
             }
         }
-        Ok(WatchSeed { initial, backlog, rx, rv: st.rv })
+        Ok(WatchSeed {
+            initial,
+            backlog,
+            rx,
+            rv: st.rv,
+        })
     }
 }
 
 /// Carries the server-owned fields (uid, creationTimestamp, generation, name,
 /// namespace) from `old` into the next version built from `new`.
-fn merge_server_fields(mut old: Map<String, Value>, mut new: Map<String, Value>, status_only: bool) -> Map<String, Value> {
+fn merge_server_fields(
+    old: &Map<String, Value>,
+    mut new: Map<String, Value>,
+    status_only: bool,
+) -> Map<String, Value> {
     if status_only {
+        let mut next = old.clone();
         match new.remove("status") {
-            Some(s) => old.insert("status".into(), s),
-            None => old.remove("status"),
+            Some(s) => next.insert("status".into(), s),
+            None => next.remove("status"),
         };
-        return old;
+        return next;
     }
     let spec_changed = old.get("spec") != new.get("spec");
-    let old_meta = meta_mut(&mut old).clone();
+    let empty = Map::new();
+    let old_meta = old
+        .get("metadata")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
     let meta = meta_mut(&mut new);
-    for k in ["uid", "creationTimestamp", "name", "namespace", "deletionTimestamp", "deletionGracePeriodSeconds"] {
+    for k in [
+        "uid",
+        "creationTimestamp",
+        "name",
+        "namespace",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+    ] {
         match old_meta.get(k) {
             Some(v) => meta.insert(k.into(), v.clone()),
             None => meta.remove(k),
         };
     }
-    let generation = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(1);
-    meta.insert("generation".into(), Value::from(if spec_changed { generation + 1 } else { generation }));
+    let generation = old_meta
+        .get("generation")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    meta.insert(
+        "generation".into(),
+        Value::from(if spec_changed {
+            generation + 1
+        } else {
+            generation
+        }),
+    );
     new.remove("kind");
     new.remove("apiVersion");
     new

@@ -13,7 +13,11 @@ struct Token {
 /// Encodes a continue token: the next page starts at the first key `>= start`, at
 /// resourceVersion `rv` (-1: the latest, as in a 410's fresh token).
 pub(crate) fn encode(rv: i64, start: &str) -> String {
-    let t = Token { v: "meta.k8s.io/v1".to_owned(), rv, start: start.to_owned() };
+    let t = Token {
+        v: "meta.k8s.io/v1".to_owned(),
+        rv,
+        start: start.to_owned(),
+    };
     let json = serde_json::to_vec(&t).unwrap_or_default();
     b64_encode(&json)
 }
@@ -33,7 +37,10 @@ const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 fn b64_encode(input: &[u8]) -> String {
     let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
     for chunk in input.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, &b)| acc | (u32::from(b) << (16 - 8 * i)));
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, &b)| acc | (u32::from(b) << (16 - 8 * i)));
         let chars = chunk.len() + 1;
         for i in 0..chars {
             out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
@@ -72,12 +79,16 @@ mod tests {
     #[test]
     fn a_token_round_trips() {
         let t = encode(125_705, "bench1k/pod-00049\u{0}");
-        assert_eq!(decode(&t), Some((125_705, "bench1k/pod-00049\u{0}".to_owned())));
+        assert_eq!(
+            decode(&t),
+            Some((125_705, "bench1k/pod-00049\u{0}".to_owned()))
+        );
     }
 
     #[test]
     fn a_real_apiserver_token_decodes() {
-        let t = "eyJ2IjoibWV0YS5rOHMuaW8vdjEiLCJydiI6MTI1NzA1LCJzdGFydCI6Ii9wb2QtMDAwNDlcdTAwMDAifQ";
+        let t =
+            "eyJ2IjoibWV0YS5rOHMuaW8vdjEiLCJydiI6MTI1NzA1LCJzdGFydCI6Ii9wb2QtMDAwNDlcdTAwMDAifQ";
         assert_eq!(decode(t), Some((125_705, "/pod-00049\u{0}".to_owned())));
     }
 

@@ -76,17 +76,26 @@ impl WatchSpec {
             return None;
         }
         if !self.selective() {
-            return Some(if self.metadata_only { self.frame_of(ev.ty, &ev.obj) } else { ev.frame.clone() });
+            return Some(if self.metadata_only {
+                self.frame_of(ev.ty, &ev.obj)
+            } else {
+                ev.frame.clone()
+            });
         }
         let cur = ev.ty != EventType::Deleted && self.passes(&ev.obj);
         let old = match ev.ty {
-            EventType::Deleted => ev.prev.as_deref().map_or_else(|| self.passes(&ev.obj), |p| self.passes(p)),
+            EventType::Deleted => ev
+                .prev
+                .as_deref()
+                .map_or_else(|| self.passes(&ev.obj), |p| self.passes(p)),
             _ => ev.prev.as_deref().is_some_and(|p| self.passes(p)),
         };
         match (cur, old) {
             (true, true) => Some(self.frame_of(EventType::Modified, &ev.obj)),
             (true, false) => Some(self.frame_of(EventType::Added, &ev.obj)),
-            (false, true) if ev.ty == EventType::Deleted => Some(self.frame_of(EventType::Deleted, &ev.obj)),
+            (false, true) if ev.ty == EventType::Deleted => {
+                Some(self.frame_of(EventType::Deleted, &ev.obj))
+            }
             (false, true) => {
                 // The previous state, stamped with this event's resourceVersion.
                 let prev = ev.prev.as_deref()?;
@@ -170,7 +179,10 @@ impl Sink<'_> {
         self.shared.counters.events_sent.fetch_add(n, Relaxed);
         let every = self.shared.faults.close_every.load(Relaxed);
         if every > 0 && self.sent >= every {
-            self.shared.counters.watches_closed_by_fault.fetch_add(1, Relaxed);
+            self.shared
+                .counters
+                .watches_closed_by_fault
+                .fetch_add(1, Relaxed);
             return Err(Stop::Clean);
         }
         Ok(())
@@ -209,8 +221,18 @@ async fn serve(
     tx: mpsc::Sender<Bytes>,
     cancel: CancellationToken,
 ) -> Result<(), Stop> {
-    let WatchSeed { initial, backlog, mut rx, rv: seed_rv } = seed;
-    let mut sink = Sink { tx, shared, sent: 0, cancel };
+    let WatchSeed {
+        initial,
+        backlog,
+        mut rx,
+        rv: seed_rv,
+    } = seed;
+    let mut sink = Sink {
+        tx,
+        shared,
+        sent: 0,
+        cancel,
+    };
     let deadline = spec.timeout.map(|t| tokio::time::Instant::now() + t);
 
     // Initial state, batched into large chunks.
@@ -218,12 +240,17 @@ async fn serve(
     let mut in_chunk = 0u64;
     for o in initial.iter().filter(|o| spec.passes(o)) {
         chunk.extend_from_slice(br#"{"type":"ADDED","object":"#);
-        if spec.metadata_only { o.write_partial(&mut chunk) } else { chunk.extend_from_slice(&o.body) }
+        if spec.metadata_only {
+            o.write_partial(&mut chunk)
+        } else {
+            chunk.extend_from_slice(&o.body)
+        }
         chunk.extend_from_slice(b"}\n");
         in_chunk += 1;
         let every = shared.faults.close_every.load(Relaxed);
         if chunk.len() >= INITIAL_CHUNK || (every > 0 && sink.sent + in_chunk >= every) {
-            sink.events(Bytes::from(std::mem::take(&mut chunk)), in_chunk).await?;
+            sink.events(Bytes::from(std::mem::take(&mut chunk)), in_chunk)
+                .await?;
             in_chunk = 0;
         }
     }
