@@ -117,10 +117,14 @@ async fn random_writes_under_every_fault_end_with_the_cache_equal_to_the_server(
     informer.add_handler(history.clone()).unwrap();
     assert!(informer.wait_for_sync(Duration::from_secs(30)).await);
 
-    let mut rng = StdRng::seed_from_u64(42);
+    // KCACHE_CHAOS_STEPS / KCACHE_CHAOS_SEED make a longer or different run (docs/TESTING.md).
+    let steps: usize = std::env::var("KCACHE_CHAOS_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(1_500);
+    let seed: u64 = std::env::var("KCACHE_CHAOS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(42);
+    let mut rng = StdRng::seed_from_u64(seed);
     let mut next = 200;
     let mut faults = 0;
-    for step in 0..1_500 {
+    let chaos_started = Instant::now();
+    for step in 0..steps {
         match rng.random_range(0..100) {
             0..=69 if !live.is_empty() => {
                 let name = &live[rng.random_range(0..live.len())];
@@ -161,7 +165,8 @@ async fn random_writes_under_every_fault_end_with_the_cache_equal_to_the_server(
     let took = converge(&sim, &informer, Duration::from_secs(60)).await;
     let stats = informer.stats();
     eprintln!(
-        "faults {faults}, relists {}, watch restarts {}, decode errors {}, converged {took:?} after the last write",
+        "{steps} writes in {:?}; faults {faults}, relists {}, watch restarts {}, decode errors {}, converged {took:?} after the last write",
+        chaos_started.elapsed(),
         stats.relists.load(std::sync::atomic::Ordering::Relaxed),
         stats.watch_restarts.load(std::sync::atomic::Ordering::Relaxed),
         stats.decode_errors.load(std::sync::atomic::Ordering::Relaxed),
@@ -254,5 +259,28 @@ async fn the_cached_client_reads_from_the_cache_and_writes_through() {
     client.wait_for_cache::<Pod>(&gone_rv, Duration::from_secs(10)).await.unwrap();
     assert!(client.get::<Pod>(Some("apps"), &PodGen::name(2)).await.unwrap().is_none());
     assert!(client.list::<Pod>(&ListOptions { label_selector: Some("app in (".into()), ..Default::default() }).await.is_err());
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_metadata_only_informer_caches_partial_objects() {
+    let sim = sim().await;
+    podgen::load_pods(&sim, "meta", 50, 1).unwrap();
+    let source = KubeSource::for_type::<Pod>(sim.client().unwrap(), None).metadata_only(true);
+    let informer = Informer::spawn(source, informer_config()).unwrap();
+    assert!(informer.wait_for_sync(Duration::from_secs(30)).await);
+    assert_eq!(cache_state(&informer), server_state(&sim));
+    let name = PodGen::name(1);
+    let one = informer.store().get_by_key(&format!("meta/{name}")).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(one.json()).unwrap();
+    assert_eq!(v["kind"], "PartialObjectMetadata");
+    assert!(v.get("spec").is_none() && v.get("status").is_none(), "metadata only: {v}");
+
+    let patched = sim.merge_patch("pods", "meta", &name, &json!({"metadata": {"labels": {"seen": "yes"}}})).unwrap();
+    let rv = patched["metadata"]["resourceVersion"].as_str().unwrap().to_owned();
+    informer.store().wait_for(&rv).await.unwrap();
+    let updated = informer.store().get_by_key(&format!("meta/{name}")).unwrap();
+    assert_eq!(updated.label("seen"), Some("yes"));
+    assert!(updated.json().len() < 2_000, "a partial object stays small: {} bytes", updated.json().len());
     sim.shutdown().await;
 }

@@ -188,8 +188,9 @@ impl Controller {
         Arc::new(EnqueueHandler { queue: self.queue.clone(), map })
     }
 
-    /// Runs the workers until `shutdown` resolves, then drains: in-flight
-    /// reconciles finish, queued keys are dropped.
+    /// Runs the workers until `shutdown` resolves, then shuts the queue down
+    /// with drain: keys already queued are still reconciled, in-flight
+    /// reconciles finish, and new adds are ignored; then it returns.
     pub async fn run<F, Fut, E>(self, reconcile: F, shutdown: impl Future<Output = ()> + Send)
     where
         F: Fn(ObjectRef) -> Fut + Send + Sync + 'static,
@@ -237,5 +238,54 @@ impl Controller {
         shutdown.await;
         self.queue.shutdown_with_drain_async().await;
         while workers.join_next().await.is_some() {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::object::{Meta, OwnerSpans, Span};
+    use bytes::Bytes;
+
+    /// A pod owned by two objects; only the ReplicaSet is its controller.
+    fn owned_pod() -> Obj {
+        let json = r#"{"metadata":{"namespace":"ns","name":"p","ownerReferences":[{"kind":"ReplicaSet","name":"rs-1","controller":true},{"kind":"Node","name":"n1"}]}}"#;
+        let find = |s: &str| {
+            let start = json.find(&format!("\"{s}\"")).expect("in fixture") + 1;
+            Span::new(start as u32, s.len() as u32)
+        };
+        let meta = Meta {
+            namespace: find("ns"),
+            name: find("p"),
+            owners: vec![
+                OwnerSpans { kind: find("ReplicaSet"), name: find("rs-1"), controller: true, ..OwnerSpans::default() },
+                OwnerSpans { kind: find("Node"), name: find("n1"), controller: false, ..OwnerSpans::default() },
+            ]
+            .into_boxed_slice(),
+            ..Meta::default()
+        };
+        Obj::from_parts(Bytes::from_static(json.as_bytes()), meta)
+    }
+
+    #[test]
+    fn owned_objects_map_to_their_controlling_owner_in_their_namespace() {
+        let pod = owned_pod();
+        assert_eq!(owner_ref("ReplicaSet")(&pod), vec![ObjectRef::new_namespaced("ns", "rs-1")]);
+        assert!(owner_ref("Node")(&pod).is_empty(), "a non-controller owner is not enqueued");
+        assert!(owner_ref("Deployment")(&pod).is_empty());
+        assert_eq!(self_ref(&pod), vec![ObjectRef::new_namespaced("ns", "p")]);
+    }
+
+    #[test]
+    fn the_mapped_handler_enqueues_owner_keys_once_while_queued() {
+        let controller = Controller::new();
+        let handler = controller.handler_mapped(owner_ref("ReplicaSet"));
+        let pod = owned_pod();
+        handler.on_add(&pod, true);
+        handler.on_update(&pod, &pod);
+        handler.on_delete(&pod, false);
+        let queue = controller.queue();
+        assert_eq!(queue.len(), 1, "the owner's key collapses in the queue");
+        assert_eq!(queue.try_get(), Some(ObjectRef::new_namespaced("ns", "rs-1")));
     }
 }
