@@ -14,10 +14,11 @@ use serde_json::Value;
 fuzz_target!(|data: &[u8]| {
     let mut dec = decoder(true);
     let Ok(list) = dec.decode_list(data) else { return };
+    let v = value_without_duplicates(data);
     for o in &list.items {
-        assert_obj_self_consistent(o, "list item");
+        assert_obj_self_consistent(o, "list item", v.is_some());
     }
-    let Some(v) = value_without_duplicates(data) else { return };
+    let Some(v) = v else { return };
     assert_eq!(list.resource_version, v["metadata"]["resourceVersion"].as_str().unwrap_or(""), "list rv");
     let cont = v["metadata"]["continue"].as_str().filter(|c| !c.is_empty());
     assert_eq!(list.continue_token.as_deref(), cont, "list continue");

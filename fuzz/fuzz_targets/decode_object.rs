@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use kcache::wire::{Decoder, DecoderConfig, decode_status};
-use kcache_fuzz::{assert_obj_self_consistent, assert_status_matches, config, value_without_duplicates};
+use kcache_fuzz::{assert_obj_self_consistent, assert_status_matches, config, has_no_duplicates, value_without_duplicates};
 use libfuzzer_sys::fuzz_target;
 
 const SMALL_LIMIT: usize = 600;
@@ -27,21 +27,22 @@ fn decoders() -> Vec<Decoder> {
 
 fuzz_target!(|data: &[u8]| {
     let mut all = decoders();
+    let unique = has_no_duplicates(data);
     let plain = all[0].decode_object(data);
     if let Ok(o) = &plain {
-        assert_obj_self_consistent(o, "plain object");
+        assert_obj_self_consistent(o, "plain object", unique);
         let trimmed = data.trim_ascii();
         assert_eq!(o.json(), trimmed, "without stripping the stored bytes are the wire bytes");
     }
     let stripped = all[1].decode_object(data);
     assert_eq!(plain.is_ok(), stripped.is_ok(), "stripping changed acceptance: {plain:?} vs {stripped:?}");
     if let Ok(o) = &stripped {
-        assert_obj_self_consistent(o, "stripped object");
+        assert_obj_self_consistent(o, "stripped object", unique);
     }
     if let Ok(o) = all[2].decode_object(data) {
         assert!(o.json().len() <= SMALL_LIMIT, "stored {} bytes over the {SMALL_LIMIT}-byte limit", o.json().len());
         assert!(o.json().ends_with(b"  "), "transform not applied");
-        assert_obj_self_consistent(&o, "transformed object");
+        assert_obj_self_consistent(&o, "transformed object", unique);
     }
     if let Ok(st) = decode_status(data)
         && let Some(v) = value_without_duplicates(data)

@@ -18,9 +18,19 @@ fuzz_target!(|data: &[u8]| {
     let got = run_framer(&mut framer, &chunks, |doc| {
         let Ok(ev) = dec.decode_event(doc) else { return };
         let v = value_without_duplicates(doc);
+        if let Some(v) = &v {
+            let want = match &ev {
+                WatchEvent::Added(_) => "ADDED",
+                WatchEvent::Modified(_) => "MODIFIED",
+                WatchEvent::Deleted(_) => "DELETED",
+                WatchEvent::Bookmark { .. } => "BOOKMARK",
+                WatchEvent::Error(_) => "ERROR",
+            };
+            assert_eq!(v["type"].as_str(), Some(want), "event type");
+        }
         match ev {
             WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o) => {
-                assert_obj_self_consistent(&o, "event object");
+                assert_obj_self_consistent(&o, "event object", v.is_some());
                 if let Some(v) = &v {
                     assert_obj_matches(&o, &v["object"], "event object vs serde_json");
                 }
