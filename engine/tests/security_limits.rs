@@ -4,10 +4,19 @@
 //! Memory is measured as the growth of the process's peak resident set
 //! (`VmHWM` in `/proc/self/status`, reset through `/proc/self/clear_refs`)
 //! over each scenario. The scenarios run one after another inside a single
-//! test so that no other test of this binary allocates meanwhile.
+//! test, and the tests of this file hold [`SERIAL`], so that no other test of
+//! this binary allocates meanwhile (`cargo test` runs them on threads of one
+//! process).
 
 use bytes::Bytes;
 use kcache::wire::{DEFAULT_MAX_FRAME_BYTES, DecodeError, Decoder, DecoderConfig, FrameError, Framer, WatchEvent};
+
+/// Held by every test here: the memory measurements are process-wide.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 const MIB: usize = 1 << 20;
 const HUNDRED_MB: usize = 100_000_000;
@@ -24,7 +33,9 @@ fn peak_growth(f: impl FnOnce()) -> usize {
     std::fs::write("/proc/self/clear_refs", "5").expect("reset VmHWM");
     let before = status_kib("VmRSS:");
     f();
-    status_kib("VmHWM:").saturating_sub(before) * 1024
+    let grew = status_kib("VmHWM:").saturating_sub(before) * 1024;
+    eprintln!("peak RSS growth: {:.1} MiB", grew as f64 / MIB as f64);
+    grew
 }
 
 /// A `{"metadata":{"name":"big"},"data":"xxx…"}` object of `total` bytes.
@@ -101,6 +112,7 @@ fn hundred_mb_objects_are_refused_without_a_copy() {
 
 #[test]
 fn hostile_sizes_are_refused_within_bounded_memory() {
+    let _serial = serial();
     // Default 16 MiB watch cap: the partial line may grow to the cap (the
     // buffer doubles, so up to twice that while it is reallocated), never to 100 MB.
     hostile_watch_line_is_capped(DEFAULT_MAX_FRAME_BYTES, 3 * DEFAULT_MAX_FRAME_BYTES);
@@ -111,6 +123,7 @@ fn hostile_sizes_are_refused_within_bounded_memory() {
 
 #[test]
 fn max_object_bytes_counts_the_stored_bytes() {
+    let _serial = serial();
     let managed = format!(r#","managedFields":[{{"manager":"{}"}}]"#, "m".repeat(2000));
     let doc = format!(r#"{{"metadata":{{"name":"a"{managed}}},"spec":{{}}}}"#);
     let small = |strip| Decoder::new(DecoderConfig { max_object_bytes: 1000, strip_managed_fields: strip, ..DecoderConfig::default() });
@@ -125,6 +138,7 @@ fn max_object_bytes_counts_the_stored_bytes() {
 
 #[test]
 fn a_million_levels_of_nesting_are_refused_at_the_limit() {
+    let _serial = serial();
     const LEVELS: usize = 1_000_000;
     let arrays = "[".repeat(LEVELS) + &"]".repeat(LEVELS);
     let objects = r#"{"a":"#.repeat(LEVELS) + "1" + &"}".repeat(LEVELS);
