@@ -842,6 +842,12 @@ impl Decoder {
                 let k = sc.key()?;
                 match &*key_bytes(&sc, k) {
                     b"type" => {
+                        // A second `type` would pair the object scanned under the
+                        // first type with another one (a MODIFIED object returned as
+                        // DELETED, a BOOKMARK as an object event): refuse it.
+                        if ty.is_some() {
+                            return Err(DecodeError::WrongShape("watch event has more than one type"));
+                        }
                         if sc.peek() != Some(b'"') {
                             return Err(DecodeError::WrongShape("watch event type is not a string"));
                         }

@@ -33,7 +33,8 @@
 //!   [`DecoderConfig::transform`]; spans always refer to the stored bytes.
 //! * Watch event keys may come in any order: an `object` seen before `type` is
 //!   scanned a second time once the type is known (the API server sends `type`
-//!   first, so this costs nothing in practice).
+//!   first, so this costs nothing in practice). An event with more than one
+//!   `type` member is refused ([`DecodeError::WrongShape`]).
 //!
 //! # Why a hand-rolled scanner rather than simd-json
 //! simd-json 0.19 parses into a tape of values (strings unescaped in place in a
