@@ -179,12 +179,11 @@ impl Handler for EnqueueHandler {
     }
 }
 
+/// Looks a key up in a cache: `None` when absent, else the object's stamp (if any).
+type Lookup = Arc<dyn Fn(&str) -> Option<Option<String>> + Send + Sync>;
+
 /// Spawns `n` worker threads that take keys, look them up with `lookup`, and record.
-fn spawn_workers(
-    queue: &WorkQueue<String>,
-    recorder: &Arc<Recorder>,
-    lookup: Arc<dyn Fn(&str) -> Option<Option<String>> + Send + Sync>,
-) {
+fn spawn_workers(queue: &WorkQueue<String>, recorder: &Arc<Recorder>, lookup: Lookup) {
     for _ in 0..2 {
         let queue = queue.clone();
         let recorder = Arc::clone(recorder);
@@ -402,7 +401,7 @@ impl Engine {
     /// typed objects have no byte form — compare RSS instead).
     pub fn store_bytes(&self) -> u64 {
         match self {
-            Engine::Kcache { informer, .. } => informer.store().stats().json_bytes as u64,
+            Engine::Kcache { informer, .. } => informer.store().stats().json_bytes,
             Engine::KubeRs { .. } => 0,
         }
     }
