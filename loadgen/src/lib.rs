@@ -2,6 +2,7 @@
 //!
 //! * [`sim`]: an embedded, wire-compatible API server (127.0.0.1 only).
 //! * [`run`]: the main job (`loadgen run`), with [`report`], [`guard`] and [`procstat`].
+//! * [`profile`]: CPU profiles of a run (flamegraph, pprof) and their diff.
 //! * [`podgen`]: realistic, seeded pod objects, and bulk loading into the sim.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -9,6 +10,7 @@
 pub mod guard;
 pub mod podgen;
 pub mod procstat;
+pub mod profile;
 pub mod report;
 pub mod run;
 pub mod sim;

@@ -55,6 +55,18 @@ enum Mode {
     /// Run the end-to-end load scenario (the main job): create pods, sync an
     /// engine, drive writes, verify the cache, print a table.
     Run(RunArgs),
+    /// Compare two pprof profiles (e.g. `profiles/kcache-default.pb` and
+    /// `profiles/kube-rs-default.pb`): the functions whose share of samples
+    /// changed most, by self share and by total share.
+    ProfileDiff {
+        /// Profile A (the baseline).
+        a: std::path::PathBuf,
+        /// Profile B.
+        b: std::path::PathBuf,
+        /// Rows per table.
+        #[arg(long, default_value_t = 25)]
+        top: usize,
+    },
     /// Delete every namespace loadgen created on a cluster (labelled as its own).
     Cleanup {
         /// Kubeconfig file (default: KUBECONFIG or ~/.kube/config).
@@ -110,6 +122,34 @@ struct RunArgs {
     /// Allow a context that is not a local kind cluster.
     #[arg(long)]
     allow_remote: bool,
+    /// kcache: list with a streaming list (`sendInitialEvents=true`) instead of
+    /// paginated LISTs; kube-rs: `watcher::Config::streaming_lists()`.
+    #[arg(long)]
+    streaming_list: bool,
+    /// kcache: resync period in seconds (0: none). Resync is in memory: it makes no API calls.
+    #[arg(long, default_value_t = 0.0)]
+    resync: f64,
+    /// Let the simulator bulk-load the pods into one namespace before it starts
+    /// (fast for 100k pods; selects pods by `--label-selector`, default `app`).
+    #[arg(long)]
+    preload: bool,
+    /// Label selector of the engine and the verification LIST
+    /// (default `loadgen.kcache.io/run=true`, or `app` with `--preload`).
+    #[arg(long)]
+    label_selector: Option<String>,
+    /// Skip timing cache and direct Get / List at the end.
+    #[arg(long)]
+    no_read_timings: bool,
+    /// Profile the sync and write phases; writes `PROFILE_DIR/NAME.svg` (flamegraph)
+    /// and `PROFILE_DIR/NAME.pb` (pprof protobuf).
+    #[arg(long, value_name = "NAME")]
+    profile: Option<String>,
+    /// Folder for `--profile` output.
+    #[arg(long, default_value = "profiles")]
+    profile_dir: std::path::PathBuf,
+    /// Profiler sampling frequency, Hz.
+    #[arg(long, default_value_t = 199)]
+    profile_hz: i32,
     /// Write the JSON report here.
     #[arg(long)]
     report: Option<std::path::PathBuf>,
@@ -161,6 +201,13 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Mode::ProfileDiff { a, b, top } => match profile_diff(&a, &b, top) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("loadgen profile-diff: {e:#}");
+                ExitCode::from(2)
+            }
+        },
         Mode::Cleanup { kubeconfig, context, allow_remote } => match cleanup(kubeconfig, context, allow_remote) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -193,6 +240,13 @@ fn run_scenario(args: RunArgs) -> anyhow::Result<bool> {
         seed: args.seed,
         target,
         progress: !args.quiet,
+        streaming_list: args.streaming_list,
+        resync: (args.resync > 0.0).then(|| Duration::from_secs_f64(args.resync)),
+        preload: args.preload,
+        label_selector: args.label_selector,
+        read_timings: !args.no_read_timings,
+        profile: args.profile.map(|name| args.profile_dir.join(name)),
+        profile_hz: args.profile_hz,
     };
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_writer(std::io::stderr).init();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -203,6 +257,9 @@ fn run_scenario(args: RunArgs) -> anyhow::Result<bool> {
         }
     })?;
     println!("{}", report.table());
+    if let Some(stem) = &cfg.profile {
+        println!("  profile: {} and {}", stem.with_extension("svg").display(), stem.with_extension("pb").display());
+    }
     if let Some(path) = &args.report {
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)
             .map_err(|e| anyhow::anyhow!("cannot write the report to {}: {e}", path.display()))?;
@@ -212,6 +269,14 @@ fn run_scenario(args: RunArgs) -> anyhow::Result<bool> {
         eprintln!("loadgen run: check failed (events_lost = {}, cache_matches_server = {})", report.events_lost, report.cache_matches_server);
     }
     Ok(ok)
+}
+
+fn profile_diff(a: &std::path::Path, b: &std::path::Path, top: usize) -> anyhow::Result<()> {
+    use kcache_loadgen::profile;
+    let sa = profile::summarize_file(a)?;
+    let sb = profile::summarize_file(b)?;
+    print!("{}", profile::diff_table(&sa, &sb, &a.display().to_string(), &b.display().to_string(), top));
+    Ok(())
 }
 
 fn cleanup(kubeconfig: Option<std::path::PathBuf>, context: Option<String>, allow_remote: bool) -> anyhow::Result<()> {

@@ -1,14 +1,22 @@
 //! The machine-readable report of a `loadgen run`, and its human table.
+//!
+//! # Guarantees
+//! * JSON keys are stable: fields are only ever added. A report written by an
+//!   older `loadgen` still parses (missing fields take their defaults), which is
+//!   what the comparison runner relies on.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Percentiles of a latency distribution, in the unit named by the field holding it.
-#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct Percentiles {
     /// Median.
     pub p50: f64,
     /// 90th percentile.
     pub p90: f64,
+    /// 95th percentile.
+    pub p95: f64,
     /// 99th percentile.
     pub p99: f64,
     /// Largest sample.
@@ -27,6 +35,7 @@ impl Percentiles {
         Percentiles {
             p50: h.value_at_quantile(0.50) as f64 / scale,
             p90: h.value_at_quantile(0.90) as f64 / scale,
+            p95: h.value_at_quantile(0.95) as f64 / scale,
             p99: h.value_at_quantile(0.99) as f64 / scale,
             max: h.max() as f64 / scale,
             samples: h.len(),
@@ -34,8 +43,30 @@ impl Percentiles {
     }
 }
 
+/// API requests the engine made while it ran, counted by the simulator
+/// (`GET /_sim/stats` before the engine started and after the write phase, so
+/// the run's own writes and verification reads are not included).
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct ApiCalls {
+    /// LIST requests (paginated lists count one per page).
+    pub list: u64,
+    /// WATCH requests (streaming lists included).
+    pub watch: u64,
+    /// GET requests of single objects.
+    pub get: u64,
+}
+
+impl ApiCalls {
+    /// All three kinds together.
+    pub fn total(&self) -> u64 {
+        self.list + self.watch + self.get
+    }
+}
+
 /// Everything one run measured. Field names are the report's JSON keys.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Report {
     /// `kcache` or `kube-rs`.
     pub engine: String,
@@ -69,16 +100,40 @@ pub struct Report {
     pub direct_get_ms: Percentiles,
     /// LIST of a 1,000-pod namespace from the API server, milliseconds.
     pub direct_list_1000_ms: Percentiles,
+    /// Resident set size of this process just before the engine started, MiB:
+    /// `rss_mb_after_sync - rss_mb_before_engine` is the synced cache's own memory.
+    pub rss_mb_before_engine: f64,
     /// Resident set size of this process right after sync, MiB.
     pub rss_mb_after_sync: f64,
     /// Peak resident set size of this process, MiB.
     pub rss_mb_peak: f64,
+    /// Peak resident set size from engine start to the end of the write phase,
+    /// MiB (the peak is reset before the engine starts, so pod creation does not
+    /// count; equals `rss_mb_peak` where the kernel cannot reset it).
+    pub rss_mb_peak_engine: f64,
+    /// Resident set size once a second during the write phase, MiB.
+    pub rss_mb_timeline: Vec<f64>,
     /// Bytes of object JSON held by the store.
     pub store_bytes: u64,
     /// Bytes of those objects as the server sent them.
     pub wire_bytes: u64,
     /// CPU seconds (user + system) this process used.
     pub cpu_seconds: f64,
+    /// API requests the engine made from its start to the end of the write
+    /// phase; `None` when the target is not the simulator.
+    pub api_calls: Option<ApiCalls>,
+    /// Handler events of any kind (adds, updates, deletes, resyncs).
+    pub handler_events: u64,
+    /// Of those, resync deliveries (`on_update` with the same object twice).
+    pub resync_events: u64,
+    /// The engine listed with a streaming list (`sendInitialEvents=true`).
+    pub streaming_list: bool,
+    /// The informer's resync period, seconds (0: none).
+    pub resync_seconds: f64,
+    /// managedFields were stripped at decode time.
+    pub strip_managed_fields: bool,
+    /// The simulator bulk-loaded the pods itself (no HTTP creates).
+    pub preload: bool,
 }
 
 impl Report {
@@ -97,13 +152,24 @@ impl Report {
             format!("{} / {} / {}", self.events_expected, self.events_received, self.events_lost),
         );
         row("cache matches server", self.cache_matches_server.to_string());
-        let p = |x: &Percentiles, unit: &str| format!("p50 {:.3} {unit}  p99 {:.3} {unit}  max {:.3} {unit}", x.p50, x.p99, x.max);
+        let p = |x: &Percentiles, unit: &str| {
+            format!("p50 {:.3} {unit}  p95 {:.3} {unit}  p99 {:.3} {unit}  max {:.3} {unit}", x.p50, x.p95, x.p99, x.max)
+        };
         row("event latency", p(&self.event_latency_ms, "ms"));
         row("cache get", p(&self.cache_get_ns, "ns"));
         row("cache list 1000", p(&self.cache_list_1000_ns, "ns"));
         row("direct get", p(&self.direct_get_ms, "ms"));
         row("direct list 1000", p(&self.direct_list_1000_ms, "ms"));
-        row("rss after sync / peak", format!("{:.1} MiB / {:.1} MiB", self.rss_mb_after_sync, self.rss_mb_peak));
+        row(
+            "rss before / after sync",
+            format!(
+                "{:.1} MiB / {:.1} MiB (cache {:.1} MiB)",
+                self.rss_mb_before_engine,
+                self.rss_mb_after_sync,
+                self.rss_mb_after_sync - self.rss_mb_before_engine
+            ),
+        );
+        row("rss peak (engine / process)", format!("{:.1} MiB / {:.1} MiB", self.rss_mb_peak_engine, self.rss_mb_peak));
         row(
             "store / wire bytes",
             format!(
@@ -114,6 +180,10 @@ impl Report {
             ),
         );
         row("cpu", format!("{:.2} s", self.cpu_seconds));
+        if let Some(calls) = &self.api_calls {
+            row("engine api calls", format!("{} list, {} watch, {} get", calls.list, calls.watch, calls.get));
+        }
+        row("handler events (resyncs)", format!("{} ({})", self.handler_events, self.resync_events));
         out
     }
 }
@@ -138,7 +208,7 @@ mod tests {
         }
         assert!(v["cache_matches_server"].is_boolean());
         for (key, subs) in [
-            ("event_latency_ms", &["p50", "p90", "p99", "max"][..]),
+            ("event_latency_ms", &["p50", "p90", "p95", "p99", "max"][..]),
             ("cache_get_ns", &["p50", "p99"][..]),
             ("cache_list_1000_ns", &["p50", "p99"][..]),
             ("direct_get_ms", &["p50", "p99"][..]),
@@ -150,5 +220,23 @@ mod tests {
         }
         let p99 = v["event_latency_ms"]["p99"].as_f64().unwrap();
         assert!((98.0..=100.5).contains(&p99), "{p99}");
+        let p95 = v["event_latency_ms"]["p95"].as_f64().unwrap();
+        assert!((94.0..=96.5).contains(&p95), "{p95}");
+    }
+
+    #[test]
+    fn a_report_round_trips_and_an_older_report_still_parses() {
+        let r = Report {
+            engine: "kcache".into(),
+            rss_mb_timeline: vec![1.0, 2.0],
+            api_calls: Some(ApiCalls { list: 1, watch: 2, get: 0 }),
+            ..Report::default()
+        };
+        let back: Report = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(back.rss_mb_timeline, vec![1.0, 2.0]);
+        assert_eq!(back.api_calls.map(|c| c.total()), Some(3));
+        let old: Report = serde_json::from_str(r#"{"engine":"kube-rs","pods":5,"event_latency_ms":{"p50":1,"p99":2}}"#).unwrap();
+        assert_eq!((old.pods, old.event_latency_ms.p99, old.event_latency_ms.p95), (5, 2.0, 0.0));
+        assert!(old.api_calls.is_none());
     }
 }

@@ -78,6 +78,10 @@ pub struct EngineSettings {
     pub shards: usize,
     /// Strip managedFields at decode time (kcache only).
     pub strip_managed_fields: bool,
+    /// List with a streaming list (`sendInitialEvents=true`).
+    pub streaming_list: bool,
+    /// Resync period (kcache only: kube-rs has no resync).
+    pub resync: Option<Duration>,
 }
 
 /// An engine under test.
@@ -112,16 +116,28 @@ impl Handler for RecordingHandler {
     fn on_add(&self, obj: &Obj, _initial: bool) {
         self.recorder.observe(obj.field(0));
     }
-    fn on_update(&self, _old: &Obj, new: &Obj) {
-        self.recorder.observe(new.field(0));
+    fn on_update(&self, old: &Obj, new: &Obj) {
+        if is_resync(old, new) {
+            self.recorder.observe_resync();
+        } else {
+            self.recorder.observe(new.field(0));
+        }
     }
     fn on_delete(&self, _obj: &Obj, _unknown: bool) {
         self.recorder.observe_delete();
     }
 }
 
+/// A resync re-delivers the stored object as both old and new; a real update
+/// always changes the resourceVersion. Resyncs must not count as write events
+/// (their stamps are old, so they would skew the latency histogram).
+fn is_resync(old: &Obj, new: &Obj) -> bool {
+    old.resource_version() == new.resource_version()
+}
+
 enum Msg {
     Upsert(Obj),
+    Resync,
     Delete,
 }
 
@@ -133,8 +149,8 @@ impl Handler for ChannelHandler {
     fn on_add(&self, obj: &Obj, _initial: bool) {
         let _ = self.tx.send(Msg::Upsert(obj.clone()));
     }
-    fn on_update(&self, _old: &Obj, new: &Obj) {
-        let _ = self.tx.send(Msg::Upsert(new.clone()));
+    fn on_update(&self, old: &Obj, new: &Obj) {
+        let _ = self.tx.send(if is_resync(old, new) { Msg::Resync } else { Msg::Upsert(new.clone()) });
     }
     fn on_delete(&self, _obj: &Obj, _unknown: bool) {
         let _ = self.tx.send(Msg::Delete);
@@ -143,13 +159,19 @@ impl Handler for ChannelHandler {
 
 struct EnqueueHandler {
     queue: WorkQueue<String>,
+    recorder: Arc<Recorder>,
 }
 
 impl Handler for EnqueueHandler {
     fn on_add(&self, obj: &Obj, _initial: bool) {
         self.queue.add(obj.key());
     }
-    fn on_update(&self, _old: &Obj, new: &Obj) {
+    fn on_update(&self, old: &Obj, new: &Obj) {
+        // A controller re-reconciles on resync, so the key is queued either way;
+        // the resync is counted here because the workers cannot tell it apart.
+        if is_resync(old, new) {
+            self.recorder.observe_resync();
+        }
         self.queue.add(new.key());
     }
     fn on_delete(&self, obj: &Obj, _unknown: bool) {
@@ -157,12 +179,11 @@ impl Handler for EnqueueHandler {
     }
 }
 
+/// Looks a key up in a cache: `None` when absent, else the object's stamp (if any).
+type Lookup = Arc<dyn Fn(&str) -> Option<Option<String>> + Send + Sync>;
+
 /// Spawns `n` worker threads that take keys, look them up with `lookup`, and record.
-fn spawn_workers(
-    queue: &WorkQueue<String>,
-    recorder: &Arc<Recorder>,
-    lookup: Arc<dyn Fn(&str) -> Option<Option<String>> + Send + Sync>,
-) {
+fn spawn_workers(queue: &WorkQueue<String>, recorder: &Arc<Recorder>, lookup: Lookup) {
     for _ in 0..2 {
         let queue = queue.clone();
         let recorder = Arc::clone(recorder);
@@ -207,6 +228,8 @@ impl Engine {
         config.watcher.label_selector = Some(s.label_selector.clone());
         config.decoder.index_fields = vec![SENT_AT_POINTER.to_owned()];
         config.decoder.strip_managed_fields = s.strip_managed_fields;
+        config.watcher.streaming_list = s.streaming_list;
+        config.resync = s.resync;
         if s.shards > 0 {
             config.store = config.store.shards(s.shards);
         }
@@ -220,6 +243,7 @@ impl Engine {
                     for msg in rx {
                         match msg {
                             Msg::Upsert(obj) => recorder.observe(obj.field(0)),
+                            Msg::Resync => recorder.observe_resync(),
                             Msg::Delete => recorder.observe_delete(),
                         }
                     }
@@ -235,7 +259,7 @@ impl Engine {
                     Arc::new(move |key: &str| store.get_by_key(key).map(|o| o.field(0).map(str::to_owned))),
                 );
                 queue = Some(q.clone());
-                Arc::new(EnqueueHandler { queue: q })
+                Arc::new(EnqueueHandler { queue: q, recorder })
             }
         };
         informer.add_handler(handler)?;
@@ -245,7 +269,10 @@ impl Engine {
     fn start_kube_rs(client: kube::Client, s: &EngineSettings, recorder: Arc<Recorder>) -> Engine {
         let api: kube::Api<Pod> = kube::Api::all(client);
         let (store, writer) = reflector::store();
-        let config = watcher::Config::default().labels(&s.label_selector);
+        let mut config = watcher::Config::default().labels(&s.label_selector);
+        if s.streaming_list {
+            config = config.streaming_lists();
+        }
         let stream = watcher(api, config).default_backoff().reflect(writer);
         let mut queue = None;
         enum Sink {
@@ -374,7 +401,7 @@ impl Engine {
     /// typed objects have no byte form — compare RSS instead).
     pub fn store_bytes(&self) -> u64 {
         match self {
-            Engine::Kcache { informer, .. } => informer.store().stats().json_bytes as u64,
+            Engine::Kcache { informer, .. } => informer.store().stats().json_bytes,
             Engine::KubeRs { .. } => 0,
         }
     }

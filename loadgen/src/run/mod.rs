@@ -7,8 +7,11 @@
 //!    default, so RSS and CPU figures are this process's alone), in-process, or a
 //!    real cluster through a kubeconfig (guarded, see [`crate::guard`]).
 //! 2. Create `--namespaces` namespaces and `--pods` realistic pods, labelled as
-//!    this run's so that nothing else is touched.
-//! 3. Start the engine with the chosen handler style; time its sync.
+//!    this run's so that nothing else is touched (or, with `--preload`, let the
+//!    simulator bulk-load them into one namespace; see [`RunConfig::preload`]).
+//! 3. Start the engine with the chosen handler style; time its sync. With
+//!    `--profile NAME`, sample this process's stacks from here to the end of the
+//!    write phase (see [`crate::profile`]).
 //! 4. For `--duration`, write at `--write-qps`: 90% merge-patches stamping the
 //!    send time, 5% creates, 5% deletes.
 //! 5. Wait for the cache to converge; compare it with a LIST from the server
@@ -22,6 +25,7 @@ mod target;
 mod writer;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,14 +36,20 @@ use kube::api::{Api, ListParams};
 
 pub use engines::{Engine, EngineKind, EngineSettings, HandlerStyle};
 pub use recorder::{Recorder, SENT_AT, SENT_AT_POINTER};
-pub use target::{OWNED_LABEL, Target, TargetKind, cleanup_owned};
+pub use target::{OWNED_LABEL, Preload, Target, TargetKind, cleanup_owned};
 pub use writer::{WriteStats, Writer};
 
 use crate::procstat;
-use crate::report::{Percentiles, Report};
+use crate::profile::{ProfileError, Profiler};
+use crate::report::{ApiCalls, Percentiles, Report};
 
 /// The label every object of a run carries.
 pub const RUN_LABEL: &str = "loadgen.kcache.io/run";
+
+/// The label selector of a `--preload` run: every generated pod has an `app`
+/// label ([`crate::podgen`]), but the simulator's bulk loader does not add
+/// [`RUN_LABEL`], so the run selects on the label's existence instead.
+pub const PRELOAD_SELECTOR: &str = "app";
 
 /// Why a run could not complete.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +70,12 @@ pub enum RunError {
     /// The engine could not be started.
     #[error("could not start the engine")]
     Engine(#[from] kcache::fifo::FifoError),
+    /// `--preload` needs a simulator target.
+    #[error("--preload needs the simulator (it bulk-loads pods itself); it cannot preload a real cluster")]
+    PreloadNeedsSim,
+    /// The profiler could not be started or its output written.
+    #[error("profiling failed")]
+    Profile(#[from] ProfileError),
     /// The engine did not sync in time.
     #[error("{engine} did not sync {pods} pods within {timeout:?}")]
     SyncTimeout {
@@ -97,6 +113,27 @@ pub struct RunConfig {
     pub target: TargetKind,
     /// Draw progress bars.
     pub progress: bool,
+    /// kcache: list with a streaming list (`sendInitialEvents=true`) instead of
+    /// paginated LISTs. kube-rs: `watcher::Config::streaming_lists()`.
+    pub streaming_list: bool,
+    /// kcache: the informer's resync period (`None` or zero: no resync). kube-rs
+    /// has no resync; the setting is ignored there.
+    pub resync: Option<Duration>,
+    /// Let the simulator bulk-load the pods into namespace `loadgen-0` before it
+    /// listens (`loadgen sim --pods N`), instead of creating them over HTTP: much
+    /// faster for 100k pods, and the run's process never holds them. Simulator
+    /// targets only; the label selector defaults to [`PRELOAD_SELECTOR`].
+    pub preload: bool,
+    /// Label selector of the engine and the verification LIST; `None`:
+    /// `loadgen.kcache.io/run=true` ([`PRELOAD_SELECTOR`] with `preload`).
+    pub label_selector: Option<String>,
+    /// Time cache and direct Get / List at the end. Off for sync-only runs of
+    /// one big namespace, where a direct LIST of the whole namespace is slow.
+    pub read_timings: bool,
+    /// Profile the sync and write phases; write `STEM.svg` and `STEM.pb`.
+    pub profile: Option<PathBuf>,
+    /// Profiler sampling frequency, Hz.
+    pub profile_hz: i32,
 }
 
 impl Default for RunConfig {
@@ -113,6 +150,24 @@ impl Default for RunConfig {
             seed: 1,
             target: TargetKind::SimChild,
             progress: true,
+            streaming_list: false,
+            resync: None,
+            preload: false,
+            label_selector: None,
+            read_timings: true,
+            profile: None,
+            profile_hz: 199,
+        }
+    }
+}
+
+impl RunConfig {
+    /// The label selector the engine and the verification use.
+    pub fn selector(&self) -> String {
+        match &self.label_selector {
+            Some(s) => s.clone(),
+            None if self.preload => PRELOAD_SELECTOR.to_owned(),
+            None => format!("{RUN_LABEL}=true"),
         }
     }
 }
@@ -138,24 +193,53 @@ pub fn namespace_name(i: usize) -> String {
 
 /// Runs the whole scenario and returns its report.
 pub async fn run(cfg: &RunConfig) -> Result<Report, RunError> {
-    let target = Target::start(&cfg.target).await?;
+    let preload = if cfg.preload {
+        if matches!(cfg.target, TargetKind::Kubeconfig { .. }) {
+            return Err(RunError::PreloadNeedsSim);
+        }
+        Some(Preload { pods: cfg.pods, namespace: namespace_name(0), seed: cfg.seed })
+    } else {
+        None
+    };
+    let target = Target::start(&cfg.target, preload.as_ref()).await?;
     let client = target.client.clone();
-    let selector = format!("{RUN_LABEL}=true");
-    let namespaces: Vec<String> = (0..cfg.namespaces.max(1)).map(namespace_name).collect();
+    let selector = cfg.selector();
+    let namespaces: Vec<String> = match &preload {
+        Some(p) => vec![p.namespace.clone()],
+        None => (0..cfg.namespaces.max(1)).map(namespace_name).collect(),
+    };
 
     // 1. Namespaces and pods.
     writer::ensure_namespaces(&client, &namespaces).await?;
-    let bar = spinner(cfg.progress, cfg.pods as u64, "creating pods");
-    let keys = writer::create_pods(&client, &namespaces, cfg.pods, cfg.seed, &bar).await?;
-    bar.finish_and_clear();
+    let keys = match &preload {
+        Some(p) => (0..p.pods).map(|i| (p.namespace.clone(), crate::podgen::PodGen::name(i))).collect(),
+        None => {
+            let bar = spinner(cfg.progress, cfg.pods as u64, "creating pods");
+            let keys = writer::create_pods(&client, &namespaces, cfg.pods, cfg.seed, &bar).await?;
+            bar.finish_and_clear();
+            keys
+        }
+    };
 
-    // 2. Engine sync.
+    // 2. Engine sync. The peak-RSS mark is reset first so that the engine's
+    // peak excludes the pods this process built to create them.
     let recorder = Arc::new(Recorder::default());
     let settings = EngineSettings {
         label_selector: selector.clone(),
         handler: cfg.handler,
         shards: cfg.shards,
         strip_managed_fields: cfg.strip_managed_fields,
+        streaming_list: cfg.streaming_list,
+        resync: cfg.resync,
+    };
+    if !reset_peak_rss() {
+        tracing::debug!("cannot reset the peak RSS mark; the engine's peak includes pod creation");
+    }
+    let rss_before_engine = procstat::rss_bytes().unwrap_or(0);
+    let stats_before = sim_stats(&client, &cfg.target).await;
+    let profiler = match &cfg.profile {
+        Some(_) => Some(Profiler::start(cfg.profile_hz)?),
+        None => None,
     };
     let cpu_before = procstat::cpu_seconds().unwrap_or(0.0);
     let sync_start = Instant::now();
@@ -167,12 +251,31 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, RunError> {
     let sync_seconds = sync_start.elapsed().as_secs_f64();
     let rss_after_sync = procstat::rss_bytes().unwrap_or(0);
 
-    // 3. Writes.
+    // 3. Writes, sampling RSS once a second.
     let bar = spinner(cfg.progress, cfg.duration.as_secs().max(1), "writing");
     let mut w = Writer::new(client.clone(), keys, namespaces.clone(), cfg.seed);
     recorder.start_at(recorder::now_nanos());
-    let stats = w.drive(cfg.write_qps, cfg.duration, &bar).await;
+    let timeline = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sampler = {
+        let timeline = Arc::clone(&timeline);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let mb = procstat::rss_bytes().unwrap_or(0) as f64 / 1048576.0;
+                timeline.lock().unwrap_or_else(|p| p.into_inner()).push(mb);
+            }
+        })
+    };
+    let stats = if cfg.duration.is_zero() { WriteStats::default() } else { w.drive(cfg.write_qps, cfg.duration, &bar).await };
+    sampler.abort();
+    let rss_timeline = std::mem::take(&mut *timeline.lock().unwrap_or_else(|p| p.into_inner()));
     bar.finish_and_clear();
+    let rss_peak_engine = procstat::peak_rss_bytes().unwrap_or(0);
+    let stats_after = sim_stats(&client, &cfg.target).await;
+    if let (Some(profiler), Some(stem)) = (profiler, &cfg.profile) {
+        profiler.finish(stem)?;
+    }
 
     // 4. Convergence and verification.
     let api: Api<Pod> = Api::all(client.clone());
@@ -190,11 +293,24 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, RunError> {
     let cpu_seconds = procstat::cpu_seconds().unwrap_or(0.0) - cpu_before;
 
     // 5. Read latencies.
-    let sample_keys: Vec<String> = server.iter().map(|(k, _)| k.clone()).collect();
-    let cache_get = time_cache_gets(&engine, &sample_keys, 100_000);
-    let biggest_ns = biggest_namespace(&server);
-    let cache_list = time_cache_lists(&engine, &biggest_ns, 2_000);
-    let (direct_get, direct_list) = time_direct(&client, &sample_keys, &biggest_ns).await?;
+    let (cache_get, cache_list, direct_get, direct_list) = if cfg.read_timings {
+        let sample_keys: Vec<String> = server.iter().map(|(k, _)| k.clone()).collect();
+        let cache_get = time_cache_gets(&engine, &sample_keys, 100_000);
+        let biggest_ns = biggest_namespace(&server);
+        let cache_list = time_cache_lists(&engine, &biggest_ns, 2_000);
+        let (direct_get, direct_list) = time_direct(&client, &sample_keys, &biggest_ns).await?;
+        (cache_get, cache_list, direct_get, direct_list)
+    } else {
+        (histogram(), histogram(), histogram(), histogram())
+    };
+    let api_calls = match (stats_before, stats_after) {
+        (Some(a), Some(b)) => Some(ApiCalls {
+            list: b.list.saturating_sub(a.list),
+            watch: b.watch.saturating_sub(a.watch),
+            get: b.get.saturating_sub(a.get),
+        }),
+        _ => None,
+    };
 
     let events_received = recorder.stamped_events.load(std::sync::atomic::Ordering::Relaxed)
         + recorder.deletes.load(std::sync::atomic::Ordering::Relaxed);
@@ -216,15 +332,41 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, RunError> {
         cache_list_1000_ns: Percentiles::from_histogram(&cache_list, 1.0),
         direct_get_ms: Percentiles::from_histogram(&direct_get, 1000.0),
         direct_list_1000_ms: Percentiles::from_histogram(&direct_list, 1000.0),
+        rss_mb_before_engine: rss_before_engine as f64 / 1048576.0,
         rss_mb_after_sync: rss_after_sync as f64 / 1048576.0,
         rss_mb_peak: procstat::peak_rss_bytes().unwrap_or(0) as f64 / 1048576.0,
+        rss_mb_peak_engine: rss_peak_engine as f64 / 1048576.0,
+        rss_mb_timeline: rss_timeline,
         store_bytes: engine.store_bytes(),
         wire_bytes,
         cpu_seconds,
+        api_calls,
+        handler_events: recorder.events.load(std::sync::atomic::Ordering::Relaxed),
+        resync_events: recorder.resyncs.load(std::sync::atomic::Ordering::Relaxed),
+        streaming_list: cfg.streaming_list,
+        resync_seconds: cfg.resync.map_or(0.0, |d| d.as_secs_f64()),
+        strip_managed_fields: cfg.strip_managed_fields,
+        preload: cfg.preload,
     };
     engine.shutdown();
     target.cleanup(&namespaces).await;
     Ok(report)
+}
+
+/// Resets this process's peak-RSS mark (`VmHWM`) to its current RSS by writing
+/// `5` to `/proc/self/clear_refs` (Linux 4.0+, see proc(5)); whether it worked.
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", b"5").is_ok()
+}
+
+/// The simulator's request counters (`GET /_sim/stats`); `None` for a real cluster
+/// or when the endpoint does not answer.
+async fn sim_stats(client: &kube::Client, target: &TargetKind) -> Option<crate::sim::Stats> {
+    if matches!(target, TargetKind::Kubeconfig { .. }) {
+        return None;
+    }
+    let req = http::Request::get("/_sim/stats").body(Vec::new()).ok()?;
+    client.request::<crate::sim::Stats>(req).await.ok()
 }
 
 /// Writes whose effect never reached the cache: for each key, the last
@@ -302,6 +444,11 @@ fn time_cache_lists(engine: &Engine, namespace: &str, n: usize) -> Histogram<u64
     h
 }
 
+/// Direct GETs timed at the end of a run.
+const DIRECT_GETS: usize = 1_000;
+/// Direct LISTs of the biggest namespace timed at the end of a run.
+const DIRECT_LISTS: usize = 100;
+
 async fn time_direct(
     client: &kube::Client,
     keys: &[String],
@@ -309,7 +456,7 @@ async fn time_direct(
 ) -> Result<(Histogram<u64>, Histogram<u64>), RunError> {
     let mut gets = histogram();
     let mut lists = histogram();
-    for key in keys.iter().step_by((keys.len() / 200).max(1)).take(200) {
+    for key in keys.iter().cycle().step_by((keys.len() / DIRECT_GETS).max(1)).take(DIRECT_GETS.min(keys.len() * 8)) {
         let (ns, name) = key.split_once('/').unwrap_or(("", key));
         let api: Api<Pod> = Api::namespaced(client.clone(), ns);
         let t = Instant::now();
@@ -317,7 +464,7 @@ async fn time_direct(
         let _ = gets.record((t.elapsed().as_micros() as u64).max(1));
     }
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    for _ in 0..20 {
+    for _ in 0..DIRECT_LISTS {
         let t = Instant::now();
         api.list(&ListParams::default()).await.map_err(|source| RunError::Api { during: "timing direct LISTs", source })?;
         let _ = lists.record((t.elapsed().as_micros() as u64).max(1));

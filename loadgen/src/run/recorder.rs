@@ -30,6 +30,8 @@ pub struct Recorder {
     pub deletes: AtomicU64,
     /// Every handler event.
     pub events: AtomicU64,
+    /// Resync deliveries (also counted in `events`).
+    pub resyncs: AtomicU64,
     since: AtomicU64,
 }
 
@@ -40,6 +42,7 @@ impl Default for Recorder {
             stamped_events: AtomicU64::new(0),
             deletes: AtomicU64::new(0),
             events: AtomicU64::new(0),
+            resyncs: AtomicU64::new(0),
             since: AtomicU64::new(u64::MAX),
         }
     }
@@ -62,6 +65,12 @@ impl Recorder {
         let us = now_nanos().saturating_sub(sent) / 1000;
         let mut h = self.latency_us.lock().unwrap_or_else(|p| p.into_inner());
         let _ = h.record(us.max(1));
+    }
+
+    /// Records a resync delivery (no latency: its stamp is an old write's).
+    pub fn observe_resync(&self) {
+        self.events.fetch_add(1, Ordering::Relaxed);
+        self.resyncs.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records a delete.
@@ -88,7 +97,9 @@ mod tests {
         r.observe(None);
         r.observe(Some(&now_nanos().to_string()));
         r.observe_delete();
-        assert_eq!(r.events.load(Ordering::Relaxed), 4);
+        r.observe_resync();
+        assert_eq!(r.events.load(Ordering::Relaxed), 5);
+        assert_eq!(r.resyncs.load(Ordering::Relaxed), 1);
         assert_eq!(r.stamped_events.load(Ordering::Relaxed), 1);
         assert_eq!(r.deletes.load(Ordering::Relaxed), 1);
         assert_eq!(r.latency().len(), 1);

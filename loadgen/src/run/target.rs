@@ -34,6 +34,17 @@ pub enum TargetKind {
     },
 }
 
+/// Pods the simulator loads itself before it listens (`--preload`).
+#[derive(Clone, Debug)]
+pub struct Preload {
+    /// How many ([`crate::podgen::PodGen`] pods `0..pods`).
+    pub pods: usize,
+    /// Their namespace.
+    pub namespace: String,
+    /// The generator's seed.
+    pub seed: u64,
+}
+
 /// A started target.
 pub struct Target {
     /// A client for it.
@@ -44,18 +55,29 @@ pub struct Target {
 }
 
 impl Target {
-    /// Starts or connects to `kind`.
-    pub async fn start(kind: &TargetKind) -> Result<Target, RunError> {
+    /// Starts or connects to `kind`; a simulator first loads `preload`'s pods.
+    pub async fn start(kind: &TargetKind, preload: Option<&Preload>) -> Result<Target, RunError> {
         match kind {
             TargetKind::SimInProcess => {
                 let sim = SimServer::builder().start().await.map_err(|e| RunError::Target(e.to_string()))?;
+                if let Some(p) = preload {
+                    crate::podgen::load_pods(&sim, &p.namespace, p.pods, p.seed)
+                        .map_err(|e| RunError::Target(format!("cannot preload pods: {e}")))?;
+                }
                 let client = sim.client().map_err(|e| RunError::Target(e.to_string()))?;
                 Ok(Target { client, child: None, sim: Some(sim), real_cluster: false })
             }
             TargetKind::SimChild => {
                 let exe = std::env::current_exe().map_err(|e| RunError::Target(format!("cannot find loadgen's own binary: {e}")))?;
+                let mut args: Vec<String> = vec!["sim".into(), "--port".into(), "0".into()];
+                if let Some(p) = preload {
+                    args.extend(["--pods".into(), p.pods.to_string(), "--namespace".into(), p.namespace.clone()]);
+                    args.extend(["--seed".into(), p.seed.to_string()]);
+                }
+                // Generating and loading pods happens before the first line: allow for it.
+                let startup = Duration::from_secs(30 + preload.map_or(0, |p| p.pods as u64 / 1_000));
                 let mut child = tokio::process::Command::new(exe)
-                    .args(["sim", "--port", "0"])
+                    .args(&args)
                     .stdout(std::process::Stdio::piped())
                     .stdin(std::process::Stdio::piped())
                     .kill_on_drop(true)
@@ -63,9 +85,9 @@ impl Target {
                     .map_err(|e| RunError::Target(format!("cannot start `loadgen sim`: {e}")))?;
                 let stdout = child.stdout.take().ok_or_else(|| RunError::Target("no stdout from `loadgen sim`".into()))?;
                 let mut lines = BufReader::new(stdout).lines();
-                let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+                let first = tokio::time::timeout(startup, lines.next_line())
                     .await
-                    .map_err(|_| RunError::Target("`loadgen sim` did not start within 30 s".into()))?
+                    .map_err(|_| RunError::Target(format!("`loadgen sim` did not start within {startup:?}")))?
                     .map_err(|e| RunError::Target(e.to_string()))?
                     .ok_or_else(|| RunError::Target("`loadgen sim` exited before listening".into()))?;
                 let url = first

@@ -100,6 +100,9 @@ impl WriteStats {
     }
 }
 
+/// A finished write: its key, what it was, and the server's answer (the new resourceVersion).
+type Done = ((String, String), Op, Result<String, kube::Error>);
+
 #[derive(Debug)]
 enum Op {
     Update,
@@ -129,7 +132,7 @@ impl Writer {
     pub async fn drive(&mut self, qps: f64, duration: Duration, bar: &ProgressBar) -> WriteStats {
         let mut stats = WriteStats::default();
         let mut in_flight: HashSet<(String, String)> = HashSet::new();
-        let mut tasks: JoinSet<((String, String), Op, Result<String, kube::Error>)> = JoinSet::new();
+        let mut tasks: JoinSet<Done> = JoinSet::new();
         let start = Instant::now();
         let mut issued: u64 = 0;
         let mut tick = tokio::time::interval(Duration::from_millis(1));
@@ -187,7 +190,7 @@ impl Writer {
         &self,
         key: (String, String),
         op: Op,
-    ) -> impl std::future::Future<Output = ((String, String), Op, Result<String, kube::Error>)> + Send + 'static {
+    ) -> impl std::future::Future<Output = Done> + Send + 'static {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &key.0);
         async move {
             let stamp = now_nanos().to_string();
@@ -211,7 +214,7 @@ impl Writer {
 
     fn settle(
         &mut self,
-        done: Result<((String, String), Op, Result<String, kube::Error>), tokio::task::JoinError>,
+        done: Result<Done, tokio::task::JoinError>,
         stats: &mut WriteStats,
         in_flight: &mut HashSet<(String, String)>,
     ) {

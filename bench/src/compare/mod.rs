@@ -1,0 +1,110 @@
+//! The side-by-side comparison runner behind `cargo run --release -p kcache-bench
+//! --bin compare`: runs the macro scenarios as separate `loadgen run`
+//! processes against the simulator, and writes docs/RESULTS.md, docs/results.json,
+//! docs/img/*.svg and the results block of README.md.
+//!
+//! * [`plan`]: which runs, in what order.
+//! * [`exec`]: one process per run; locating and building `loadgen`.
+//! * [`results`]: medians, pair-wise ratios, goals, JSON.
+//! * [`markdown`] and [`charts`]: the documents.
+
+pub mod charts;
+pub mod exec;
+pub mod machine;
+pub mod markdown;
+pub mod plan;
+pub mod results;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub use exec::{ExecError, Outcome};
+pub use machine::Machine;
+pub use plan::{Group, Job, PlanConfig};
+pub use results::Results;
+
+/// What `compare` is told.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// `--quick`.
+    pub quick: bool,
+    /// Repository root: docs/ and README.md are written under it.
+    pub root: PathBuf,
+    /// Folder for per-run reports and logs.
+    pub work: PathBuf,
+    /// Only jobs whose id contains this (for trying one scenario; documents are
+    /// still written, with the other figures missing).
+    pub only: Option<String>,
+}
+
+/// Why the comparison could not produce its documents.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CompareError {
+    /// `loadgen` is missing.
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    /// A chart failed.
+    #[error(transparent)]
+    Chart(#[from] charts::ChartError),
+    /// A document could not be written.
+    #[error("cannot write {path}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn write(path: &Path, text: &str) -> Result<(), CompareError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| CompareError::Write { path: dir.to_owned(), source })?;
+    }
+    std::fs::write(path, text).map_err(|source| CompareError::Write { path: path.to_owned(), source })
+}
+
+/// Runs every job of the plan and writes the documents; returns the results.
+///
+/// # Errors
+/// When `loadgen` cannot be found or a document cannot be written. A failing
+/// run is not an error: it is reported in the documents.
+pub fn run(opts: &Options) -> Result<Results, CompareError> {
+    let started = Instant::now();
+    let loadgen = exec::locate_loadgen()?;
+    let machine = Machine::detect(&exec::build_profile());
+    std::fs::create_dir_all(&opts.work).map_err(|source| CompareError::Write { path: opts.work.clone(), source })?;
+    let jobs: Vec<Job> = plan::plan(&PlanConfig::new(opts.quick))
+        .into_iter()
+        .filter(|j| opts.only.as_deref().is_none_or(|o| j.id().contains(o)))
+        .collect();
+    eprintln!("compare: {} runs with {} on {}", jobs.len(), loadgen.display(), machine.line());
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    for (i, job) in jobs.iter().enumerate() {
+        let t = Instant::now();
+        let outcome = match exec::run_job(&loadgen, job, &opts.work, Duration::from_secs(900)) {
+            Ok(o) => o,
+            Err(e) => Outcome { job: job.clone(), report: None, error: Some(e.to_string()), wall_seconds: t.elapsed().as_secs_f64() },
+        };
+        eprintln!(
+            "compare: [{:>2}/{}] {:<40} {:>6.1} s{}",
+            i + 1,
+            jobs.len(),
+            job.id(),
+            outcome.wall_seconds,
+            outcome.error.as_deref().map(|e| format!("  ({e})")).unwrap_or_default()
+        );
+        outcomes.push(outcome);
+    }
+    let results = results::build(&outcomes, machine, opts.quick, started.elapsed().as_secs_f64());
+    let docs = opts.root.join("docs");
+    let charts = charts::draw_all(&results, &docs.join("img"))?;
+    write(&docs.join("RESULTS.md"), &markdown::results_md(&results, &charts))?;
+    let json = serde_json::to_string_pretty(&results::to_json(&results)).unwrap_or_default();
+    write(&docs.join("results.json"), &(json + "\n"))?;
+    let readme_path = opts.root.join("README.md");
+    let readme = std::fs::read_to_string(&readme_path).unwrap_or_default();
+    write(&readme_path, &markdown::splice_readme(&readme, &markdown::readme_block(&results)))?;
+    Ok(results)
+}

@@ -1,0 +1,212 @@
+//! The jobs of a comparison: which `loadgen run` invocations, in what order.
+//!
+//! # Guarantees
+//! * Jobs whose figures are divided by each other (a kcache run and its kube-rs
+//!   counterpart) are adjacent in the plan, repeat by repeat, so a ratio never
+//!   pairs runs far apart in time.
+
+/// The scenario a job belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Group {
+    /// Direct REST vs cache Get and List(1,000).
+    Reads,
+    /// 2,000 writes/s with one handler style.
+    Writes,
+    /// A sync-only run: memory to hold the pods, and the initial sync time.
+    Sync,
+    /// Resync periods: CPU and API calls.
+    Resync,
+}
+
+impl Group {
+    /// Short name used in job ids.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Group::Reads => "reads",
+            Group::Writes => "writes",
+            Group::Sync => "sync",
+            Group::Resync => "resync",
+        }
+    }
+}
+
+/// One `loadgen run` invocation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Job {
+    /// Its scenario.
+    pub group: Group,
+    /// What varies within the scenario: handler style (`sync`), pod count
+    /// (`10000`), resync seconds (`30`); empty for reads.
+    pub param: String,
+    /// The engine variant: `kcache`, `kcache-strip`, `kcache-streaming`, `kube-rs`,
+    /// `kube-rs-streaming`.
+    pub variant: String,
+    /// Repeat number, from 0.
+    pub rep: usize,
+    /// Arguments after `loadgen run` (without `--report` and `--quiet`).
+    pub args: Vec<String>,
+}
+
+impl Job {
+    /// A unique, file-name-safe id: `writes-sync-kcache-0`.
+    pub fn id(&self) -> String {
+        let mut id = self.group.as_str().to_owned();
+        if !self.param.is_empty() {
+            id.push('-');
+            id.push_str(&self.param);
+        }
+        format!("{id}-{}-{}", self.variant, self.rep)
+    }
+}
+
+/// Sizes and lengths of a plan.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlanConfig {
+    /// `--quick`: fewer pods, short phases, no 100k.
+    pub quick: bool,
+    /// Pods of the reads and writes scenarios.
+    pub pods: usize,
+    /// Seconds of the 2,000 writes/s phase.
+    pub write_seconds: f64,
+    /// Pod counts of the sync-only scenario.
+    pub sync_sizes: Vec<usize>,
+    /// Repeats of the sync-only scenario at its smallest size.
+    pub sync_repeats: usize,
+    /// Resync periods, seconds (0: none).
+    pub resync_periods: Vec<u64>,
+    /// Seconds of the resync scenario's write phase.
+    pub resync_seconds: f64,
+}
+
+impl PlanConfig {
+    /// The full comparison, or the quick one.
+    pub fn new(quick: bool) -> Self {
+        if quick {
+            PlanConfig {
+                quick,
+                pods: 2_000,
+                write_seconds: 10.0,
+                sync_sizes: vec![10_000],
+                sync_repeats: 1,
+                resync_periods: vec![0, 3, 30],
+                resync_seconds: 8.0,
+            }
+        } else {
+            PlanConfig {
+                quick,
+                pods: 10_000,
+                write_seconds: 30.0,
+                sync_sizes: vec![10_000, 100_000],
+                sync_repeats: 3,
+                resync_periods: vec![0, 30, 300],
+                resync_seconds: 65.0,
+            }
+        }
+    }
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// The jobs, in run order.
+pub fn plan(cfg: &PlanConfig) -> Vec<Job> {
+    let mut jobs = Vec::new();
+    let pods = cfg.pods.to_string();
+    let job = |group, param: &str, variant: &str, rep, a: Vec<String>| Job {
+        group,
+        param: param.to_owned(),
+        variant: variant.to_owned(),
+        rep,
+        args: a,
+    };
+    let engine_args = |variant: &str| -> Vec<String> {
+        match variant {
+            "kcache" => args(&["--engine", "kcache"]),
+            "kcache-strip" => args(&["--engine", "kcache", "--strip-managed-fields"]),
+            "kcache-streaming" => args(&["--engine", "kcache", "--streaming-list"]),
+            "kube-rs" => args(&["--engine", "kube-rs"]),
+            _ => args(&["--engine", "kube-rs", "--streaming-list"]),
+        }
+    };
+
+    // Reads: namespaces of 1,000 pods, a light write load, then the read timings.
+    let namespaces = (cfg.pods / 1_000).max(1).to_string();
+    for variant in ["kcache", "kube-rs"] {
+        let mut a = engine_args(variant);
+        a.extend(args(&["--pods", &pods, "--namespaces", &namespaces, "--write-qps", "200", "--duration", "3"]));
+        jobs.push(job(Group::Reads, "", variant, 0, a));
+    }
+
+    // 2,000 writes/s per handler style; the simulator preloads the pods.
+    let secs = cfg.write_seconds.to_string();
+    for handler in ["sync", "channel", "workqueue"] {
+        for variant in ["kcache", "kube-rs"] {
+            let mut a = engine_args(variant);
+            a.extend(args(&["--handler", handler, "--pods", &pods, "--preload", "--no-read-timings"]));
+            a.extend(args(&["--write-qps", "2000", "--duration", &secs]));
+            jobs.push(job(Group::Writes, handler, variant, 0, a));
+        }
+    }
+
+    // Sync only: memory and sync time, preloaded, no writes.
+    for (i, &size) in cfg.sync_sizes.iter().enumerate() {
+        let reps = if i == 0 { cfg.sync_repeats } else { 1 };
+        let n = size.to_string();
+        for rep in 0..reps {
+            for variant in ["kcache", "kcache-strip", "kcache-streaming", "kube-rs", "kube-rs-streaming"] {
+                let mut a = engine_args(variant);
+                a.extend(args(&["--pods", &n, "--preload", "--duration", "0", "--no-read-timings"]));
+                jobs.push(job(Group::Sync, &n, variant, rep, a));
+            }
+        }
+    }
+
+    // Resync: kcache at each period, kube-rs (which has none) for reference.
+    let secs = cfg.resync_seconds.to_string();
+    for &period in &cfg.resync_periods {
+        let mut a = engine_args("kcache");
+        a.extend(args(&["--pods", &pods, "--preload", "--no-read-timings", "--write-qps", "100", "--duration", &secs]));
+        a.extend(args(&["--resync", &period.to_string()]));
+        jobs.push(job(Group::Resync, &period.to_string(), "kcache", 0, a));
+    }
+    if !cfg.quick {
+        let mut a = engine_args("kube-rs");
+        a.extend(args(&["--pods", &pods, "--preload", "--no-read-timings", "--write-qps", "100", "--duration", &secs]));
+        jobs.push(job(Group::Resync, "0", "kube-rs", 0, a));
+    }
+    jobs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_ids_are_unique_and_pairs_are_adjacent() {
+        for quick in [true, false] {
+            let jobs = plan(&PlanConfig::new(quick));
+            let mut ids: Vec<String> = jobs.iter().map(Job::id).collect();
+            let n = ids.len();
+            ids.sort();
+            ids.dedup();
+            assert_eq!(ids.len(), n, "duplicate job ids");
+            // Every kube-rs writes job directly follows the kcache job of the same handler.
+            for (i, j) in jobs.iter().enumerate() {
+                if j.group == Group::Writes && j.variant == "kube-rs" {
+                    assert_eq!((jobs[i - 1].variant.as_str(), &jobs[i - 1].param), ("kcache", &j.param));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn quick_plans_skip_100k_and_keep_10_second_write_phases() {
+        let quick = plan(&PlanConfig::new(true));
+        assert!(quick.iter().all(|j| j.param != "100000"));
+        let w = quick.iter().find(|j| j.group == Group::Writes).unwrap();
+        assert!(w.args.windows(2).any(|p| p[0] == "--duration" && p[1] == "10"), "{:?}", w.args);
+        let full = plan(&PlanConfig::new(false));
+        assert!(full.iter().any(|j| j.param == "100000" && j.variant == "kube-rs"));
+    }
+}

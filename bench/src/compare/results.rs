@@ -1,0 +1,758 @@
+//! From reports to results: medians, pair-wise ratios, goals, and the
+//! `docs/results.json` document. Pure functions of the outcomes, so they are
+//! tested on synthetic reports.
+//!
+//! # Guarantees
+//! * A ratio kcache/kube-rs is the median of per-repeat ratios of runs made next
+//!   to each other in the same comparison ([`super::plan`]), never a ratio of
+//!   medians from different times.
+//! * A figure that could not be measured (its job failed) is `None` here and
+//!   `null` in JSON; it is never replaced by a guess.
+
+use std::collections::BTreeMap;
+
+use kcache_loadgen::report::{ApiCalls, Report};
+use serde_json::{Value, json};
+
+use super::exec::Outcome;
+use super::machine::Machine;
+use super::plan::Group;
+
+const MIB: f64 = 1_048_576.0;
+
+/// Median of `values` (mean of the middle two for an even count); `None` when empty.
+pub fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.retain(|v| v.is_finite());
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    Some(if n % 2 == 1 { values[n / 2] } else { (values[n / 2 - 1] + values[n / 2]) / 2.0 })
+}
+
+/// Relative RSS growth over a write phase: mean of the last third of the
+/// samples over the mean of the first third, minus one. `None` under 3 samples.
+pub fn rss_growth(timeline: &[f64]) -> Option<f64> {
+    if timeline.len() < 3 {
+        return None;
+    }
+    let third = timeline.len() / 3;
+    let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
+    let first = mean(&timeline[..third]);
+    let last = mean(&timeline[timeline.len() - third..]);
+    (first > 0.0).then(|| last / first - 1.0)
+}
+
+/// Memory the synced cache added to its process, bytes.
+pub fn cache_bytes(r: &Report) -> f64 {
+    ((r.rss_mb_after_sync - r.rss_mb_before_engine) * MIB).max(0.0)
+}
+
+/// Outcomes indexed by (group, param, variant) -> rep -> report.
+pub struct Index<'a> {
+    map: BTreeMap<(String, String, String), BTreeMap<usize, &'a Report>>,
+}
+
+impl<'a> Index<'a> {
+    /// Indexes the outcomes that have a report.
+    pub fn new(outcomes: &'a [Outcome]) -> Self {
+        let mut map: BTreeMap<_, BTreeMap<usize, &Report>> = BTreeMap::new();
+        for o in outcomes {
+            if let Some(r) = &o.report {
+                let j = &o.job;
+                map.entry((j.group.as_str().to_owned(), j.param.clone(), j.variant.clone())).or_default().insert(j.rep, r);
+            }
+        }
+        Index { map }
+    }
+
+    /// Reports of one variant, by repeat.
+    pub fn get(&self, group: Group, param: &str, variant: &str) -> Option<&BTreeMap<usize, &'a Report>> {
+        self.map.get(&(group.as_str().to_owned(), param.to_owned(), variant.to_owned())).filter(|m| !m.is_empty())
+    }
+
+    /// Median of `f` over the repeats of one variant.
+    pub fn median(&self, group: Group, param: &str, variant: &str, f: impl Fn(&Report) -> f64) -> Option<f64> {
+        median(self.get(group, param, variant)?.values().map(|r| f(r)).collect())
+    }
+
+    /// Repeats of one variant.
+    pub fn runs(&self, group: Group, param: &str, variant: &str) -> usize {
+        self.get(group, param, variant).map_or(0, BTreeMap::len)
+    }
+
+    /// Median over repeats of `f(num) / f(den)`, pairing runs of the same repeat.
+    pub fn ratio(&self, group: Group, param: &str, num: &str, den: &str, f: impl Fn(&Report) -> f64) -> Option<f64> {
+        let a = self.get(group, param, num)?;
+        let b = self.get(group, param, den)?;
+        median(
+            a.iter()
+                .filter_map(|(rep, ra)| b.get(rep).map(|rb| (f(ra), f(rb))))
+                .filter(|(_, d)| *d > 0.0)
+                .map(|(n, d)| n / d)
+                .collect(),
+        )
+    }
+}
+
+/// Latency percentiles in nanoseconds, with the number of samples.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Lat {
+    /// Median.
+    pub p50: f64,
+    /// 95th percentile.
+    pub p95: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Samples.
+    pub samples: u64,
+}
+
+impl Lat {
+    fn from(p: &kcache_loadgen::report::Percentiles, to_ns: f64) -> Option<Lat> {
+        (p.samples > 0).then_some(Lat { p50: p.p50 * to_ns, p95: p.p95 * to_ns, p99: p.p99 * to_ns, samples: p.samples })
+    }
+}
+
+/// Direct REST vs cache reads.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Reads {
+    /// Pods in the cache.
+    pub pods: u64,
+    /// Get one pod: direct GET (from the kcache run), kcache, kube-rs.
+    pub get: [Option<Lat>; 3],
+    /// List a 1,000-pod namespace: direct LIST, kcache, kube-rs.
+    pub list: [Option<Lat>; 3],
+}
+
+/// One side of a 2,000 writes/s run.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WriteSide {
+    /// Event latency, ms.
+    pub p50_ms: f64,
+    /// Event latency, ms.
+    pub p99_ms: f64,
+    /// Event latency, ms.
+    pub max_ms: f64,
+    /// Latency samples.
+    pub samples: u64,
+    /// Writes/s achieved.
+    pub qps: f64,
+    /// Events lost.
+    pub lost: u64,
+    /// Cache equalled the server at the end.
+    pub matches: bool,
+    /// Peak RSS from engine start to the end of the writes, MiB.
+    pub peak_rss_mb: f64,
+    /// RSS right after sync, MiB.
+    pub rss_after_sync_mb: f64,
+    /// [`rss_growth`] of the write phase.
+    pub growth: Option<f64>,
+    /// RSS once a second, MiB.
+    pub timeline: Vec<f64>,
+    /// CPU seconds of the engine process.
+    pub cpu_seconds: f64,
+}
+
+impl WriteSide {
+    fn from(r: &Report) -> WriteSide {
+        WriteSide {
+            p50_ms: r.event_latency_ms.p50,
+            p99_ms: r.event_latency_ms.p99,
+            max_ms: r.event_latency_ms.max,
+            samples: r.event_latency_ms.samples,
+            qps: r.write_qps_achieved,
+            lost: r.events_lost,
+            matches: r.cache_matches_server,
+            peak_rss_mb: r.rss_mb_peak_engine,
+            rss_after_sync_mb: r.rss_mb_after_sync,
+            growth: rss_growth(&r.rss_mb_timeline),
+            timeline: r.rss_mb_timeline.clone(),
+            cpu_seconds: r.cpu_seconds,
+        }
+    }
+}
+
+/// 2,000 writes/s with one handler style.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WriteRow {
+    /// Handler style.
+    pub handler: String,
+    /// Pods.
+    pub pods: u64,
+    /// kcache, kube-rs.
+    pub sides: [Option<WriteSide>; 2],
+}
+
+/// Sync-only runs at one size.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SyncRow {
+    /// Pods.
+    pub pods: u64,
+    /// Variant -> (median cache bytes, median sync seconds, runs).
+    pub variants: BTreeMap<String, (f64, f64, usize)>,
+    /// Median wire bytes of the objects (from the kcache runs).
+    pub wire_bytes: Option<f64>,
+    /// Median bytes of JSON kcache's store holds (kcache, kcache-strip).
+    pub store_bytes: [Option<f64>; 2],
+    /// Pair-wise memory ratio kcache / kube-rs.
+    pub memory_ratio: Option<f64>,
+    /// Pair-wise memory ratio kcache-strip / kube-rs.
+    pub memory_ratio_strip: Option<f64>,
+    /// Pair-wise sync-time ratio kcache / kube-rs (both paginated).
+    pub sync_ratio: Option<f64>,
+    /// Pair-wise sync-time ratio kcache-streaming / kube-rs-streaming.
+    pub sync_ratio_streaming: Option<f64>,
+}
+
+/// One resync run.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ResyncRow {
+    /// Resync period, seconds (0: none).
+    pub period: u64,
+    /// Engine variant.
+    pub variant: String,
+    /// Write phase length, seconds.
+    pub seconds: f64,
+    /// CPU seconds of the engine process from engine start to convergence.
+    pub cpu_seconds: f64,
+    /// API calls of the engine.
+    pub api_calls: Option<ApiCalls>,
+    /// Resync deliveries to the handler.
+    pub resync_events: u64,
+    /// All handler events.
+    pub handler_events: u64,
+    /// Writes acknowledged.
+    pub writes: u64,
+}
+
+/// A goal and whether it was met.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Goal {
+    /// What is compared.
+    pub name: String,
+    /// The goal as text (`<= 0.2x`).
+    pub target: String,
+    /// The measured value (a ratio, or a growth fraction).
+    pub measured: Option<f64>,
+    /// The limit `measured` must not exceed.
+    pub limit: f64,
+}
+
+impl Goal {
+    /// `Some(true)` when met, `None` when not measured.
+    pub fn met(&self) -> Option<bool> {
+        self.measured.map(|m| m <= self.limit)
+    }
+
+    /// "met", or "missed by 1.7x", or "not measured".
+    pub fn verdict(&self) -> String {
+        match (self.measured, self.met()) {
+            (Some(_), Some(true)) => "met".into(),
+            (Some(m), _) if self.limit > 0.0 => format!("missed: {:.2}x the limit", m / self.limit),
+            (Some(m), _) => format!("missed: {m:.3} over a limit of 0"),
+            _ => "not measured".into(),
+        }
+    }
+}
+
+/// Everything a comparison measured.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Results {
+    /// Where it ran.
+    pub machine: Machine,
+    /// `--quick`.
+    pub quick: bool,
+    /// Wall time of the whole comparison, seconds.
+    pub wall_seconds: f64,
+    /// Reads.
+    pub reads: Reads,
+    /// Writes, per handler style.
+    pub writes: Vec<WriteRow>,
+    /// Sync-only runs, per size.
+    pub sync: Vec<SyncRow>,
+    /// Resync runs.
+    pub resync: Vec<ResyncRow>,
+    /// Goals.
+    pub goals: Vec<Goal>,
+    /// Jobs that failed or whose checks failed: (id, reason).
+    pub failures: Vec<(String, String)>,
+    /// Runs that produced a report.
+    pub runs: usize,
+}
+
+/// Variants of the sync-only scenario, in table order.
+pub const SYNC_VARIANTS: [&str; 5] = ["kcache", "kcache-strip", "kcache-streaming", "kube-rs", "kube-rs-streaming"];
+
+/// Builds the results of a comparison.
+pub fn build(outcomes: &[Outcome], machine: Machine, quick: bool, wall_seconds: f64) -> Results {
+    let ix = Index::new(outcomes);
+    let first = |g: Group, p: &str, v: &str| ix.get(g, p, v).and_then(|m| m.values().next().copied());
+
+    // Reads.
+    let rk = first(Group::Reads, "", "kcache");
+    let rb = first(Group::Reads, "", "kube-rs");
+    let reads = Reads {
+        pods: rk.or(rb).map_or(0, |r| r.pods),
+        get: [
+            rk.or(rb).and_then(|r| Lat::from(&r.direct_get_ms, 1e6)),
+            rk.and_then(|r| Lat::from(&r.cache_get_ns, 1.0)),
+            rb.and_then(|r| Lat::from(&r.cache_get_ns, 1.0)),
+        ],
+        list: [
+            rk.or(rb).and_then(|r| Lat::from(&r.direct_list_1000_ms, 1e6)),
+            rk.and_then(|r| Lat::from(&r.cache_list_1000_ns, 1.0)),
+            rb.and_then(|r| Lat::from(&r.cache_list_1000_ns, 1.0)),
+        ],
+    };
+
+    // Writes.
+    let writes: Vec<WriteRow> = ["sync", "channel", "workqueue"]
+        .iter()
+        .filter_map(|h| {
+            let k = first(Group::Writes, h, "kcache");
+            let b = first(Group::Writes, h, "kube-rs");
+            (k.is_some() || b.is_some()).then(|| WriteRow {
+                handler: (*h).to_owned(),
+                pods: k.or(b).map_or(0, |r| r.pods),
+                sides: [k.map(WriteSide::from), b.map(WriteSide::from)],
+            })
+        })
+        .collect();
+
+    // Sync-only.
+    let mut sizes: Vec<u64> = outcomes
+        .iter()
+        .filter(|o| o.job.group == Group::Sync)
+        .filter_map(|o| o.job.param.parse().ok())
+        .collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let sync: Vec<SyncRow> = sizes
+        .iter()
+        .map(|&pods| {
+            let p = pods.to_string();
+            let mut variants = BTreeMap::new();
+            for v in SYNC_VARIANTS {
+                if let (Some(mem), Some(secs)) =
+                    (ix.median(Group::Sync, &p, v, cache_bytes), ix.median(Group::Sync, &p, v, |r| r.sync_seconds))
+                {
+                    variants.insert(v.to_owned(), (mem, secs, ix.runs(Group::Sync, &p, v)));
+                }
+            }
+            SyncRow {
+                pods,
+                variants,
+                wire_bytes: ix.median(Group::Sync, &p, "kcache", |r| r.wire_bytes as f64),
+                store_bytes: [
+                    ix.median(Group::Sync, &p, "kcache", |r| r.store_bytes as f64),
+                    ix.median(Group::Sync, &p, "kcache-strip", |r| r.store_bytes as f64),
+                ],
+                memory_ratio: ix.ratio(Group::Sync, &p, "kcache", "kube-rs", cache_bytes),
+                memory_ratio_strip: ix.ratio(Group::Sync, &p, "kcache-strip", "kube-rs", cache_bytes),
+                sync_ratio: ix.ratio(Group::Sync, &p, "kcache", "kube-rs", |r| r.sync_seconds),
+                sync_ratio_streaming: ix.ratio(Group::Sync, &p, "kcache-streaming", "kube-rs-streaming", |r| r.sync_seconds),
+            }
+        })
+        .collect();
+
+    // Resync.
+    let mut resync: Vec<ResyncRow> = outcomes
+        .iter()
+        .filter(|o| o.job.group == Group::Resync)
+        .filter_map(|o| {
+            let r = o.report.as_ref()?;
+            Some(ResyncRow {
+                period: o.job.param.parse().unwrap_or(0),
+                variant: o.job.variant.clone(),
+                seconds: r.duration_seconds,
+                cpu_seconds: r.cpu_seconds,
+                api_calls: r.api_calls,
+                resync_events: r.resync_events,
+                handler_events: r.handler_events,
+                writes: r.events_expected,
+            })
+        })
+        .collect();
+    resync.sort_by(|a, b| a.variant.cmp(&b.variant).then(a.period.cmp(&b.period)));
+
+    let failures = outcomes.iter().filter_map(|o| o.error.as_ref().map(|e| (o.job.id(), e.clone()))).collect();
+    let mut results = Results {
+        machine,
+        quick,
+        wall_seconds,
+        reads,
+        writes,
+        sync,
+        resync,
+        goals: Vec::new(),
+        failures,
+        runs: outcomes.iter().filter(|o| o.report.is_some()).count(),
+    };
+    results.goals = goals(&results);
+    results
+}
+
+fn ratio_of(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    }
+}
+
+impl Results {
+    /// The sync-only row for `pods`.
+    pub fn sync_row(&self, pods: u64) -> Option<&SyncRow> {
+        self.sync.iter().find(|r| r.pods == pods)
+    }
+
+    /// The writes row of `handler`.
+    pub fn write_row(&self, handler: &str) -> Option<&WriteRow> {
+        self.writes.iter().find(|r| r.handler == handler)
+    }
+
+    /// The smallest sync-only size (10k in both plans).
+    pub fn small_sync(&self) -> Option<&SyncRow> {
+        self.sync.first()
+    }
+}
+
+/// The goals, measured.
+pub fn goals(r: &Results) -> Vec<Goal> {
+    let small = r.small_sync();
+    let label = small.map_or_else(|| "10k".to_owned(), |s| format!("{}k", s.pods / 1000));
+    let sync_w = r.write_row("sync");
+    let wq = r.write_row("workqueue");
+    fn side(row: Option<&WriteRow>, i: usize) -> Option<&WriteSide> {
+        row.and_then(|w| w.sides[i].as_ref())
+    }
+    // The resync API-call check: every kcache resync run made as many LIST and
+    // WATCH calls as the run without resync.
+    let base = r.resync.iter().find(|x| x.variant == "kcache" && x.period == 0).and_then(|x| x.api_calls);
+    let extra_calls = base.map(|b| {
+        r.resync
+            .iter()
+            .filter(|x| x.variant == "kcache" && x.period > 0)
+            .filter_map(|x| x.api_calls)
+            .map(|c| c.total().saturating_sub(b.total()) as f64)
+            .fold(0.0, f64::max)
+    });
+    vec![
+        Goal {
+            name: format!("memory to hold {label} pods, kcache / kube-rs"),
+            target: "<= 0.2x".into(),
+            measured: small.and_then(|s| s.memory_ratio),
+            limit: 0.2,
+        },
+        Goal {
+            name: format!("initial sync of {label} pods, kcache / kube-rs"),
+            target: "<= 0.5x".into(),
+            measured: small.and_then(|s| s.sync_ratio),
+            limit: 0.5,
+        },
+        Goal {
+            name: "Get one pod p99, kcache / kube-rs".into(),
+            target: "<= 0.5x".into(),
+            measured: ratio_of(r.reads.get[1].map(|l| l.p99), r.reads.get[2].map(|l| l.p99)),
+            limit: 0.5,
+        },
+        Goal {
+            name: "List 1,000 pods p99, kcache / kube-rs".into(),
+            target: "<= 0.1x".into(),
+            measured: ratio_of(r.reads.list[1].map(|l| l.p99), r.reads.list[2].map(|l| l.p99)),
+            limit: 0.1,
+        },
+        Goal {
+            name: "event p99 at 2,000 writes/s (sync handler), kcache / kube-rs".into(),
+            target: "<= 0.5x".into(),
+            measured: ratio_of(side(sync_w, 0).map(|s| s.p99_ms), side(sync_w, 1).map(|s| s.p99_ms)),
+            limit: 0.5,
+        },
+        Goal {
+            name: "workqueue style RSS growth over the write phase, kcache (last third vs first third)".into(),
+            target: "<= 5% (flat)".into(),
+            measured: side(wq, 0).and_then(|s| s.growth),
+            limit: 0.05,
+        },
+        Goal {
+            name: "extra API calls caused by resync, kcache".into(),
+            target: "0".into(),
+            measured: extra_calls,
+            limit: 0.0,
+        },
+    ]
+}
+
+fn pair(k: Option<f64>, b: Option<f64>) -> Value {
+    json!({ "kcache": k, "kube_rs": b, "ratio": ratio_of(k, b) })
+}
+
+/// The `docs/results.json` document.
+pub fn to_json(r: &Results) -> Value {
+    let mut doc = serde_json::Map::new();
+    doc.insert("quick".into(), json!(r.quick));
+    doc.insert("date".into(), json!(r.machine.date));
+    doc.insert("cores".into(), json!(r.machine.cores));
+    doc.insert("cpu_model".into(), json!(r.machine.cpu_model));
+    doc.insert("build_profile".into(), json!(r.machine.build_profile));
+    doc.insert("wall_seconds".into(), json!(r.wall_seconds.round()));
+    doc.insert("runs".into(), json!(r.runs));
+    for row in &r.sync {
+        let tag = format!("{}k", row.pods / 1000);
+        let get = |v: &str, i: usize| row.variants.get(v).map(|t| if i == 0 { t.0 } else { t.1 });
+        doc.insert(
+            format!("memory_{tag}_bytes"),
+            json!({
+                "kcache": get("kcache", 0),
+                "kube_rs": get("kube-rs", 0),
+                "wire": row.wire_bytes,
+                "kcache_strip_managed_fields": get("kcache-strip", 0),
+                "kcache_store_json": row.store_bytes[0],
+                "ratio": row.memory_ratio,
+                "runs": row.variants.get("kcache").map_or(0, |t| t.2),
+            }),
+        );
+        doc.insert(
+            format!("sync_{tag}_seconds"),
+            json!({
+                "kcache": get("kcache", 1),
+                "kube_rs": get("kube-rs", 1),
+                "kcache_streaming": get("kcache-streaming", 1),
+                "kube_rs_streaming": get("kube-rs-streaming", 1),
+                "ratio": row.sync_ratio,
+                "runs": row.variants.get("kcache").map_or(0, |t| t.2),
+            }),
+        );
+    }
+    let p99 = |l: &Option<Lat>| l.map(|l| l.p99);
+    let mut get = pair(p99(&r.reads.get[1]), p99(&r.reads.get[2]));
+    get["direct"] = json!(p99(&r.reads.get[0]));
+    doc.insert("get_p99_ns".into(), get);
+    let mut list = pair(p99(&r.reads.list[1]), p99(&r.reads.list[2]));
+    list["direct"] = json!(p99(&r.reads.list[0]));
+    doc.insert("list1000_p99_ns".into(), list);
+    let side = |h: &str, i: usize, f: fn(&WriteSide) -> f64| r.write_row(h).and_then(|w| w.sides[i].as_ref()).map(f);
+    doc.insert("event_p99_ms_2000qps".into(), pair(side("sync", 0, |s| s.p99_ms), side("sync", 1, |s| s.p99_ms)));
+    doc.insert(
+        "peak_rss_mb_2000qps".into(),
+        pair(side("sync", 0, |s| s.peak_rss_mb), side("sync", 1, |s| s.peak_rss_mb)),
+    );
+    let mut by_handler = serde_json::Map::new();
+    for w in &r.writes {
+        let h = w.handler.as_str();
+        by_handler.insert(
+            h.to_owned(),
+            json!({
+                "event_p99_ms": pair(side(h, 0, |s| s.p99_ms), side(h, 1, |s| s.p99_ms)),
+                "peak_rss_mb": pair(side(h, 0, |s| s.peak_rss_mb), side(h, 1, |s| s.peak_rss_mb)),
+                "rss_growth": { "kcache": side(h, 0, |s| s.growth.unwrap_or(f64::NAN)).filter(|g| g.is_finite()),
+                                "kube_rs": side(h, 1, |s| s.growth.unwrap_or(f64::NAN)).filter(|g| g.is_finite()) },
+                "writes_per_second": pair(side(h, 0, |s| s.qps), side(h, 1, |s| s.qps)),
+            }),
+        );
+    }
+    doc.insert("by_handler_2000qps".into(), Value::Object(by_handler));
+    doc.insert(
+        "resync".into(),
+        Value::Array(
+            r.resync
+                .iter()
+                .map(|x| {
+                    json!({
+                        "engine": x.variant, "period_seconds": x.period, "write_seconds": x.seconds,
+                        "cpu_seconds": x.cpu_seconds, "resync_events": x.resync_events,
+                        "list_calls": x.api_calls.map(|c| c.list), "watch_calls": x.api_calls.map(|c| c.watch),
+                        "get_calls": x.api_calls.map(|c| c.get),
+                    })
+                })
+                .collect(),
+        ),
+    );
+    doc.insert(
+        "goals".into(),
+        Value::Array(
+            r.goals
+                .iter()
+                .map(|g| json!({"name": g.name, "goal": g.target, "limit": g.limit, "measured": g.measured, "met": g.met()}))
+                .collect(),
+        ),
+    );
+    doc.insert(
+        "failures".into(),
+        Value::Array(r.failures.iter().map(|(id, e)| json!({"job": id, "error": e})).collect()),
+    );
+    Value::Object(doc)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::compare::plan::Job;
+    use kcache_loadgen::report::Percentiles;
+
+    fn pct(p99: f64) -> Percentiles {
+        Percentiles { p50: p99 / 2.0, p90: p99 * 0.8, p95: p99 * 0.9, p99, max: p99 * 2.0, samples: 100 }
+    }
+
+    pub(crate) fn outcome(group: Group, param: &str, variant: &str, rep: usize, r: Report) -> Outcome {
+        Outcome {
+            job: Job { group, param: param.into(), variant: variant.into(), rep, args: vec![] },
+            report: Some(r),
+            error: None,
+            wall_seconds: 1.0,
+        }
+    }
+
+    fn sync_report(mem_mb: f64, secs: f64) -> Report {
+        Report {
+            pods: 10_000,
+            rss_mb_before_engine: 10.0,
+            rss_mb_after_sync: 10.0 + mem_mb,
+            sync_seconds: secs,
+            wire_bytes: 40 * 1_048_576,
+            store_bytes: 38 * 1_048_576,
+            cache_matches_server: true,
+            ..Report::default()
+        }
+    }
+
+    /// A complete synthetic comparison: kcache uses 30 MiB vs kube-rs 200 MiB, etc.
+    pub(crate) fn synthetic() -> Vec<Outcome> {
+        let mut v = Vec::new();
+        let reads = |get: f64, list: f64| Report {
+            pods: 10_000,
+            cache_get_ns: pct(get),
+            cache_list_1000_ns: pct(list),
+            direct_get_ms: pct(0.5),
+            direct_list_1000_ms: pct(20.0),
+            cache_matches_server: true,
+            ..Report::default()
+        };
+        v.push(outcome(Group::Reads, "", "kcache", 0, reads(100.0, 1_000.0)));
+        v.push(outcome(Group::Reads, "", "kube-rs", 0, reads(400.0, 500_000.0)));
+        for (h, growth_k) in [("sync", 0.0), ("channel", 0.0), ("workqueue", 1.0)] {
+            let w = |p99: f64, rss: f64, slope: f64| Report {
+                pods: 10_000,
+                event_latency_ms: pct(p99),
+                rss_mb_peak_engine: rss,
+                rss_mb_timeline: (0..9).map(|i| rss + slope * i as f64).collect(),
+                write_qps_achieved: 1990.0,
+                cache_matches_server: true,
+                ..Report::default()
+            };
+            v.push(outcome(Group::Writes, h, "kcache", 0, w(4.0, 60.0, growth_k)));
+            v.push(outcome(Group::Writes, h, "kube-rs", 0, w(10.0, 300.0, 5.0)));
+        }
+        // Three repeats; the middle kube-rs run is an outlier.
+        for (rep, kr) in [(0, 200.0), (1, 400.0), (2, 210.0)] {
+            v.push(outcome(Group::Sync, "10000", "kcache", rep, sync_report(30.0, 1.0)));
+            v.push(outcome(Group::Sync, "10000", "kcache-strip", rep, sync_report(20.0, 0.9)));
+            v.push(outcome(Group::Sync, "10000", "kcache-streaming", rep, sync_report(31.0, 0.8)));
+            v.push(outcome(Group::Sync, "10000", "kube-rs", rep, sync_report(kr, 4.0)));
+            v.push(outcome(Group::Sync, "10000", "kube-rs-streaming", rep, sync_report(kr, 3.0)));
+        }
+        for (period, resyncs) in [(0, 0), (30, 10_000), (300, 0)] {
+            let r = Report {
+                cpu_seconds: 2.0 + resyncs as f64 / 10_000.0,
+                api_calls: Some(ApiCalls { list: 20, watch: 1, get: 0 }),
+                resync_events: resyncs,
+                duration_seconds: 65.0,
+                ..Report::default()
+            };
+            v.push(outcome(Group::Resync, &period.to_string(), "kcache", 0, r));
+        }
+        v
+    }
+
+    fn machine() -> Machine {
+        Machine { cores: 2, cpu_model: "Test CPU".into(), build_profile: "release".into(), date: "2026-01-02".into(), ..Machine::default() }
+    }
+
+    #[test]
+    fn medians_of_odd_and_even_counts() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(vec![]), None);
+        assert_eq!(median(vec![f64::NAN]), None);
+    }
+
+    #[test]
+    fn rss_growth_compares_the_last_third_with_the_first() {
+        assert_eq!(rss_growth(&[100.0, 100.0, 100.0]), Some(0.0));
+        let g = rss_growth(&[100.0, 100.0, 150.0, 150.0, 200.0, 200.0]).unwrap();
+        assert!((g - 1.0).abs() < 1e-9, "{g}");
+        assert_eq!(rss_growth(&[1.0, 2.0]), None);
+    }
+
+    #[test]
+    fn ratios_are_medians_of_pairwise_ratios_of_the_same_repeat() {
+        let r = build(&synthetic(), machine(), false, 1.0);
+        let s = r.sync_row(10_000).unwrap();
+        // 30/200, 30/400, 30/210 -> median 30/210.
+        assert!((s.memory_ratio.unwrap() - 30.0 / 210.0).abs() < 1e-6, "{:?}", s.memory_ratio);
+        // Medians per variant: kube-rs 210 MiB.
+        assert!((s.variants["kube-rs"].0 - 210.0 * MIB).abs() < 1.0);
+        assert_eq!(s.variants["kcache"].2, 3);
+        assert!((s.sync_ratio.unwrap() - 0.25).abs() < 1e-9);
+        assert!((s.sync_ratio_streaming.unwrap() - 0.8 / 3.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn goals_report_met_and_missed_with_the_factor() {
+        let r = build(&synthetic(), machine(), false, 1.0);
+        let by_name = |p: &str| r.goals.iter().find(|g| g.name.starts_with(p)).unwrap();
+        assert_eq!(by_name("memory").met(), Some(true));
+        assert_eq!(by_name("Get one pod").measured, Some(0.25));
+        // List: 1,000 / 500,000 = 0.002 -> met.
+        assert_eq!(by_name("List").met(), Some(true));
+        // Event p99 4 / 10 = 0.4 -> met.
+        assert_eq!(by_name("event p99").met(), Some(true));
+        // Workqueue kcache RSS grows 60 -> 68 MiB: the last third is ~10% above the first.
+        let wq = by_name("workqueue");
+        assert_eq!(wq.met(), Some(false));
+        assert!(wq.verdict().starts_with("missed: "), "{}", wq.verdict());
+        // Same API calls with and without resync.
+        assert_eq!(by_name("extra API calls").measured, Some(0.0));
+        assert_eq!(by_name("extra API calls").met(), Some(true));
+    }
+
+    #[test]
+    fn a_failed_job_leaves_its_figures_unmeasured() {
+        let mut outcomes = synthetic();
+        outcomes.retain(|o| !(o.job.group == Group::Reads && o.job.variant == "kube-rs"));
+        outcomes.push(Outcome {
+            job: Job { group: Group::Reads, param: String::new(), variant: "kube-rs".into(), rep: 0, args: vec![] },
+            report: None,
+            error: Some("boom".into()),
+            wall_seconds: 0.0,
+        });
+        let r = build(&outcomes, machine(), true, 1.0);
+        let g = r.goals.iter().find(|g| g.name.starts_with("Get one pod")).unwrap();
+        assert_eq!((g.measured, g.met(), g.verdict().as_str()), (None, None, "not measured"));
+        assert_eq!(r.failures, vec![("reads-kube-rs-0".to_owned(), "boom".to_owned())]);
+        let j = to_json(&r);
+        assert!(j["get_p99_ns"]["kube_rs"].is_null());
+        assert_eq!(j["get_p99_ns"]["kcache"], json!(100.0));
+    }
+
+    #[test]
+    fn the_json_has_the_documented_keys() {
+        let r = build(&synthetic(), machine(), false, 1.0);
+        let j = to_json(&r);
+        assert_eq!(j["quick"], json!(false));
+        assert_eq!(j["date"], json!("2026-01-02"));
+        assert_eq!(j["cores"], json!(2));
+        for key in ["memory_10k_bytes", "sync_10k_seconds", "get_p99_ns", "list1000_p99_ns", "event_p99_ms_2000qps", "peak_rss_mb_2000qps"] {
+            assert!(j[key]["kcache"].is_number(), "{key}.kcache: {}", j[key]);
+            assert!(j[key]["kube_rs"].is_number(), "{key}.kube_rs: {}", j[key]);
+        }
+        assert!(j["get_p99_ns"]["direct"].is_number());
+        assert!(j["list1000_p99_ns"]["direct"].is_number());
+        assert!(j["memory_10k_bytes"]["wire"].is_number());
+        assert_eq!(j["memory_10k_bytes"]["kcache"], json!(30.0 * MIB));
+        assert_eq!(j["get_p99_ns"]["direct"], json!(0.5e6));
+        assert_eq!(j["event_p99_ms_2000qps"]["ratio"], json!(0.4));
+        assert_eq!(j["resync"].as_array().unwrap().len(), 3);
+    }
+}
