@@ -2,7 +2,7 @@
 //!
 //! ```sh
 //! # terminal 1: a simulated API server with 1,000 pods
-//! cargo run --release -p kcache-loadgen -- sim --port 8001 --pods 1000
+//! cargo run --release -p kcache-loadgen -- sim --port 8001 --pods 1000 --ignore-stdin
 //! # terminal 2: the controller (exits once every pod is labelled, with --once)
 //! cargo run --release -p kcache --example label_pods_by_node -- http://127.0.0.1:8001 --once
 //! ```
