@@ -140,13 +140,35 @@ impl Summary {
     }
 }
 
-/// Strips a Rust symbol hash (`::h0123456789abcdef`) so the same function
-/// matches across builds.
-fn normalise(name: &str) -> &str {
-    match name.rfind("::h") {
+/// The name a function is compared under: without its Rust symbol hash
+/// (`::h0123456789abcdef`, differs between builds) and without generic
+/// arguments (`visit_map<serde_json::de::MapAccess<…>>` is `visit_map`), so the
+/// monomorphisations of one function add up. `<T as Trait>::f` qualifiers stay.
+/// Inlined frames carry only a short name in line-tables-only debug info, so
+/// an unqualified name gets its source file appended: `string [wire/scan.rs]`.
+pub fn normalise(name: &str, file: &str) -> String {
+    let name = match name.rfind("::h") {
         Some(i) if name.len() - i == 19 && name[i + 3..].bytes().all(|b| b.is_ascii_hexdigit()) => &name[..i],
         _ => name,
+    };
+    let mut out = String::with_capacity(name.len());
+    let mut depth = 0usize;
+    let mut prev: Option<char> = None;
+    for c in name.chars() {
+        match c {
+            '<' if depth > 0 || prev.is_some_and(|p| p.is_alphanumeric() || p == '_' || p == '}') => depth += 1,
+            '>' if depth > 0 => depth -= 1,
+            _ if depth > 0 => {}
+            _ => out.push(c),
+        }
+        prev = Some(c);
     }
+    if !out.contains("::") && !file.is_empty() {
+        let parts: Vec<&str> = file.rsplit(['/', '\\']).take(2).collect();
+        let short: Vec<&str> = parts.into_iter().rev().collect();
+        out = format!("{out} [{}]", short.join("/"));
+    }
+    out
 }
 
 /// Reads a pprof profile (plain or gzip) from `bytes`; `what` names it in errors.
@@ -173,9 +195,9 @@ pub fn summarize(bytes: &[u8], what: &str) -> Result<Summary, ProfileError> {
             .map(String::as_str)
             .ok_or_else(|| decode_err(format!("string index {i} out of range")))
     };
-    let mut function_names: HashMap<u64, &str> = HashMap::with_capacity(profile.function.len());
+    let mut function_names: HashMap<u64, String> = HashMap::with_capacity(profile.function.len());
     for f in &profile.function {
-        function_names.insert(f.id, normalise(string(f.name)?));
+        function_names.insert(f.id, normalise(string(f.name)?, string(f.filename)?));
     }
     // A location expands to its lines, innermost inlined function first.
     let mut locations: HashMap<u64, Vec<&str>> = HashMap::with_capacity(profile.location.len());
@@ -183,7 +205,7 @@ pub fn summarize(bytes: &[u8], what: &str) -> Result<Summary, ProfileError> {
         let names = loc
             .line
             .iter()
-            .map(|l| function_names.get(&l.function_id).copied().unwrap_or("[unknown]"))
+            .map(|l| function_names.get(&l.function_id).map_or("[unknown]", String::as_str))
             .collect::<Vec<_>>();
         let names = if names.is_empty() { vec!["[unknown]"] } else { names };
         locations.insert(loc.id, names);
@@ -266,12 +288,17 @@ pub fn diff(a: &Summary, b: &Summary) -> Vec<DiffRow> {
     rows
 }
 
+/// Keeps the head and the tail of a long name: both tell which function it is.
 fn shorten(name: &str, width: usize) -> String {
-    if name.chars().count() <= width {
+    let n = name.chars().count();
+    if n <= width {
         return name.to_owned();
     }
-    let tail: String = name.chars().rev().take(width - 1).collect::<Vec<_>>().into_iter().rev().collect();
-    format!("…{tail}")
+    let head = width / 3;
+    let tail = width - head - 1;
+    let start: String = name.chars().take(head).collect();
+    let end: String = name.chars().skip(n - tail).collect();
+    format!("{start}…{end}")
 }
 
 /// The two tables `loadgen profile-diff` prints: the `top` functions by change in
@@ -280,7 +307,7 @@ pub fn diff_table(a: &Summary, b: &Summary, label_a: &str, label_b: &str, top: u
     let mut rows = diff(a, b);
     let mut out = String::new();
     let _ = writeln!(out, "A = {label_a} ({} samples)\nB = {label_b} ({} samples)\n", a.total, b.total);
-    let width = 70;
+    let width = 90;
     let header = |out: &mut String, title: &str| {
         let _ = writeln!(out, "{title}");
         let _ = writeln!(out, "{:>8} {:>8} {:>8}   {:>8} {:>8} {:>8}   function", "self A", "self B", "Δself", "total A", "total B", "Δtotal");
@@ -381,6 +408,18 @@ mod tests {
         assert!(table.contains("By change in self share"), "{table}");
         assert!(table.contains("-40.00%"), "{table}");
         assert!(table.contains("+30.00%"), "{table}");
+    }
+
+    #[test]
+    fn names_lose_hashes_and_generics_and_short_names_gain_their_file() {
+        assert_eq!(normalise("kcache::store::Store::get::h0123456789abcdef", "x.rs"), "kcache::store::Store::get");
+        assert_eq!(
+            normalise("serde_json::de::visit_map<serde_json::de::MapAccess<serde_json::read::StrRead>>", ""),
+            "serde_json::de::visit_map"
+        );
+        assert_eq!(normalise("<alloc::vec::Vec<u8> as core::ops::Drop>::drop", ""), "<alloc::vec::Vec as core::ops::Drop>::drop");
+        assert_eq!(normalise("visit_map<A>", "/cargo/registry/serde_json-1.0/src/de.rs"), "visit_map [src/de.rs]");
+        assert_eq!(normalise("{closure#0}", ""), "{closure#0}");
     }
 
     #[test]

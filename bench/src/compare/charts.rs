@@ -141,7 +141,7 @@ fn draw_lines(path: &Path, title: &str, lines: &[(String, Vec<f64>)]) -> Result<
 }
 
 fn mib(x: f64) -> String {
-    format!("{:.0} MiB", x / 1_048_576.0)
+    format!("{x:.0} MiB")
 }
 
 /// Draws every chart the results have data for into `dir`; returns the file
@@ -209,22 +209,23 @@ pub fn draw_all(r: &Results, dir: &Path) -> Result<Vec<String>, ChartError> {
     let variant = |v: &str, i: usize| -> Vec<Option<f64>> {
         r.sync.iter().map(|s| s.variants.get(v).map(|t| if i == 0 { t.0 } else { t.1 })).collect()
     };
+    let in_mib = |v: Vec<Option<f64>>| v.into_iter().map(|x| x.map(|b| b / 1_048_576.0)).collect::<Vec<_>>();
     let memory = Bars {
-        title: "Memory to hold the pods (lower is better)",
-        y_desc: "bytes",
+        title: "Memory to hold the pods (log scale, lower is better)",
+        y_desc: "RSS added by the synced cache",
         groups: groups.clone(),
         series: vec![
-            ("kcache".into(), variant("kcache", 0)),
-            ("kcache, managedFields stripped".into(), variant("kcache-strip", 0)),
-            ("kube-rs".into(), variant("kube-rs", 0)),
-            ("wire JSON".into(), r.sync.iter().map(|s| s.wire_bytes).collect()),
+            ("kcache".into(), in_mib(variant("kcache", 0))),
+            ("kcache, managedFields stripped".into(), in_mib(variant("kcache-strip", 0))),
+            ("kube-rs".into(), in_mib(variant("kube-rs", 0))),
+            ("wire JSON".into(), in_mib(r.sync.iter().map(|s| s.wire_bytes).collect())),
         ],
         log: true,
         fmt: mib,
     };
     emit("memory.svg", draw_bars(&dir.join("memory.svg"), &memory))?;
     let sync = Bars {
-        title: "Initial sync time (lower is better)",
+        title: "Initial sync time (log scale, lower is better)",
         y_desc: "seconds",
         groups,
         series: vec![

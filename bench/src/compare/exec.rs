@@ -69,11 +69,13 @@ pub fn build_profile() -> String {
 }
 
 /// The `loadgen` binary next to this one, built first with the same profile
-/// when cargo is at hand (a no-op when it is up to date).
+/// when cargo is at hand (a no-op when it is up to date), then copied into
+/// `work` so that a later build into the same target directory cannot swap it
+/// in the middle of a comparison.
 ///
 /// # Errors
-/// [`ExecError::Loadgen`] when it cannot be built or is not there.
-pub fn locate_loadgen() -> Result<PathBuf, ExecError> {
+/// [`ExecError::Loadgen`] when it cannot be built, found or copied.
+pub fn locate_loadgen(work: &Path) -> Result<PathBuf, ExecError> {
     let exe = std::env::current_exe().map_err(|e| ExecError::Loadgen(e.to_string()))?;
     let dir = exe.parent().ok_or_else(|| ExecError::Loadgen("the compare binary has no folder".into()))?;
     let profile = build_profile();
@@ -98,12 +100,15 @@ pub fn locate_loadgen() -> Result<PathBuf, ExecError> {
         Ok(s) => eprintln!("compare: building loadgen exited with {s}; looking for an existing binary"),
         Err(e) => eprintln!("compare: cannot run cargo ({e}); looking for an existing binary"),
     }
-    let loadgen = dir.join(format!("loadgen{}", std::env::consts::EXE_SUFFIX));
-    if loadgen.is_file() {
-        Ok(loadgen)
-    } else {
-        Err(ExecError::Loadgen(format!("{} does not exist", loadgen.display())))
+    let name = format!("loadgen{}", std::env::consts::EXE_SUFFIX);
+    let built = dir.join(&name);
+    if !built.is_file() {
+        return Err(ExecError::Loadgen(format!("{} does not exist", built.display())));
     }
+    std::fs::create_dir_all(work).map_err(|e| ExecError::Loadgen(format!("cannot create {}: {e}", work.display())))?;
+    let copy = work.join(name);
+    std::fs::copy(&built, &copy).map_err(|e| ExecError::Loadgen(format!("cannot copy {}: {e}", built.display())))?;
+    Ok(copy)
 }
 
 fn tail(text: &str, lines: usize) -> String {

@@ -72,9 +72,9 @@ fn write(path: &Path, text: &str) -> Result<(), CompareError> {
 /// run is not an error: it is reported in the documents.
 pub fn run(opts: &Options) -> Result<Results, CompareError> {
     let started = Instant::now();
-    let loadgen = exec::locate_loadgen()?;
-    let machine = Machine::detect(&exec::build_profile());
     std::fs::create_dir_all(&opts.work).map_err(|source| CompareError::Write { path: opts.work.clone(), source })?;
+    let loadgen = exec::locate_loadgen(&opts.work)?;
+    let machine = Machine::detect(&exec::build_profile());
     let jobs: Vec<Job> = plan::plan(&PlanConfig::new(opts.quick))
         .into_iter()
         .filter(|j| opts.only.as_deref().is_none_or(|o| j.id().contains(o)))

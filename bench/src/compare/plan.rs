@@ -68,6 +68,8 @@ pub struct PlanConfig {
     pub pods: usize,
     /// Seconds of the 2,000 writes/s phase.
     pub write_seconds: f64,
+    /// Seconds of the light write phase before the read timings.
+    pub reads_write_seconds: f64,
     /// Pod counts of the sync-only scenario.
     pub sync_sizes: Vec<usize>,
     /// Repeats of the sync-only scenario at its smallest size.
@@ -86,16 +88,18 @@ impl PlanConfig {
                 quick,
                 pods: 2_000,
                 write_seconds: 10.0,
+                reads_write_seconds: 1.0,
                 sync_sizes: vec![10_000],
                 sync_repeats: 1,
-                resync_periods: vec![0, 3, 30],
-                resync_seconds: 8.0,
+                resync_periods: vec![0, 2, 30],
+                resync_seconds: 5.0,
             }
         } else {
             PlanConfig {
                 quick,
                 pods: 10_000,
                 write_seconds: 30.0,
+                reads_write_seconds: 5.0,
                 sync_sizes: vec![10_000, 100_000],
                 sync_repeats: 3,
                 resync_periods: vec![0, 30, 300],
@@ -134,7 +138,8 @@ pub fn plan(cfg: &PlanConfig) -> Vec<Job> {
     let namespaces = (cfg.pods / 1_000).max(1).to_string();
     for variant in ["kcache", "kube-rs"] {
         let mut a = engine_args(variant);
-        a.extend(args(&["--pods", &pods, "--namespaces", &namespaces, "--write-qps", "200", "--duration", "3"]));
+        let secs = cfg.reads_write_seconds.to_string();
+        a.extend(args(&["--pods", &pods, "--namespaces", &namespaces, "--write-qps", "200", "--duration", &secs]));
         jobs.push(job(Group::Reads, "", variant, 0, a));
     }
 
