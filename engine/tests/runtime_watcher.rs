@@ -156,6 +156,9 @@ async fn a_malformed_frame_drops_the_watch_and_loses_nothing() {
     }));
     let mut w = start(&src, config);
     w.list().await;
+    // A live event proves the watch is open before the bad frame is sent.
+    src.apply(pod("a", "before", "Pending"));
+    assert_eq!(name_of(&w.next_object_event().await), ("apply", "before".into()));
     src.inject_malformed_frame();
     src.apply(pod("a", "after", "Pending"));
     assert_eq!(name_of(&w.next_object_event().await), ("apply", "after".into()));
@@ -202,8 +205,9 @@ async fn bookmarks_are_passed_on_and_stop_ends_the_watcher() {
     let mut w = start(&src, fast_config());
     w.list().await;
     src.apply(pod("a", "x", "Pending"));
-    src.bookmark();
+    // The event proves the watch is open; a bookmark sent earlier could miss it.
     assert_eq!(name_of(&w.next().await), ("apply", "x".into()));
+    src.bookmark();
     match w.next().await {
         Event::Bookmark(rv) => assert_eq!(rv, "1"),
         other => panic!("{other:?}"),
