@@ -78,7 +78,81 @@ struct FifoSink {
     sync_duration: Arc<std::sync::OnceLock<Duration>>,
     store: Store,
     listing: Option<Vec<Obj>>,
+    compaction: Compaction,
+}
+
+/// Incremental arena compaction, run from [`EventSink::maintain`].
+///
+/// A pass that copied every live object out of every sparse segment at once
+/// would stall the watch for as long as the copy takes (tens of milliseconds
+/// for 10,000 pods), and every event behind it would wait. Instead a *scan*
+/// (at most once per [`SCAN_INTERVAL`], and only when the arena's live share
+/// is under `compact_below`) collects the candidates, and each maintenance
+/// call relocates at most [`RELOCATE_BYTES_PER_CALL`] of them.
+struct Compaction {
     compact_below: f64,
+    /// Objects found in sparse segments by the last scan, not yet relocated.
+    pending: Vec<(Arc<str>, Obj)>,
+    last_scan: Option<std::time::Instant>,
+}
+
+/// Least time between two scans of the store for objects in sparse segments.
+const SCAN_INTERVAL: Duration = Duration::from_millis(500);
+/// Most object bytes one maintenance call copies out of sparse segments.
+const RELOCATE_BYTES_PER_CALL: usize = 2 << 20;
+
+impl Compaction {
+    fn new(compact_below: f64) -> Self {
+        Compaction { compact_below, pending: Vec::new(), last_scan: None }
+    }
+
+    /// Collects the objects in sparse segments when the arena's live share is low.
+    fn scan(&mut self, store: &Store, stats: crate::arena::ArenaStats) {
+        if stats.segment_bytes == 0 || (stats.live_bytes as f64) >= self.compact_below * stats.segment_bytes as f64 {
+            return;
+        }
+        if self.last_scan.is_some_and(|t| t.elapsed() < SCAN_INTERVAL) {
+            return;
+        }
+        self.last_scan = Some(std::time::Instant::now());
+        for shard in 0..store.shards() {
+            store.for_each_in_shard(shard, |key, obj| {
+                if obj.segment_is_sparse() {
+                    self.pending.push((Arc::clone(key), obj.clone()));
+                }
+            });
+        }
+        tracing::debug!(
+            candidates = self.pending.len(),
+            live = stats.live_bytes,
+            segments = stats.segment_bytes,
+            "arena compaction started"
+        );
+    }
+
+    /// Relocates up to [`RELOCATE_BYTES_PER_CALL`] of the pending objects that
+    /// the store still holds, handing the copies to the fifo. Returns how many moved.
+    fn relocate_some(&mut self, store: &Store, decoder: &mut Decoder, fifo: &mut Fifo) -> usize {
+        let mut budget = RELOCATE_BYTES_PER_CALL;
+        let mut moved = 0;
+        while budget > 0 {
+            let Some((key, obj)) = self.pending.pop() else { break };
+            // Replaced or deleted since the scan: its segment frees itself once
+            // this handle drops.
+            let current = store.get_by_key(&key).is_some_and(|cur| std::ptr::eq(cur.json(), obj.json()));
+            if !current {
+                continue;
+            }
+            budget = budget.saturating_sub(obj.json().len());
+            let relocated = decoder.arena_mut().relocate(&obj);
+            if fifo.push(Delta::Relocate(relocated)).is_err() {
+                self.pending.clear();
+                break;
+            }
+            moved += 1;
+        }
+        moved
+    }
 }
 
 impl EventSink for FifoSink {
@@ -115,22 +189,18 @@ impl EventSink for FifoSink {
     }
 
     fn maintain(&mut self, decoder: &mut Decoder) {
-        let stats = decoder.arena().stats();
-        if stats.segment_bytes == 0 || (stats.live_bytes as f64) >= self.compact_below * stats.segment_bytes as f64 {
-            return;
-        }
-        let mut fifo = self.fifo.lock().unwrap_or_else(|p| p.into_inner());
-        let mut moved = 0usize;
-        for obj in self.store.list() {
-            if obj.segment_is_sparse() {
-                let relocated = decoder.arena_mut().relocate(&obj);
-                if fifo.push(Delta::Relocate(relocated)).is_err() {
-                    return;
-                }
-                moved += 1;
+        if self.compaction.pending.is_empty() {
+            self.compaction.scan(&self.store, decoder.arena().stats());
+            if self.compaction.pending.is_empty() {
+                return;
             }
         }
-        tracing::debug!(moved, live = stats.live_bytes, segments = stats.segment_bytes, "compacted the arena");
+        let mut fifo = self.fifo.lock().unwrap_or_else(|p| p.into_inner());
+        let moved = self.compaction.relocate_some(&self.store, decoder, &mut fifo);
+        if self.compaction.pending.is_empty() {
+            let stats = decoder.arena().stats();
+            tracing::debug!(moved, live = stats.live_bytes, segments = stats.segment_bytes, "arena compaction pass done");
+        }
     }
 }
 
@@ -162,7 +232,7 @@ impl Informer {
             sync_duration: Arc::clone(&sync_duration),
             store: store.clone(),
             listing: None,
-            compact_below: config.compact_below.unwrap_or(0.7).clamp(0.0, 1.0),
+            compaction: Compaction::new(config.compact_below.unwrap_or(0.7).clamp(0.0, 1.0)),
         };
         let task_fifo = Arc::clone(&fifo);
         tokio::spawn(async move {

@@ -135,7 +135,9 @@ pub struct WatcherConfig {
     pub on_error: Option<Arc<dyn Fn(&WatcherError) + Send + Sync>>,
     /// Largest watch frame accepted, in bytes. Default 16 MiB.
     pub max_frame_bytes: usize,
-    /// How often [`EventSink::maintain`] runs (arena compaction). Default 10 s.
+    /// Least time between two [`EventSink::maintain`] calls (incremental arena
+    /// compaction). Default 50 ms: each call does a bounded amount of work, so
+    /// frequent calls keep both the stall per call and the arena's dead bytes small.
     pub maintenance_interval: Duration,
 }
 
@@ -151,7 +153,7 @@ impl Default for WatcherConfig {
             backoff: Backoff::default(),
             on_error: None,
             max_frame_bytes: 16 << 20,
-            maintenance_interval: Duration::from_secs(10),
+            maintenance_interval: Duration::from_millis(50),
         }
     }
 }
