@@ -5,5 +5,6 @@
 
 pub mod compare;
 pub mod pods;
+pub mod simload;
 
 pub use pods::{list_body, realistic_pods, watch_body};

@@ -65,7 +65,7 @@ impl ApiCalls {
 }
 
 /// Everything one run measured. Field names are the report's JSON keys.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct Report {
     /// `kcache` or `kube-rs`.
@@ -115,7 +115,8 @@ pub struct Report {
     pub rss_mb_timeline: Vec<f64>,
     /// Bytes of object JSON held by the store.
     pub store_bytes: u64,
-    /// Bytes of those objects as the server sent them.
+    /// Bytes of those objects as the server sent them: the size of the final
+    /// verification LIST body (its ~100-byte envelope included).
     pub wire_bytes: u64,
     /// CPU seconds (user + system) this process used.
     pub cpu_seconds: f64,

@@ -100,7 +100,8 @@ pub fn results_md(r: &Results, charts: &[String]) -> String {
          a separate child process on 127.0.0.1. kcache is this repository's informer; kube-rs is \
          kube-runtime 5's `watcher` + `reflector` + `Store` driven the same way, with the same handler \
          styles. Ratios are kcache / kube-rs, computed pair-wise from runs made next to each other \
-         (median over repeats where there are several). Both processes use the system allocator. \
+         (median over repeats where there are several). Both engines run in the same `loadgen` binary, \
+         which uses mimalloc. \
          On this machine the engine, the load generator and the simulator share {} cores, so absolute \
          figures are lower bounds of what a dedicated machine shows; the ratios are the point.\n",
         m.cores
@@ -331,6 +332,80 @@ pub fn results_md(r: &Results, charts: &[String]) -> String {
         "\nA period longer than the write phase delivers no resync in the run; it is listed to show that \
          configuring it costs nothing either.\n"
     );
+
+    // 6. Scale.
+    if let Some(x) = &r.scale {
+        let _ = writeln!(o, "## 6. Scale: {} pods at 2,000 writes/s\n", x.pods);
+        let _ = writeln!(
+            o,
+            "`loadgen run --pods {} --write-qps 2000 --duration {:.0} --preload`, kcache with the sync handler \
+             (kube-rs is left out: it needs ~6x the memory at this size, see section 3, and its backlog at \
+             2,000 writes/s does not drain within the run, see section 2).\n",
+            x.pods, x.duration_seconds
+        );
+        let _ = writeln!(o, "| figure | value |\n|---|---|");
+        let _ = writeln!(o, "| initial sync | {:.2} s |", x.sync_seconds);
+        let _ = writeln!(o, "| writes/s achieved | {:.0} |", x.write_qps_achieved);
+        let _ = writeln!(o, "| events expected / received / lost | {} / {} / {} |", x.events_expected, x.events_received, x.events_lost);
+        let _ = writeln!(o, "| cache equals server | {} |", if x.cache_matches_server { "yes" } else { "**no**" });
+        let _ = writeln!(
+            o,
+            "| event latency p50 / p99 / max | {:.2} / {:.2} / {:.1} ms |",
+            x.event_latency_ms.p50, x.event_latency_ms.p99, x.event_latency_ms.max
+        );
+        let _ = writeln!(o, "| RSS after sync / peak (engine) | {:.0} / {:.0} MiB |", x.rss_mb_after_sync, x.rss_mb_peak_engine);
+        let _ = writeln!(
+            o,
+            "| store JSON / wire bytes | {} / {} |",
+            fmt_mib(x.store_bytes as f64),
+            fmt_mib(x.wire_bytes as f64)
+        );
+        let _ = writeln!(o, "| CPU (engine process) | {:.1} s |\n", x.cpu_seconds);
+    }
+
+    // 7. The simulator.
+    if let Some(x) = &r.sim {
+        let _ = writeln!(o, "## 7. The simulated API server on its own\n");
+        let _ = writeln!(
+            o,
+            "Measured in the `compare` process itself (`kcache_bench::simload`, also the `sim` criterion bench): \
+             {} realistic pods in one namespace, LISTs over one keep-alive HTTP/1.1 connection, then merge \
+             patches at 2,000 writes/s (8 connections x 250/s) and flat out (16 connections) while 3 watches \
+             read every event. The writers and watch readers share the process, so the cores figure bounds \
+             the simulator's own cost from above.\n",
+            x.pods
+        );
+        let _ = writeln!(o, "| LIST | body | p50 | p99 | throughput at p50 | samples |\n|---|---|---|---|---|---|");
+        for (what, bytes, l) in [("full", x.list_bytes, &x.list), ("metadata-only", x.list_metadata_bytes, &x.list_metadata)] {
+            let _ = writeln!(
+                o,
+                "| {what} | {} | {} | {} | {:.0} MiB/s | {} |",
+                fmt_mib(bytes as f64),
+                fmt_ns(l.p50),
+                fmt_ns(l.p99),
+                bytes as f64 / 1048576.0 / (l.p50 / 1e9).max(1e-12),
+                l.samples
+            );
+        }
+        let _ = writeln!(
+            o,
+            "\n| writes | writes/s | write p50 | write p99 | cores used | watch events received |\n|---|---|---|---|---|---|"
+        );
+        for (what, w) in [("2,000/s target", &x.paced), ("flat out", &x.flat_out)] {
+            let _ = writeln!(
+                o,
+                "| {what} | {:.0} | {} | {} | {:.2} of {} | {} of {} |",
+                w.rate,
+                fmt_ns(w.latency.p50),
+                fmt_ns(w.latency.p99),
+                w.cores,
+                r.machine.cores,
+                w.events_received,
+                w.events_expected
+            );
+        }
+        let _ = writeln!(o);
+    }
 
     let _ = writeln!(o, "## Micro-benchmarks\n");
     let _ = writeln!(

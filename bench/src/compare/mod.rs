@@ -65,6 +65,30 @@ fn write(path: &Path, text: &str) -> Result<(), CompareError> {
     std::fs::write(path, text).map_err(|source| CompareError::Write { path: path.to_owned(), source })
 }
 
+/// Measures the simulator on its own ([`crate::simload`]); a failure is
+/// recorded in `failures` and leaves the section out.
+fn measure_sim(quick: bool, failures: &mut Vec<(String, String)>) -> Option<results::SimRow> {
+    let (lists, paced, flat) = if quick { (5, 3, 2) } else { (30, 10, 5) };
+    let t = Instant::now();
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            failures.push(("sim".into(), format!("cannot start a tokio runtime: {e}")));
+            return None;
+        }
+    };
+    let measured =
+        rt.block_on(crate::simload::measure(10_000, lists, Duration::from_secs(paced), Duration::from_secs(flat)));
+    eprintln!("compare: simulator on its own {:>6.1} s", t.elapsed().as_secs_f64());
+    match measured {
+        Ok(f) => Some(results::SimRow::from(&f)),
+        Err(e) => {
+            failures.push(("sim".into(), e.to_string()));
+            None
+        }
+    }
+}
+
 /// Runs every job of the plan and writes the documents; returns the results.
 ///
 /// # Errors
@@ -97,7 +121,11 @@ pub fn run(opts: &Options) -> Result<Results, CompareError> {
         );
         outcomes.push(outcome);
     }
-    let results = results::build(&outcomes, machine, opts.quick, started.elapsed().as_secs_f64());
+    let mut results = results::build(&outcomes, machine, opts.quick, started.elapsed().as_secs_f64());
+    if opts.only.as_deref().is_none_or(|o| "sim".contains(o)) {
+        results.sim = measure_sim(opts.quick, &mut results.failures);
+    }
+    results.wall_seconds = started.elapsed().as_secs_f64();
     let docs = opts.root.join("docs");
     let charts = charts::draw_all(&results, &docs.join("img"))?;
     write(&docs.join("RESULTS.md"), &markdown::results_md(&results, &charts))?;

@@ -16,6 +16,8 @@ pub enum Group {
     Sync,
     /// Resync periods: CPU and API calls.
     Resync,
+    /// The scale run: many pods and 2,000 writes/s, kcache alone.
+    Scale,
 }
 
 impl Group {
@@ -26,6 +28,7 @@ impl Group {
             Group::Writes => "writes",
             Group::Sync => "sync",
             Group::Resync => "resync",
+            Group::Scale => "scale",
         }
     }
 }
@@ -78,6 +81,8 @@ pub struct PlanConfig {
     pub resync_periods: Vec<u64>,
     /// Seconds of the resync scenario's write phase.
     pub resync_seconds: f64,
+    /// Pods of the scale run (`None`: no scale run).
+    pub scale_pods: Option<usize>,
 }
 
 impl PlanConfig {
@@ -93,6 +98,7 @@ impl PlanConfig {
                 sync_repeats: 1,
                 resync_periods: vec![0, 2, 30],
                 resync_seconds: 5.0,
+                scale_pods: None,
             }
         } else {
             PlanConfig {
@@ -104,6 +110,7 @@ impl PlanConfig {
                 sync_repeats: 3,
                 resync_periods: vec![0, 30, 300],
                 resync_seconds: 65.0,
+                scale_pods: Some(100_000),
             }
         }
     }
@@ -180,6 +187,16 @@ pub fn plan(cfg: &PlanConfig) -> Vec<Job> {
         a.extend(args(&["--pods", &pods, "--preload", "--no-read-timings", "--write-qps", "100", "--duration", &secs]));
         jobs.push(job(Group::Resync, "0", "kube-rs", 0, a));
     }
+
+    // Scale: `loadgen run --pods 100000 --write-qps 2000`, preloaded so that the
+    // run does not spend minutes creating pods over HTTP. kcache only: kube-rs
+    // needs ~3.7 GiB and minutes to drain a backlog at this size (section 3 and 2).
+    if let Some(n) = cfg.scale_pods {
+        let mut a = engine_args("kcache");
+        a.extend(args(&["--pods", &n.to_string(), "--preload", "--no-read-timings"]));
+        a.extend(args(&["--write-qps", "2000", "--duration", &cfg.write_seconds.to_string()]));
+        jobs.push(job(Group::Scale, &n.to_string(), "kcache", 0, a));
+    }
     jobs
 }
 
@@ -211,7 +228,11 @@ mod tests {
         assert!(quick.iter().all(|j| j.param != "100000"));
         let w = quick.iter().find(|j| j.group == Group::Writes).unwrap();
         assert!(w.args.windows(2).any(|p| p[0] == "--duration" && p[1] == "10"), "{:?}", w.args);
+        assert!(quick.iter().all(|j| j.group != Group::Scale));
         let full = plan(&PlanConfig::new(false));
         assert!(full.iter().any(|j| j.param == "100000" && j.variant == "kube-rs"));
+        let scale = full.iter().find(|j| j.group == Group::Scale).expect("a scale run");
+        assert!(scale.args.windows(2).any(|p| p[0] == "--pods" && p[1] == "100000"), "{:?}", scale.args);
+        assert!(scale.args.windows(2).any(|p| p[0] == "--write-qps" && p[1] == "2000"), "{:?}", scale.args);
     }
 }

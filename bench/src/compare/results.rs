@@ -227,6 +227,71 @@ pub struct ResyncRow {
     pub writes: u64,
 }
 
+/// The simulated API server measured on its own ([`crate::simload`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SimRow {
+    /// Pods loaded.
+    pub pods: usize,
+    /// Body bytes of a full LIST of every pod.
+    pub list_bytes: u64,
+    /// Full LIST latency.
+    pub list: Lat,
+    /// Body bytes of a metadata-only LIST.
+    pub list_metadata_bytes: u64,
+    /// Metadata-only LIST latency.
+    pub list_metadata: Lat,
+    /// 2,000 writes/s with 3 watches.
+    pub paced: SimWrites,
+    /// Flat-out writes with 3 watches.
+    pub flat_out: SimWrites,
+}
+
+/// One write phase against the simulator.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SimWrites {
+    /// Writes per second acknowledged.
+    pub rate: f64,
+    /// Write latency.
+    pub latency: Lat,
+    /// Cores the process used (simulator, writers and watch readers).
+    pub cores: f64,
+    /// Watch events owed to the watchers.
+    pub events_expected: u64,
+    /// Watch events they received.
+    pub events_received: u64,
+}
+
+impl SimRow {
+    /// The row of a simulator measurement.
+    pub fn from(f: &crate::simload::SimFigures) -> SimRow {
+        fn lat(h: &hdrhistogram::Histogram<u64>) -> Lat {
+            // Histograms are in microseconds; Lat is in nanoseconds.
+            Lat {
+                p50: h.value_at_quantile(0.5) as f64 * 1e3,
+                p95: h.value_at_quantile(0.95) as f64 * 1e3,
+                p99: h.value_at_quantile(0.99) as f64 * 1e3,
+                samples: h.len(),
+            }
+        }
+        let writes = |w: &crate::simload::WritePhase| SimWrites {
+            rate: w.rate(),
+            latency: lat(&w.latency_us),
+            cores: w.cores(),
+            events_expected: w.events_expected,
+            events_received: w.events_received,
+        };
+        SimRow {
+            pods: f.pods,
+            list_bytes: f.list.body_bytes,
+            list: lat(&f.list.latency_us),
+            list_metadata_bytes: f.list_metadata.body_bytes,
+            list_metadata: lat(&f.list_metadata.latency_us),
+            paced: writes(&f.paced),
+            flat_out: writes(&f.flat_out),
+        }
+    }
+}
+
 /// A goal and whether it was met.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Goal {
@@ -274,6 +339,10 @@ pub struct Results {
     pub sync: Vec<SyncRow>,
     /// Resync runs.
     pub resync: Vec<ResyncRow>,
+    /// The scale run (`loadgen run --pods 100000 --write-qps 2000`), if any.
+    pub scale: Option<Report>,
+    /// The simulator on its own; `None` when not measured.
+    pub sim: Option<SimRow>,
     /// Goals.
     pub goals: Vec<Goal>,
     /// Jobs that failed or whose checks failed: (id, reason).
@@ -377,6 +446,8 @@ pub fn build(outcomes: &[Outcome], machine: Machine, quick: bool, wall_seconds: 
         .collect();
     resync.sort_by(|a, b| a.variant.cmp(&b.variant).then(a.period.cmp(&b.period)));
 
+    let scale = outcomes.iter().find(|o| o.job.group == Group::Scale).and_then(|o| o.report.clone());
+
     let failures = outcomes.iter().filter_map(|o| o.error.as_ref().map(|e| (o.job.id(), e.clone()))).collect();
     let mut results = Results {
         machine,
@@ -386,6 +457,8 @@ pub fn build(outcomes: &[Outcome], machine: Machine, quick: bool, wall_seconds: 
         writes,
         sync,
         resync,
+        scale,
+        sim: None,
         goals: Vec::new(),
         failures,
         runs: outcomes.iter().filter(|o| o.report.is_some()).count(),
@@ -470,6 +543,12 @@ pub fn goals(r: &Results) -> Vec<Goal> {
             limit: 0.5,
         },
         Goal {
+            name: "kcache event p99 at 2,000 writes/s (sync handler), ms".into(),
+            target: "< 10 ms".into(),
+            measured: side(sync_w, 0).map(|s| s.p99_ms),
+            limit: 10.0,
+        },
+        Goal {
             name: "workqueue style RSS growth over the write phase, kcache (last third vs first third)".into(),
             target: "<= 5% (flat)".into(),
             measured: side(wq, 0).and_then(|s| s.growth),
@@ -479,6 +558,12 @@ pub fn goals(r: &Results) -> Vec<Goal> {
             name: "extra API calls caused by resync, kcache".into(),
             target: "0".into(),
             measured: extra_calls,
+            limit: 0.0,
+        },
+        Goal {
+            name: "events lost in the 100k-pod scale run at 2,000 writes/s, kcache".into(),
+            target: "0".into(),
+            measured: r.scale.as_ref().map(|s| if s.cache_matches_server { s.events_lost as f64 } else { f64::INFINITY }),
             limit: 0.0,
         },
     ]
@@ -569,6 +654,37 @@ pub fn to_json(r: &Results) -> Value {
                 .collect(),
         ),
     );
+    if let Some(x) = &r.scale {
+        doc.insert(
+            "scale".into(),
+            json!({
+                "pods": x.pods, "write_qps_target": x.write_qps_target, "write_qps_achieved": x.write_qps_achieved,
+                "sync_seconds": x.sync_seconds, "events_expected": x.events_expected, "events_received": x.events_received,
+                "events_lost": x.events_lost, "cache_matches_server": x.cache_matches_server,
+                "event_latency_ms": {"p50": x.event_latency_ms.p50, "p99": x.event_latency_ms.p99, "max": x.event_latency_ms.max},
+                "rss_mb_after_sync": x.rss_mb_after_sync, "rss_mb_peak_engine": x.rss_mb_peak_engine,
+                "store_bytes": x.store_bytes, "wire_bytes": x.wire_bytes, "cpu_seconds": x.cpu_seconds,
+            }),
+        );
+    }
+    if let Some(x) = &r.sim {
+        let writes = |w: &SimWrites| {
+            json!({
+                "writes_per_second": w.rate, "latency_p50_ms": w.latency.p50 / 1e6, "latency_p99_ms": w.latency.p99 / 1e6,
+                "cores": w.cores, "events_expected": w.events_expected, "events_received": w.events_received,
+            })
+        };
+        doc.insert(
+            "sim".into(),
+            json!({
+                "pods": x.pods,
+                "list_bytes": x.list_bytes, "list_p50_ms": x.list.p50 / 1e6, "list_p99_ms": x.list.p99 / 1e6,
+                "list_metadata_bytes": x.list_metadata_bytes, "list_metadata_p50_ms": x.list_metadata.p50 / 1e6,
+                "list_metadata_p99_ms": x.list_metadata.p99 / 1e6,
+                "paced_2000": writes(&x.paced), "flat_out": writes(&x.flat_out),
+            }),
+        );
+    }
     doc.insert(
         "goals".into(),
         Value::Array(
@@ -754,5 +870,56 @@ pub(crate) mod tests {
         assert_eq!(j["get_p99_ns"]["direct"], json!(0.5e6));
         assert_eq!(j["event_p99_ms_2000qps"]["ratio"], json!(0.4));
         assert_eq!(j["resync"].as_array().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn a_scale_run_and_the_simulator_appear_in_goals_json_and_markdown() {
+        let mut outcomes = synthetic();
+        let scale = Report {
+            pods: 100_000,
+            events_expected: 60_000,
+            events_received: 60_000,
+            events_lost: 0,
+            cache_matches_server: true,
+            event_latency_ms: pct(8.0),
+            ..Report::default()
+        };
+        outcomes.push(outcome(Group::Scale, "100000", "kcache", 0, scale));
+        let mut r = build(&outcomes, machine(), false, 1.0);
+        let goal = r.goals.iter().find(|g| g.name.starts_with("events lost in the 100k")).unwrap();
+        assert_eq!((goal.measured, goal.met()), (Some(0.0), Some(true)));
+        let h = |v: u64| {
+            let mut h = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+            h.record(v).unwrap();
+            h
+        };
+        let phase = |rate: u64| crate::simload::WritePhase {
+            writes: rate * 10,
+            wall: std::time::Duration::from_secs(10),
+            cpu: std::time::Duration::from_secs(5),
+            latency_us: h(700),
+            events_expected: rate * 30,
+            events_received: rate * 30,
+            watches_closed_lagging: 0,
+        };
+        let figures = crate::simload::SimFigures {
+            pods: 10_000,
+            list: crate::simload::ListTiming { body_bytes: 50 << 20, latency_us: h(50_000) },
+            list_metadata: crate::simload::ListTiming { body_bytes: 5 << 20, latency_us: h(9_000) },
+            paced: phase(2_000),
+            flat_out: phase(4_000),
+        };
+        r.sim = Some(SimRow::from(&figures));
+        let row = r.sim.as_ref().unwrap();
+        assert!((row.paced.rate - 2_000.0).abs() < 1e-6 && (row.paced.cores - 0.5).abs() < 1e-9);
+        assert!((row.list.p50 - 50e6).abs() / 50e6 < 0.01, "{}", row.list.p50);
+        let j = to_json(&r);
+        assert_eq!(j["scale"]["pods"], json!(100_000));
+        assert_eq!(j["scale"]["events_lost"], json!(0));
+        assert!((j["sim"]["paced_2000"]["writes_per_second"].as_f64().unwrap() - 2_000.0).abs() < 1e-6);
+        let md = crate::compare::markdown::results_md(&r, &[]);
+        assert!(md.contains("## 6. Scale: 100000 pods at 2,000 writes/s"), "{md}");
+        assert!(md.contains("## 7. The simulated API server on its own"), "{md}");
+        assert!(md.contains("| 2,000/s target | 2000 |"), "{md}");
     }
 }
