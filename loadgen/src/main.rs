@@ -104,6 +104,12 @@ struct RunArgs {
     /// Handler style.
     #[arg(long, value_enum, default_value_t = HandlerStyle::Sync)]
     handler: HandlerStyle,
+    /// Microseconds of work (a sleep) per event wherever the handler style does
+    /// its work: inline (sync), on the consumer thread (channel), on each worker
+    /// (workqueue). 10000 with 2 shards makes a sync handler 10x slower than
+    /// 2,000 events/s: the overload scenario.
+    #[arg(long, default_value_t = 0)]
+    handler_cost_us: u64,
     /// Engine under test.
     #[arg(long, value_enum, default_value_t = EngineKind::Kcache)]
     engine: EngineKind,
@@ -240,6 +246,7 @@ fn run_scenario(args: RunArgs) -> anyhow::Result<bool> {
         duration: Duration::from_secs_f64(args.duration.max(0.0)),
         namespaces: args.namespaces,
         handler: args.handler,
+        handler_cost: Duration::from_micros(args.handler_cost_us),
         engine: args.engine,
         shards: args.shards,
         strip_managed_fields: args.strip_managed_fields,

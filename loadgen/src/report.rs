@@ -72,6 +72,9 @@ pub struct Report {
     pub engine: String,
     /// Handler style: `sync`, `channel` or `workqueue`.
     pub handler: String,
+    /// Work per event the handler was given (`--handler-cost-us`), microseconds.
+    #[serde(default)]
+    pub handler_cost_us: u64,
     /// Pods created before the write phase.
     pub pods: u64,
     /// Requested writes per second.

@@ -128,3 +128,18 @@ async fn a_profiled_run_writes_a_flamegraph_and_a_pprof_profile() {
     assert!(summary.total > 0, "no samples in {summary:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kcache_with_a_handler_slower_than_the_writes_coalesces_and_still_loses_nothing() {
+    // 2 shards x 1/20 ms = 100 events/s of handler capacity against 200 writes/s:
+    // the backlog coalesces per key, so the handlers see fewer events than there
+    // were writes, and the last state of every key still arrives.
+    let mut cfg = small(EngineKind::Kcache, HandlerStyle::Sync);
+    cfg.write_qps = 200.0;
+    cfg.duration = Duration::from_secs(3);
+    cfg.shards = 2;
+    cfg.handler_cost = Duration::from_millis(20);
+    let r = check(cfg).await;
+    assert_eq!(r.handler_cost_us, 20_000);
+    assert!(r.events_received < r.events_expected, "nothing was coalesced: {}", r.table());
+}

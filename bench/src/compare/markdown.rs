@@ -333,9 +333,54 @@ pub fn results_md(r: &Results, charts: &[String]) -> String {
          configuring it costs nothing either.\n"
     );
 
-    // 6. Scale.
+    // 6. Overload.
+    if r.overload.iter().any(Option::is_some) {
+        let _ = writeln!(o, "## 6. Overload: a handler 10x slower than the writes\n");
+        let _ = writeln!(
+            o,
+            "{} pods; the sync handler sleeps {} ms per event (`loadgen run --handler sync --handler-cost-us {}`) \
+             while 2,000 writes/s arrive for the phase shown: kcache's two fifo threads deliver at most 200 events/s, \
+             a tenth of the event rate; kube-rs's single stream at most 100/s. kcache's fifo coalesces pending \
+             deltas per key, so memory is bounded by the number of keys, not by the backlog; the documented \
+             bound (docs/TUNING.md) is RSS after sync + {}x the pods' wire bytes. Lost = keys whose last write \
+             the cache missed after the backlog drained (up to 4 min).\n",
+            crate::compare::plan::OVERLOAD_PODS,
+            crate::compare::plan::OVERLOAD_HANDLER_COST_US / 1000,
+            crate::compare::plan::OVERLOAD_HANDLER_COST_US,
+            crate::compare::results::OVERLOAD_BOUND_WIRE
+        );
+        let _ = writeln!(
+            o,
+            "| engine | write phase | RSS after sync | peak RSS | growth | events seen / writes | lost | cache = server | event p99 |\n|---|---|---|---|---|---|---|---|---|"
+        );
+        for (name, side) in [("kcache", &r.overload[0]), ("kube-rs", &r.overload[1])] {
+            match side {
+                Some(x) => {
+                    let _ = writeln!(
+                        o,
+                        "| {name} | {:.0} writes/s | {:.0} MiB | {:.0} MiB | {} | {} / {} | {} | {} | {:.0} ms |",
+                        x.qps,
+                        x.rss_after_sync_mb,
+                        x.peak_rss_mb,
+                        opt(x.growth, |g| format!("{:+.0}%", g * 100.0)),
+                        x.events_received,
+                        x.events_expected,
+                        x.lost,
+                        if x.matches { "yes" } else { "**no**" },
+                        x.p99_ms
+                    );
+                }
+                None => {
+                    let _ = writeln!(o, "| {name} | not measured | | | | | | | |");
+                }
+            }
+        }
+        let _ = writeln!(o);
+    }
+
+    // 7. Scale.
     if let Some(x) = &r.scale {
-        let _ = writeln!(o, "## 6. Scale: {} pods at 2,000 writes/s\n", x.pods);
+        let _ = writeln!(o, "## 7. Scale: {} pods at 2,000 writes/s\n", x.pods);
         let _ = writeln!(
             o,
             "`loadgen run --pods {} --write-qps 2000 --duration {:.0} --preload`, kcache with the sync handler \
@@ -363,9 +408,9 @@ pub fn results_md(r: &Results, charts: &[String]) -> String {
         let _ = writeln!(o, "| CPU (engine process) | {:.1} s |\n", x.cpu_seconds);
     }
 
-    // 7. The simulator.
+    // 8. The simulator.
     if let Some(x) = &r.sim {
-        let _ = writeln!(o, "## 7. The simulated API server on its own\n");
+        let _ = writeln!(o, "## 8. The simulated API server on its own\n");
         let _ = writeln!(
             o,
             "Measured in the `compare` process itself (`kcache_bench::simload`, also the `sim` criterion bench): \

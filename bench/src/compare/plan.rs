@@ -18,6 +18,8 @@ pub enum Group {
     Resync,
     /// The scale run: many pods and 2,000 writes/s, kcache alone.
     Scale,
+    /// A sync handler 10x slower than 2,000 writes/s: memory stays bounded.
+    Overload,
 }
 
 impl Group {
@@ -29,6 +31,7 @@ impl Group {
             Group::Sync => "sync",
             Group::Resync => "resync",
             Group::Scale => "scale",
+            Group::Overload => "overload",
         }
     }
 }
@@ -83,7 +86,16 @@ pub struct PlanConfig {
     pub resync_seconds: f64,
     /// Pods of the scale run (`None`: no scale run).
     pub scale_pods: Option<usize>,
+    /// Seconds of the overload scenario's write phase.
+    pub overload_seconds: f64,
 }
+
+/// Work per event of the overload scenario's handler: with one fifo thread per
+/// core on 2 cores, 200 events/s, a tenth of the 2,000 writes/s.
+pub const OVERLOAD_HANDLER_COST_US: u64 = 10_000;
+
+/// Pods of the overload scenario.
+pub const OVERLOAD_PODS: usize = 2_000;
 
 impl PlanConfig {
     /// The full comparison, or the quick one.
@@ -99,6 +111,7 @@ impl PlanConfig {
                 resync_periods: vec![0, 2, 30],
                 resync_seconds: 5.0,
                 scale_pods: None,
+                overload_seconds: 10.0,
             }
         } else {
             PlanConfig {
@@ -111,6 +124,7 @@ impl PlanConfig {
                 resync_periods: vec![0, 30, 300],
                 resync_seconds: 65.0,
                 scale_pods: Some(100_000),
+                overload_seconds: 60.0,
             }
         }
     }
@@ -159,6 +173,19 @@ pub fn plan(cfg: &PlanConfig) -> Vec<Job> {
             a.extend(args(&["--write-qps", "2000", "--duration", &secs]));
             jobs.push(job(Group::Writes, handler, variant, 0, a));
         }
+    }
+
+    // Overload: the sync handler spends 10 ms per event while 2,000 writes/s arrive.
+    // 2,000 pods keep the initial replay and the final drain through the slow
+    // handler to seconds, not minutes.
+    let secs = cfg.overload_seconds.to_string();
+    let cost = OVERLOAD_HANDLER_COST_US.to_string();
+    let overload_pods = OVERLOAD_PODS.to_string();
+    for variant in ["kcache", "kube-rs"] {
+        let mut a = engine_args(variant);
+        a.extend(args(&["--handler", "sync", "--handler-cost-us", &cost, "--pods", &overload_pods, "--preload"]));
+        a.extend(args(&["--no-read-timings", "--write-qps", "2000", "--duration", &secs]));
+        jobs.push(job(Group::Overload, "sync", variant, 0, a));
     }
 
     // Sync only: memory and sync time, preloaded, no writes.

@@ -153,6 +153,12 @@ pub struct WriteSide {
     pub timeline: Vec<f64>,
     /// CPU seconds of the engine process.
     pub cpu_seconds: f64,
+    /// Writes acknowledged (events owed to the handler, before coalescing).
+    pub events_expected: u64,
+    /// Events the handler saw.
+    pub events_received: u64,
+    /// Bytes of the pods on the wire.
+    pub wire_bytes: u64,
 }
 
 impl WriteSide {
@@ -170,6 +176,9 @@ impl WriteSide {
             growth: rss_growth(&r.rss_mb_timeline),
             timeline: r.rss_mb_timeline.clone(),
             cpu_seconds: r.cpu_seconds,
+            events_expected: r.events_expected,
+            events_received: r.events_received,
+            wire_bytes: r.wire_bytes,
         }
     }
 }
@@ -339,6 +348,8 @@ pub struct Results {
     pub sync: Vec<SyncRow>,
     /// Resync runs.
     pub resync: Vec<ResyncRow>,
+    /// The overload scenario: kcache, kube-rs.
+    pub overload: [Option<WriteSide>; 2],
     /// The scale run (`loadgen run --pods 100000 --write-qps 2000`), if any.
     pub scale: Option<Report>,
     /// The simulator on its own; `None` when not measured.
@@ -447,6 +458,10 @@ pub fn build(outcomes: &[Outcome], machine: Machine, quick: bool, wall_seconds: 
     resync.sort_by(|a, b| a.variant.cmp(&b.variant).then(a.period.cmp(&b.period)));
 
     let scale = outcomes.iter().find(|o| o.job.group == Group::Scale).and_then(|o| o.report.clone());
+    let overload = [
+        first(Group::Overload, "sync", "kcache").map(WriteSide::from),
+        first(Group::Overload, "sync", "kube-rs").map(WriteSide::from),
+    ];
 
     let failures = outcomes.iter().filter_map(|o| o.error.as_ref().map(|e| (o.job.id(), e.clone()))).collect();
     let mut results = Results {
@@ -457,6 +472,7 @@ pub fn build(outcomes: &[Outcome], machine: Machine, quick: bool, wall_seconds: 
         writes,
         sync,
         resync,
+        overload,
         scale,
         sim: None,
         goals: Vec::new(),
@@ -490,6 +506,14 @@ impl Results {
         self.sync.first()
     }
 }
+
+/// The documented bound on kcache's memory growth under overload (docs/TUNING.md):
+/// at most this many times the pods' wire bytes above the RSS after sync. Live
+/// objects are the store's (1x) plus at most two queued versions per key (2x);
+/// the arena holds up to `1 / compact_below` (1.43x) of its live bytes before
+/// compacting, and a relist adds one transient copy (1x): 3 / 0.7 + 1 = 5.3x,
+/// rounded up for allocator overhead.
+pub const OVERLOAD_BOUND_WIRE: f64 = 6.0;
 
 /// The goals, measured.
 pub fn goals(r: &Results) -> Vec<Goal> {
@@ -559,6 +583,16 @@ pub fn goals(r: &Results) -> Vec<Goal> {
             target: "0".into(),
             measured: extra_calls,
             limit: 0.0,
+        },
+        Goal {
+            name: format!(
+                "peak RSS over RSS after sync with a 10x-slow handler, kcache, in units of the pods' wire bytes (bound {OVERLOAD_BOUND_WIRE})"
+            ),
+            target: format!("<= {OVERLOAD_BOUND_WIRE}x wire"),
+            measured: r.overload[0].as_ref().filter(|s| s.wire_bytes > 0).map(|s| {
+                (s.peak_rss_mb - s.rss_after_sync_mb).max(0.0) * 1_048_576.0 / s.wire_bytes as f64
+            }),
+            limit: OVERLOAD_BOUND_WIRE,
         },
         Goal {
             name: "events lost in the 100k-pod scale run at 2,000 writes/s, kcache".into(),
@@ -653,6 +687,25 @@ pub fn to_json(r: &Results) -> Value {
                 })
                 .collect(),
         ),
+    );
+    let overload = |x: &Option<WriteSide>| {
+        x.as_ref().map(|s| {
+            json!({
+                "writes_per_second": s.qps, "rss_mb_after_sync": s.rss_after_sync_mb, "peak_rss_mb": s.peak_rss_mb,
+                "rss_growth": s.growth, "events_expected": s.events_expected, "events_received": s.events_received,
+                "events_lost": s.lost, "cache_matches_server": s.matches, "event_p99_ms": s.p99_ms,
+                "wire_bytes": s.wire_bytes, "rss_mb_timeline": s.timeline,
+            })
+        })
+    };
+    doc.insert(
+        "overload".into(),
+        json!({
+            "handler_cost_us": crate::compare::plan::OVERLOAD_HANDLER_COST_US,
+            "bound_wire_multiple": OVERLOAD_BOUND_WIRE,
+            "kcache": overload(&r.overload[0]),
+            "kube_rs": overload(&r.overload[1]),
+        }),
     );
     if let Some(x) = &r.scale {
         doc.insert(
@@ -885,7 +938,18 @@ pub(crate) mod tests {
             ..Report::default()
         };
         outcomes.push(outcome(Group::Scale, "100000", "kcache", 0, scale));
+        let overloaded = |after: f64, peak: f64| Report {
+            rss_mb_after_sync: after,
+            rss_mb_peak_engine: peak,
+            wire_bytes: 50 * 1_048_576,
+            cache_matches_server: true,
+            ..Report::default()
+        };
+        outcomes.push(outcome(Group::Overload, "sync", "kcache", 0, overloaded(100.0, 150.0)));
+        outcomes.push(outcome(Group::Overload, "sync", "kube-rs", 0, overloaded(400.0, 900.0)));
         let mut r = build(&outcomes, machine(), false, 1.0);
+        let bound = r.goals.iter().find(|g| g.name.starts_with("peak RSS over RSS after sync")).unwrap();
+        assert_eq!((bound.measured, bound.met()), (Some(1.0), Some(true)));
         let goal = r.goals.iter().find(|g| g.name.starts_with("events lost in the 100k")).unwrap();
         assert_eq!((goal.measured, goal.met()), (Some(0.0), Some(true)));
         let h = |v: u64| {
@@ -918,8 +982,10 @@ pub(crate) mod tests {
         assert_eq!(j["scale"]["events_lost"], json!(0));
         assert!((j["sim"]["paced_2000"]["writes_per_second"].as_f64().unwrap() - 2_000.0).abs() < 1e-6);
         let md = crate::compare::markdown::results_md(&r, &[]);
-        assert!(md.contains("## 6. Scale: 100000 pods at 2,000 writes/s"), "{md}");
-        assert!(md.contains("## 7. The simulated API server on its own"), "{md}");
+        assert!(md.contains("## 6. Overload: a handler 10x slower than the writes"), "{md}");
+        assert_eq!(j["overload"]["kube_rs"]["peak_rss_mb"], json!(900.0));
+        assert!(md.contains("## 7. Scale: 100000 pods at 2,000 writes/s"), "{md}");
+        assert!(md.contains("## 8. The simulated API server on its own"), "{md}");
         assert!(md.contains("| 2,000/s target | 2000 |"), "{md}");
     }
 }

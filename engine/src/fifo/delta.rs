@@ -27,9 +27,9 @@ pub enum Delta {
     Sync(Obj),
     /// Extension point for arena compaction: the same object (same resourceVersion)
     /// moved to new memory. Replaces the stored handle and its index entries without
-    /// notifying handlers; ignored when the store holds another version (a newer write
-    /// already replaced the handle) and dropped when the key has pending deltas (they
-    /// will replace the handle anyway).
+    /// notifying handlers, ahead of the key's pending deltas (the shard thread
+    /// applies relocations before its next key); ignored when the store by then
+    /// holds another version (a newer write already replaced the handle).
     Relocate(Obj),
 }
 

@@ -176,6 +176,15 @@ impl Fifo {
         if q.closed {
             return Err(Self::closed_error(key, Some(delta)));
         }
+        if let Delta::Relocate(obj) = delta {
+            // Out of band: a key with pending deltas may wait behind a slow
+            // handler for a long time, and its stored handle would pin an arena
+            // segment all that while. The swap is invisible, so order is moot.
+            q.relocations.push((Arc::from(key), obj));
+            drop(q);
+            queue.ready.notify_one();
+            return Ok(());
+        }
         let (item, moves_rv) = match delta {
             Delta::Added(o) | Delta::Updated(o) => (Item::Upsert(o, Upsert::Watch), true),
             Delta::Deleted(o) => (Item::Delete(o, false), true),
@@ -309,6 +318,36 @@ impl Fifo {
         self.shared.pushed.fetch_add(pushed, Relaxed);
         self.barrier.advance(self.seq, self.last_rv.clone());
         Ok(())
+    }
+
+    /// Arena compaction of the queues: replaces each pending object that sits in a
+    /// sparse arena segment ([`Obj::segment_is_sparse`]) with `relocate`'s copy of
+    /// it, in place, until `budget` bytes were copied. Returns the bytes copied and
+    /// whether every pending object was visited.
+    ///
+    /// While handlers fall behind, the queues hold the oldest undelivered and the
+    /// newest object of each pending key; without this, each of them can pin a
+    /// whole arena segment of otherwise dead objects for as long as it waits.
+    /// The copy has the same bytes and metadata, so handlers cannot tell.
+    pub fn relocate_pending(&mut self, budget: usize, mut relocate: impl FnMut(&Obj) -> Obj) -> (usize, bool) {
+        let mut copied = 0;
+        for queue in &self.shared.queues {
+            let mut q = queue.lock();
+            for entry in q.pending.values_mut() {
+                for item in std::iter::once(&mut entry.first).chain(entry.last.as_mut()) {
+                    let (Item::Upsert(obj, _) | Item::Delete(obj, _)) = item;
+                    if !obj.segment_is_sparse() {
+                        continue;
+                    }
+                    if copied >= budget {
+                        return (copied, false);
+                    }
+                    copied += obj.json().len();
+                    *obj = relocate(obj);
+                }
+            }
+        }
+        (copied, true)
     }
 
     /// Counters (see [`FifoStats`]).

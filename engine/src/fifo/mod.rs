@@ -55,8 +55,10 @@
 //!
 //! # Compaction hook
 //! [`Delta::Relocate`] swaps the stored handle of an unchanged object for a new one
-//! (e.g. its bytes moved to a fresh arena segment) without notifying anyone; it is
-//! processed in the key's order like any delta, on the shard thread.
+//! (e.g. its bytes moved to a fresh arena segment) without notifying anyone; the
+//! shard thread applies relocations before its next key, out of the key order, so a
+//! handler that falls behind cannot keep old handles (and their segments) alive.
+//! [`Fifo::relocate_pending`] does the same for the objects waiting in the queues.
 //!
 //! ```
 //! use std::sync::{Arc, Mutex};

@@ -159,6 +159,9 @@ pub(crate) struct QueueState {
     pub(crate) pending: HashMap<Arc<str>, Entry>,
     /// Deltas held over all entries (`pending` counts keys).
     pub(crate) items: usize,
+    /// Compaction copies of stored objects, applied ahead of the key order (see
+    /// [`crate::fifo::Delta::Relocate`]), in push order.
+    pub(crate) relocations: Vec<(Arc<str>, Obj)>,
     /// No more pushes; the shard thread drains and exits.
     pub(crate) closed: bool,
 }

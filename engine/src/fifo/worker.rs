@@ -78,6 +78,11 @@ pub(crate) fn run(shard: usize, mut writer: ShardWriter, barrier: Barrier, share
     loop {
         let mut q = queue.lock();
         let slot = loop {
+            if !q.relocations.is_empty() {
+                for (key, obj) in std::mem::take(&mut q.relocations) {
+                    apply(&mut writer, &key, Item::Upsert(obj, Upsert::Relocate));
+                }
+            }
             if let Some(s) = q.order.pop_front() {
                 break s;
             }

@@ -88,11 +88,15 @@ struct FifoSink {
 /// for 10,000 pods), and every event behind it would wait. Instead a *scan*
 /// (at most once per [`SCAN_INTERVAL`], and only when the arena's live share
 /// is under `compact_below`) collects the candidates, and each maintenance
-/// call relocates at most [`RELOCATE_BYTES_PER_CALL`] of them.
+/// call relocates at most [`RELOCATE_BYTES_PER_CALL`] of them. The fifo's
+/// queued objects are moved too: when handlers fall behind, they are what
+/// keeps old segments alive.
 struct Compaction {
     compact_below: f64,
     /// Objects found in sparse segments by the last scan, not yet relocated.
     pending: Vec<(Arc<str>, Obj)>,
+    /// The fifo's queued objects still need a pass ([`Fifo::relocate_pending`]).
+    queues_pending: bool,
     last_scan: Option<std::time::Instant>,
 }
 
@@ -103,7 +107,7 @@ const RELOCATE_BYTES_PER_CALL: usize = 2 << 20;
 
 impl Compaction {
     fn new(compact_below: f64) -> Self {
-        Compaction { compact_below, pending: Vec::new(), last_scan: None }
+        Compaction { compact_below, pending: Vec::new(), queues_pending: false, last_scan: None }
     }
 
     /// Collects the objects in sparse segments when the arena's live share is low.
@@ -115,6 +119,7 @@ impl Compaction {
             return;
         }
         self.last_scan = Some(std::time::Instant::now());
+        self.queues_pending = true;
         for shard in 0..store.shards() {
             store.for_each_in_shard(shard, |key, obj| {
                 if obj.segment_is_sparse() {
@@ -130,8 +135,9 @@ impl Compaction {
         );
     }
 
-    /// Relocates up to [`RELOCATE_BYTES_PER_CALL`] of the pending objects that
-    /// the store still holds, handing the copies to the fifo. Returns how many moved.
+    /// Relocates up to [`RELOCATE_BYTES_PER_CALL`] of the candidates that the
+    /// store still holds, handing the copies to the fifo, then moves the fifo's
+    /// queued objects out of sparse segments. Returns how many store objects moved.
     fn relocate_some(&mut self, store: &Store, decoder: &mut Decoder, fifo: &mut Fifo) -> usize {
         let mut budget = RELOCATE_BYTES_PER_CALL;
         let mut moved = 0;
@@ -147,9 +153,14 @@ impl Compaction {
             let relocated = decoder.arena_mut().relocate(&obj);
             if fifo.push(Delta::Relocate(relocated)).is_err() {
                 self.pending.clear();
+                self.queues_pending = false;
                 break;
             }
             moved += 1;
+        }
+        if self.pending.is_empty() && self.queues_pending && budget > 0 {
+            let (_, done) = fifo.relocate_pending(budget, |obj| decoder.arena_mut().relocate(obj));
+            self.queues_pending = !done;
         }
         moved
     }
@@ -189,15 +200,15 @@ impl EventSink for FifoSink {
     }
 
     fn maintain(&mut self, decoder: &mut Decoder) {
-        if self.compaction.pending.is_empty() {
+        if self.compaction.pending.is_empty() && !self.compaction.queues_pending {
             self.compaction.scan(&self.store, decoder.arena().stats());
-            if self.compaction.pending.is_empty() {
+            if self.compaction.pending.is_empty() && !self.compaction.queues_pending {
                 return;
             }
         }
         let mut fifo = self.fifo.lock().unwrap_or_else(|p| p.into_inner());
         let moved = self.compaction.relocate_some(&self.store, decoder, &mut fifo);
-        if self.compaction.pending.is_empty() {
+        if self.compaction.pending.is_empty() && !self.compaction.queues_pending {
             let stats = decoder.arena().stats();
             tracing::debug!(moved, live = stats.live_bytes, segments = stats.segment_bytes, "arena compaction pass done");
         }

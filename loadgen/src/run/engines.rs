@@ -324,11 +324,20 @@ impl Engine {
                 };
                 match &sink {
                     Sink::Sync(r) => {
-                        if deleted {
-                            r.observe_delete();
-                        } else {
-                            r.observe(stamp_of(&pod));
-                        }
+                        let observe = || {
+                            if deleted {
+                                r.observe_delete();
+                            } else {
+                                r.observe(stamp_of(&pod));
+                            }
+                        };
+                        // A slow sync handler blocks the stream, as it would in a
+                        // kube-rs controller; block_in_place keeps it from also
+                        // blocking the other tasks of this runtime (the writer).
+                        let blocking = !r.handler_cost().is_zero()
+                            && tokio::runtime::Handle::current().runtime_flavor()
+                                == tokio::runtime::RuntimeFlavor::MultiThread;
+                        if blocking { tokio::task::block_in_place(observe) } else { observe() }
                     }
                     Sink::Channel(tx) => {
                         let _ = tx.send((!deleted).then(|| Arc::new(pod)));

@@ -101,6 +101,8 @@ pub struct RunConfig {
     pub namespaces: usize,
     /// Handler style.
     pub handler: HandlerStyle,
+    /// Work (a sleep) per event wherever the handler style does its work; zero: none.
+    pub handler_cost: Duration,
     /// Engine under test.
     pub engine: EngineKind,
     /// kcache shards; 0 = cores.
@@ -144,6 +146,7 @@ impl Default for RunConfig {
             duration: Duration::from_secs(30),
             namespaces: 10,
             handler: HandlerStyle::Sync,
+            handler_cost: Duration::ZERO,
             engine: EngineKind::Kcache,
             shards: 0,
             strip_managed_fields: false,
@@ -223,7 +226,7 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, RunError> {
 
     // 2. Engine sync. The peak-RSS mark is reset first so that the engine's
     // peak excludes the pods this process built to create them.
-    let recorder = Arc::new(Recorder::default());
+    let recorder = Arc::new(Recorder::with_handler_cost(cfg.handler_cost));
     let settings = EngineSettings {
         label_selector: selector.clone(),
         handler: cfg.handler,
@@ -268,6 +271,7 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, RunError> {
         })
     };
     let stats = if cfg.duration.is_zero() { WriteStats::default() } else { w.drive(cfg.write_qps, cfg.duration, &bar).await };
+    let keys_written = cfg.pods + stats.creates as usize;
     sampler.abort();
     let rss_timeline = std::mem::take(&mut *timeline.lock().unwrap_or_else(|p| p.into_inner()));
     bar.finish_and_clear();
@@ -282,7 +286,7 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, RunError> {
     let converge_start = Instant::now();
     let (server, wire_bytes) = loop {
         let (server, wire_bytes) = server_snapshot(&client, &lp).await?;
-        if engine.snapshot() == server || converge_start.elapsed() > Duration::from_secs(60) {
+        if engine.snapshot() == server || converge_start.elapsed() > converge_timeout(cfg.handler_cost, keys_written) {
             break (server, wire_bytes);
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -317,6 +321,7 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, RunError> {
     let report = Report {
         engine: cfg.engine.as_str().to_owned(),
         handler: cfg.handler.as_str().to_owned(),
+        handler_cost_us: cfg.handler_cost.as_micros() as u64,
         pods: cfg.pods as u64,
         write_qps_target: cfg.write_qps,
         write_qps_achieved: stats.acknowledged() as f64 / stats.elapsed.as_secs_f64().max(1e-9),
@@ -350,6 +355,15 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, RunError> {
     engine.shutdown();
     target.cleanup(&namespaces).await;
     Ok(report)
+}
+
+/// How long the cache may take to catch up after the last write: a minute,
+/// plus, for a handler slowed by `--handler-cost-us`, the time to drain the
+/// coalesced backlog (at most two deltas per key, on one thread at worst),
+/// capped at four minutes so a hopeless backlog ends the run.
+fn converge_timeout(handler_cost: Duration, keys: usize) -> Duration {
+    let drain = handler_cost.saturating_mul(u32::try_from(2 * keys).unwrap_or(u32::MAX));
+    (Duration::from_secs(60) + drain).min(Duration::from_secs(240))
 }
 
 /// Resets this process's peak-RSS mark (`VmHWM`) to its current RSS by writing

@@ -33,10 +33,19 @@ pub struct Recorder {
     /// Resync deliveries (also counted in `events`).
     pub resyncs: AtomicU64,
     since: AtomicU64,
+    /// Work per event (a sleep after recording it): the overload scenario's slow handler.
+    cost: std::time::Duration,
 }
 
 impl Default for Recorder {
     fn default() -> Self {
+        Recorder::with_handler_cost(std::time::Duration::ZERO)
+    }
+}
+
+impl Recorder {
+    /// A recorder whose every `observe*` call then works (sleeps) for `cost`.
+    pub fn with_handler_cost(cost: std::time::Duration) -> Self {
         Recorder {
             latency_us: Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3).expect("static histogram bounds are valid")),
             stamped_events: AtomicU64::new(0),
@@ -44,11 +53,20 @@ impl Default for Recorder {
             events: AtomicU64::new(0),
             resyncs: AtomicU64::new(0),
             since: AtomicU64::new(u64::MAX),
+            cost,
         }
     }
-}
 
-impl Recorder {
+    /// The work per event.
+    pub fn handler_cost(&self) -> std::time::Duration {
+        self.cost
+    }
+
+    fn work(&self) {
+        if !self.cost.is_zero() {
+            std::thread::sleep(self.cost);
+        }
+    }
     /// Starts counting stamps sent at or after `nanos` (the write phase's start).
     pub fn start_at(&self, nanos: u64) {
         self.since.store(nanos, Ordering::SeqCst);
@@ -56,6 +74,11 @@ impl Recorder {
 
     /// Records an add or update whose [`SENT_AT`] stamp is `stamp` (if any).
     pub fn observe(&self, stamp: Option<&str>) {
+        self.record(stamp);
+        self.work();
+    }
+
+    fn record(&self, stamp: Option<&str>) {
         self.events.fetch_add(1, Ordering::Relaxed);
         let Some(sent) = stamp.and_then(|s| s.parse::<u64>().ok()) else { return };
         if sent < self.since.load(Ordering::Relaxed) {
@@ -71,12 +94,14 @@ impl Recorder {
     pub fn observe_resync(&self) {
         self.events.fetch_add(1, Ordering::Relaxed);
         self.resyncs.fetch_add(1, Ordering::Relaxed);
+        self.work();
     }
 
     /// Records a delete.
     pub fn observe_delete(&self) {
         self.events.fetch_add(1, Ordering::Relaxed);
         self.deletes.fetch_add(1, Ordering::Relaxed);
+        self.work();
     }
 
     /// A copy of the latency histogram (microseconds).
@@ -103,5 +128,18 @@ mod tests {
         assert_eq!(r.stamped_events.load(Ordering::Relaxed), 1);
         assert_eq!(r.deletes.load(Ordering::Relaxed), 1);
         assert_eq!(r.latency().len(), 1);
+    }
+
+    #[test]
+    fn a_handler_cost_is_spent_on_every_event_after_recording_it() {
+        let r = Recorder::with_handler_cost(std::time::Duration::from_millis(20));
+        let t = std::time::Instant::now();
+        r.observe(None);
+        r.observe_delete();
+        r.observe_resync();
+        assert!(t.elapsed() >= std::time::Duration::from_millis(60), "{:?}", t.elapsed());
+        assert_eq!(r.events.load(Ordering::Relaxed), 3);
+        let free = Recorder::default();
+        assert!(free.handler_cost().is_zero());
     }
 }
