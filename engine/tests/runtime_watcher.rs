@@ -373,3 +373,33 @@ async fn a_relist_storm_is_paced_by_the_backoff_not_by_the_cpu() {
     assert_eq!((src.list_calls(), src.watch_calls()), (lists, watches), "a healthy watch makes no more requests");
     w.stop.send(true).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_whose_first_page_announces_too_many_objects_stops_there_and_hands_nothing_on() {
+    let src = MemorySource::new("Pod");
+    for i in 0..100 {
+        src.apply(pod("a", &format!("p{i:03}"), "Pending"));
+    }
+    let mut config = fast_config();
+    config.max_objects = Some(25);
+    config.backoff = Backoff::new(Duration::from_secs(30), Duration::from_secs(30));
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    config.on_error = Some(std::sync::Arc::new(move |e: &WatcherError| {
+        if let WatcherError::TooManyObjects { limit, seen } = e {
+            log.lock().unwrap().push((*limit, *seen));
+        }
+    }));
+    let mut w = start(&src, config);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while seen.lock().unwrap().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "no TooManyObjects reported");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // 10 items plus remainingItemCount 90: the total is known from page one.
+    assert_eq!(seen.lock().unwrap()[0], (25, 100));
+    assert_eq!(src.list_calls(), 1);
+    assert!(w.rx.try_recv().is_err(), "no Init, no InitApply for a list that cannot complete");
+    assert_eq!(w.stats.errors.load(std::sync::atomic::Ordering::Relaxed), 1);
+    w.stop.send(true).unwrap();
+}

@@ -278,12 +278,17 @@ impl Source for MemorySource {
                 break;
             }
         }
+        let remaining = iter.count();
         let mut meta = json!({"resourceVersion": st.rv.to_string()});
         if let Some(k) = last {
             meta["continue"] = Value::String(k);
+            // As the API server: only a list without selectors can say how many
+            // items are left (this source does not filter by selector).
+            if params.label_selector.is_none() && params.field_selector.is_none() {
+                meta["remainingItemCount"] = json!(remaining);
+            }
         }
         let kind = format!("{}List", st.kind);
-        drop(iter);
         let body = json!({"kind": kind, "apiVersion": "v1", "metadata": meta, "items": items});
         Ok(Bytes::from(serde_json::to_vec(&body).unwrap_or_default()))
     }
