@@ -403,3 +403,42 @@ async fn a_list_whose_first_page_announces_too_many_objects_stops_there_and_hand
     assert_eq!(w.stats.errors.load(std::sync::atomic::Ordering::Relaxed), 1);
     w.stop.send(true).unwrap();
 }
+
+/// A server that accepts every watch and closes it at once, without an event.
+struct ClosesEveryWatch {
+    src: MemorySource,
+    watches: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Source for ClosesEveryWatch {
+    async fn list(&self, params: &ListParams) -> Result<bytes::Bytes, SourceError> {
+        self.src.list(params).await
+    }
+
+    async fn watch(&self, _params: &WatchParams, _resource_version: &str) -> Result<BodyStream, SourceError> {
+        self.watches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(Box::pin(futures::stream::empty()))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn watches_that_close_at_once_without_an_event_are_reopened_after_backoff() {
+    let src = MemorySource::new("Pod");
+    src.apply(pod("a", "x", "Pending"));
+    let watches = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut config = fast_config();
+    config.backoff = Backoff::new(Duration::from_millis(20), Duration::from_millis(200));
+    let backoff = config.backoff.clone();
+    let errors = collect_errors(&mut config);
+    let w = start_on(ClosesEveryWatch { src: src.clone(), watches: watches.clone() }, config);
+    let window = Duration::from_secs(2);
+    tokio::time::sleep(window).await;
+    let opened = watches.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(opened <= most_cycles(&backoff, window), "{opened} watches in {window:?}");
+    assert!(opened >= 8, "only {opened} watches");
+    assert_eq!(src.list_calls(), 1, "the watch is reopened from its resourceVersion, not relisted");
+    let errors = errors.lock().unwrap();
+    assert!(errors.len() as u64 + 1 >= opened, "{} errors for {opened} watches", errors.len());
+    assert!(errors.iter().all(|(_, text)| text.starts_with("watch closed after")), "{errors:?}");
+    w.stop.send(true).unwrap();
+}

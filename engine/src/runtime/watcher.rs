@@ -6,7 +6,8 @@
 //!   `continue` tokens, emitted as [`Event::Init`], [`Event::InitApply`] per object
 //!   and [`Event::InitDone`] with the list's resourceVersion. A `continue` token
 //!   that expired (410) restarts the list from the latest state
-//!   (`resourceVersion=""`), as client-go's pager does.
+//!   (`resourceVersion=""`), as client-go's pager does (once per list; a second
+//!   expiry is a failure and waits for the backoff).
 //! * **Streaming list** ([`WatcherConfig::streaming_list`]): one
 //!   `WATCH ?sendInitialEvents=true&resourceVersionMatch=NotOlderThan`; the
 //!   initial ADDED events are `InitApply`, and the BOOKMARK annotated
@@ -462,6 +463,7 @@ impl<S: Source> Watcher<S> {
         lp.field_selector.clone_from(&self.config.field_selector);
         lp.resource_version = Some(self.config.list_resource_version.clone());
         let mut seen = 0usize;
+        let mut restarted = false;
         loop {
             // With a limit, never ask for more than one object past it: that one
             // is enough to know the collection is too big.
@@ -474,10 +476,13 @@ impl<S: Source> Watcher<S> {
             };
             let body = match self.source.list(&lp).await {
                 Ok(body) => body,
-                Err(e) if e.is_expired() && lp.continue_token.is_some() => {
+                Err(e) if e.is_expired() && lp.continue_token.is_some() && !restarted => {
                     // The continue token outlived the server's compaction window:
-                    // restart the list from the latest state, as client-go does.
+                    // restart the list from the latest state, as client-go does —
+                    // once per attempt; a second expiry is a failure like any
+                    // other, so a server that expires every token is not looped on.
                     self.report(&WatcherError::List(e));
+                    restarted = true;
                     lp.continue_token = None;
                     lp.resource_version = Some(String::new());
                     seen = 0;
