@@ -11,6 +11,7 @@ use kcache::runtime::backoff::Backoff;
 use kcache::runtime::controller::{Action, Controller};
 use kcache::runtime::informer::{Informer, InformerConfig, InformerKey, SharedInformerFactory};
 use kcache::runtime::memory::MemorySource;
+use kcache::runtime::watcher::WatcherError;
 use kcache::ObjectRef;
 use serde_json::json;
 
@@ -375,4 +376,91 @@ async fn objects_queued_behind_a_blocked_handler_do_not_pin_arena_segments() {
     assert_eq!(cache_of(&compacting), server_of(&src));
     assert_eq!(cache_of(&compacting), cache_of(&control));
     assert!(gates[0].updates.load(Ordering::SeqCst) >= KEYS, "every key's last version reached the handler");
+}
+
+/// Collects every `TooManyObjects` error the informer reports, as `(limit, seen)`.
+fn too_many_log(c: &mut InformerConfig) -> Arc<Mutex<Vec<(usize, usize, String)>>> {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let sink = log.clone();
+    c.watcher.on_error = Some(Arc::new(move |e: &WatcherError| {
+        if let WatcherError::TooManyObjects { limit, seen } = e {
+            sink.lock().unwrap().push((*limit, *seen, e.to_string()));
+        }
+    }));
+    log
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_over_max_objects_never_syncs_reports_the_error_and_syncs_once_the_collection_shrinks() {
+    let src = MemorySource::new("Pod");
+    for i in 0..100 {
+        src.apply(pod("a", &format!("p{i:03}"), "n1"));
+    }
+    let mut c = config();
+    c.watcher.page_size = Some(10);
+    c.watcher.max_objects = Some(25);
+    // With a selector the server sends no remainingItemCount: the watcher has
+    // to count, and asks for no more than the limit plus one.
+    c.watcher.label_selector = Some("app=web".to_owned());
+    // Slow enough that the request count below is read before the retry.
+    c.watcher.backoff = Backoff::new(Duration::from_millis(300), Duration::from_millis(300));
+    let errors = too_many_log(&mut c);
+    let informer = Informer::spawn(src.clone(), c).unwrap();
+    eventually("the first TooManyObjects", || !errors.lock().unwrap().is_empty()).await;
+    // Pages of 10, 10, then only the 6 that tell 25 from 26: the other 74
+    // objects are never requested.
+    assert_eq!(src.list_calls(), 3, "reading stops once the count passes the limit");
+    {
+        let errors = errors.lock().unwrap();
+        let (limit, seen, text) = &errors[0];
+        assert_eq!((*limit, *seen), (25, 26));
+        assert!(text.contains("raise WatcherConfig::max_objects or narrow the label/field selector"), "{text}");
+    }
+    eventually("a retry after backoff", || errors.lock().unwrap().len() >= 2).await;
+    assert!(!informer.has_synced(), "a list over the limit never syncs");
+    assert_eq!(informer.store().len(), 0, "nothing of it reaches the store");
+    assert!(informer.stats().errors.load(Ordering::Relaxed) >= 2);
+
+    // Under the limit again at the source: the next relist syncs.
+    for i in 25..100 {
+        src.delete(&format!("a/p{i:03}"));
+    }
+    assert!(informer.wait_for_sync(Duration::from_secs(10)).await);
+    eventually("the whole collection", || cache_of(&informer) == server_of(&src)).await;
+    assert_eq!(informer.store().len(), 25);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_that_grows_past_max_objects_reports_it_and_keeps_the_cache_until_it_shrinks() {
+    let src = MemorySource::new("Pod");
+    for i in 0..5 {
+        src.apply(pod("a", &format!("p{i}"), "n1"));
+    }
+    let mut c = config();
+    c.watcher.max_objects = Some(6);
+    let errors = too_many_log(&mut c);
+    let informer = Informer::spawn(src.clone(), c).unwrap();
+    assert!(informer.wait_for_sync(Duration::from_secs(10)).await);
+    src.apply(pod("a", "sixth", "n1"));
+    tokio::time::timeout(Duration::from_secs(10), informer.store().wait_for(&src.resource_version().to_string()))
+        .await
+        .expect("the sixth object in time")
+        .unwrap();
+    let before = cache_of(&informer);
+    assert_eq!(before.len(), 6);
+
+    src.apply(pod("a", "seventh", "n1"));
+    eventually("TooManyObjects from the watch", || !errors.lock().unwrap().is_empty()).await;
+    let first = errors.lock().unwrap()[0].clone();
+    assert_eq!((first.0, first.1), (6, 7));
+    // Relists fail the same way while the collection is too big (the list reads 7 of 7).
+    eventually("a failed relist", || errors.lock().unwrap().len() >= 2 && src.list_calls() >= 2).await;
+    assert_eq!(cache_of(&informer), before, "the cache keeps its last good state");
+    assert!(informer.store().get_by_key("a/seventh").is_none());
+
+    src.delete("a/p0");
+    src.delete("a/p1");
+    eventually("the relist after the shrink", || cache_of(&informer) == server_of(&src)).await;
+    assert_eq!(informer.store().len(), 5);
+    assert!(informer.store().get_by_key("a/seventh").is_some());
 }

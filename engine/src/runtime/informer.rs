@@ -199,6 +199,12 @@ impl EventSink for FifoSink {
         }
     }
 
+    fn init_aborted(&mut self) {
+        // The list will not complete: its objects never reach the store, which
+        // keeps the last complete state.
+        self.listing = None;
+    }
+
     fn maintain(&mut self, decoder: &mut Decoder) {
         if self.compaction.pending.is_empty() && !self.compaction.queues_pending {
             self.compaction.scan(&self.store, decoder.arena().stats());

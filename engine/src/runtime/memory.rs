@@ -4,6 +4,13 @@
 //! It keeps objects as JSON, a bounded history of watch events, and a global
 //! resourceVersion counter, and can inject the failures a reflector must survive:
 //! expired resourceVersions (410), dropped watches and malformed frames.
+//!
+//! # Watch semantics
+//! As the API server's ("Semantics for watch" in the API concepts): a watch
+//! from resourceVersion `""` or `"0"` starts with a synthetic ADDED event per
+//! object held, then live events; a watch from an explicit resourceVersion
+//! replays the history after it, or gets one ERROR event with a 410 Expired
+//! Status when that history is gone.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,8 +44,10 @@ pub struct MemorySource {
 #[derive(Clone, Debug)]
 enum Live {
     Event(u64, Bytes),
-    /// Sent to every watch as is (bookmarks, malformed frames).
+    /// Sent to every watch as is (malformed frames).
     Raw(Bytes),
+    /// Sent to every watch that asked for bookmarks.
+    Bookmark(Bytes),
     Disconnect,
 }
 
@@ -52,6 +61,8 @@ struct State {
     oldest_valid_rv: u64,
     next_list_error: Option<u16>,
     expire_next_watch: bool,
+    /// Every non-streaming watch gets 410 Expired while set.
+    expire_every_watch: bool,
     refuse_watches: bool,
 }
 
@@ -69,6 +80,7 @@ impl MemorySource {
                 oldest_valid_rv: 0,
                 next_list_error: None,
                 expire_next_watch: false,
+                expire_every_watch: false,
                 refuse_watches: false,
             })),
             live,
@@ -126,7 +138,7 @@ impl MemorySource {
     pub fn bookmark(&self) {
         let st = self.lock();
         let line = bookmark_line(&st.kind, st.rv, false);
-        let _ = self.live.send(Live::Raw(line));
+        let _ = self.live.send(Live::Bookmark(line));
     }
 
     /// Sends one line that is not valid JSON to every open watch.
@@ -145,6 +157,13 @@ impl MemorySource {
     /// resourceVersion (as after an etcd compaction racing the watch).
     pub fn expire_next_watch(&self) {
         self.lock().expire_next_watch = true;
+    }
+
+    /// While `expire` is true, every non-streaming watch is answered with 410
+    /// Expired at once (a server whose compaction outruns every watch): the
+    /// reflector relists each time, so this is how tests provoke a relist storm.
+    pub fn expire_every_watch(&self, expire: bool) {
+        self.lock().expire_every_watch = expire;
     }
 
     /// While `refuse` is true, every WATCH request fails with 503 (an API
@@ -259,12 +278,17 @@ impl Source for MemorySource {
                 break;
             }
         }
+        let remaining = iter.count();
         let mut meta = json!({"resourceVersion": st.rv.to_string()});
         if let Some(k) = last {
             meta["continue"] = Value::String(k);
+            // As the API server: only a list without selectors can say how many
+            // items are left (this source does not filter by selector).
+            if params.label_selector.is_none() && params.field_selector.is_none() {
+                meta["remainingItemCount"] = json!(remaining);
+            }
         }
         let kind = format!("{}List", st.kind);
-        drop(iter);
         let body = json!({"kind": kind, "apiVersion": "v1", "metadata": meta, "items": items});
         Ok(Bytes::from(serde_json::to_vec(&body).unwrap_or_default()))
     }
@@ -286,7 +310,13 @@ impl Source for MemorySource {
             from = st.rv;
         } else {
             let requested = match resource_version {
-                "" | "0" => st.rv,
+                "" | "0" => {
+                    // Synthetic ADDED events for the current state, then live
+                    // events after it: a write between an empty list (RV "0")
+                    // and its watch is not lost.
+                    backlog.extend(st.objects.values().map(|obj| event_line("ADDED", obj)));
+                    st.rv
+                }
                 rv => match rv.parse::<u64>() {
                     Ok(n) => n,
                     Err(_) => {
@@ -298,7 +328,7 @@ impl Source for MemorySource {
                     }
                 },
             };
-            if requested < st.oldest_valid_rv || std::mem::take(&mut st.expire_next_watch) {
+            if requested < st.oldest_valid_rv || std::mem::take(&mut st.expire_next_watch) || st.expire_every_watch {
                 let line = expired(resource_version, st.oldest_valid_rv);
                 return Ok(Box::pin(futures::stream::iter([Ok(line)])));
             }
@@ -316,11 +346,11 @@ impl Source for MemorySource {
                         }
                         return Some((Ok(line), (rx, rv)));
                     }
-                    Ok(Live::Raw(line)) => {
-                        if !bookmarks && line.starts_with(b"{\"type\":\"BOOKMARK\"") {
-                            continue;
+                    Ok(Live::Raw(line)) => return Some((Ok(line), (rx, seen))),
+                    Ok(Live::Bookmark(line)) => {
+                        if bookmarks {
+                            return Some((Ok(line), (rx, seen)));
                         }
-                        return Some((Ok(line), (rx, seen)));
                     }
                     Ok(Live::Disconnect) | Err(broadcast::error::RecvError::Closed) => return None,
                     // A watcher that fell behind is closed, as the real server does.

@@ -6,7 +6,8 @@
 //!   `continue` tokens, emitted as [`Event::Init`], [`Event::InitApply`] per object
 //!   and [`Event::InitDone`] with the list's resourceVersion. A `continue` token
 //!   that expired (410) restarts the list from the latest state
-//!   (`resourceVersion=""`), as client-go's pager does.
+//!   (`resourceVersion=""`), as client-go's pager does (once per list; a second
+//!   expiry is a failure and waits for the backoff).
 //! * **Streaming list** ([`WatcherConfig::streaming_list`]): one
 //!   `WATCH ?sendInitialEvents=true&resourceVersionMatch=NotOlderThan`; the
 //!   initial ADDED events are `InitApply`, and the BOOKMARK annotated
@@ -18,18 +19,38 @@
 //!
 //! # Recovery
 //! * Watch closed by the server or timed out: rewatch from the last seen
-//!   resourceVersion at once (bookmarks keep it fresh).
-//! * 410 Expired (as an HTTP status or an ERROR event): relist.
+//!   resourceVersion at once (bookmarks keep it fresh) — unless the watch
+//!   delivered nothing and lasted under a second ([`WatcherError::ShortWatch`]):
+//!   a server that closes every watch at once is retried after backoff, as
+//!   client-go's reflector does with a "very short watch".
+//! * 410 Expired (as an HTTP status or an ERROR event): relist, after backoff.
 //! * A malformed frame, an unknown event type, or any other ERROR event: the
-//!   event is counted and reported, the watch is dropped and reopened from the
-//!   last resourceVersion that decoded cleanly — nothing already delivered is
-//!   lost or repeated out of order.
+//!   event is counted and reported (with the object's `namespace/name` when it
+//!   can be read, see [`WatcherError::Decode`]), the watch is dropped and
+//!   reopened from the last resourceVersion that decoded cleanly — nothing
+//!   already delivered is lost or repeated out of order. If the reopened watch
+//!   fails on a bad frame again before delivering anything (the bad event is in
+//!   the server's history and replays first), the watcher relists instead.
 //! * Transport and server errors: capped exponential backoff with jitter
 //!   ([`Backoff`]) before the next request, so a flapping API server is not hammered.
+//! * Too many objects ([`WatcherConfig::max_objects`]): the list or watch is
+//!   abandoned, [`WatcherError::TooManyObjects`] is reported, the cache keeps its
+//!   last good state, and the watcher relists after backoff.
+//!
+//! # Rate of requests under failure
+//! Every failure — a failed LIST or WATCH request, a 410 (so a relist), an ERROR
+//! event, a watch that ends before delivering anything, too many objects — waits
+//! [`Backoff::next_delay`] before the next request. A successful LIST does not
+//! reset the backoff: only [`Backoff::reset_after`] without failures does
+//! (client-go's reflector runs `ListAndWatch` under the same kind of backoff
+//! manager: 800 ms doubling to 30 s, reset after 2 min of quiet). So a server that
+//! answers every watch with 410 sees LIST+WATCH pairs at the backoff's pace —
+//! at most about one pair per 30 s once the cap is reached — not at the pace of
+//! the CPU. docs/TESTING.md has the measured rates.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kube::api::{ListParams, WatchParams};
@@ -39,7 +60,11 @@ use tokio::sync::watch;
 use super::backoff::Backoff;
 use super::source::{Source, SourceError};
 use crate::Obj;
-use crate::wire::{DecodeError, Decoder, FrameError, Framer, WatchEvent};
+use crate::wire::{DecodeError, Decoder, DecoderConfig, FrameError, Framer, WatchEvent};
+
+/// A watch that ends (cleanly) sooner than this without delivering a single
+/// event counts as a failure: client-go's reflector calls it a "very short watch".
+const SHORT_WATCH: Duration = Duration::from_secs(1);
 
 /// What the watcher saw, in kube-rs's vocabulary.
 #[derive(Clone, Debug)]
@@ -66,6 +91,14 @@ pub enum Event {
 pub trait EventSink: Send {
     /// Called once per event. Must not block for long: it delays the watch.
     fn event(&mut self, event: Event);
+
+    /// Called when a list that began with [`Event::Init`] was abandoned before
+    /// its [`Event::InitDone`] (a failed page, too many objects, a broken
+    /// streaming list): the objects received since `Init` must be dropped and
+    /// the cache left as it was. The watcher lists again later, starting with a
+    /// new `Init`. The default does nothing, which is correct for a sink that
+    /// restarts its buffer at every `Init`; it only holds memory longer.
+    fn init_aborted(&mut self) {}
 
     /// Called on the watcher's task between events, at most once per
     /// [`WatcherConfig::maintenance_interval`], with the decoder whose arena
@@ -95,9 +128,17 @@ pub enum WatcherError {
     /// The watch stream broke mid-body.
     #[error("watch stream broke")]
     Stream(#[source] SourceError),
-    /// A frame or a list body could not be decoded.
-    #[error("could not decode a response")]
-    Decode(#[source] DecodeError),
+    /// A watch frame or a list body could not be decoded.
+    #[error("could not decode {}", match key { Some(k) => format!("object key={k}"), None => "a response".to_owned() })]
+    Decode {
+        /// `namespace/name` (or `name`) of the object that failed, when its
+        /// metadata could still be read; `None` when the document is not JSON
+        /// or names no object.
+        key: Option<String>,
+        /// What was wrong.
+        #[source]
+        source: DecodeError,
+    },
     /// A watch frame was over the size limit.
     #[error("watch frame rejected")]
     Frame(#[source] FrameError),
@@ -110,6 +151,25 @@ pub enum WatcherError {
         reason: String,
         /// Status message.
         message: String,
+    },
+    /// The watch ended without delivering a single event, sooner than a second
+    /// after it opened; the next watch waits for the backoff.
+    #[error("watch closed after {lasted:?} without an event")]
+    ShortWatch {
+        /// How long the watch was open.
+        lasted: Duration,
+    },
+    /// The collection holds more objects than [`WatcherConfig::max_objects`]:
+    /// the list or watch was abandoned and the cache left as it was.
+    #[error(
+        "collection has at least {seen} objects, over the limit of {limit}: raise WatcherConfig::max_objects or narrow the label/field selector"
+    )]
+    TooManyObjects {
+        /// The configured limit.
+        limit: usize,
+        /// Objects counted (or announced by the server's `remainingItemCount`)
+        /// when reading stopped: the collection holds at least this many.
+        seen: usize,
     },
 }
 
@@ -139,6 +199,17 @@ pub struct WatcherConfig {
     /// compaction). Default 50 ms: each call does a bounded amount of work, so
     /// frequent calls keep both the stall per call and the arena's dead bytes small.
     pub maintenance_interval: Duration,
+    /// Most objects the collection may hold; `None` (default) for no limit.
+    ///
+    /// A LIST is read no further than `limit + 1` objects (page sizes are cut
+    /// to what is left, and a page whose `remainingItemCount` already says the
+    /// total is too big ends the list), a streaming list stops at the first
+    /// initial event over the limit, and a watch stops at the ADDED event that
+    /// would take the count over it (the count follows ADDED and DELETED events).
+    /// Each time, [`WatcherError::TooManyObjects`] is reported, the cache keeps
+    /// its last complete state, and the watcher relists after backoff until the
+    /// collection is small enough again. Never a silent truncation.
+    pub max_objects: Option<usize>,
 }
 
 impl Default for WatcherConfig {
@@ -154,6 +225,7 @@ impl Default for WatcherConfig {
             on_error: None,
             max_frame_bytes: 16 << 20,
             maintenance_interval: Duration::from_millis(50),
+            max_objects: None,
         }
     }
 }
@@ -166,6 +238,7 @@ impl std::fmt::Debug for WatcherConfig {
             .field("page_size", &self.page_size)
             .field("streaming_list", &self.streaming_list)
             .field("min_watch_timeout", &self.min_watch_timeout)
+            .field("max_objects", &self.max_objects)
             .finish_non_exhaustive()
     }
 }
@@ -203,7 +276,15 @@ pub struct Watcher<S> {
     decoder: Decoder,
     config: WatcherConfig,
     stats: Arc<WatcherStats>,
-    last_maintenance: std::time::Instant,
+    last_maintenance: Instant,
+    /// Objects in the collection as of the last event: the last complete
+    /// list's count, plus ADDED, minus DELETED since.
+    objects: usize,
+    /// An [`Event::Init`] was sent and its [`Event::InitDone`] not yet.
+    listing: bool,
+    /// The last watch ended on a bad frame; if the next one does too before
+    /// delivering anything, the bad event is in the server's history: relist.
+    broke_on_bad_frame: bool,
 }
 
 enum Next {
@@ -211,14 +292,40 @@ enum Next {
     Relist,
     /// Watch from this resourceVersion.
     Rewatch(String),
+    /// Wait for the backoff, then do this (a failure happened).
+    Backoff(Box<Next>),
     /// Shutdown was requested.
     Stop,
+}
+
+impl Next {
+    fn after_backoff(next: Next) -> Next {
+        Next::Backoff(Box::new(next))
+    }
+}
+
+/// How one watch body ended, for [`Watcher::after_watch`].
+struct WatchEnd {
+    opened: Instant,
+    /// Events decoded from this watch (bookmarks included).
+    events: u64,
+    /// It ended on an error that was already reported.
+    failed: bool,
 }
 
 impl<S: Source> Watcher<S> {
     /// A watcher over `source`, decoding with `decoder`.
     pub fn new(source: S, decoder: Decoder, config: WatcherConfig) -> Self {
-        Watcher { source, decoder, config, stats: Arc::new(WatcherStats::default()), last_maintenance: std::time::Instant::now() }
+        Watcher {
+            source,
+            decoder,
+            config,
+            stats: Arc::new(WatcherStats::default()),
+            last_maintenance: Instant::now(),
+            objects: 0,
+            listing: false,
+            broke_on_bad_frame: false,
+        }
     }
 
     /// The watcher's counters.
@@ -236,6 +343,13 @@ impl<S: Source> Watcher<S> {
             }
             next = match next {
                 Next::Stop => return,
+                Next::Backoff(then) => {
+                    if self.sleep_backoff(&mut shutdown).await {
+                        *then
+                    } else {
+                        Next::Stop
+                    }
+                }
                 Next::Relist => {
                     if !first {
                         WatcherStats::inc(&self.stats.relists);
@@ -247,10 +361,9 @@ impl<S: Source> Watcher<S> {
                         self.paginated_list(sink).await
                     };
                     match attempt {
-                        Ok(next) => {
-                            self.config.backoff.reset();
-                            next
-                        }
+                        // No backoff reset here: a list that succeeds only to be
+                        // followed by a 410 again is part of a failure streak.
+                        Ok(next) => next,
                         Err(e) => {
                             let fell_back = self.config.streaming_list && matches!(&e, WatcherError::Watch(SourceError::Api { code, .. }) if *code != 410 && *code < 500);
                             self.report(&e);
@@ -258,7 +371,7 @@ impl<S: Source> Watcher<S> {
                                 tracing::warn!("streaming list refused by the server; falling back to paginated LIST");
                                 self.config.streaming_list = false;
                             }
-                            if self.sleep_backoff(&mut shutdown).await { Next::Relist } else { Next::Stop }
+                            Next::after_backoff(Next::Relist)
                         }
                     }
                 }
@@ -268,35 +381,51 @@ impl<S: Source> Watcher<S> {
                     match self.source.watch(&params, &rv).await {
                         Ok(body) => {
                             WatcherStats::inc(&self.stats.watches);
-                            self.consume(body, rv, None, sink, &mut shutdown).await
+                            self.consume(body, rv, false, sink, &mut shutdown).await
                         }
                         Err(e) if e.is_expired() => {
                             self.report(&WatcherError::Watch(e));
-                            Next::Relist
+                            Next::after_backoff(Next::Relist)
                         }
                         Err(e) => {
                             self.report(&WatcherError::Watch(e));
-                            if self.sleep_backoff(&mut shutdown).await { Next::Rewatch(rv) } else { Next::Stop }
+                            Next::after_backoff(Next::Rewatch(rv))
                         }
                     }
                 }
             };
+            if self.listing {
+                // Every list attempt returns either after its InitDone or abandoned.
+                self.listing = false;
+                sink.init_aborted();
+            }
         }
     }
 
     fn maybe_maintain(&mut self, sink: &mut impl EventSink) {
         if self.last_maintenance.elapsed() >= self.config.maintenance_interval {
-            self.last_maintenance = std::time::Instant::now();
+            self.last_maintenance = Instant::now();
             sink.maintain(&mut self.decoder);
         }
     }
 
     fn report(&self, e: &WatcherError) {
         WatcherStats::inc(&self.stats.errors);
-        if matches!(e, WatcherError::Decode(_) | WatcherError::Frame(_)) {
-            WatcherStats::inc(&self.stats.decode_errors);
+        let source = std::error::Error::source(e).map(ToString::to_string);
+        match e {
+            WatcherError::Decode { key, .. } => {
+                WatcherStats::inc(&self.stats.decode_errors);
+                tracing::warn!(error = %e, key = key.as_deref().unwrap_or(""), source = ?source, "watcher recovering");
+            }
+            WatcherError::Frame(_) => {
+                WatcherStats::inc(&self.stats.decode_errors);
+                tracing::warn!(error = %e, source = ?source, "watcher recovering");
+            }
+            WatcherError::TooManyObjects { limit, seen } => {
+                tracing::error!(error = %e, limit, seen, "collection over max_objects; cache kept, relisting after backoff");
+            }
+            _ => tracing::warn!(error = %e, source = ?source, "watcher recovering"),
         }
-        tracing::warn!(error = %e, source = ?std::error::Error::source(e).map(ToString::to_string), "watcher recovering");
         if let Some(cb) = &self.config.on_error {
             cb(e);
         }
@@ -305,6 +434,7 @@ impl<S: Source> Watcher<S> {
     /// Sleeps for the next backoff delay; false when shutdown came first.
     async fn sleep_backoff(&mut self, shutdown: &mut watch::Receiver<bool>) -> bool {
         let delay = self.config.backoff.next_delay();
+        tracing::debug!(?delay, "backing off before the next request");
         tokio::select! {
             () = tokio::time::sleep(delay) => true,
             _ = shutdown.changed() => !*shutdown.borrow(),
@@ -323,32 +453,68 @@ impl<S: Source> Watcher<S> {
         wp
     }
 
+    fn too_many(&self, seen: usize) -> Option<WatcherError> {
+        self.config.max_objects.filter(|&limit| seen > limit).map(|limit| WatcherError::TooManyObjects { limit, seen })
+    }
+
     async fn paginated_list(&mut self, sink: &mut impl EventSink) -> Result<Next, WatcherError> {
         let mut lp = ListParams::default();
         lp.label_selector.clone_from(&self.config.label_selector);
         lp.field_selector.clone_from(&self.config.field_selector);
-        lp.limit = self.config.page_size;
         lp.resource_version = Some(self.config.list_resource_version.clone());
-        let mut started = false;
+        let mut seen = 0usize;
+        let mut restarted = false;
         loop {
+            // With a limit, never ask for more than one object past it: that one
+            // is enough to know the collection is too big.
+            lp.limit = match self.config.max_objects {
+                Some(max) => {
+                    let left = u32::try_from(max.saturating_sub(seen).saturating_add(1)).unwrap_or(u32::MAX);
+                    Some(self.config.page_size.map_or(left, |p| p.min(left)))
+                }
+                None => self.config.page_size,
+            };
             let body = match self.source.list(&lp).await {
                 Ok(body) => body,
-                Err(e) if e.is_expired() && lp.continue_token.is_some() => {
+                Err(e) if e.is_expired() && lp.continue_token.is_some() && !restarted => {
                     // The continue token outlived the server's compaction window:
-                    // restart the list from the latest state, as client-go does.
+                    // restart the list from the latest state, as client-go does —
+                    // once per attempt; a second expiry is a failure like any
+                    // other, so a server that expires every token is not looped on.
                     self.report(&WatcherError::List(e));
+                    restarted = true;
                     lp.continue_token = None;
                     lp.resource_version = Some(String::new());
-                    sink.event(Event::Init);
+                    seen = 0;
+                    if self.listing {
+                        sink.event(Event::Init);
+                    }
                     continue;
                 }
                 Err(e) => return Err(WatcherError::List(e)),
             };
             self.stats.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
-            let list = self.decoder.decode_list(&body).map_err(WatcherError::Decode)?;
-            if !started {
+            let list = match self.decoder.decode_list(&body) {
+                Ok(list) => list,
+                Err(source) => {
+                    let key = failing_list_item(self.decoder.config(), &body);
+                    return Err(WatcherError::Decode { key, source });
+                }
+            };
+            seen += list.items.len();
+            let announced = list
+                .continue_token
+                .as_ref()
+                .and(list.remaining_item_count)
+                .map_or(0, |r| usize::try_from(r).unwrap_or(0));
+            if let Some(e) = self.too_many(seen.saturating_add(announced)) {
+                // Checked before the page is handed on: the sink buffers no
+                // object of a list that cannot complete.
+                return Err(e);
+            }
+            if !self.listing {
                 sink.event(Event::Init);
-                started = true;
+                self.listing = true;
             }
             self.stats.events.fetch_add(list.items.len() as u64, Ordering::Relaxed);
             for obj in list.items {
@@ -361,6 +527,8 @@ impl<S: Source> Watcher<S> {
                 }
                 _ => {
                     WatcherStats::inc(&self.stats.lists);
+                    self.objects = seen;
+                    self.listing = false;
                     sink.event(Event::InitDone { resource_version: list.resource_version.clone() });
                     return Ok(Next::Rewatch(list.resource_version));
                 }
@@ -377,20 +545,23 @@ impl<S: Source> Watcher<S> {
         let body = self.source.watch(&params, "").await.map_err(WatcherError::Watch)?;
         WatcherStats::inc(&self.stats.watches);
         sink.event(Event::Init);
-        Ok(self.consume(body, String::new(), Some(()), sink, shutdown).await)
+        self.listing = true;
+        self.objects = 0;
+        Ok(self.consume(body, String::new(), true, sink, shutdown).await)
     }
 
-    /// Reads one watch body to its end. `initial` is `Some` while a streaming
+    /// Reads one watch body to its end. `initial` is true while a streaming
     /// list's initial events are still arriving.
     async fn consume(
         &mut self,
         mut body: super::source::BodyStream,
         mut rv: String,
-        mut initial: Option<()>,
+        mut initial: bool,
         sink: &mut impl EventSink,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Next {
         let mut framer = Framer::watch_with_limit(self.config.max_frame_bytes);
+        let mut end = WatchEnd { opened: Instant::now(), events: 0, failed: false };
         loop {
             let chunk = tokio::select! {
                 chunk = body.next() => chunk,
@@ -401,6 +572,7 @@ impl<S: Source> Watcher<S> {
                 Some(Ok(chunk)) => chunk,
                 Some(Err(e)) => {
                     self.report(&WatcherError::Stream(e));
+                    end.failed = true;
                     break;
                 }
             };
@@ -412,38 +584,50 @@ impl<S: Source> Watcher<S> {
                     Some(Ok(frame)) => frame,
                     Some(Err(e)) => {
                         self.report(&WatcherError::Frame(e));
-                        return self.after_broken_watch(rv, initial.is_some());
+                        return self.after_bad_frame(rv, initial, &end);
                     }
                 };
                 self.maybe_maintain(sink);
                 let event = match self.decoder.decode_event(&frame) {
                     Ok(event) => event,
-                    Err(e) => {
-                        self.report(&WatcherError::Decode(e));
-                        return self.after_broken_watch(rv, initial.is_some());
+                    Err(source) => {
+                        self.report(&WatcherError::Decode { key: event_key(&frame), source });
+                        return self.after_bad_frame(rv, initial, &end);
                     }
                 };
+                end.events += 1;
+                self.broke_on_bad_frame = false;
                 match event {
-                    WatchEvent::Added(obj) | WatchEvent::Modified(obj) => {
-                        WatcherStats::inc(&self.stats.events);
-                        rv.clear();
-                        rv.push_str(obj.resource_version());
-                        sink.event(if initial.is_some() { Event::InitApply(obj) } else { Event::Apply(obj) });
+                    WatchEvent::Added(obj) => {
+                        if let Err(e) = self.grow() {
+                            self.report(&e);
+                            return Next::after_backoff(Next::Relist);
+                        }
+                        self.apply(obj, initial, &mut rv, sink);
+                    }
+                    WatchEvent::Modified(obj) => {
+                        // A streaming list's initial events are all new objects.
+                        if initial && let Err(e) = self.grow() {
+                            self.report(&e);
+                            return Next::after_backoff(Next::Relist);
+                        }
+                        self.apply(obj, initial, &mut rv, sink);
                     }
                     WatchEvent::Deleted(obj) => {
                         WatcherStats::inc(&self.stats.events);
+                        self.objects = self.objects.saturating_sub(1);
                         rv.clear();
                         rv.push_str(obj.resource_version());
                         sink.event(Event::Delete(obj));
                     }
                     WatchEvent::Bookmark { resource_version, initial_events_end } => {
                         rv.clone_from(&resource_version);
-                        if initial.is_some() && initial_events_end {
-                            initial = None;
+                        if initial && initial_events_end {
+                            initial = false;
+                            self.listing = false;
                             WatcherStats::inc(&self.stats.lists);
-                            self.config.backoff.reset();
                             sink.event(Event::InitDone { resource_version });
-                        } else if initial.is_none() {
+                        } else if !initial {
                             sink.event(Event::Bookmark(resource_version));
                         }
                     }
@@ -455,20 +639,100 @@ impl<S: Source> Watcher<S> {
                             reason: status.reason.clone(),
                             message: status.message.clone(),
                         });
-                        if code == 410 {
-                            return Next::Relist;
+                        if code == 410 || initial || rv.is_empty() {
+                            return Next::after_backoff(Next::Relist);
                         }
-                        return self.after_broken_watch(rv, initial.is_some());
+                        return Next::after_backoff(Next::Rewatch(rv));
                     }
                 }
             }
         }
-        self.after_broken_watch(rv, initial.is_some())
+        self.after_watch(rv, initial, &end)
     }
 
-    fn after_broken_watch(&self, rv: String, in_initial_list: bool) -> Next {
+    /// Counts one more object, or says the collection is now too big.
+    fn grow(&mut self) -> Result<(), WatcherError> {
+        let seen = self.objects.saturating_add(1);
+        if let Some(e) = self.too_many(seen) {
+            return Err(e);
+        }
+        self.objects = seen;
+        Ok(())
+    }
+
+    fn apply(&mut self, obj: Obj, initial: bool, rv: &mut String, sink: &mut impl EventSink) {
+        WatcherStats::inc(&self.stats.events);
+        rv.clear();
+        rv.push_str(obj.resource_version());
+        sink.event(if initial { Event::InitApply(obj) } else { Event::Apply(obj) });
+    }
+
+    /// What to do after a watch body ended, cleanly or on a transport error
+    /// (already reported).
+    fn after_watch(&self, rv: String, in_initial_list: bool, end: &WatchEnd) -> Next {
+        let lasted = end.opened.elapsed();
+        let short = end.events == 0 && lasted < SHORT_WATCH;
+        if short && !end.failed {
+            self.report(&WatcherError::ShortWatch { lasted });
+        }
         // A streaming list that broke before its end bookmark never completed:
         // only a fresh list can say which objects exist.
-        if in_initial_list || rv.is_empty() { Next::Relist } else { Next::Rewatch(rv) }
+        let retry = if in_initial_list || rv.is_empty() { Next::Relist } else { Next::Rewatch(rv) };
+        if in_initial_list || short || (end.failed && end.events == 0) {
+            Next::after_backoff(retry)
+        } else {
+            // It made progress: a routine close (timeout, load balancer) or a
+            // break after good events. Resume at once.
+            retry
+        }
     }
+
+    /// What to do after a frame that could not be framed or decoded (already reported).
+    fn after_bad_frame(&mut self, rv: String, in_initial_list: bool, end: &WatchEnd) -> Next {
+        // Rewatching replays history from the last good resourceVersion; when the
+        // previous watch broke on a bad frame too and this one delivered nothing
+        // before breaking, the bad event is in that history and would come first
+        // every time. A list skips history.
+        let replayed = self.broke_on_bad_frame && end.events == 0;
+        self.broke_on_bad_frame = !replayed;
+        if in_initial_list || rv.is_empty() || replayed {
+            Next::after_backoff(Next::Relist)
+        } else if end.events == 0 {
+            Next::after_backoff(Next::Rewatch(rv))
+        } else {
+            Next::Rewatch(rv)
+        }
+    }
+}
+
+/// `namespace/name` (or `name`) of an object, read leniently.
+fn key_of(obj: &serde_json::Value) -> Option<String> {
+    let meta = obj.get("metadata")?;
+    let name = meta.get("name")?.as_str().filter(|n| !n.is_empty())?;
+    match meta.get("namespace").and_then(serde_json::Value::as_str) {
+        Some(ns) if !ns.is_empty() => Some(format!("{ns}/{name}")),
+        _ => Some(name.to_owned()),
+    }
+}
+
+/// The key of the object in a watch event that failed to decode, when the
+/// document is still JSON and names one. Runs on the error path only.
+fn event_key(frame: &[u8]) -> Option<String> {
+    let doc: serde_json::Value = serde_json::from_slice(frame).ok()?;
+    key_of(doc.get("object")?)
+}
+
+/// The key of the first item of a LIST body that does not decode on its own,
+/// when the body is still JSON. Runs on the error path only, with a throwaway
+/// decoder so that the watcher's arena holds nothing of it.
+fn failing_list_item(config: &DecoderConfig, body: &[u8]) -> Option<String> {
+    let doc: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let mut probe = Decoder::new(config.clone());
+    for item in doc.get("items")?.as_array()? {
+        let bytes = serde_json::to_vec(item).ok()?;
+        if probe.decode_object(&bytes).is_err() {
+            return key_of(item);
+        }
+    }
+    None
 }

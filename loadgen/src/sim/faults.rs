@@ -1,7 +1,7 @@
 //! Fault injection switches and request/watch counters.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -16,6 +16,10 @@ pub struct FaultRequest {
     pub close_watches_every: Option<u64>,
     /// Expire every resourceVersion older than now.
     pub expire_history: bool,
+    /// While true, answer every WATCH with one ERROR event carrying a 410
+    /// Expired Status (a compaction outrunning every watch), so clients relist
+    /// each time; `false` turns it off.
+    pub expire_every_watch: Option<bool>,
     /// Send one malformed frame on every open watch.
     pub inject_malformed_frame: bool,
     /// Delay every response by this many milliseconds; 0 turns it off.
@@ -28,6 +32,8 @@ pub struct FaultRequest {
 pub(crate) struct Faults {
     pub close_every: AtomicU64,
     pub latency_us: AtomicU64,
+    /// Every watch gets 410 Expired while set.
+    pub expire_every_watch: AtomicBool,
     /// Bumped once per `inject_malformed_frame`; watchers send one bad frame per bump.
     pub malformed: tokio::sync::watch::Sender<u64>,
     /// Cancelled (and replaced) by `restart`: every connection holds a child.
@@ -39,6 +45,7 @@ impl Faults {
         Faults {
             close_every: AtomicU64::new(0),
             latency_us: AtomicU64::new(0),
+            expire_every_watch: AtomicBool::new(false),
             malformed: tokio::sync::watch::channel(0).0,
             generation: Mutex::new(CancellationToken::new()),
         }

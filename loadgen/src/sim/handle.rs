@@ -351,6 +351,15 @@ impl SimHandle {
         });
     }
 
+    /// While `on`, answers every WATCH with a 410 Expired ERROR event, so that
+    /// clients relist each time (a relist storm); `false` turns it off.
+    pub fn expire_every_watch(&self, on: bool) {
+        self.faults(&FaultRequest {
+            expire_every_watch: Some(on),
+            ..FaultRequest::default()
+        });
+    }
+
     /// Sends one malformed frame (a cut-off event line) on every open watch.
     pub fn inject_malformed_frame(&self) {
         self.faults(&FaultRequest {

@@ -587,10 +587,21 @@ fn start_watch(
     };
     let namespace = (!target.namespace.is_empty()).then(|| target.namespace.clone());
     let (tx, rx) = mpsc::channel(64);
-    match shared
-        .store
-        .start_watch(target.res, namespace.as_deref(), start)
-    {
+    let started = if shared.faults.expire_every_watch.load(Relaxed) {
+        let requested = match start {
+            WatchStart::From(rv) => rv,
+            WatchStart::Now | WatchStart::InitialState => shared.store.resource_version(),
+        };
+        Err(ApiError::too_old_resource_version(
+            requested,
+            shared.store.resource_version() + 1,
+        ))
+    } else {
+        shared
+            .store
+            .start_watch(target.res, namespace.as_deref(), start)
+    };
+    match started {
         Ok(seed) => {
             let spec = WatchSpec {
                 res: target.res,
@@ -667,6 +678,9 @@ pub(crate) fn apply_faults(shared: &Shared, f: &FaultRequest) {
     }
     if f.expire_history {
         shared.store.expire_history();
+    }
+    if let Some(on) = f.expire_every_watch {
+        shared.faults.expire_every_watch.store(on, Relaxed);
     }
     if f.inject_malformed_frame {
         shared.faults.malformed.send_modify(|g| *g += 1);
