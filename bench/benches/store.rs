@@ -110,7 +110,48 @@ fn snapshot_latency() {
     print_hist("index(namespace) snapshot take, 1,000 members", &h);
 }
 
+/// Per-update cost as one bucket grows, measured as batches of 2,000 re-applies: the
+/// minimum batch mean is the least disturbed by other load on a shared machine, the
+/// median shows the typical cost. Printed next to the same loop with no index.
+fn index_update_curve() {
+    for indexed in [false, true] {
+        for n in [1_000usize, 10_000, 100_000] {
+            let cfg = StoreConfig::default().shards(1);
+            let (_r, w) = store(if indexed { cfg } else { cfg.without_builtin_indexes() });
+            let (_barrier, mut shards) = w.into_parts();
+            let shard = &mut shards[0];
+            let objs = pods(1, n, 1);
+            for o in &objs {
+                shard.upsert(o.clone()).expect("one shard owns every key");
+            }
+            let next = pods(1, n, 2);
+            let mut j = 0usize;
+            let mut means: Vec<f64> = (0..150)
+                .map(|_| {
+                    let t0 = Instant::now();
+                    for _ in 0..2_000 {
+                        j = (j + 7919) % n;
+                        let o = if j % 2 == 0 { &next[j] } else { &objs[j] };
+                        black_box(shard.upsert(o.clone()).expect("one shard"));
+                    }
+                    t0.elapsed().as_nanos() as f64 / 2_000.0
+                })
+                .collect();
+            means.sort_by(f64::total_cmp);
+            println!(
+                "update curve: {} n={n}: min {:.0} ns, median {:.0} ns per upsert",
+                if indexed { "3 indexes" } else { "no index " },
+                means[0],
+                means[means.len() / 2]
+            );
+        }
+    }
+}
+
 fn benches(c: &mut Criterion) {
+    if std::env::var_os("KCACHE_BENCH_CURVE").is_some() {
+        index_update_curve();
+    }
     get_latency_under_writes();
     snapshot_latency();
 
