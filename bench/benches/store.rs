@@ -34,10 +34,23 @@ fn print_hist(name: &str, h: &Histogram<u64>) {
     );
 }
 
-/// Per-op latency of `get_by_key` on 2 reader threads while a writer applies
-/// 2,000 updates/s. Each sample is one get timed with two `Instant::now()` calls
-/// (their ~20-40 ns overhead is included).
-fn get_latency_under_writes() {
+/// How a reader thread times its gets.
+#[derive(Clone, Copy, PartialEq)]
+enum Probe {
+    /// One `get_by_key` between two `Instant::now()` calls: includes the timer's own
+    /// cost (printed by `TimerOnly`).
+    Single,
+    /// Two `Instant::now()` calls around nothing: the floor of `Single`.
+    TimerOnly,
+    /// 16 gets between two timer calls, recorded as the mean per get: the timer's cost
+    /// is amortized, and a tail sample means 16 slow gets, not one.
+    Batch16,
+    /// One `with_by_key` (no handle clone) between two timer calls.
+    WithSingle,
+}
+
+/// Latency of reads on 2 reader threads while a writer applies 2,000 updates/s.
+fn get_latency_under_writes(probe: Probe) {
     let (reader, mut writer) = store(StoreConfig::default().shards(2));
     for p in pods(10, PODS, 1) {
         writer.upsert(p);
@@ -71,11 +84,37 @@ fn get_latency_under_writes() {
                 let mut i = t * 31;
                 while Instant::now() < deadline {
                     for _ in 0..1000 {
-                        i = (i + 7) % PODS;
-                        let t0 = Instant::now();
-                        let o = reader.get_by_key(&keys[i]);
-                        let dt = t0.elapsed().as_nanos() as u64;
-                        black_box(o);
+                        let dt = match probe {
+                            Probe::Single => {
+                                i = (i + 7) % PODS;
+                                let t0 = Instant::now();
+                                let o = reader.get_by_key(&keys[i]);
+                                let dt = t0.elapsed().as_nanos() as u64;
+                                black_box(o);
+                                dt
+                            }
+                            Probe::TimerOnly => {
+                                let t0 = Instant::now();
+                                black_box(&keys);
+                                t0.elapsed().as_nanos() as u64
+                            }
+                            Probe::Batch16 => {
+                                let t0 = Instant::now();
+                                for _ in 0..16 {
+                                    i = (i + 7) % PODS;
+                                    black_box(reader.get_by_key(&keys[i]));
+                                }
+                                t0.elapsed().as_nanos() as u64 / 16
+                            }
+                            Probe::WithSingle => {
+                                i = (i + 7) % PODS;
+                                let t0 = Instant::now();
+                                let n = reader.with_by_key(&keys[i], |o| o.json().len());
+                                let dt = t0.elapsed().as_nanos() as u64;
+                                black_box(n);
+                                dt
+                            }
+                        };
                         h.saturating_record(dt.max(1));
                     }
                 }
@@ -89,7 +128,13 @@ fn get_latency_under_writes() {
     }
     stop.store(true, Ordering::Relaxed);
     let writes = wthread.join().expect("writer");
-    print_hist(&format!("get_by_key under {writes} writes in ~2 s, 2 readers"), &all);
+    let what = match probe {
+        Probe::Single => "get_by_key, one call per timing",
+        Probe::TimerOnly => "timer alone (Instant::now() pair)",
+        Probe::Batch16 => "get_by_key, mean of 16 calls per timing",
+        Probe::WithSingle => "with_by_key, one call per timing",
+    };
+    print_hist(&format!("{what}, under {writes} writes in ~2 s, 2 readers"), &all);
 }
 
 /// Time to take a snapshot of a 1,000-pod namespace, as a distribution.
@@ -152,7 +197,9 @@ fn benches(c: &mut Criterion) {
     if std::env::var_os("KCACHE_BENCH_CURVE").is_some() {
         index_update_curve();
     }
-    get_latency_under_writes();
+    for probe in [Probe::TimerOnly, Probe::Single, Probe::Batch16, Probe::WithSingle] {
+        get_latency_under_writes(probe);
+    }
     snapshot_latency();
 
     let (reader, mut writer) = store(StoreConfig::default().shards(2));
@@ -165,6 +212,12 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 7) % PODS;
             black_box(reader.get_by_key(&keys[i]))
+        })
+    });
+    c.bench_function("store/with_by_key", |b| {
+        b.iter(|| {
+            i = (i + 7) % PODS;
+            black_box(reader.with_by_key(&keys[i], |o| o.json().len()))
         })
     });
     c.bench_function("store/index_snapshot_take_1000", |b| b.iter(|| black_box(reader.index("namespace", "ns-3").expect("index"))));
