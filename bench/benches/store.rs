@@ -34,10 +34,23 @@ fn print_hist(name: &str, h: &Histogram<u64>) {
     );
 }
 
-/// Per-op latency of `get_by_key` on 2 reader threads while a writer applies
-/// 2,000 updates/s. Each sample is one get timed with two `Instant::now()` calls
-/// (their ~20-40 ns overhead is included).
-fn get_latency_under_writes() {
+/// How a reader thread times its gets.
+#[derive(Clone, Copy, PartialEq)]
+enum Probe {
+    /// One `get_by_key` between two `Instant::now()` calls: includes the timer's own
+    /// cost (printed by `TimerOnly`).
+    Single,
+    /// Two `Instant::now()` calls around nothing: the floor of `Single`.
+    TimerOnly,
+    /// 16 gets between two timer calls, recorded as the mean per get: the timer's cost
+    /// is amortized, and a tail sample means 16 slow gets, not one.
+    Batch16,
+    /// One `with_by_key` (no handle clone) between two timer calls.
+    WithSingle,
+}
+
+/// Latency of reads on 2 reader threads while a writer applies 2,000 updates/s.
+fn get_latency_under_writes(probe: Probe) {
     let (reader, mut writer) = store(StoreConfig::default().shards(2));
     for p in pods(10, PODS, 1) {
         writer.upsert(p);
@@ -71,11 +84,37 @@ fn get_latency_under_writes() {
                 let mut i = t * 31;
                 while Instant::now() < deadline {
                     for _ in 0..1000 {
-                        i = (i + 7) % PODS;
-                        let t0 = Instant::now();
-                        let o = reader.get_by_key(&keys[i]);
-                        let dt = t0.elapsed().as_nanos() as u64;
-                        black_box(o);
+                        let dt = match probe {
+                            Probe::Single => {
+                                i = (i + 7) % PODS;
+                                let t0 = Instant::now();
+                                let o = reader.get_by_key(&keys[i]);
+                                let dt = t0.elapsed().as_nanos() as u64;
+                                black_box(o);
+                                dt
+                            }
+                            Probe::TimerOnly => {
+                                let t0 = Instant::now();
+                                black_box(&keys);
+                                t0.elapsed().as_nanos() as u64
+                            }
+                            Probe::Batch16 => {
+                                let t0 = Instant::now();
+                                for _ in 0..16 {
+                                    i = (i + 7) % PODS;
+                                    black_box(reader.get_by_key(&keys[i]));
+                                }
+                                t0.elapsed().as_nanos() as u64 / 16
+                            }
+                            Probe::WithSingle => {
+                                i = (i + 7) % PODS;
+                                let t0 = Instant::now();
+                                let n = reader.with_by_key(&keys[i], |o| o.json().len());
+                                let dt = t0.elapsed().as_nanos() as u64;
+                                black_box(n);
+                                dt
+                            }
+                        };
                         h.saturating_record(dt.max(1));
                     }
                 }
@@ -89,7 +128,13 @@ fn get_latency_under_writes() {
     }
     stop.store(true, Ordering::Relaxed);
     let writes = wthread.join().expect("writer");
-    print_hist(&format!("get_by_key under {writes} writes in ~2 s, 2 readers"), &all);
+    let what = match probe {
+        Probe::Single => "get_by_key, one call per timing",
+        Probe::TimerOnly => "timer alone (Instant::now() pair)",
+        Probe::Batch16 => "get_by_key, mean of 16 calls per timing",
+        Probe::WithSingle => "with_by_key, one call per timing",
+    };
+    print_hist(&format!("{what}, under {writes} writes in ~2 s, 2 readers"), &all);
 }
 
 /// Time to take a snapshot of a 1,000-pod namespace, as a distribution.
@@ -110,8 +155,51 @@ fn snapshot_latency() {
     print_hist("index(namespace) snapshot take, 1,000 members", &h);
 }
 
+/// Per-update cost as one bucket grows, measured as batches of 2,000 re-applies: the
+/// minimum batch mean is the least disturbed by other load on a shared machine, the
+/// median shows the typical cost. Printed next to the same loop with no index.
+fn index_update_curve() {
+    for indexed in [false, true] {
+        for n in [1_000usize, 10_000, 100_000] {
+            let cfg = StoreConfig::default().shards(1);
+            let (_r, w) = store(if indexed { cfg } else { cfg.without_builtin_indexes() });
+            let (_barrier, mut shards) = w.into_parts();
+            let shard = &mut shards[0];
+            let objs = pods(1, n, 1);
+            for o in &objs {
+                shard.upsert(o.clone()).expect("one shard owns every key");
+            }
+            let next = pods(1, n, 2);
+            let mut j = 0usize;
+            let mut means: Vec<f64> = (0..150)
+                .map(|_| {
+                    let t0 = Instant::now();
+                    for _ in 0..2_000 {
+                        j = (j + 7919) % n;
+                        let o = if j % 2 == 0 { &next[j] } else { &objs[j] };
+                        black_box(shard.upsert(o.clone()).expect("one shard"));
+                    }
+                    t0.elapsed().as_nanos() as f64 / 2_000.0
+                })
+                .collect();
+            means.sort_by(f64::total_cmp);
+            println!(
+                "update curve: {} n={n}: min {:.0} ns, median {:.0} ns per upsert",
+                if indexed { "3 indexes" } else { "no index " },
+                means[0],
+                means[means.len() / 2]
+            );
+        }
+    }
+}
+
 fn benches(c: &mut Criterion) {
-    get_latency_under_writes();
+    if std::env::var_os("KCACHE_BENCH_CURVE").is_some() {
+        index_update_curve();
+    }
+    for probe in [Probe::TimerOnly, Probe::Single, Probe::Batch16, Probe::WithSingle] {
+        get_latency_under_writes(probe);
+    }
     snapshot_latency();
 
     let (reader, mut writer) = store(StoreConfig::default().shards(2));
@@ -124,6 +212,12 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 7) % PODS;
             black_box(reader.get_by_key(&keys[i]))
+        })
+    });
+    c.bench_function("store/with_by_key", |b| {
+        b.iter(|| {
+            i = (i + 7) % PODS;
+            black_box(reader.with_by_key(&keys[i], |o| o.json().len()))
         })
     });
     c.bench_function("store/index_snapshot_take_1000", |b| b.iter(|| black_box(reader.index("namespace", "ns-3").expect("index"))));

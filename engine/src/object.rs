@@ -188,6 +188,12 @@ impl Obj {
             + m.spill.len()
     }
 
+    /// The handle's reference count; the store's index tries load it to pull the count's
+    /// cache line in ahead of a batch of clones (see `store::cow`).
+    pub(crate) fn ref_count(&self) -> usize {
+        Arc::strong_count(&self.0)
+    }
+
     fn s(&self, span: Span) -> &str {
         span.resolve(&self.0.bytes, &self.0.meta.spill)
     }

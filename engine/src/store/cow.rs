@@ -6,23 +6,35 @@
 //!   holding the old set keeps a consistent point-in-time view for free.
 //! * An update copies one root-to-leaf path: at most `ceil(64 / BITS)` branch nodes of
 //!   `WIDTH` child pointers plus one leaf of at most `LEAF_CAP` entries (more only on a
-//!   full 64-bit hash collision). With `BITS = 4` a 100k-member set has 3-4 levels, so the
-//!   cost grows with `log16(n)`, not with `n` (a cloned `Arc<HashSet>` would copy all `n`).
+//!   full 64-bit hash collision). With `BITS = 3` a 100k-member set has about 5 levels,
+//!   so the work grows with `log8(n)`, not with `n` (a cloned `Arc<HashSet>` would copy
+//!   all `n`).
 //!
 //! The structure is a hash array mapped trie (Bagwell, "Ideal Hash Trees", 2001) with
-//! dense 16-way branches and small leaf vectors instead of one-entry leaves: leaves keep
-//! iteration cache-friendly and halve the number of nodes.
+//! dense branches and small leaf slices instead of one-entry leaves: leaves keep
+//! iteration cache-friendly and divide the number of nodes.
+//!
+//! # Cost model
+//! A path copy is bound by memory, not by instructions: copying a node increments the
+//! reference count of every child (or, in a leaf, of every member object), and in a big
+//! set those counts sit in cold cache lines, one per child. Two choices keep that in
+//! check: narrow nodes (8 children, leaves of at most 8), which bound the cold lines per
+//! level, and [`warm_children`] / [`warm_entries`], which load all the counts of a node
+//! before the first locked increment so that the misses overlap instead of queueing
+//! behind one another. The remaining growth from 1k to 100k members is cache misses on
+//! the copied path (see the `store` bench's `update curve`), not extra work.
 
+use std::hint::black_box;
 use std::sync::Arc;
 
 use crate::Obj;
 
 /// Hash bits consumed per trie level.
-const BITS: u32 = 4;
+const BITS: u32 = 3;
 /// Children per branch node.
 const WIDTH: usize = 1 << BITS;
 /// Entries a leaf holds before it splits into a branch.
-const LEAF_CAP: usize = 16;
+const LEAF_CAP: usize = 8;
 /// Deepest level that still has hash bits to split on.
 const MAX_DEPTH: u32 = 64 / BITS;
 
@@ -33,20 +45,67 @@ struct Entry {
     obj: Obj,
 }
 
-enum Node {
+/// A subtree. Each node is one allocation (the `Arc` header next to the data), so a
+/// descent costs one dependent load per level, not two as with a boxed array behind
+/// an `Arc<enum>`.
+#[derive(Clone)]
+enum Child {
     /// Members whose hashes share the path to this leaf. `len <= LEAF_CAP` unless the
-    /// leaf sits at `MAX_DEPTH` (full-hash collisions).
-    Leaf(Vec<Entry>),
+    /// leaf sits at `MAX_DEPTH` (full-hash collisions); never empty.
+    Leaf(Arc<[Entry]>),
     /// Children indexed by the next `BITS` bits of the hash.
-    Branch(Box<[Option<Arc<Node>>; WIDTH]>),
+    Branch(Arc<Branch>),
+}
+
+struct Branch {
+    children: [Option<Child>; WIDTH],
+}
+
+impl Clone for Branch {
+    fn clone(&self) -> Self {
+        warm_children(&self.children);
+        Branch { children: self.children.clone() }
+    }
+}
+
+impl Drop for Branch {
+    fn drop(&mut self) {
+        // The children are decremented right after this: warm their counts first.
+        warm_children(&self.children);
+    }
 }
 
 /// An immutable set of objects, cheap to clone (one `Arc` increment) and to update
 /// persistently.
 #[derive(Clone, Default)]
 pub(crate) struct CowSet {
-    root: Option<Arc<Node>>,
+    root: Option<Child>,
     len: usize,
+}
+
+/// Loads the reference counts that cloning (or dropping) `children` is about to
+/// change, all before the first change. A locked increment waits for its cache line
+/// and orders everything around it, so cold counts would be fetched one after another
+/// (one memory latency per child in a 100k-member set); plain loads are issued
+/// together and overlap, leaving the increments to hit in L1.
+fn warm_children(children: &[Option<Child>; WIDTH]) {
+    let mut sum = 0usize;
+    for c in children.iter().flatten() {
+        sum = sum.wrapping_add(match c {
+            Child::Leaf(l) => Arc::strong_count(l),
+            Child::Branch(b) => Arc::strong_count(b),
+        });
+    }
+    black_box(sum);
+}
+
+/// [`warm_children`] for the object handles a leaf copy clones.
+fn warm_entries(entries: &[Entry]) {
+    let mut sum = 0usize;
+    for e in entries {
+        sum = sum.wrapping_add(e.obj.ref_count());
+    }
+    black_box(sum);
 }
 
 fn slot(hash: u64, depth: u32) -> usize {
@@ -68,9 +127,10 @@ impl CowSet {
     /// A new set with `obj` added, or replacing the member `same` accepts (same key).
     /// Returns whether a member was replaced.
     pub(crate) fn insert(&self, hash: u64, obj: Obj, same: impl Fn(&Obj) -> bool) -> (CowSet, bool) {
+        let e = Entry { hash, obj };
         let (root, replaced) = match &self.root {
-            None => (Arc::new(Node::Leaf(vec![Entry { hash, obj }])), false),
-            Some(n) => insert_node(n, 0, Entry { hash, obj }, &same),
+            None => (Child::Leaf(Arc::from([e])), false),
+            Some(n) => insert_node(n, 0, e, &same),
         };
         (CowSet { root: Some(root), len: self.len + usize::from(!replaced) }, replaced)
     }
@@ -92,84 +152,82 @@ impl CowSet {
     }
 }
 
-fn insert_node(node: &Node, depth: u32, e: Entry, same: &dyn Fn(&Obj) -> bool) -> (Arc<Node>, bool) {
+/// A subtree holding `entries` (all sharing the hash path down to `depth`): a leaf when
+/// they fit, else a branch that distributes them by the next hash bits.
+fn build(entries: Vec<Entry>, depth: u32) -> Child {
+    if entries.len() <= LEAF_CAP || depth >= MAX_DEPTH {
+        return Child::Leaf(Arc::from(entries));
+    }
+    let mut groups: [Vec<Entry>; WIDTH] = Default::default();
+    for x in entries {
+        groups[slot(x.hash, depth)].push(x);
+    }
+    let mut children: [Option<Child>; WIDTH] = Default::default();
+    for (c, g) in children.iter_mut().zip(groups) {
+        if !g.is_empty() {
+            *c = Some(build(g, depth + 1));
+        }
+    }
+    Child::Branch(Arc::new(Branch { children }))
+}
+
+fn insert_node(node: &Child, depth: u32, e: Entry, same: &dyn Fn(&Obj) -> bool) -> (Child, bool) {
     match node {
-        Node::Leaf(entries) => {
+        Child::Leaf(entries) => {
+            warm_entries(entries);
             if let Some(i) = entries.iter().position(|x| x.hash == e.hash && same(&x.obj)) {
-                let mut v = entries.clone();
-                v[i] = e;
-                return (Arc::new(Node::Leaf(v)), true);
+                // `Arc<[T]>: FromIterator` allocates once for exact-size iterators.
+                let v: Arc<[Entry]> = entries.iter().enumerate().map(|(j, x)| if j == i { e.clone() } else { x.clone() }).collect();
+                return (Child::Leaf(v), true);
             }
             if entries.len() < LEAF_CAP || depth >= MAX_DEPTH {
-                let mut v = Vec::with_capacity(entries.len() + 1);
-                v.extend(entries.iter().cloned());
-                v.push(e);
-                return (Arc::new(Node::Leaf(v)), false);
+                let v: Arc<[Entry]> = entries.iter().cloned().chain(std::iter::once(e)).collect();
+                return (Child::Leaf(v), false);
             }
             // Split: distribute the full leaf plus the newcomer one level down.
-            let mut groups: [Vec<Entry>; WIDTH] = Default::default();
-            for x in entries.iter().cloned().chain(std::iter::once(e)) {
-                groups[slot(x.hash, depth)].push(x);
-            }
-            let mut children: Box<[Option<Arc<Node>>; WIDTH]> = Box::default();
-            for (i, g) in groups.into_iter().enumerate() {
-                if g.is_empty() {
-                    continue;
-                }
-                children[i] = Some(if g.len() <= LEAF_CAP || depth + 1 >= MAX_DEPTH {
-                    Arc::new(Node::Leaf(g))
-                } else {
-                    // All LEAF_CAP + 1 entries share the next slot too: split again.
-                    let mut it = g.into_iter();
-                    let first = it.next().map(|x| Arc::new(Node::Leaf(vec![x])));
-                    let mut n = first.unwrap_or_else(|| Arc::new(Node::Leaf(Vec::new())));
-                    for x in it {
-                        n = insert_node(&n, depth + 1, x, &|_| false).0;
-                    }
-                    n
-                });
-            }
-            (Arc::new(Node::Branch(children)), false)
+            let mut all = Vec::with_capacity(entries.len() + 1);
+            all.extend(entries.iter().cloned());
+            all.push(e);
+            (build(all, depth), false)
         }
-        Node::Branch(children) => {
+        Child::Branch(b) => {
             let i = slot(e.hash, depth);
-            let (child, replaced) = match &children[i] {
+            let (child, replaced) = match &b.children[i] {
                 Some(c) => insert_node(c, depth + 1, e, same),
-                None => (Arc::new(Node::Leaf(vec![e])), false),
+                None => (Child::Leaf(Arc::from([e])), false),
             };
-            let mut c = children.clone();
-            c[i] = Some(child);
-            (Arc::new(Node::Branch(c)), replaced)
+            let mut c = Branch::clone(b);
+            c.children[i] = Some(child);
+            (Child::Branch(Arc::new(c)), replaced)
         }
     }
 }
 
 /// `None` when absent; `Some(None)` when the node became empty.
-fn remove_node(node: &Node, depth: u32, hash: u64, same: &dyn Fn(&Obj) -> bool) -> Option<Option<Arc<Node>>> {
+fn remove_node(node: &Child, depth: u32, hash: u64, same: &dyn Fn(&Obj) -> bool) -> Option<Option<Child>> {
     match node {
-        Node::Leaf(entries) => {
+        Child::Leaf(entries) => {
             let i = entries.iter().position(|x| x.hash == hash && same(&x.obj))?;
             if entries.len() == 1 {
                 return Some(None);
             }
-            let mut v = Vec::with_capacity(entries.len() - 1);
-            v.extend(entries[..i].iter().cloned());
-            v.extend(entries[i + 1..].iter().cloned());
-            Some(Some(Arc::new(Node::Leaf(v))))
+            warm_entries(entries);
+            let v: Arc<[Entry]> = entries[..i].iter().chain(&entries[i + 1..]).cloned().collect();
+            Some(Some(Child::Leaf(v)))
         }
-        Node::Branch(children) => {
+        Child::Branch(b) => {
             let i = slot(hash, depth);
-            let child = children[i].as_ref()?;
+            let child = b.children[i].as_ref()?;
             let new_child = remove_node(child, depth + 1, hash, same)?;
-            let mut c = children.clone();
-            c[i] = new_child;
+            let mut c = Branch::clone(b);
+            c.children[i] = new_child;
             // Collapse a branch that shrank to a single leaf child so that sets that
             // grow and shrink do not keep long chains of one-child branches.
-            let mut live = c.iter().flatten();
+            let mut live = c.children.iter().flatten();
             match (live.next(), live.next()) {
                 (None, _) => Some(None),
-                (Some(only), None) if matches!(**only, Node::Leaf(_)) => Some(Some(Arc::clone(only))),
-                _ => Some(Some(Arc::new(Node::Branch(c)))),
+                (Some(only @ Child::Leaf(_)), None) => Some(Some(only.clone())),
+                _ => Some(Some(Child::Branch(Arc::new(c)))),
             }
         }
     }
@@ -177,17 +235,17 @@ fn remove_node(node: &Node, depth: u32, hash: u64, same: &dyn Fn(&Obj) -> bool) 
 
 /// Iterator over a [`CowSet`]'s members; depth-first, no allocation.
 pub(crate) struct Iter<'a> {
-    stack: [(Option<&'a Node>, usize); MAX_DEPTH as usize + 1],
+    stack: [(Option<&'a Branch>, usize); MAX_DEPTH as usize + 1],
     depth: usize,
     leaf: std::slice::Iter<'a, Entry>,
 }
 
 impl<'a> Iter<'a> {
-    fn push(&mut self, node: &'a Node) {
+    fn push(&mut self, node: &'a Child) {
         match node {
-            Node::Leaf(v) => self.leaf = v.iter(),
-            Node::Branch(_) => {
-                self.stack[self.depth] = (Some(node), 0);
+            Child::Leaf(v) => self.leaf = v.iter(),
+            Child::Branch(b) => {
+                self.stack[self.depth] = (Some(b), 0);
                 self.depth += 1;
             }
         }
@@ -206,15 +264,15 @@ impl<'a> Iterator for Iter<'a> {
                 return None;
             }
             let (node, next) = &mut self.stack[self.depth - 1];
-            let Some(Node::Branch(children)) = node else {
+            let Some(b) = *node else {
                 return None;
             };
-            let children: &'a [Option<Arc<Node>>; WIDTH] = children;
+            let children: &'a [Option<Child>; WIDTH] = &b.children;
             match children[*next..].iter().position(Option::is_some) {
                 Some(off) => {
                     let i = *next + off;
                     *next = i + 1;
-                    if let Some(child) = children[i].as_deref() {
+                    if let Some(child) = children[i].as_ref() {
                         self.push(child);
                     }
                 }

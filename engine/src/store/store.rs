@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::config::{Indexer, StoreConfig};
 use super::cow::{CowSet, Iter as CowIter};
 use super::rv::{Barrier, BarrierState, ResourceVersion};
-use super::shard::{Shard, ShardWriter, shard_for_key};
+use super::shard::{Lookup, Shard, ShardWriter, key_hash, mix, shard_for_key};
 use super::StoreError;
 use crate::{Obj, ObjectRef};
 
@@ -47,7 +47,7 @@ pub fn store(config: StoreConfig) -> (Store, Writer) {
         barrier: BarrierState::new(n),
     });
     let shards = (0..n).map(|i| ShardWriter::new(Arc::clone(&inner), i)).collect();
-    (Store { inner: Arc::clone(&inner) }, Writer { barrier: Barrier { state: inner }, shards, seq: 0 })
+    (Store { inner: Arc::clone(&inner) }, Writer { barrier: Barrier { state: inner }, shards, seq: 0, key: String::new() })
 }
 
 /// A read handle to the cache. Cheap to clone; usable from any thread; every read is
@@ -80,9 +80,43 @@ impl Store {
     }
 
     /// The object under the client-go key `namespace/name` (or `name`).
+    ///
+    /// Costs one hash of `key` (it picks both the shard and the map slot), one
+    /// lock-free map probe and one `Arc` increment for the returned handle; see
+    /// [`Store::with_by_key`] to read without taking a handle.
     pub fn get_by_key(&self, key: &str) -> Option<Obj> {
-        let shard = &self.inner.shards[shard_for_key(key, self.inner.shards.len())];
-        shard.objects.pin().get(key).cloned()
+        let (shard, look) = self.locate(key);
+        shard.objects.pin().get(&look).cloned()
+    }
+
+    /// Calls `f` with the object under `key`, without cloning its handle, and returns
+    /// what `f` returns (`None` when there is no such object).
+    ///
+    /// Saves [`Store::get_by_key`]'s atomic increment and decrement of the object's
+    /// reference count. `f` runs while this thread holds the map's epoch guard, which
+    /// holds back the reclamation of replaced entries (not other threads): keep it
+    /// short, and clone the `Obj` to keep it longer.
+    ///
+    /// ```
+    /// use kcache::object::testing::pod;
+    /// use kcache::store::{store, StoreConfig};
+    ///
+    /// let (reader, mut writer) = store(StoreConfig::default());
+    /// writer.upsert(pod("default", "web-0", "7", &[]));
+    /// assert_eq!(reader.with_by_key("default/web-0", |o| o.resource_version().len()), Some(1));
+    /// assert_eq!(reader.with_by_key("default/web-1", |o| o.json().len()), None);
+    /// ```
+    pub fn with_by_key<R>(&self, key: &str, f: impl FnOnce(&Obj) -> R) -> Option<R> {
+        let (shard, look) = self.locate(key);
+        shard.objects.pin().get(&look).map(f)
+    }
+
+    /// The shard owning `key` and its map lookup key, from one hash of `key` (the same
+    /// hash [`shard_for_key`] uses).
+    fn locate<'k>(&self, key: &'k str) -> (&Shard, Lookup<'k>) {
+        let h = key_hash(key);
+        let shard = &self.inner.shards[(h % self.inner.shards.len() as u64) as usize];
+        (shard, Lookup { hash: mix(h), s: key })
     }
 
     /// Every object, in no particular order. A weak snapshot: each shard is read as it
@@ -100,7 +134,7 @@ impl Store {
     pub(crate) fn for_each_in_shard(&self, shard: usize, mut f: impl FnMut(&Arc<str>, &Obj)) {
         if let Some(s) = self.inner.shards.get(shard) {
             for (k, o) in &s.objects.pin() {
-                f(k, o);
+                f(&k.s, o);
             }
         }
     }
@@ -135,10 +169,11 @@ impl Store {
     /// [`StoreError::UnknownIndex`] when no indexer has that name.
     pub fn index(&self, index: &str, value: &str) -> Result<Snapshot, StoreError> {
         let i = self.index_pos(index)?;
+        let look = Lookup::new(value);
         let mut parts = Vec::new();
         let mut len = 0;
         for s in &self.inner.shards {
-            if let Some(set) = s.indexes[i].pin().get(value) {
+            if let Some(set) = s.indexes[i].pin().get(&look) {
                 len += set.len();
                 parts.push(set.clone());
             }
@@ -154,7 +189,7 @@ impl Store {
         let i = self.index_pos(index)?;
         let mut out: Vec<String> = Vec::new();
         for s in &self.inner.shards {
-            out.extend(s.indexes[i].pin().keys().map(|k| k.to_string()));
+            out.extend(s.indexes[i].pin().keys().map(|k| k.s.to_string()));
         }
         out.sort_unstable();
         out.dedup();
@@ -341,6 +376,8 @@ pub struct Writer {
     barrier: Barrier,
     shards: Vec<ShardWriter>,
     seq: u64,
+    /// Scratch buffer for routing keys.
+    key: String,
 }
 
 impl Writer {
@@ -352,7 +389,8 @@ impl Writer {
     /// Inserts or replaces `obj`; returns the object it replaced.
     pub fn upsert(&mut self, obj: Obj) -> Option<Obj> {
         let n = self.shards.len();
-        let shard = shard_for_key(&obj.key(), n);
+        super::shard::write_key(&mut self.key, &obj);
+        let shard = shard_for_key(&self.key, n);
         // Routing picked the owning shard, so `WrongShard` cannot happen.
         self.shards[shard].upsert(obj).ok().flatten()
     }
