@@ -45,8 +45,6 @@ enum Probe {
     /// 16 gets between two timer calls, recorded as the mean per get: the timer's cost
     /// is amortized, and a tail sample means 16 slow gets, not one.
     Batch16,
-    /// One `with_by_key` (no handle clone) between two timer calls.
-    WithSingle,
 }
 
 /// Latency of reads on 2 reader threads while a writer applies 2,000 updates/s.
@@ -106,14 +104,6 @@ fn get_latency_under_writes(probe: Probe) {
                                 }
                                 t0.elapsed().as_nanos() as u64 / 16
                             }
-                            Probe::WithSingle => {
-                                i = (i + 7) % PODS;
-                                let t0 = Instant::now();
-                                let n = reader.with_by_key(&keys[i], |o| o.json().len());
-                                let dt = t0.elapsed().as_nanos() as u64;
-                                black_box(n);
-                                dt
-                            }
                         };
                         h.saturating_record(dt.max(1));
                     }
@@ -132,7 +122,6 @@ fn get_latency_under_writes(probe: Probe) {
         Probe::Single => "get_by_key, one call per timing",
         Probe::TimerOnly => "timer alone (Instant::now() pair)",
         Probe::Batch16 => "get_by_key, mean of 16 calls per timing",
-        Probe::WithSingle => "with_by_key, one call per timing",
     };
     print_hist(&format!("{what}, under {writes} writes in ~2 s, 2 readers"), &all);
 }
@@ -197,7 +186,7 @@ fn benches(c: &mut Criterion) {
     if std::env::var_os("KCACHE_BENCH_CURVE").is_some() {
         index_update_curve();
     }
-    for probe in [Probe::TimerOnly, Probe::Single, Probe::Batch16, Probe::WithSingle] {
+    for probe in [Probe::TimerOnly, Probe::Single, Probe::Batch16] {
         get_latency_under_writes(probe);
     }
     snapshot_latency();
@@ -212,12 +201,6 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 7) % PODS;
             black_box(reader.get_by_key(&keys[i]))
-        })
-    });
-    c.bench_function("store/with_by_key", |b| {
-        b.iter(|| {
-            i = (i + 7) % PODS;
-            black_box(reader.with_by_key(&keys[i], |o| o.json().len()))
         })
     });
     c.bench_function("store/index_snapshot_take_1000", |b| b.iter(|| black_box(reader.index("namespace", "ns-3").expect("index"))));
