@@ -59,6 +59,7 @@ fn goal_table(out: &mut String, r: &Results) {
     for g in &r.goals {
         let measured = match g.measured {
             Some(m) if g.target.contains('%') => format!("{:+.1}%", m * 100.0),
+            Some(m) if g.target.ends_with(" ms") => format!("{m:.2} ms"),
             Some(m) if g.limit == 0.0 => format!("{m:.0}"),
             m => fmt_ratio(m),
         };
@@ -118,8 +119,10 @@ pub fn results_md(r: &Results, charts: &[String]) -> String {
             let measured = g.measured.unwrap_or(0.0);
             let detail = if g.target.contains('%') {
                 format!("grew {:+.1}% against a limit of {:.0}%", measured * 100.0, g.limit * 100.0)
+            } else if g.target.ends_with(" ms") {
+                format!("{measured:.2} ms against {:.0} ms: {:.1} times the limit", g.limit, measured / g.limit)
             } else if g.limit == 0.0 {
-                format!("{measured:.0} extra calls against a goal of 0")
+                format!("{measured:.0} against a goal of 0")
             } else {
                 format!("{measured:.3}x against {:.2}x: {:.1} times the limit", g.limit, measured / g.limit)
             };

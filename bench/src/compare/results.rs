@@ -983,6 +983,8 @@ pub(crate) mod tests {
         assert!((j["sim"]["paced_2000"]["writes_per_second"].as_f64().unwrap() - 2_000.0).abs() < 1e-6);
         let md = crate::compare::markdown::results_md(&r, &[]);
         assert!(md.contains("## 6. Overload: a handler 10x slower than the writes"), "{md}");
+        // The absolute latency goal is shown in milliseconds, not as a ratio.
+        assert!(md.contains("| kcache event p99 at 2,000 writes/s (sync handler), ms | < 10 ms | 4.00 ms | **met** |"), "{md}");
         assert_eq!(j["overload"]["kube_rs"]["peak_rss_mb"], json!(900.0));
         assert!(md.contains("## 7. Scale: 100000 pods at 2,000 writes/s"), "{md}");
         assert!(md.contains("## 8. The simulated API server on its own"), "{md}");
