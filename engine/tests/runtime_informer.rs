@@ -209,16 +209,14 @@ async fn a_controller_retries_errors_and_panics_and_reconciles_changes() {
     tokio::time::timeout(Duration::from_secs(10), run).await.expect("graceful shutdown").unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sparse_arena_segments_are_compacted_without_notifying_handlers() {
-    let src = MemorySource::new("Pod");
-    let padding = "x".repeat(900);
-    let padded = |name: &str, generation: u32| {
-        json!({"metadata": {"namespace": "a", "name": name, "annotations": {"pad": padding, "gen": generation.to_string()}}})
-    };
-    for i in 0..300 {
-        src.apply(padded(&format!("p{i:03}"), 0));
-    }
+/// A pod padded to ~1 KB, so that a few fill a 16 KiB arena segment.
+fn padded(name: &str, generation: usize) -> serde_json::Value {
+    json!({"metadata": {"namespace": "a", "name": name, "annotations": {"pad": "x".repeat(900), "gen": generation.to_string()}}})
+}
+
+/// Two synced informers over `src` with 16 KiB segments and maintenance every
+/// millisecond: one compacting below `compact_below`, one never compacting.
+async fn compacting_and_control(src: &MemorySource, compact_below: f64) -> (Informer, Informer) {
     let start = |compact_below: f64| {
         let mut c = config();
         c.arena_segment_bytes = Some(16 * 1024);
@@ -226,10 +224,19 @@ async fn sparse_arena_segments_are_compacted_without_notifying_handlers() {
         c.compact_below = Some(compact_below);
         Informer::spawn(src.clone(), c).unwrap()
     };
-    let compacting = start(0.9);
-    let control = start(0.0);
+    let (compacting, control) = (start(compact_below), start(0.0));
     assert!(compacting.wait_for_sync(Duration::from_secs(10)).await);
     assert!(control.wait_for_sync(Duration::from_secs(10)).await);
+    (compacting, control)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sparse_arena_segments_are_compacted_without_notifying_handlers() {
+    let src = MemorySource::new("Pod");
+    for i in 0..300 {
+        src.apply(padded(&format!("p{i:03}"), 0));
+    }
+    let (compacting, control) = compacting_and_control(&src, 0.9).await;
     let log = Arc::new(Log::default());
     let id = compacting.add_handler(log.clone()).unwrap();
     eventually("replay", || compacting.handler_synced(id)).await;
@@ -247,7 +254,7 @@ async fn sparse_arena_segments_are_compacted_without_notifying_handlers() {
     // Replaced handles are freed when the store's map reclaims them (papaya
     // retires removed values and frees them on later operations), so keep
     // the informers busy while waiting.
-    let mut tick = 0u32;
+    let mut tick = 0usize;
     eventually("compaction to free the sparse segments", || {
         tick += 1;
         src.apply(padded(&format!("tick{}", tick % 8), tick));
@@ -307,24 +314,11 @@ async fn objects_queued_behind_a_blocked_handler_do_not_pin_arena_segments() {
     const KEYS: usize = 400;
     const WRITES: usize = 6_000;
     let src = MemorySource::new("Pod");
-    let padding = "x".repeat(900);
-    let padded = |i: usize, generation: usize| {
-        json!({"metadata": {"namespace": "a", "name": format!("p{i:03}"), "annotations": {"pad": padding, "gen": generation.to_string()}}})
-    };
+    let name = |i: usize| format!("p{i:03}");
     for i in 0..KEYS {
-        src.apply(padded(i, 0));
+        src.apply(padded(&name(i), 0));
     }
-    let start = |compact_below: f64| {
-        let mut c = config();
-        c.arena_segment_bytes = Some(16 * 1024);
-        c.watcher.maintenance_interval = Duration::from_millis(1);
-        c.compact_below = Some(compact_below);
-        Informer::spawn(src.clone(), c).unwrap()
-    };
-    let compacting = start(0.8);
-    let control = start(0.0);
-    assert!(compacting.wait_for_sync(Duration::from_secs(10)).await);
-    assert!(control.wait_for_sync(Duration::from_secs(10)).await);
+    let (compacting, control) = compacting_and_control(&src, 0.8).await;
     let gates = [Arc::new(Gate::default()), Arc::new(Gate::default())];
     compacting.add_handler(gates[0].clone()).unwrap();
     control.add_handler(gates[1].clone()).unwrap();
@@ -334,7 +328,7 @@ async fn objects_queued_behind_a_blocked_handler_do_not_pin_arena_segments() {
     let mut x: u64 = 12345;
     for w in 0..WRITES {
         x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        src.apply(padded((x >> 33) as usize % KEYS, w + 1));
+        src.apply(padded(&name((x >> 33) as usize % KEYS), w + 1));
         if w % 500 == 0 {
             tokio::task::yield_now().await;
         }
@@ -354,7 +348,7 @@ async fn objects_queued_behind_a_blocked_handler_do_not_pin_arena_segments() {
             break;
         }
         // Bookmarks wake the watcher, which runs maintenance between events.
-        src.apply(padded(KEYS + (i % 4), i));
+        src.apply(padded(&name(KEYS + (i % 4)), i));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let without = control.arena_stats();
