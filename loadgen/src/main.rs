@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use kcache_loadgen::run::{self, EngineKind, HandlerStyle, RunConfig, TargetKind};
+use kcache_loadgen::run::{self, Connection, EngineKind, HandlerStyle, RunConfig, TargetKind, WritePlan, WriterKind};
 use kcache_loadgen::{podgen, sim::SimServer};
 
 /// mimalloc returns freed memory to the OS promptly and keeps per-thread heaps
@@ -61,6 +61,11 @@ enum Mode {
     /// Run the end-to-end load scenario (the main job): create pods, sync an
     /// engine, drive writes, verify the cache, print a table.
     Run(RunArgs),
+    /// Create a run's pods and drive its writes for a parent `loadgen run`,
+    /// talking JSON lines over stdio (started by `loadgen run --writer child`,
+    /// the default; not meant to be run by hand).
+    #[command(hide = true)]
+    Write(WriteArgs),
     /// Compare two pprof profiles (e.g. `profiles/kcache-default.pb` and
     /// `profiles/kube-rs-default.pb`): the functions whose share of samples
     /// changed most, by self share and by total share.
@@ -125,6 +130,10 @@ struct RunArgs {
     /// Where the simulator runs when no kubeconfig is given.
     #[arg(long, value_enum, default_value_t = SimMode::Child)]
     sim: SimMode,
+    /// Which process creates the pods and drives the writes: a `loadgen write`
+    /// child (RSS, CPU and profile are then the engine's alone) or this one.
+    #[arg(long, value_enum, default_value_t = WriterKind::Child)]
+    writer: WriterKind,
     /// Run against a real cluster from this kubeconfig.
     #[arg(long)]
     kubeconfig: Option<std::path::PathBuf>,
@@ -170,6 +179,40 @@ struct RunArgs {
     quiet: bool,
 }
 
+#[derive(clap::Args)]
+struct WriteArgs {
+    /// The API server's URL (a simulator); otherwise the kubeconfig is used.
+    #[arg(long)]
+    server: Option<String>,
+    /// Kubeconfig file (default: KUBECONFIG or ~/.kube/config).
+    #[arg(long)]
+    kubeconfig: Option<std::path::PathBuf>,
+    /// Kubeconfig context (default: current).
+    #[arg(long)]
+    context: Option<String>,
+    /// Allow a context that is not a local kind cluster.
+    #[arg(long)]
+    allow_remote: bool,
+    /// The run's namespaces, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    namespaces: Vec<String>,
+    /// Pods to create (or already preloaded).
+    #[arg(long)]
+    pods: usize,
+    /// Seed for pod contents and the write mix.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// The pods were preloaded into the first namespace: create none.
+    #[arg(long)]
+    preloaded: bool,
+    /// Writes per second.
+    #[arg(long)]
+    write_qps: f64,
+    /// Seconds of writes.
+    #[arg(long)]
+    duration: f64,
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum SimMode {
     /// `loadgen sim` as a child process: RSS and CPU figures are the engine's alone.
@@ -213,6 +256,13 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Mode::Write(args) => match write(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("loadgen write: {e:#}");
+                ExitCode::from(2)
+            }
+        },
         Mode::ProfileDiff { a, b, top } => match profile_diff(&a, &b, top) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -252,6 +302,7 @@ fn run_scenario(args: RunArgs) -> anyhow::Result<bool> {
         strip_managed_fields: args.strip_managed_fields,
         seed: args.seed,
         target,
+        writer: args.writer,
         progress: !args.quiet,
         streaming_list: args.streaming_list,
         resync: (args.resync > 0.0).then(|| Duration::from_secs_f64(args.resync)),
@@ -282,6 +333,29 @@ fn run_scenario(args: RunArgs) -> anyhow::Result<bool> {
         eprintln!("loadgen run: check failed (events_lost = {}, cache_matches_server = {})", report.events_lost, report.cache_matches_server);
     }
     Ok(ok)
+}
+
+fn write(args: WriteArgs) -> anyhow::Result<()> {
+    let connection = match args.server {
+        Some(url) => Connection::Url(url),
+        None => Connection::Kubeconfig {
+            path: args.kubeconfig,
+            context: args.context,
+            allow_remote: args.allow_remote,
+        },
+    };
+    let plan = WritePlan {
+        namespaces: args.namespaces,
+        pods: args.pods,
+        seed: args.seed,
+        preloaded: args.preloaded,
+        write_qps: args.write_qps,
+        duration: Duration::from_secs_f64(args.duration.max(0.0)),
+    };
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_writer(std::io::stderr).init();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(run::serve_child(&connection, &plan))?;
+    Ok(())
 }
 
 fn profile_diff(a: &std::path::Path, b: &std::path::Path, top: usize) -> anyhow::Result<()> {

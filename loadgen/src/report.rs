@@ -75,6 +75,9 @@ pub struct Report {
     /// Work per event the handler was given (`--handler-cost-us`), microseconds.
     #[serde(default)]
     pub handler_cost_us: u64,
+    /// Which process drove the writes: `child` (a `loadgen write` process, so
+    /// this report's RSS and CPU are the engine's alone) or `in-process`.
+    pub writer: String,
     /// Pods created before the write phase.
     pub pods: u64,
     /// Requested writes per second.
@@ -148,6 +151,7 @@ impl Report {
             out.push_str(&format!("  {k:<28} {v}\n"));
         };
         row("engine / handler", format!("{} / {}", self.engine, self.handler));
+        row("writer", self.writer.clone());
         row("pods", self.pods.to_string());
         row("writes/s (target, achieved)", format!("{:.0}, {:.1}", self.write_qps_target, self.write_qps_achieved));
         row("sync", format!("{:.2} s", self.sync_seconds));

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use kcache_loadgen::run::{self, EngineKind, HandlerStyle, RunConfig, TargetKind};
+use kcache_loadgen::run::{self, EngineKind, HandlerStyle, RunConfig, TargetKind, WriterKind};
 
 fn small(engine: EngineKind, handler: HandlerStyle) -> RunConfig {
     RunConfig {
@@ -15,6 +15,9 @@ fn small(engine: EngineKind, handler: HandlerStyle) -> RunConfig {
         engine,
         handler,
         target: TargetKind::SimInProcess,
+        // The child writer is `loadgen write`, which a test binary is not;
+        // `sim_cli.rs` runs the binary with its default child writer.
+        writer: WriterKind::InProcess,
         progress: false,
         read_timings: false,
         ..RunConfig::default()

@@ -63,3 +63,44 @@ fn loadgen_run_with_an_unreadable_kubeconfig_exits_2_and_says_why() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("kubeconfig"), "{stderr}");
 }
+
+/// The default placement: `loadgen run` starts `loadgen sim` and `loadgen
+/// write` as children, so the engine's process creates no pod and sends no
+/// write itself, and the report still accounts for every write.
+#[test]
+fn loadgen_run_with_the_child_writer_loses_nothing_and_says_where_writes_came_from() {
+    let report_path = std::env::temp_dir().join(format!("kcache-child-writer-report-{}.json", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["run", "--quiet", "--pods", "300", "--namespaces", "3", "--write-qps", "200", "--duration", "2"])
+        .args(["--no-read-timings", "--report"])
+        .arg(&report_path)
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&report_path).expect("report written")).expect("json");
+    let _ = std::fs::remove_file(&report_path);
+    assert_eq!(report["writer"], "child");
+    assert_eq!(report["events_lost"], 0);
+    assert_eq!(report["cache_matches_server"], true);
+    // 2 s at 200 writes/s: the child's acknowledged writes reached the report.
+    let expected = report["events_expected"].as_u64().expect("number");
+    assert!(expected >= 200, "{report}");
+    assert!(report["events_received"].as_u64().expect("number") >= expected, "{report}");
+    let calls = &report["api_calls"];
+    assert_eq!((calls["list"].as_u64(), calls["watch"].as_u64()), (Some(1), Some(1)), "the writer's calls are not the engine's: {report}");
+}
+
+#[test]
+fn loadgen_write_without_a_reachable_server_reports_failed_and_exits_2() {
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["write", "--server", "http://127.0.0.1:9", "--namespaces", "a", "--pods", "1", "--write-qps", "1", "--duration", "1"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("write");
+    assert_eq!(out.status.code(), Some(2));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().expect("a message");
+    let message: serde_json::Value = serde_json::from_str(last).expect("json line");
+    assert!(message["failed"]["error"].as_str().is_some_and(|e| e.contains("namespaces")), "{stdout}");
+}

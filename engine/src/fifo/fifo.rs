@@ -181,8 +181,13 @@ impl Fifo {
             // handler for a long time, and its stored handle would pin an arena
             // segment all that while. The swap is invisible, so order is moot.
             q.relocations.push((Arc::from(key), obj));
+            let first = q.relocations.len() == 1;
             drop(q);
-            queue.ready.notify_one();
+            // The shard thread waits only when it holds no relocations and none
+            // are queued: later pushes of a batch need not wake it again.
+            if first {
+                queue.ready.notify_one();
+            }
             return Ok(());
         }
         let (item, moves_rv) = match delta {

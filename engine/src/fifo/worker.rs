@@ -70,21 +70,36 @@ fn deliver(note: &Note, handlers: &[Arc<Registration>], shared: &Shared) {
     }
 }
 
+/// Relocations a shard thread applies between two keys.
+const RELOCATIONS_PER_TURN: usize = 16;
+
 /// The shard thread's loop: runs until the fifo is closed and the queue drained.
 pub(crate) fn run(shard: usize, mut writer: ShardWriter, barrier: Barrier, shared: Arc<Shared>) {
     let queue = &shared.queues[shard];
     let mut handlers: Vec<Arc<Registration>> = Vec::new();
     let mut notes: Vec<Note> = Vec::with_capacity(2);
+    // Relocations taken from the queue, applied a few per turn between keys
+    // and without the queue lock: each one rewrites the object's index
+    // entries, and a compaction step hands over hundreds at once, which the
+    // next event and the producer must not wait for. A relocation changes no
+    // key and no resourceVersion, so applying it unlocked keeps the relist
+    // invariant below; one that is stale by then is ignored by `apply`.
+    let mut relocating: Vec<(Arc<str>, Obj)> = Vec::new();
     loop {
+        let start = relocating.len().saturating_sub(RELOCATIONS_PER_TURN);
+        for (key, obj) in relocating.drain(start..) {
+            apply(&mut writer, &key, Item::Upsert(obj, Upsert::Relocate));
+        }
         let mut q = queue.lock();
         let slot = loop {
-            if !q.relocations.is_empty() {
-                for (key, obj) in std::mem::take(&mut q.relocations) {
-                    apply(&mut writer, &key, Item::Upsert(obj, Upsert::Relocate));
-                }
+            if relocating.is_empty() && !q.relocations.is_empty() {
+                std::mem::swap(&mut relocating, &mut q.relocations);
             }
             if let Some(s) = q.order.pop_front() {
-                break s;
+                break Some(s);
+            }
+            if !relocating.is_empty() {
+                break None;
             }
             if q.closed {
                 barrier.set_shard_low(shard, None);
@@ -92,6 +107,7 @@ pub(crate) fn run(shard: usize, mut writer: ShardWriter, barrier: Barrier, share
             }
             q = queue.ready.wait(q).unwrap_or_else(std::sync::PoisonError::into_inner);
         };
+        let Some(slot) = slot else { continue };
         match slot {
             Slot::Key(key) => {
                 let Some(entry) = q.pending.remove(&key) else {

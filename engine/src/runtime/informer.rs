@@ -103,7 +103,7 @@ struct Compaction {
 /// Least time between two scans of the store for objects in sparse segments.
 const SCAN_INTERVAL: Duration = Duration::from_millis(500);
 /// Most object bytes one maintenance call copies out of sparse segments.
-const RELOCATE_BYTES_PER_CALL: usize = 2 << 20;
+const RELOCATE_BYTES_PER_CALL: usize = 512 << 10;
 
 impl Compaction {
     fn new(compact_below: f64) -> Self {

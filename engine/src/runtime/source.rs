@@ -8,6 +8,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -109,6 +111,9 @@ pub struct KubeSource {
     request: kube::core::Request,
     metadata_only: bool,
     max_list_bytes: usize,
+    /// Size of the last LIST page body: the first guess for the next one when
+    /// the server sends no Content-Length (chunked encoding).
+    last_list_bytes: Arc<AtomicUsize>,
 }
 
 impl KubeSource {
@@ -120,6 +125,7 @@ impl KubeSource {
             request: kube::core::Request::new(url),
             metadata_only: false,
             max_list_bytes: 256 << 20,
+            last_list_bytes: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -178,7 +184,19 @@ impl Source for KubeSource {
         }
         .map_err(build_error)?;
         let mut body = self.send(req).await?.into_body();
-        let mut buf = bytes::BytesMut::new();
+        // A page is ~2.5 MiB at the default 500 items; growing a buffer to that
+        // by doubling allocates and frees twice the page, which the allocator
+        // then keeps resident after the sync (measured: ~6 MiB of RSS for 10k
+        // pods). Allocate once: the Content-Length, else the last page's size
+        // (pages of one list are alike) plus an eighth, at most 64 MiB.
+        let expected = match usize::try_from(http_body::Body::size_hint(&body).lower()).unwrap_or(usize::MAX) {
+            0 => {
+                let last = self.last_list_bytes.load(Relaxed);
+                last.saturating_add(last / 8).min(64 << 20)
+            }
+            n => n,
+        };
+        let mut buf = bytes::BytesMut::with_capacity(expected.min(self.max_list_bytes));
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| SourceError::Transport(Box::new(e)))?;
             if let Ok(data) = frame.into_data() {
@@ -188,6 +206,7 @@ impl Source for KubeSource {
                 buf.extend_from_slice(&data);
             }
         }
+        self.last_list_bytes.store(buf.len(), Relaxed);
         Ok(buf.freeze())
     }
 

@@ -196,8 +196,10 @@ pub struct WatcherConfig {
     /// Largest watch frame accepted, in bytes. Default 16 MiB.
     pub max_frame_bytes: usize,
     /// Least time between two [`EventSink::maintain`] calls (incremental arena
-    /// compaction). Default 50 ms: each call does a bounded amount of work, so
-    /// frequent calls keep both the stall per call and the arena's dead bytes small.
+    /// compaction). Default 20 ms: each call does a bounded amount of work, so
+    /// frequent calls keep both the stall per call and the arena's dead bytes
+    /// small. A watch calls it when it has drained the frames it holds, before it
+    /// waits for more; between two frames only once four intervals have passed.
     pub maintenance_interval: Duration,
     /// Most objects the collection may hold; `None` (default) for no limit.
     ///
@@ -224,7 +226,7 @@ impl Default for WatcherConfig {
             backoff: Backoff::default(),
             on_error: None,
             max_frame_bytes: 16 << 20,
-            maintenance_interval: Duration::from_millis(50),
+            maintenance_interval: Duration::from_millis(20),
             max_objects: None,
         }
     }
@@ -403,7 +405,19 @@ impl<S: Source> Watcher<S> {
     }
 
     fn maybe_maintain(&mut self, sink: &mut impl EventSink) {
-        if self.last_maintenance.elapsed() >= self.config.maintenance_interval {
+        self.maintain_after(sink, self.config.maintenance_interval);
+    }
+
+    /// Maintenance between two frames of a watch: only when it is long
+    /// overdue. The watch loop maintains when it has drained the frames it
+    /// holds and is about to wait for the network, so that no event in hand
+    /// waits for a compaction step; this is for a stream that never pauses.
+    fn maintain_if_overdue(&mut self, sink: &mut impl EventSink) {
+        self.maintain_after(sink, self.config.maintenance_interval.saturating_mul(4));
+    }
+
+    fn maintain_after(&mut self, sink: &mut impl EventSink, interval: Duration) {
+        if self.last_maintenance.elapsed() >= interval {
             self.last_maintenance = Instant::now();
             sink.maintain(&mut self.decoder);
         }
@@ -580,14 +594,17 @@ impl<S: Source> Watcher<S> {
             framer.push(chunk);
             loop {
                 let frame = match framer.next_document() {
-                    None => break,
+                    None => {
+                        self.maybe_maintain(sink);
+                        break;
+                    }
                     Some(Ok(frame)) => frame,
                     Some(Err(e)) => {
                         self.report(&WatcherError::Frame(e));
                         return self.after_bad_frame(rv, initial, &end);
                     }
                 };
-                self.maybe_maintain(sink);
+                self.maintain_if_overdue(sink);
                 let event = match self.decoder.decode_event(&frame) {
                     Ok(event) => event,
                     Err(source) => {

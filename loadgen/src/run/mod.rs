@@ -9,6 +9,8 @@
 //! 2. Create `--namespaces` namespaces and `--pods` realistic pods, labelled as
 //!    this run's so that nothing else is touched (or, with `--preload`, let the
 //!    simulator bulk-load them into one namespace; see [`RunConfig::preload`]).
+//!    Pods are created, and writes driven, by a `loadgen write` child process
+//!    by default ([`WriterKind`]), so this process holds the engine alone.
 //! 3. Start the engine with the chosen handler style; time its sync. With
 //!    `--profile NAME`, sample this process's stacks from here to the end of the
 //!    write phase (see [`crate::profile`]).
@@ -23,6 +25,7 @@ mod engines;
 mod recorder;
 mod target;
 mod writer;
+mod writes;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -36,8 +39,9 @@ use kube::api::{Api, ListParams};
 
 pub use engines::{Engine, EngineKind, EngineSettings, HandlerStyle};
 pub use recorder::{Recorder, SENT_AT, SENT_AT_POINTER};
-pub use target::{OWNED_LABEL, Preload, Target, TargetKind, cleanup_owned};
+pub use target::{Connection, OWNED_LABEL, Preload, Target, TargetKind, cleanup_owned};
 pub use writer::{WriteStats, Writer};
+pub use writes::{WritePlan, WriterKind, WriterMessage, Writes, serve_child};
 
 use crate::procstat;
 use crate::profile::{ProfileError, Profiler};
@@ -76,6 +80,9 @@ pub enum RunError {
     /// The profiler could not be started or its output written.
     #[error("profiling failed")]
     Profile(#[from] ProfileError),
+    /// The writer (a `loadgen write` child by default) failed.
+    #[error("the writer failed: {0}")]
+    Writer(String),
     /// The engine did not sync in time.
     #[error("{engine} did not sync {pods} pods within {timeout:?}")]
     SyncTimeout {
@@ -113,6 +120,8 @@ pub struct RunConfig {
     pub seed: u64,
     /// Where the API server is.
     pub target: TargetKind,
+    /// Which process creates the pods and drives the writes.
+    pub writer: WriterKind,
     /// Draw progress bars.
     pub progress: bool,
     /// kcache: list with a streaming list (`sendInitialEvents=true`) instead of
@@ -152,6 +161,7 @@ impl Default for RunConfig {
             strip_managed_fields: false,
             seed: 1,
             target: TargetKind::SimChild,
+            writer: WriterKind::Child,
             progress: true,
             streaming_list: false,
             resync: None,
@@ -213,16 +223,17 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, RunError> {
     };
 
     // 1. Namespaces and pods.
-    writer::ensure_namespaces(&client, &namespaces).await?;
-    let keys = match &preload {
-        Some(p) => (0..p.pods).map(|i| (p.namespace.clone(), crate::podgen::PodGen::name(i))).collect(),
-        None => {
-            let bar = spinner(cfg.progress, cfg.pods as u64, "creating pods");
-            let keys = writer::create_pods(&client, &namespaces, cfg.pods, cfg.seed, &bar).await?;
-            bar.finish_and_clear();
-            keys
-        }
+    let plan = WritePlan {
+        namespaces: namespaces.clone(),
+        pods: cfg.pods,
+        seed: cfg.seed,
+        preloaded: preload.is_some(),
+        write_qps: cfg.write_qps,
+        duration: cfg.duration,
     };
+    let bar = spinner(cfg.progress && preload.is_none(), cfg.pods as u64, "creating pods");
+    let writes = Writes::prepare(cfg.writer, &client, &target.connection, plan, &bar).await?;
+    bar.finish_and_clear();
 
     // 2. Engine sync. The peak-RSS mark is reset first so that the engine's
     // peak excludes the pods this process built to create them.
@@ -256,7 +267,6 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, RunError> {
 
     // 3. Writes, sampling RSS once a second.
     let bar = spinner(cfg.progress, cfg.duration.as_secs().max(1), "writing");
-    let mut w = Writer::new(client.clone(), keys, namespaces.clone(), cfg.seed);
     recorder.start_at(recorder::now_nanos());
     let timeline = Arc::new(std::sync::Mutex::new(Vec::new()));
     let sampler = {
@@ -270,7 +280,7 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, RunError> {
             }
         })
     };
-    let stats = if cfg.duration.is_zero() { WriteStats::default() } else { w.drive(cfg.write_qps, cfg.duration, &bar).await };
+    let stats = writes.drive(&bar).await?;
     let keys_written = cfg.pods + stats.creates as usize;
     sampler.abort();
     let rss_timeline = std::mem::take(&mut *timeline.lock().unwrap_or_else(|p| p.into_inner()));
@@ -322,6 +332,7 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, RunError> {
         engine: cfg.engine.as_str().to_owned(),
         handler: cfg.handler.as_str().to_owned(),
         handler_cost_us: cfg.handler_cost.as_micros() as u64,
+        writer: cfg.writer.as_str().to_owned(),
         pods: cfg.pods as u64,
         write_qps_target: cfg.write_qps,
         write_qps_achieved: stats.acknowledged() as f64 / stats.elapsed.as_secs_f64().max(1e-9),

@@ -45,10 +45,85 @@ pub struct Preload {
     pub seed: u64,
 }
 
+/// How another process (the `loadgen write` child) reaches the same target.
+#[derive(Clone, Debug)]
+pub enum Connection {
+    /// A URL without credentials: a simulator on 127.0.0.1.
+    Url(String),
+    /// A kubeconfig context the guard has already accepted once.
+    Kubeconfig {
+        /// Kubeconfig file; `None` = the usual lookup.
+        path: Option<PathBuf>,
+        /// The context's name; `None` = the current context.
+        context: Option<String>,
+        /// Skip the local-kind guard.
+        allow_remote: bool,
+    },
+}
+
+impl Connection {
+    /// The command-line arguments that name this connection (`--server URL` or
+    /// `--kubeconfig`/`--context`/`--allow-remote`). Credentials are never
+    /// among them: a kubeconfig is passed by path.
+    pub fn args(&self) -> Vec<String> {
+        match self {
+            Connection::Url(url) => vec!["--server".to_owned(), url.clone()],
+            Connection::Kubeconfig { path, context, allow_remote } => {
+                let mut args = Vec::new();
+                if let Some(p) = path {
+                    args.extend(["--kubeconfig".to_owned(), p.display().to_string()]);
+                }
+                if let Some(c) = context {
+                    args.extend(["--context".to_owned(), c.clone()]);
+                }
+                if *allow_remote {
+                    args.push("--allow-remote".to_owned());
+                }
+                args
+            }
+        }
+    }
+
+    /// A client for the target.
+    pub async fn client(&self) -> Result<kube::Client, RunError> {
+        match self {
+            Connection::Url(url) => {
+                let uri = url.parse().map_err(|e| RunError::Target(format!("bad server url {url}: {e}")))?;
+                kube::Client::try_from(kube::Config::new(uri)).map_err(|e| RunError::Target(e.to_string()))
+            }
+            Connection::Kubeconfig { path, context, allow_remote } => {
+                kubeconfig_client(path.as_ref(), context.as_deref(), *allow_remote).await.map(|(client, _)| client)
+            }
+        }
+    }
+}
+
+/// A client for a kubeconfig context the guard accepts, and the context's name.
+async fn kubeconfig_client(
+    path: Option<&PathBuf>,
+    context: Option<&str>,
+    allow_remote: bool,
+) -> Result<(kube::Client, String), RunError> {
+    let kubeconfig = match path {
+        Some(p) => Kubeconfig::read_from(p),
+        None => Kubeconfig::read(),
+    }
+    .map_err(|e| RunError::Target(format!("cannot read kubeconfig: {e}")))?;
+    let name = guard::check_context(&kubeconfig, context, allow_remote).map_err(|e| RunError::Target(e.to_string()))?;
+    let options = KubeConfigOptions { context: Some(name.clone()), ..KubeConfigOptions::default() };
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+        .await
+        .map_err(|e| RunError::Target(format!("cannot load kubeconfig: {e}")))?;
+    let client = kube::Client::try_from(config).map_err(|e| RunError::Target(e.to_string()))?;
+    Ok((client, name))
+}
+
 /// A started target.
 pub struct Target {
     /// A client for it.
     pub client: kube::Client,
+    /// How another process reaches it.
+    pub connection: Connection,
     child: Option<tokio::process::Child>,
     sim: Option<SimHandle>,
     real_cluster: bool,
@@ -65,7 +140,8 @@ impl Target {
                         .map_err(|e| RunError::Target(format!("cannot preload pods: {e}")))?;
                 }
                 let client = sim.client().map_err(|e| RunError::Target(e.to_string()))?;
-                Ok(Target { client, child: None, sim: Some(sim), real_cluster: false })
+                let connection = Connection::Url(sim.url());
+                Ok(Target { client, connection, child: None, sim: Some(sim), real_cluster: false })
             }
             TargetKind::SimChild => {
                 let exe = std::env::current_exe().map_err(|e| RunError::Target(format!("cannot find loadgen's own binary: {e}")))?;
@@ -97,24 +173,14 @@ impl Target {
                     .to_owned();
                 // Keep draining the child's stdout so it never blocks on a full pipe.
                 tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-                let uri = url.parse().map_err(|e| RunError::Target(format!("bad simulator url {url}: {e}")))?;
-                let client = kube::Client::try_from(kube::Config::new(uri)).map_err(|e| RunError::Target(e.to_string()))?;
-                Ok(Target { client, child: Some(child), sim: None, real_cluster: false })
+                let connection = Connection::Url(url);
+                let client = connection.client().await?;
+                Ok(Target { client, connection, child: Some(child), sim: None, real_cluster: false })
             }
             TargetKind::Kubeconfig { path, context, allow_remote } => {
-                let kubeconfig = match path {
-                    Some(p) => Kubeconfig::read_from(p),
-                    None => Kubeconfig::read(),
-                }
-                .map_err(|e| RunError::Target(format!("cannot read kubeconfig: {e}")))?;
-                let name = guard::check_context(&kubeconfig, context.as_deref(), *allow_remote)
-                    .map_err(|e| RunError::Target(e.to_string()))?;
-                let options = KubeConfigOptions { context: Some(name), ..KubeConfigOptions::default() };
-                let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
-                    .await
-                    .map_err(|e| RunError::Target(format!("cannot load kubeconfig: {e}")))?;
-                let client = kube::Client::try_from(config).map_err(|e| RunError::Target(e.to_string()))?;
-                Ok(Target { client, child: None, sim: None, real_cluster: true })
+                let (client, context) = kubeconfig_client(path.as_ref(), context.as_deref(), *allow_remote).await?;
+                let connection = Connection::Kubeconfig { path: path.clone(), context: Some(context), allow_remote: *allow_remote };
+                Ok(Target { client, connection, child: None, sim: None, real_cluster: true })
             }
         }
     }

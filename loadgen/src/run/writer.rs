@@ -78,8 +78,9 @@ pub async fn create_pods(
     results.into_iter().collect()
 }
 
-/// What the write phase did.
-#[derive(Debug, Default)]
+/// What the write phase did. Serialized when a `loadgen write` child reports
+/// it to the run (see [`super::writes`]).
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct WriteStats {
     /// Acknowledged updates.
     pub updates: u64,
