@@ -177,6 +177,13 @@ fn relocate_swaps_the_stored_handle_without_notifying() {
     f.push(Delta::Relocate(moved.clone())).unwrap();
     // A relocate of a stale version is ignored.
     f.push(Delta::Relocate(pod("ns", "a", "0", &[("app", "x")]))).unwrap();
+    // The shard thread takes both (applies one, finds the other stale) and the
+    // backlog a compactor watches drops back to zero.
+    let deadline = std::time::Instant::now() + T;
+    while f.relocation_backlog() > 0 {
+        assert!(std::time::Instant::now() < deadline, "relocations never applied: {}", f.relocation_backlog());
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
     f.close();
     assert_eq!(rec.log(), ["add a@1"]);
     let stored = store.get_by_key("ns/a").unwrap();

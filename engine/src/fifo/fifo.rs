@@ -133,7 +133,8 @@ impl Fifo {
         self.seq += 1;
         let seq = self.seq;
         if let Some(e) = q.pending.get_mut(key_str) {
-            let merged = e.push(item);
+            let store = &self.shared.store;
+            let merged = e.push_with(item, || store.get_by_key(key_str).is_some());
             q.items = q.items + 1 - merged;
             if merged > 0 {
                 self.shared.coalesced.fetch_add(merged as u64, Relaxed);
@@ -181,6 +182,7 @@ impl Fifo {
             // handler for a long time, and its stored handle would pin an arena
             // segment all that while. The swap is invisible, so order is moot.
             q.relocations.push((Arc::from(key), obj));
+            queue.counters.relocations.fetch_add(1, Relaxed);
             let first = q.relocations.len() == 1;
             drop(q);
             // The shard thread waits only when it holds no relocations and none
@@ -353,6 +355,14 @@ impl Fifo {
             }
         }
         (copied, true)
+    }
+
+    /// Relocated copies ([`Delta::Relocate`]) pushed and not yet applied, over
+    /// all shards. Each holds a copy of an object whose old bytes stay alive
+    /// until it is applied, so a compactor stops pushing while this is high: a
+    /// shard thread behind a slow handler applies only a few between two keys.
+    pub fn relocation_backlog(&self) -> usize {
+        self.shared.queues.iter().map(|q| q.counters.relocations.load(Relaxed)).sum()
     }
 
     /// Counters (see [`FifoStats`]).

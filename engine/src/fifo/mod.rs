@@ -12,8 +12,10 @@
 //! * **Oldest + newest per key.** Like client-go's DeltaFIFO, pending deltas are kept
 //!   per key (a key is queued iff it has pending deltas), but a key holds at most two:
 //!   the oldest undelivered delta and the newest. `Added` then 1,000 `Updated`s while
-//!   the shard is busy is delivered as `on_add(v1)` then one `on_update(v1, v1000)`.
-//!   Memory is O(pending keys) under any backlog, never O(events).
+//!   the shard is busy is delivered as `on_add(v1)` then one `on_update(v1, v1000)`;
+//!   1,000 `Updated`s of an object the store already holds as one
+//!   `on_update(stored, v1000)` (both states would be updates, so only the newest is
+//!   kept). Memory is O(pending keys) under any backlog, never O(events).
 //! * **Deletions coalesce** as client-go's `dedupDeltas` does: two consecutive
 //!   deletions keep the later one unless it is final-state-unknown; an object created
 //!   and deleted while pending behind an earlier deletion collapses into that deletion.

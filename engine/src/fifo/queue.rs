@@ -2,8 +2,9 @@
 //!
 //! # Guarantees
 //! * A key is in `order` iff it is in `pending` (client-go's `queue`/`items` invariant).
-//! * An [`Entry`] holds at most two deltas: the oldest undelivered one and the newest,
-//!   so a shard's memory is O(pending keys) whatever the backlog.
+//! * An [`Entry`] holds at most two deltas: the oldest undelivered one and the newest
+//!   (one, the newest, for watch updates of a key the store holds), so a shard's
+//!   memory is O(pending keys) whatever the backlog.
 //! * Entries appear in `order` by ascending `first_seq`.
 
 use std::collections::{HashMap, VecDeque};
@@ -40,6 +41,10 @@ pub(crate) enum Item {
 impl Item {
     fn is_delete(&self) -> bool {
         matches!(self, Item::Delete(..))
+    }
+
+    fn is_watch_upsert(&self) -> bool {
+        matches!(self, Item::Upsert(_, Upsert::Watch))
     }
 }
 
@@ -78,12 +83,25 @@ impl Entry {
         self.last.as_ref().unwrap_or(&self.first)
     }
 
-    /// Adds `d`, coalescing so that at most two deltas remain. Returns how many deltas
-    /// were merged away (pushed + held before - held after).
+    /// Adds `d` to an entry with a store that does not hold the key; see [`Entry::push_with`].
+    #[cfg(test)]
+    pub(crate) fn push(&mut self, d: Item) -> usize {
+        self.push_with(d, || false)
+    }
+
+    /// Adds `d`, coalescing so that at most two deltas remain. `stored` says
+    /// whether the store holds the key (asked only when a rule depends on it;
+    /// stable while the caller holds the shard's queue lock, under which the
+    /// store is written). Returns how many deltas were merged away (pushed +
+    /// held before - held after).
     ///
     /// Rules, with `U` an upsert and `D` a delete (state relative to the store, which
     /// only this key's entry changes):
-    /// * `[a] + d -> [a, d]`, except `[D] + D -> [D']` (deletion dedup).
+    /// * `[U] + U' -> [U']` for watch upserts of a key the store holds: both would be
+    ///   delivered as updates, so handlers get `on_update(stored, U')` and skip the
+    ///   intermediate state. Under a backlog this halves what each queued key holds
+    ///   and what the handlers are called for.
+    /// * `[a] + d -> [a, d]` otherwise, except `[D] + D -> [D']` (deletion dedup).
     /// * `[a, U] + U' -> [a, U']`: keep the oldest undelivered state and the newest.
     /// * `[U, U] + D -> [U, D]`; `[D, U] + D -> [D']`: an object created and deleted
     ///   while pending was never seen by handlers, so only the first delete remains.
@@ -92,7 +110,7 @@ impl Entry {
     /// * `[a, D] + D' -> [a, D'']`: deletion dedup.
     /// * A relocate is dropped whenever anything is pending: the pending deltas will
     ///   replace the stored handle anyway.
-    pub(crate) fn push(&mut self, d: Item) -> usize {
+    pub(crate) fn push_with(&mut self, d: Item, stored: impl FnOnce() -> bool) -> usize {
         let before = self.count() + 1;
         if matches!(d, Item::Upsert(_, Upsert::Relocate)) {
             return 1;
@@ -102,6 +120,8 @@ impl Entry {
                 if self.first.is_delete() && d.is_delete() {
                     let first = std::mem::replace(&mut self.first, d.clone());
                     self.first = dedup_delete(first, d);
+                } else if self.first.is_watch_upsert() && d.is_watch_upsert() && stored() {
+                    self.first = d;
                 } else {
                     self.last = Some(d);
                 }
@@ -182,6 +202,8 @@ pub(crate) struct ShardCounters {
     pub(crate) applied: AtomicU64,
     pub(crate) backlog_keys: AtomicUsize,
     pub(crate) backlog_deltas: AtomicUsize,
+    /// Relocated copies pushed and not yet applied by the shard thread.
+    pub(crate) relocations: AtomicUsize,
 }
 
 pub(crate) struct ShardQueue {
@@ -236,6 +258,23 @@ mod tests {
             assert_eq!(e.push(up(&i.to_string())), 1);
         }
         assert_eq!(shape(&e), ["U1", "U999"]);
+    }
+
+    #[test]
+    fn updates_of_a_stored_key_coalesce_into_the_newest() {
+        let mut e = Entry::new(up("1"), 1, None);
+        for i in 2..1000 {
+            assert_eq!(e.push_with(up(&i.to_string()), || true), 1);
+        }
+        assert_eq!(shape(&e), ["U999"]);
+        assert_eq!(e.first_seq, 1, "the key keeps its place in the queue");
+        // A delete still follows the pending update, and a re-create the delete.
+        e.push_with(del("1000", false), || true);
+        assert_eq!(shape(&e), ["U999", "D1000"]);
+        // Relist and resync upserts are not watch updates: they do not replace.
+        let mut e = Entry::new(up("1"), 1, None);
+        e.push_with(Item::Upsert(pod("ns", "a", "2", &[]), Upsert::Replaced { initial: false }), || true);
+        assert_eq!(shape(&e), ["U1", "U2"]);
     }
 
     #[test]

@@ -89,6 +89,7 @@ pub(crate) fn run(shard: usize, mut writer: ShardWriter, barrier: Barrier, share
         let start = relocating.len().saturating_sub(RELOCATIONS_PER_TURN);
         for (key, obj) in relocating.drain(start..) {
             apply(&mut writer, &key, Item::Upsert(obj, Upsert::Relocate));
+            queue.counters.relocations.fetch_sub(1, Relaxed);
         }
         let mut q = queue.lock();
         let slot = loop {

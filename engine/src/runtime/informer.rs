@@ -104,6 +104,9 @@ struct Compaction {
 const SCAN_INTERVAL: Duration = Duration::from_millis(500);
 /// Most object bytes one maintenance call copies out of sparse segments.
 const RELOCATE_BYTES_PER_CALL: usize = 512 << 10;
+/// Most relocated copies waiting for the shard threads before compaction of
+/// store objects pauses (see [`Fifo::relocation_backlog`]).
+const MAX_RELOCATION_BACKLOG: usize = 512;
 
 impl Compaction {
     fn new(compact_below: f64) -> Self {
@@ -141,7 +144,11 @@ impl Compaction {
     fn relocate_some(&mut self, store: &Store, decoder: &mut Decoder, fifo: &mut Fifo) -> usize {
         let mut budget = RELOCATE_BYTES_PER_CALL;
         let mut moved = 0;
-        while budget > 0 {
+        // Copies wait in the shard queues until the shard threads swap them
+        // in; behind a slow handler they would pile up faster than they are
+        // applied, each one doubling its object's memory meanwhile.
+        let room = MAX_RELOCATION_BACKLOG.saturating_sub(fifo.relocation_backlog());
+        while budget > 0 && moved < room {
             let Some((key, obj)) = self.pending.pop() else { break };
             // Replaced or deleted since the scan: its segment frees itself once
             // this handle drops.
@@ -158,7 +165,7 @@ impl Compaction {
             }
             moved += 1;
         }
-        if self.pending.is_empty() && self.queues_pending && budget > 0 {
+        if (self.pending.is_empty() || moved >= room) && self.queues_pending && budget > 0 {
             let (_, done) = fifo.relocate_pending(budget, |obj| decoder.arena_mut().relocate(obj));
             self.queues_pending = !done;
         }
