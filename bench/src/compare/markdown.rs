@@ -97,12 +97,13 @@ pub fn results_md(r: &Results, charts: &[String]) -> String {
     let _ = writeln!(
         o,
         "Every figure comes from `loadgen run` (see `loadgen/src/run/`), one process per measurement, \
-         so RSS and CPU figures hold that engine alone; the simulated API server (`loadgen sim`) runs in \
-         a separate child process on 127.0.0.1. kcache is this repository's informer; kube-rs is \
+         so RSS and CPU figures hold that engine alone: the simulated API server (`loadgen sim`) and the \
+         writer that creates the pods and drives the writes (`loadgen write`) run as separate child \
+         processes on 127.0.0.1. kcache is this repository's informer; kube-rs is \
          kube-runtime 5's `watcher` + `reflector` + `Store` driven the same way, with the same handler \
          styles. Ratios are kcache / kube-rs, computed pair-wise from runs made next to each other \
          (median over repeats where there are several). Both engines run in the same `loadgen` binary, \
-         which uses mimalloc. \
+         which uses mimalloc (built without transparent huge pages). \
          On this machine the engine, the load generator and the simulator share {} cores, so absolute \
          figures are lower bounds of what a dedicated machine shows; the ratios are the point.\n",
         m.cores

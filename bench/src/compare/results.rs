@@ -509,10 +509,10 @@ impl Results {
 
 /// The documented bound on kcache's memory growth under overload (docs/TUNING.md):
 /// at most this many times the pods' wire bytes above the RSS after sync. Live
-/// objects are the store's (1x) plus at most two queued versions per key (2x);
-/// the arena holds up to `1 / compact_below` (1.43x) of its live bytes before
-/// compacting, and a relist adds one transient copy (1x): 3 / 0.7 + 1 = 5.3x,
-/// rounded up for allocator overhead.
+/// objects are the store's (1x), one queued version per pending key (1x) and
+/// the final states of deleted keys awaiting delivery (up to ~1x); the arena
+/// compacts segments under half live, so it holds up to 2x its live bytes:
+/// 3 x 2 = 6x.
 pub const OVERLOAD_BOUND_WIRE: f64 = 6.0;
 
 /// The goals, measured.
