@@ -388,8 +388,8 @@ pub fn results_md(r: &Results, charts: &[String]) -> String {
         let _ = writeln!(
             o,
             "`loadgen run --pods {} --write-qps 2000 --duration {:.0} --preload`, kcache with the sync handler \
-             (kube-rs is left out: it needs ~6x the memory at this size, see section 3, and its backlog at \
-             2,000 writes/s does not drain within the run, see section 2).\n",
+             (kube-rs is left out to keep the comparison's run time and memory down: it needs ~6x kcache's \
+             memory at this size, see section 3).\n",
             x.pods, x.duration_seconds
         );
         let _ = writeln!(o, "| figure | value |\n|---|---|");
