@@ -79,17 +79,22 @@ enum Mode {
         top: usize,
     },
     /// Delete every namespace loadgen created on a cluster (labelled as its own).
-    Cleanup {
-        /// Kubeconfig file (default: KUBECONFIG or ~/.kube/config).
-        #[arg(long)]
-        kubeconfig: Option<std::path::PathBuf>,
-        /// Kubeconfig context (default: current).
-        #[arg(long)]
-        context: Option<String>,
-        /// Allow a context that is not a local kind cluster.
-        #[arg(long)]
-        allow_remote: bool,
-    },
+    Cleanup(ClusterArgs),
+}
+
+/// Which cluster a mode talks to, from a kubeconfig (for `run`, giving
+/// `--kubeconfig` or `--context` selects a real cluster instead of the simulator).
+#[derive(clap::Args)]
+struct ClusterArgs {
+    /// Kubeconfig file (default: KUBECONFIG or ~/.kube/config).
+    #[arg(long)]
+    kubeconfig: Option<std::path::PathBuf>,
+    /// Kubeconfig context (default: current).
+    #[arg(long)]
+    context: Option<String>,
+    /// Allow a context that is not a local kind cluster.
+    #[arg(long)]
+    allow_remote: bool,
 }
 
 #[derive(clap::Args)]
@@ -134,15 +139,9 @@ struct RunArgs {
     /// child (RSS, CPU and profile are then the engine's alone) or this one.
     #[arg(long, value_enum, default_value_t = WriterKind::Child)]
     writer: WriterKind,
-    /// Run against a real cluster from this kubeconfig.
-    #[arg(long)]
-    kubeconfig: Option<std::path::PathBuf>,
-    /// Kubeconfig context (default: current); implies a real cluster.
-    #[arg(long)]
-    context: Option<String>,
-    /// Allow a context that is not a local kind cluster.
-    #[arg(long)]
-    allow_remote: bool,
+    /// A real cluster instead of the simulator: given `--kubeconfig` or `--context`.
+    #[command(flatten)]
+    cluster: ClusterArgs,
     /// kcache: list with a streaming list (`sendInitialEvents=true`) instead of
     /// paginated LISTs; kube-rs: `watcher::Config::streaming_lists()`.
     #[arg(long)]
@@ -184,15 +183,8 @@ struct WriteArgs {
     /// The API server's URL (a simulator); otherwise the kubeconfig is used.
     #[arg(long)]
     server: Option<String>,
-    /// Kubeconfig file (default: KUBECONFIG or ~/.kube/config).
-    #[arg(long)]
-    kubeconfig: Option<std::path::PathBuf>,
-    /// Kubeconfig context (default: current).
-    #[arg(long)]
-    context: Option<String>,
-    /// Allow a context that is not a local kind cluster.
-    #[arg(long)]
-    allow_remote: bool,
+    #[command(flatten)]
+    cluster: ClusterArgs,
     /// The run's namespaces, comma-separated.
     #[arg(long, value_delimiter = ',', required = true)]
     namespaces: Vec<String>,
@@ -270,7 +262,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Mode::Cleanup { kubeconfig, context, allow_remote } => match cleanup(kubeconfig, context, allow_remote) {
+        Mode::Cleanup(cluster) => match cleanup(cluster) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("loadgen cleanup: {e:#}");
@@ -282,8 +274,9 @@ fn main() -> ExitCode {
 
 /// Runs the scenario; `Ok(false)` when a check failed (events lost, cache differs).
 fn run_scenario(args: RunArgs) -> anyhow::Result<bool> {
-    let target = if args.kubeconfig.is_some() || args.context.is_some() {
-        TargetKind::Kubeconfig { path: args.kubeconfig, context: args.context, allow_remote: args.allow_remote }
+    let ClusterArgs { kubeconfig, context, allow_remote } = args.cluster;
+    let target = if kubeconfig.is_some() || context.is_some() {
+        TargetKind::Kubeconfig { path: kubeconfig, context, allow_remote }
     } else {
         match args.sim {
             SimMode::Child => TargetKind::SimChild,
@@ -339,9 +332,9 @@ fn write(args: WriteArgs) -> anyhow::Result<()> {
     let connection = match args.server {
         Some(url) => Connection::Url(url),
         None => Connection::Kubeconfig {
-            path: args.kubeconfig,
-            context: args.context,
-            allow_remote: args.allow_remote,
+            path: args.cluster.kubeconfig,
+            context: args.cluster.context,
+            allow_remote: args.cluster.allow_remote,
         },
     };
     let plan = WritePlan {
@@ -366,7 +359,7 @@ fn profile_diff(a: &std::path::Path, b: &std::path::Path, top: usize) -> anyhow:
     Ok(())
 }
 
-fn cleanup(kubeconfig: Option<std::path::PathBuf>, context: Option<String>, allow_remote: bool) -> anyhow::Result<()> {
+fn cleanup(ClusterArgs { kubeconfig, context, allow_remote }: ClusterArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async {
         let kc = match &kubeconfig {
