@@ -202,11 +202,11 @@ impl Writes {
         match self {
             Writes::InProcess { writer, plan } => Ok(drive_writer(writer, &plan, bar).await),
             Writes::Child { mut child, mut stdin, mut lines, plan } => {
-                stdin
-                    .write_all(b"go\n")
-                    .await
-                    .map_err(|e| RunError::Writer(format!("cannot tell `loadgen write` to start: {e}")))?;
-                stdin.flush().await.map_err(|e| RunError::Writer(format!("cannot tell `loadgen write` to start: {e}")))?;
+                let go = async {
+                    stdin.write_all(b"go\n").await?;
+                    stdin.flush().await
+                };
+                go.await.map_err(|e| RunError::Writer(format!("cannot tell `loadgen write` to start: {e}")))?;
                 let start = Instant::now();
                 let deadline = start + plan.duration + Duration::from_secs(300);
                 let ticker = {
