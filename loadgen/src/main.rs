@@ -157,9 +157,14 @@ struct RunArgs {
     /// (default `loadgen.kcache.io/run=true`, or `app` with `--preload`).
     #[arg(long)]
     label_selector: Option<String>,
-    /// Skip timing cache and direct Get / List at the end.
+    /// Skip timing cache Get / List (during the writes) and direct GET / LIST
+    /// (after them).
     #[arg(long)]
     no_read_timings: bool,
+    /// Threads timing cache Get / List during the writes, as a controller's
+    /// workers read while its informer applies events.
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    readers: usize,
     /// Profile the sync and write phases; writes `PROFILE_DIR/NAME.svg` (flamegraph)
     /// and `PROFILE_DIR/NAME.pb` (pprof protobuf).
     #[arg(long, value_name = "NAME")]
@@ -302,6 +307,7 @@ fn run_scenario(args: RunArgs) -> anyhow::Result<bool> {
         preload: args.preload,
         label_selector: args.label_selector,
         read_timings: !args.no_read_timings,
+        readers: args.readers,
         profile: args.profile.map(|name| args.profile_dir.join(name)),
         profile_hz: args.profile_hz,
     };

@@ -98,9 +98,13 @@ pub struct Report {
     pub cache_matches_server: bool,
     /// Write-acknowledged-to-handler latency, milliseconds.
     pub event_latency_ms: Percentiles,
-    /// Cache get by key, nanoseconds.
+    /// Threads that timed the cache reads, during the write phase (0: reads not
+    /// timed).
+    pub readers: u64,
+    /// Cache get by key, nanoseconds, timed by `readers` threads during the writes.
     pub cache_get_ns: Percentiles,
-    /// Cache list of a 1,000-pod namespace via the namespace index, nanoseconds.
+    /// Cache list of a 1,000-pod namespace (kcache: via the namespace index),
+    /// nanoseconds, timed by the same threads.
     pub cache_list_1000_ns: Percentiles,
     /// GET of one pod from the API server, milliseconds.
     pub direct_get_ms: Percentiles,

@@ -145,10 +145,13 @@ pub fn results_md(r: &Results, charts: &[String]) -> String {
         o,
         "{} pods in namespaces of 1,000. *Get* reads one pod by namespace/name; *List* reads a whole \
          1,000-pod namespace (kcache: its namespace index; kube-rs: `Store::state()` filtered by namespace, \
-         as kube-rs's `Store` has no index). Direct = `Api::get` / `Api::list` against the simulator over \
-         loopback HTTP, measured in the kcache run. Cache reads: 100,000 Gets and 2,000 Lists; direct: \
-         1,000 GETs and 100 LISTs; one run per engine.\n",
-        r.reads.pods
+         as kube-rs's `Store` has no index). Cache reads are timed by {} reader threads while the writer \
+         sends {:.0} writes/s (90% patches, 5% creates, 5% deletes) and the engine applies them, as a busy \
+         controller's workers read (`loadgen/src/run/reads.rs`): each thread times bursts of 64 Gets, one \
+         List every 4 bursts, and sleeps 1 ms between bursts; every sample is one call, clock included. \
+         Direct = `Api::get` / `Api::list` against the simulator over loopback HTTP after the writes, \
+         measured in the kcache run (1,000 GETs and 100 LISTs). One run per engine.\n",
+        r.reads.pods, r.reads.readers, r.reads.write_qps
     );
     let _ = writeln!(o, "| Get one pod | p50 | p95 | p99 | samples |\n|---|---|---|---|---|");
     lat_row(&mut o, "direct GET", &r.reads.get[0]);

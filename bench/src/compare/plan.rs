@@ -74,7 +74,8 @@ pub struct PlanConfig {
     pub pods: usize,
     /// Seconds of the 2,000 writes/s phase.
     pub write_seconds: f64,
-    /// Seconds of the light write phase before the read timings.
+    /// Seconds of the reads scenario's 2,000 writes/s phase, during which two
+    /// threads time cache reads.
     pub reads_write_seconds: f64,
     /// Pod counts of the sync-only scenario.
     pub sync_sizes: Vec<usize>,
@@ -105,7 +106,7 @@ impl PlanConfig {
                 quick,
                 pods: 2_000,
                 write_seconds: 10.0,
-                reads_write_seconds: 1.0,
+                reads_write_seconds: 3.0,
                 sync_sizes: vec![10_000],
                 sync_repeats: 1,
                 resync_periods: vec![0, 2, 30],
@@ -118,7 +119,7 @@ impl PlanConfig {
                 quick,
                 pods: 10_000,
                 write_seconds: 30.0,
-                reads_write_seconds: 5.0,
+                reads_write_seconds: 10.0,
                 sync_sizes: vec![10_000, 100_000],
                 sync_repeats: 3,
                 resync_periods: vec![0, 30, 300],
@@ -155,12 +156,14 @@ pub fn plan(cfg: &PlanConfig) -> Vec<Job> {
         }
     };
 
-    // Reads: namespaces of 1,000 pods, a light write load, then the read timings.
+    // Reads: namespaces of 1,000 pods; two threads time cache reads while 2,000
+    // writes/s arrive, as a busy controller's workers do.
     let namespaces = (cfg.pods / 1_000).max(1).to_string();
     for variant in ["kcache", "kube-rs"] {
         let mut a = engine_args(variant);
         let secs = cfg.reads_write_seconds.to_string();
-        a.extend(args(&["--pods", &pods, "--namespaces", &namespaces, "--write-qps", "200", "--duration", &secs]));
+        a.extend(args(&["--pods", &pods, "--namespaces", &namespaces, "--write-qps", "2000", "--duration", &secs]));
+        a.extend(args(&["--readers", "2"]));
         jobs.push(job(Group::Reads, "", variant, 0, a));
     }
 

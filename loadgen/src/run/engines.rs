@@ -357,27 +357,11 @@ impl Engine {
         }
     }
 
-    /// Looks one object up by `namespace/name`; whether it was found.
-    pub fn get(&self, key: &str) -> bool {
+    /// A handle that reads the engine's cache from any thread.
+    pub fn reader(&self) -> CacheReader {
         match self {
-            Engine::Kcache { informer, .. } => informer.store().get_by_key(key).is_some(),
-            Engine::KubeRs { store, .. } => {
-                let (ns, name) = key.split_once('/').unwrap_or(("", key));
-                store.get(&reflector::ObjectRef::new(name).within(ns)).is_some()
-            }
-        }
-    }
-
-    /// Lists one namespace from the cache; the number of objects.
-    pub fn list_namespace(&self, namespace: &str) -> usize {
-        match self {
-            Engine::Kcache { informer, .. } => {
-                informer.store().index(NAMESPACE_INDEX, namespace).map_or(0, |s| s.iter().count())
-            }
-            // kube-rs's Store has no index: a namespace list filters the whole state.
-            Engine::KubeRs { store, .. } => {
-                store.state().into_iter().filter(|p| p.metadata.namespace.as_deref() == Some(namespace)).count()
-            }
+            Engine::Kcache { informer, .. } => CacheReader::Kcache(informer.store()),
+            Engine::KubeRs { store, .. } => CacheReader::KubeRs(store.clone()),
         }
     }
 
@@ -429,6 +413,40 @@ impl Engine {
                 if let Some(q) = queue {
                     q.shutdown();
                 }
+            }
+        }
+    }
+}
+
+/// Reads one engine's cache the way a controller's workers do; cheap to clone and
+/// `Send`, so timing threads can each hold one.
+#[derive(Clone)]
+pub enum CacheReader {
+    /// kcache's store (lock-free maps, namespace index).
+    Kcache(kcache::store::Store),
+    /// kube-rs's reflector `Store` (one `RwLock`ed map, no index).
+    KubeRs(reflector::Store<Pod>),
+}
+
+impl CacheReader {
+    /// Looks one object up by `namespace/name`; whether it was found.
+    pub fn get(&self, key: &str) -> bool {
+        match self {
+            CacheReader::Kcache(store) => store.get_by_key(key).is_some(),
+            CacheReader::KubeRs(store) => {
+                let (ns, name) = key.split_once('/').unwrap_or(("", key));
+                store.get(&reflector::ObjectRef::new(name).within(ns)).is_some()
+            }
+        }
+    }
+
+    /// Lists one namespace from the cache; the number of objects.
+    pub fn list_namespace(&self, namespace: &str) -> usize {
+        match self {
+            CacheReader::Kcache(store) => store.index(NAMESPACE_INDEX, namespace).map_or(0, |s| s.iter().count()),
+            // kube-rs's Store has no index: a namespace list filters the whole state.
+            CacheReader::KubeRs(store) => {
+                store.state().into_iter().filter(|p| p.metadata.namespace.as_deref() == Some(namespace)).count()
             }
         }
     }

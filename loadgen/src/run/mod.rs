@@ -19,9 +19,11 @@
 //! 5. Wait for the cache to converge; compare it with a LIST from the server
 //!    (same keys, same resourceVersions) and check that every key's last write
 //!    reached the handlers.
-//! 6. Time cache Get / List(namespace) against direct GET / LIST.
+//! 6. Cache Get / List(namespace) are timed during the writes by `--readers`
+//!    threads (see [`reads`]); direct GET / LIST after them.
 
 mod engines;
+mod reads;
 mod recorder;
 mod target;
 mod writer;
@@ -37,7 +39,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 
-pub use engines::{Engine, EngineKind, EngineSettings, HandlerStyle};
+pub use engines::{CacheReader, Engine, EngineKind, EngineSettings, HandlerStyle};
+pub use reads::ReadLoad;
 pub use recorder::{Recorder, SENT_AT, SENT_AT_POINTER};
 pub use target::{Connection, OWNED_LABEL, Preload, Target, TargetKind, cleanup_owned};
 pub use writer::{WriteStats, Writer};
@@ -138,9 +141,12 @@ pub struct RunConfig {
     /// Label selector of the engine and the verification LIST; `None`:
     /// `loadgen.kcache.io/run=true` ([`PRELOAD_SELECTOR`] with `preload`).
     pub label_selector: Option<String>,
-    /// Time cache and direct Get / List at the end. Off for sync-only runs of
-    /// one big namespace, where a direct LIST of the whole namespace is slow.
+    /// Time cache Get / List during the writes and direct GET / LIST after them.
+    /// Off for sync-only runs of one big namespace, where a direct LIST of the
+    /// whole namespace is slow.
     pub read_timings: bool,
+    /// Threads timing cache reads during the writes (with `read_timings`).
+    pub readers: usize,
     /// Profile the sync and write phases; write `STEM.svg` and `STEM.pb`.
     pub profile: Option<PathBuf>,
     /// Profiler sampling frequency, Hz.
@@ -168,6 +174,7 @@ impl Default for RunConfig {
             preload: false,
             label_selector: None,
             read_timings: true,
+            readers: 2,
             profile: None,
             profile_hz: 199,
         }
@@ -265,7 +272,16 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, RunError> {
     let sync_seconds = sync_start.elapsed().as_secs_f64();
     let rss_after_sync = procstat::rss_bytes().unwrap_or(0);
 
-    // 3. Writes, sampling RSS once a second.
+    // 3. Writes, sampling RSS once a second, with the cache readers beside them.
+    let (read_load, read_namespace) = if cfg.read_timings {
+        let cached = engine.snapshot();
+        let namespace = biggest_namespace(&cached);
+        let keys: Arc<[String]> = cached.into_iter().map(|(k, _)| k).collect();
+        let load = ReadLoad::start(&engine.reader(), Arc::clone(&keys), namespace.as_str().into(), cfg.readers);
+        (Some((load, keys)), namespace)
+    } else {
+        (None, String::new())
+    };
     let bar = spinner(cfg.progress, cfg.duration.as_secs().max(1), "writing");
     recorder.start_at(recorder::now_nanos());
     let timeline = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -280,7 +296,20 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, RunError> {
             }
         })
     };
-    let stats = writes.drive(&bar).await?;
+    let stats = writes.drive(&bar).await;
+    // The readers stop with the writes (after their minimum of samples), even
+    // when the writes failed, so no thread outlives the run.
+    let reads = match read_load {
+        Some((load, keys)) => {
+            let timings = tokio::task::spawn_blocking(move || load.finish()).await.unwrap_or_else(|e| {
+                tracing::warn!("collecting the cache read timings failed: {e}");
+                (reads::histogram(), reads::histogram())
+            });
+            Some((timings, keys))
+        }
+        None => None,
+    };
+    let stats = stats?;
     let keys_written = cfg.pods + stats.creates as usize;
     sampler.abort();
     let rss_timeline = std::mem::take(&mut *timeline.lock().unwrap_or_else(|p| p.into_inner()));
@@ -306,15 +335,12 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, RunError> {
     let cpu_seconds = procstat::cpu_seconds().unwrap_or(0.0) - cpu_before;
 
     // 5. Read latencies.
-    let (cache_get, cache_list, direct_get, direct_list) = if cfg.read_timings {
-        let sample_keys: Vec<String> = server.iter().map(|(k, _)| k.clone()).collect();
-        let cache_get = time_cache_gets(&engine, &sample_keys, 100_000);
-        let biggest_ns = biggest_namespace(&server);
-        let cache_list = time_cache_lists(&engine, &biggest_ns, 2_000);
-        let (direct_get, direct_list) = time_direct(&client, &sample_keys, &biggest_ns).await?;
-        (cache_get, cache_list, direct_get, direct_list)
-    } else {
-        (histogram(), histogram(), histogram(), histogram())
+    let (cache_get, cache_list, direct_get, direct_list) = match reads {
+        Some(((cache_get, cache_list), keys)) => {
+            let (direct_get, direct_list) = time_direct(&client, &keys, &read_namespace).await?;
+            (cache_get, cache_list, direct_get, direct_list)
+        }
+        None => (reads::histogram(), reads::histogram(), reads::histogram(), reads::histogram()),
     };
     let api_calls = match (stats_before, stats_after) {
         (Some(a), Some(b)) => Some(ApiCalls {
@@ -343,6 +369,7 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, RunError> {
         events_lost: lost_writes(&stats, &cached),
         cache_matches_server,
         event_latency_ms: Percentiles::from_histogram(&recorder.latency(), 1000.0),
+        readers: if cfg.read_timings { cfg.readers as u64 } else { 0 },
         cache_get_ns: Percentiles::from_histogram(&cache_get, 1.0),
         cache_list_1000_ns: Percentiles::from_histogram(&cache_list, 1.0),
         direct_get_ms: Percentiles::from_histogram(&direct_get, 1000.0),
@@ -457,39 +484,6 @@ fn biggest_namespace(keys: &[(String, String)]) -> String {
     counts.into_iter().max_by_key(|(_, n)| *n).map(|(ns, _)| ns.to_owned()).unwrap_or_default()
 }
 
-fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("static histogram bounds are valid")
-}
-
-fn time_cache_gets(engine: &Engine, keys: &[String], n: usize) -> Histogram<u64> {
-    let mut h = histogram();
-    if keys.is_empty() {
-        return h;
-    }
-    let mut idx = 0usize;
-    for _ in 0..n {
-        idx = (idx + 7919) % keys.len();
-        let t = Instant::now();
-        let found = engine.get(&keys[idx]);
-        let ns = t.elapsed().as_nanos() as u64;
-        std::hint::black_box(found);
-        let _ = h.record(ns.max(1));
-    }
-    h
-}
-
-fn time_cache_lists(engine: &Engine, namespace: &str, n: usize) -> Histogram<u64> {
-    let mut h = histogram();
-    for _ in 0..n {
-        let t = Instant::now();
-        let count = engine.list_namespace(namespace);
-        let ns = t.elapsed().as_nanos() as u64;
-        std::hint::black_box(count);
-        let _ = h.record(ns.max(1));
-    }
-    h
-}
-
 /// Direct GETs timed at the end of a run.
 const DIRECT_GETS: usize = 1_000;
 /// Direct LISTs of the biggest namespace timed at the end of a run.
@@ -500,8 +494,8 @@ async fn time_direct(
     keys: &[String],
     namespace: &str,
 ) -> Result<(Histogram<u64>, Histogram<u64>), RunError> {
-    let mut gets = histogram();
-    let mut lists = histogram();
+    let mut gets = reads::histogram();
+    let mut lists = reads::histogram();
     for key in keys.iter().cycle().step_by((keys.len() / DIRECT_GETS).max(1)).take(DIRECT_GETS.min(keys.len() * 8)) {
         let (ns, name) = key.split_once('/').unwrap_or(("", key));
         let api: Api<Pod> = Api::namespaced(client.clone(), ns);

@@ -1,0 +1,133 @@
+//! Cache reads timed while the writes run: `readers` threads, each timing Gets of
+//! sampled keys and, now and then, a List of one namespace, as a busy controller's
+//! workers read the cache while its informer applies 2,000 events a second.
+//!
+//! Each thread reads in short bursts and sleeps between them, so that the readers
+//! do not take the cores the engine, the simulator and the writer need (on a
+//! 2-core machine two spinning readers would slow the write phase itself). A
+//! timing covers one call (`Instant` on both sides, about 20 ns of it the clock),
+//! so a reader preempted mid-call shows in the tail, as it would in production.
+//!
+//! [`ReadLoad::finish`] keeps the threads reading (without the writer, then) until
+//! each has its minimum of samples, so a run with a short or no write phase
+//! still reports read latencies.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use super::engines::CacheReader;
+
+/// Gets timed per burst.
+const GETS_PER_BURST: usize = 64;
+/// One List is timed every this many bursts.
+const BURSTS_PER_LIST: usize = 4;
+/// Pause between bursts.
+const PAUSE: Duration = Duration::from_millis(1);
+/// Gets each thread times at least, writer or not.
+const MIN_GETS: u64 = 20_000;
+/// Lists each thread times at least.
+const MIN_LISTS: u64 = 250;
+/// Gets each thread times at most (the histogram stays small either way; this
+/// bounds the readers' CPU on long write phases).
+const MAX_GETS: u64 = 500_000;
+
+/// Read-timing threads running against one cache.
+pub struct ReadLoad {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<Timings>>,
+}
+
+/// What one reader measured: Get and List latencies in nanoseconds.
+struct Timings {
+    gets: Histogram<u64>,
+    lists: Histogram<u64>,
+}
+
+impl ReadLoad {
+    /// Starts `readers` threads reading `keys` (Gets) and `namespace` (Lists).
+    /// With no keys or no readers, nothing is started and [`ReadLoad::finish`]
+    /// returns empty histograms.
+    pub fn start(reader: &CacheReader, keys: Arc<[String]>, namespace: Arc<str>, readers: usize) -> ReadLoad {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = if keys.is_empty() {
+            Vec::new()
+        } else {
+            (0..readers)
+                .filter_map(|i| {
+                    let (reader, keys, namespace, stop) =
+                        (reader.clone(), Arc::clone(&keys), Arc::clone(&namespace), Arc::clone(&stop));
+                    std::thread::Builder::new()
+                        .name(format!("cache-reader-{i}"))
+                        .spawn(move || read(&reader, &keys, &namespace, &stop, i))
+                        .inspect_err(|e| tracing::warn!("cannot start cache reader {i}: {e}; timing with fewer readers"))
+                        .ok()
+                })
+                .collect()
+        };
+        ReadLoad { stop, threads }
+    }
+
+    /// Stops the readers once each has its minimum of samples; their Get and List
+    /// histograms, merged.
+    pub fn finish(self) -> (Histogram<u64>, Histogram<u64>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let (mut gets, mut lists) = (histogram(), histogram());
+        for t in self.threads {
+            match t.join() {
+                Ok(timings) => {
+                    let _ = gets.add(&timings.gets);
+                    let _ = lists.add(&timings.lists);
+                }
+                Err(_) => tracing::warn!("a cache reader panicked; its timings are lost"),
+            }
+        }
+        (gets, lists)
+    }
+}
+
+/// A histogram of nanoseconds up to an hour, 3 significant digits.
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("static histogram bounds are valid")
+}
+
+fn read(reader: &CacheReader, keys: &[String], namespace: &str, stop: &AtomicBool, seed: usize) -> Timings {
+    let mut t = Timings { gets: histogram(), lists: histogram() };
+    // Each reader walks the keys with its own stride and start, so the two do
+    // not read the same object at the same moment.
+    let stride = [7919, 104_729][seed % 2];
+    let mut idx = seed * keys.len() / 2;
+    let mut bursts = 0usize;
+    loop {
+        let done = t.gets.len() >= MIN_GETS && t.lists.len() >= MIN_LISTS;
+        if (done && stop.load(Ordering::Relaxed)) || t.gets.len() >= MAX_GETS {
+            break;
+        }
+        for _ in 0..GETS_PER_BURST {
+            idx = (idx + stride) % keys.len();
+            let start = Instant::now();
+            let found = reader.get(&keys[idx]);
+            let ns = start.elapsed().as_nanos() as u64;
+            std::hint::black_box(found);
+            let _ = t.gets.record(ns.max(1));
+        }
+        bursts += 1;
+        if bursts % BURSTS_PER_LIST == 0 {
+            let start = Instant::now();
+            let n = reader.list_namespace(namespace);
+            let ns = start.elapsed().as_nanos() as u64;
+            std::hint::black_box(n);
+            let _ = t.lists.record(ns.max(1));
+        }
+        std::thread::sleep(PAUSE);
+    }
+    // Past MAX_GETS the thread idles until told to stop, so `finish` sees it
+    // done at the same moment as the others.
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    t
+}
