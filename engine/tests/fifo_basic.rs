@@ -216,12 +216,17 @@ fn a_panicking_handler_is_counted_and_loses_no_later_event_for_itself_or_others(
     let id = f.add_handler(p.clone()).unwrap();
     f.push(Delta::Added(pod("ns", "boom", "1", &[]))).unwrap();
     f.push(Delta::Added(pod("ns", "ok", "2", &[]))).unwrap();
+    // Pushed while the add is pending, the update would replace it (one
+    // `on_add(boom@3)`): wait for both adds to be delivered first.
+    let deadline = std::time::Instant::now() + T;
+    while p.calls.load(Ordering::SeqCst) < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
     f.push(Delta::Updated(pod("ns", "boom", "3", &[]))).unwrap();
     f.close();
     assert_eq!(f.handlers().panics(id), Some(1));
     assert_eq!(f.stats().handler_panics, 1);
     assert_eq!(p.calls.load(Ordering::SeqCst), 3);
-    // Per-key order only: the update of "boom" may coalesce ahead of "ok".
     let mut log = rec.log();
     log.sort();
     assert_eq!(log, ["add boom@1", "add ok@2", "update boom@1->3"]);

@@ -352,6 +352,7 @@ async fn objects_queued_behind_a_blocked_handler_do_not_pin_arena_segments() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let without = control.arena_stats();
+    let fifo = compacting.fifo_stats();
     // Open the gates before asserting: a failed assertion must not leave the
     // shard threads blocked, or dropping the informers would hang the test.
     for g in &gates {
@@ -366,6 +367,10 @@ async fn objects_queued_behind_a_blocked_handler_do_not_pin_arena_segments() {
         "compaction should free the segments pinned by queued objects: {with:?} vs {without:?}"
     );
     assert!(with.live_bytes as f64 >= 0.6 * with.segment_bytes as f64, "{with:?}");
+    // The backlog is per key, one watch update each, however many writes queued.
+    let (keys, deltas) = (fifo.backlog_keys.iter().sum::<usize>(), fifo.backlog_deltas.iter().sum::<usize>());
+    assert!(keys > 0 && keys <= KEYS + 4 && deltas == keys, "{fifo:?}");
+    assert!(fifo.coalesced as usize >= WRITES - 2 * (KEYS + 4), "{fifo:?}");
 
     // Nothing is lost: once the handlers run again, both caches reach the source.
     let rv = src.resource_version().to_string();

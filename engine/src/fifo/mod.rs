@@ -9,13 +9,16 @@
 //! * **Per-key order.** A key's deltas are applied and delivered in push order, on
 //!   one thread. Different keys are unordered with respect to each other (client-go's
 //!   DeltaFIFO is FIFO across keys on one thread; here shards run in parallel).
-//! * **Oldest + newest per key.** Like client-go's DeltaFIFO, pending deltas are kept
-//!   per key (a key is queued iff it has pending deltas), but a key holds at most two:
-//!   the oldest undelivered delta and the newest. `Added` then 1,000 `Updated`s while
-//!   the shard is busy is delivered as `on_add(v1)` then one `on_update(v1, v1000)`;
-//!   1,000 `Updated`s of an object the store already holds as one
-//!   `on_update(stored, v1000)` (both states would be updates, so only the newest is
-//!   kept). Memory is O(pending keys) under any backlog, never O(events).
+//! * **Newest state per key.** Like client-go's DeltaFIFO, pending deltas are kept
+//!   per key (a key is queued iff it has pending deltas), but a key holds at most two,
+//!   and watch events replace each other: 1,000 `Updated`s of an object the store
+//!   holds, pushed while the shard is busy, are delivered as one
+//!   `on_update(stored, v1000)`; `Added` then 1,000 `Updated`s as one `on_add(v1000)`;
+//!   updates then `Deleted` of a stored object as one `on_delete(final)`. Handlers
+//!   skip intermediate states, as they would across a relist, and always end on the
+//!   newest; what stays a pair is a delete followed by a re-create, and an add (or
+//!   relist upsert) followed by its delete. Memory is O(pending keys) under any
+//!   backlog, never O(events).
 //! * **Deletions coalesce** as client-go's `dedupDeltas` does: two consecutive
 //!   deletions keep the later one unless it is final-state-unknown; an object created
 //!   and deleted while pending behind an earlier deletion collapses into that deletion.

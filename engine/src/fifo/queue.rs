@@ -97,10 +97,15 @@ impl Entry {
     ///
     /// Rules, with `U` an upsert and `D` a delete (state relative to the store, which
     /// only this key's entry changes):
-    /// * `[U] + U' -> [U']` for watch upserts of a key the store holds: both would be
-    ///   delivered as updates, so handlers get `on_update(stored, U')` and skip the
-    ///   intermediate state. Under a backlog this halves what each queued key holds
-    ///   and what the handlers are called for.
+    /// * `[U] + U' -> [U']` for watch upserts: handlers get `on_update(stored, U')`,
+    ///   or `on_add(U')` when the store lacks the key, and skip the intermediate
+    ///   state, as a relist would. Under a backlog this halves what each queued key
+    ///   holds and what the handlers are called for.
+    /// * `[U] + D -> [D]` for a watch upsert of a key the store holds and a delete
+    ///   with a known final state (newer than `U`): handlers get `on_delete(D)` and
+    ///   skip the last update of an object that is gone. A final-state-unknown
+    ///   delete carries the store's (older) object, so `U` is kept before it; an
+    ///   upsert of a key the store lacks is kept so handlers see the add.
     /// * `[a] + d -> [a, d]` otherwise, except `[D] + D -> [D']` (deletion dedup).
     /// * `[a, U] + U' -> [a, U']`: keep the oldest undelivered state and the newest.
     /// * `[U, U] + D -> [U, D]`; `[D, U] + D -> [D']`: an object created and deleted
@@ -120,7 +125,9 @@ impl Entry {
                 if self.first.is_delete() && d.is_delete() {
                     let first = std::mem::replace(&mut self.first, d.clone());
                     self.first = dedup_delete(first, d);
-                } else if self.first.is_watch_upsert() && d.is_watch_upsert() && stored() {
+                } else if self.first.is_watch_upsert()
+                    && (d.is_watch_upsert() || (matches!(d, Item::Delete(_, false)) && stored()))
+                {
                     self.first = d;
                 } else {
                     self.last = Some(d);
@@ -251,8 +258,18 @@ mod tests {
     }
 
     #[test]
-    fn updates_keep_the_oldest_undelivered_and_the_newest_state() {
+    fn watch_updates_of_a_key_the_store_lacks_coalesce_into_the_newest() {
         let mut e = Entry::new(up("1"), 1, None);
+        for i in 2..1000 {
+            assert_eq!(e.push(up(&i.to_string())), 1);
+        }
+        assert_eq!(shape(&e), ["U999"], "delivered as on_add(U999)");
+        assert_eq!(e.first_seq, 1, "the key keeps its place in the queue");
+    }
+
+    #[test]
+    fn updates_after_a_relist_upsert_keep_the_oldest_undelivered_and_the_newest_state() {
+        let mut e = Entry::new(Item::Upsert(pod("ns", "a", "1", &[]), Upsert::Replaced { initial: false }), 1, None);
         assert_eq!(e.push(up("2")), 0);
         for i in 3..1000 {
             assert_eq!(e.push(up(&i.to_string())), 1);
@@ -268,9 +285,14 @@ mod tests {
         }
         assert_eq!(shape(&e), ["U999"]);
         assert_eq!(e.first_seq, 1, "the key keeps its place in the queue");
-        // A delete still follows the pending update, and a re-create the delete.
-        e.push_with(del("1000", false), || true);
-        assert_eq!(shape(&e), ["U999", "D1000"]);
+        // A delete with its final state replaces the pending update of a stored key...
+        assert_eq!(e.push_with(del("1000", false), || true), 1);
+        assert_eq!(shape(&e), ["D1000"]);
+        assert_eq!(e.first_seq, 1);
+        // ...a final-state-unknown one (the store's older object) follows it.
+        let mut e = Entry::new(up("1"), 1, None);
+        e.push_with(del("0", true), || true);
+        assert_eq!(shape(&e), ["U1", "D0?"]);
         // Relist and resync upserts are not watch updates: they do not replace.
         let mut e = Entry::new(up("1"), 1, None);
         e.push_with(Item::Upsert(pod("ns", "a", "2", &[]), Upsert::Replaced { initial: false }), || true);
@@ -278,8 +300,12 @@ mod tests {
     }
 
     #[test]
-    fn a_delete_replaces_pending_updates_but_not_the_oldest_state() {
+    fn a_delete_replaces_pending_updates_but_not_the_add_of_a_key_the_store_lacks() {
         let mut e = Entry::new(up("1"), 1, None);
+        e.push(up("2"));
+        e.push(del("3", false));
+        assert_eq!(shape(&e), ["U2", "D3"], "on_add(U2), then on_delete(D3)");
+        let mut e = Entry::new(Item::Upsert(pod("ns", "a", "1", &[]), Upsert::Replaced { initial: false }), 1, None);
         e.push(up("2"));
         e.push(del("3", false));
         assert_eq!(shape(&e), ["U1", "D3"]);

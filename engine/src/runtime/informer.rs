@@ -309,6 +309,12 @@ impl Informer {
         self.inner.sync_duration.get().copied()
     }
 
+    /// The fifo's counters: deltas pushed, applied and coalesced, and the backlog
+    /// (pending keys and deltas) of each shard.
+    pub fn fifo_stats(&self) -> crate::fifo::FifoStats {
+        self.inner.handlers.stats()
+    }
+
     /// Memory held by the informer's arena: live object bytes and segment bytes.
     pub fn arena_stats(&self) -> crate::arena::ArenaStats {
         self.inner.arena.lock().unwrap_or_else(|p| p.into_inner()).stats()
