@@ -184,7 +184,8 @@ pub fn results_md(r: &Results, charts: &[String]) -> String {
          `channel`: after an unbounded channel to a consumer thread; `workqueue`: when a workqueue worker \
          read the object back from the cache). Peak RSS is the engine process's high-water mark from \
          engine start to the end of the writes (reset before the engine starts); RSS growth compares the \
-         last third of the once-a-second RSS samples with the first third. One run per cell.\n",
+         last third of the once-a-second RSS samples with the middle third (the first third holds the climb \
+         from the synced cache to the write phase's working set, which happens once). One run per cell.\n",
         if r.quick { "10" } else { "30" }
     );
     let _ = writeln!(

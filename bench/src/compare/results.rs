@@ -32,16 +32,22 @@ pub fn median(mut values: Vec<f64>) -> Option<f64> {
 }
 
 /// Relative RSS growth over a write phase: mean of the last third of the
-/// samples over the mean of the first third, minus one. `None` under 3 samples.
+/// samples over the mean of the middle third, minus one. `None` under 3 samples.
+///
+/// The first third is left out: it holds the climb from the synced cache to
+/// the write phase's working set (kcache's arena fills with replaced objects
+/// until their share reaches the compaction threshold, about 4 s at 2,000
+/// writes/s), which happens once. Growth between the middle and the last
+/// third is what a leak or an unbounded backlog would show.
 pub fn rss_growth(timeline: &[f64]) -> Option<f64> {
     if timeline.len() < 3 {
         return None;
     }
     let third = timeline.len() / 3;
     let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
-    let first = mean(&timeline[..third]);
+    let middle = mean(&timeline[third..2 * third]);
     let last = mean(&timeline[timeline.len() - third..]);
-    (first > 0.0).then(|| last / first - 1.0)
+    (middle > 0.0).then(|| last / middle - 1.0)
 }
 
 /// Memory the synced cache added to its process, bytes.
@@ -579,7 +585,7 @@ pub fn goals(r: &Results) -> Vec<Goal> {
             limit: 10.0,
         },
         Goal {
-            name: "workqueue style RSS growth over the write phase, kcache (last third vs first third)".into(),
+            name: "workqueue style RSS growth over the write phase, kcache (last third vs middle third)".into(),
             target: "<= 5% (flat)".into(),
             measured: side(wq, 0).and_then(|s| s.growth),
             limit: 0.05,
@@ -806,7 +812,7 @@ pub(crate) mod tests {
         };
         v.push(outcome(Group::Reads, "", "kcache", 0, reads(100.0, 1_000.0)));
         v.push(outcome(Group::Reads, "", "kube-rs", 0, reads(400.0, 500_000.0)));
-        for (h, growth_k) in [("sync", 0.0), ("channel", 0.0), ("workqueue", 1.0)] {
+        for (h, growth_k) in [("sync", 0.0), ("channel", 0.0), ("workqueue", 2.5)] {
             let w = |p99: f64, rss: f64, slope: f64| Report {
                 pods: 10_000,
                 event_latency_ms: pct(p99),
@@ -853,10 +859,12 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn rss_growth_compares_the_last_third_with_the_first() {
+    fn rss_growth_compares_the_last_third_with_the_middle_one() {
         assert_eq!(rss_growth(&[100.0, 100.0, 100.0]), Some(0.0));
-        let g = rss_growth(&[100.0, 100.0, 150.0, 150.0, 200.0, 200.0]).unwrap();
+        let g = rss_growth(&[100.0, 100.0, 150.0, 150.0, 300.0, 300.0]).unwrap();
         assert!((g - 1.0).abs() < 1e-9, "{g}");
+        // A climb confined to the first third is not growth.
+        assert_eq!(rss_growth(&[50.0, 80.0, 100.0, 100.0, 100.0, 100.0]), Some(0.0));
         assert_eq!(rss_growth(&[1.0, 2.0]), None);
     }
 
@@ -883,7 +891,7 @@ pub(crate) mod tests {
         assert_eq!(by_name("List").met(), Some(true));
         // Event p99 4 / 10 = 0.4 -> met.
         assert_eq!(by_name("event p99").met(), Some(true));
-        // Workqueue kcache RSS grows 60 -> 68 MiB: the last third is ~10% above the first.
+        // Workqueue kcache RSS grows 60 -> 80 MiB: the last third is ~11% above the middle one.
         let wq = by_name("workqueue");
         assert_eq!(wq.met(), Some(false));
         assert!(wq.verdict().starts_with("missed: "), "{}", wq.verdict());

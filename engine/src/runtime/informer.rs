@@ -87,10 +87,12 @@ struct FifoSink {
 /// would stall the watch for as long as the copy takes (tens of milliseconds
 /// for 10,000 pods), and every event behind it would wait. Instead a *scan*
 /// (at most once per [`SCAN_INTERVAL`], and only when the arena's live share
-/// is under `compact_below`) collects the candidates, and each maintenance
-/// call relocates at most [`RELOCATE_BYTES_PER_CALL`] of them. The fifo's
-/// queued objects are moved too: when handlers fall behind, they are what
-/// keeps old segments alive.
+/// is under `compact_below`) collects the candidates on a thread of its own
+/// (it reads every stored object: milliseconds at 10k objects, tens at 100k,
+/// which the watch must not wait for), and each maintenance call relocates at
+/// most [`RELOCATE_BYTES_PER_CALL`] of them. The fifo's queued objects are
+/// moved too: when handlers fall behind, they are what keeps old segments
+/// alive.
 struct Compaction {
     compact_below: f64,
     /// Objects found in sparse segments by the last scan, not yet relocated.
@@ -98,6 +100,21 @@ struct Compaction {
     /// The fifo's queued objects still need a pass ([`Fifo::relocate_pending`]).
     queues_pending: bool,
     last_scan: Option<std::time::Instant>,
+    /// The running scan's result, when one runs.
+    scanning: Option<std::sync::mpsc::Receiver<Vec<(Arc<str>, Obj)>>>,
+}
+
+/// Every stored object whose bytes sit in a sparse segment, with its key.
+fn sparse_objects(store: &Store) -> Vec<(Arc<str>, Obj)> {
+    let mut found = Vec::new();
+    for shard in 0..store.shards() {
+        store.for_each_in_shard(shard, |key, obj| {
+            if obj.segment_is_sparse() {
+                found.push((Arc::clone(key), obj.clone()));
+            }
+        });
+    }
+    found
 }
 
 /// Least time between two scans of the store for objects in sparse segments.
@@ -110,11 +127,30 @@ const MAX_RELOCATION_BACKLOG: usize = 512;
 
 impl Compaction {
     fn new(compact_below: f64) -> Self {
-        Compaction { compact_below, pending: Vec::new(), queues_pending: false, last_scan: None }
+        Compaction { compact_below, pending: Vec::new(), queues_pending: false, last_scan: None, scanning: None }
     }
 
-    /// Collects the objects in sparse segments when the arena's live share is low.
+    /// Starts a scan for objects in sparse segments when the arena's live share
+    /// is low, or takes the result of the running one.
     fn scan(&mut self, store: &Store, stats: crate::arena::ArenaStats) {
+        if let Some(rx) = &self.scanning {
+            match rx.try_recv() {
+                Ok(found) => {
+                    self.scanning = None;
+                    self.pending = found;
+                    self.queues_pending = true;
+                    tracing::debug!(
+                        candidates = self.pending.len(),
+                        live = stats.live_bytes,
+                        segments = stats.segment_bytes,
+                        "arena compaction started"
+                    );
+                }
+                Err(std::sync::mpsc::TryRecvError::Empty) => {}
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => self.scanning = None,
+            }
+            return;
+        }
         if stats.segment_bytes == 0 || (stats.live_bytes as f64) >= self.compact_below * stats.segment_bytes as f64 {
             return;
         }
@@ -122,20 +158,20 @@ impl Compaction {
             return;
         }
         self.last_scan = Some(std::time::Instant::now());
-        self.queues_pending = true;
-        for shard in 0..store.shards() {
-            store.for_each_in_shard(shard, |key, obj| {
-                if obj.segment_is_sparse() {
-                    self.pending.push((Arc::clone(key), obj.clone()));
-                }
-            });
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let reader = store.clone();
+        let spawned = std::thread::Builder::new().name("kcache-compact-scan".into()).spawn(move || {
+            // The receiver is gone only when the informer stopped.
+            let _ = tx.send(sparse_objects(&reader));
+        });
+        match spawned {
+            Ok(_) => self.scanning = Some(rx),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot start a compaction scan thread; scanning on the watch task");
+                self.pending = sparse_objects(store);
+                self.queues_pending = true;
+            }
         }
-        tracing::debug!(
-            candidates = self.pending.len(),
-            live = stats.live_bytes,
-            segments = stats.segment_bytes,
-            "arena compaction started"
-        );
     }
 
     /// Relocates up to [`RELOCATE_BYTES_PER_CALL`] of the candidates that the
@@ -214,6 +250,7 @@ impl EventSink for FifoSink {
 
     fn maintain(&mut self, decoder: &mut Decoder) {
         if self.compaction.pending.is_empty() && !self.compaction.queues_pending {
+            // Starts a scan, or takes a finished scan's candidates.
             self.compaction.scan(&self.store, decoder.arena().stats());
             if self.compaction.pending.is_empty() && !self.compaction.queues_pending {
                 return;

@@ -108,8 +108,9 @@ impl Store {
         out
     }
 
-    /// Calls `f` with every (key, object) of shard `shard` (for the fifo's relist and
-    /// resync, which run under that shard's queue lock).
+    /// Calls `f` with every (key, object) of shard `shard`: for the fifo's relist and
+    /// resync, which run under that shard's queue lock, and for the informer's
+    /// compaction scan, which needs no more than a weak snapshot.
     pub(crate) fn for_each_in_shard(&self, shard: usize, mut f: impl FnMut(&Arc<str>, &Obj)) {
         if let Some(s) = self.inner.shards.get(shard) {
             for (k, o) in &s.objects.pin() {
