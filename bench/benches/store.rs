@@ -165,7 +165,7 @@ fn index_update_curve() {
                     let t0 = Instant::now();
                     for _ in 0..2_000 {
                         j = (j + 7919) % n;
-                        let o = if j % 2 == 0 { &next[j] } else { &objs[j] };
+                        let o = if j.is_multiple_of(2) { &next[j] } else { &objs[j] };
                         black_box(shard.upsert(o.clone()).expect("one shard"));
                     }
                     t0.elapsed().as_nanos() as f64 / 2_000.0
@@ -228,7 +228,7 @@ fn benches(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, &n| {
             b.iter(|| {
                 j = (j + 7919) % n;
-                let o = if j % 2 == 0 { &next[j] } else { &objs[j] };
+                let o = if j.is_multiple_of(2) { &next[j] } else { &objs[j] };
                 black_box(shard.upsert(o.clone()).expect("one shard"))
             })
         });
@@ -252,7 +252,7 @@ fn benches(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, &n| {
             b.iter(|| {
                 j = (j + 7919) % n;
-                let o = if j % 2 == 0 { &next[j] } else { &objs[j] };
+                let o = if j.is_multiple_of(2) { &next[j] } else { &objs[j] };
                 black_box(shard.upsert(o.clone()).expect("one shard"))
             })
         });

@@ -176,40 +176,41 @@ async fn random_writes_under_every_fault_end_with_the_cache_equal_to_the_server(
     // Handler sequences are consistent per key, and their last state is the server's.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let server = server_state(&sim);
-    let per_key = history.per_key.lock().unwrap();
-    for (key, seq) in per_key.iter() {
-        let mut present = false;
-        let mut last_rv = 0u64;
-        for (kind, rv) in seq {
-            let rv: u64 = rv.parse().unwrap();
-            match kind {
-                'A' => {
-                    assert!(!present, "{key}: add while present: {seq:?}");
-                    present = true;
+    {
+        let per_key = history.per_key.lock().unwrap();
+        for (key, seq) in per_key.iter() {
+            let mut present = false;
+            let mut last_rv = 0u64;
+            for (kind, rv) in seq {
+                let rv: u64 = rv.parse().unwrap();
+                match kind {
+                    'A' => {
+                        assert!(!present, "{key}: add while present: {seq:?}");
+                        present = true;
+                    }
+                    'U' => assert!(present, "{key}: update while absent: {seq:?}"),
+                    _ => {
+                        assert!(present, "{key}: delete while absent: {seq:?}");
+                        present = false;
+                    }
                 }
-                'U' => assert!(present, "{key}: update while absent: {seq:?}"),
-                _ => {
-                    assert!(present, "{key}: delete while absent: {seq:?}");
-                    present = false;
+                if *kind != 'D' {
+                    assert!(rv >= last_rv, "{key}: resourceVersion went back: {seq:?}");
+                    last_rv = rv;
                 }
             }
-            if *kind != 'D' {
-                assert!(rv >= last_rv, "{key}: resourceVersion went back: {seq:?}");
-                last_rv = rv;
+            match server.get(key) {
+                Some(rv) => {
+                    assert!(present, "{key} exists on the server but handlers last saw a delete");
+                    assert_eq!(seq.last().unwrap().1, *rv, "{key}: handlers' last state is not the server's");
+                }
+                None => assert!(!present, "{key} was deleted on the server but handlers never saw it go"),
             }
         }
-        match server.get(key) {
-            Some(rv) => {
-                assert!(present, "{key} exists on the server but handlers last saw a delete");
-                assert_eq!(seq.last().unwrap().1, *rv, "{key}: handlers' last state is not the server's");
-            }
-            None => assert!(!present, "{key} was deleted on the server but handlers never saw it go"),
+        for key in server.keys() {
+            assert!(per_key.contains_key(key), "{key} never reached a handler");
         }
     }
-    for key in server.keys() {
-        assert!(per_key.contains_key(key), "{key} never reached a handler");
-    }
-    drop(per_key);
     sim.shutdown().await;
 }
 

@@ -96,16 +96,19 @@ struct FifoSink {
 struct Compaction {
     compact_below: f64,
     /// Objects found in sparse segments by the last scan, not yet relocated.
-    pending: Vec<(Arc<str>, Obj)>,
+    pending: Candidates,
     /// The fifo's queued objects still need a pass ([`Fifo::relocate_pending`]).
     queues_pending: bool,
     last_scan: Option<std::time::Instant>,
     /// The running scan's result, when one runs.
-    scanning: Option<std::sync::mpsc::Receiver<Vec<(Arc<str>, Obj)>>>,
+    scanning: Option<std::sync::mpsc::Receiver<Candidates>>,
 }
 
+/// Stored objects to move out of sparse segments, with their keys.
+type Candidates = Vec<(Arc<str>, Obj)>;
+
 /// Every stored object whose bytes sit in a sparse segment, with its key.
-fn sparse_objects(store: &Store) -> Vec<(Arc<str>, Obj)> {
+fn sparse_objects(store: &Store) -> Candidates {
     let mut found = Vec::new();
     for shard in 0..store.shards() {
         store.for_each_in_shard(shard, |key, obj| {

@@ -301,13 +301,12 @@ impl Source for MemorySource {
         }
         let rx = self.live.subscribe();
         let mut backlog: Vec<Bytes> = Vec::new();
-        let from: u64;
-        if params.send_initial_events {
+        let from: u64 = if params.send_initial_events {
             for obj in st.objects.values() {
                 backlog.push(event_line("ADDED", obj));
             }
             backlog.push(bookmark_line(&st.kind, st.rv, true));
-            from = st.rv;
+            st.rv
         } else {
             let requested = match resource_version {
                 "" | "0" => {
@@ -333,8 +332,8 @@ impl Source for MemorySource {
                 return Ok(Box::pin(futures::stream::iter([Ok(line)])));
             }
             backlog.extend(st.history.iter().filter(|(rv, _)| *rv > requested).map(|(_, l)| l.clone()));
-            from = requested.max(st.history.back().map_or(0, |(rv, _)| *rv));
-        }
+            requested.max(st.history.back().map_or(0, |(rv, _)| *rv))
+        };
         let bookmarks = params.bookmarks;
         drop(st);
         let live = futures::stream::unfold((rx, from), move |(mut rx, seen)| async move {

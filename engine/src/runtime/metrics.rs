@@ -29,6 +29,9 @@ use prometheus_client::registry::Registry;
 
 use super::informer::{Informer, InformerInner};
 
+/// One gauge per informer, holding a float.
+type GaugeFamily = Family<InformerLabels, Gauge<f64, std::sync::atomic::AtomicU64>>;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct InformerLabels {
     informer: String,
@@ -82,7 +85,7 @@ impl Collector for InformerCollector {
             ("kcache_informer_errors", "Errors of any kind recovered from.", Family::default()),
             ("kcache_informer_received_bytes", "Response bytes received.", Family::default()),
         ];
-        let gauges: [(&str, &str, Family<InformerLabels, Gauge<f64, std::sync::atomic::AtomicU64>>); 5] = [
+        let gauges: [(&str, &str, GaugeFamily); 5] = [
             ("kcache_informer_store_objects", "Objects in the store.", Family::default()),
             ("kcache_informer_store_bytes", "JSON bytes the store's objects hold.", Family::default()),
             ("kcache_informer_arena_segment_bytes", "Arena memory allocated for object bytes.", Family::default()),

@@ -173,6 +173,10 @@ pub enum WatcherError {
     },
 }
 
+/// A hook called with every error a watcher recovers from
+/// ([`WatcherConfig::on_error`]).
+pub type ErrorCallback = Arc<dyn Fn(&WatcherError) + Send + Sync>;
+
 /// Settings of a [`Watcher`].
 #[derive(Clone)]
 pub struct WatcherConfig {
@@ -192,7 +196,7 @@ pub struct WatcherConfig {
     /// Backoff between failed requests.
     pub backoff: Backoff,
     /// Called with every recovered error (they are also logged and counted).
-    pub on_error: Option<Arc<dyn Fn(&WatcherError) + Send + Sync>>,
+    pub on_error: Option<ErrorCallback>,
     /// Largest watch frame accepted, in bytes. Default 16 MiB.
     pub max_frame_bytes: usize,
     /// Least time between two [`EventSink::maintain`] calls (incremental arena

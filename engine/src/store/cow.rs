@@ -264,9 +264,7 @@ impl<'a> Iterator for Iter<'a> {
                 return None;
             }
             let (node, next) = &mut self.stack[self.depth - 1];
-            let Some(b) = *node else {
-                return None;
-            };
+            let b = (*node)?;
             let children: &'a [Option<Child>; WIDTH] = &b.children;
             match children[*next..].iter().position(Option::is_some) {
                 Some(off) => {

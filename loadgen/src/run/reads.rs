@@ -115,7 +115,7 @@ fn read(reader: &CacheReader, keys: &[String], namespace: &str, stop: &AtomicBoo
             let _ = t.gets.record(ns.max(1));
         }
         bursts += 1;
-        if bursts % BURSTS_PER_LIST == 0 {
+        if bursts.is_multiple_of(BURSTS_PER_LIST) {
             let start = Instant::now();
             let n = reader.list_namespace(namespace);
             let ns = start.elapsed().as_nanos() as u64;
