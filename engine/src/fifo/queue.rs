@@ -3,8 +3,8 @@
 //! # Guarantees
 //! * A key is in `order` iff it is in `pending` (client-go's `queue`/`items` invariant).
 //! * An [`Entry`] holds at most two deltas: the oldest undelivered one and the newest
-//!   (one, the newest, for watch updates of a key the store holds), so a shard's
-//!   memory is O(pending keys) whatever the backlog.
+//!   (one, the newest, when watch events replace each other; see
+//!   [`Entry::push_with`]), so a shard's memory is O(pending keys) whatever the backlog.
 //! * Entries appear in `order` by ascending `first_seq`.
 
 use std::collections::{HashMap, VecDeque};

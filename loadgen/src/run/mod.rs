@@ -273,15 +273,13 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, RunError> {
     let rss_after_sync = procstat::rss_bytes().unwrap_or(0);
 
     // 3. Writes, sampling RSS once a second, with the cache readers beside them.
-    let (read_load, read_namespace) = if cfg.read_timings {
+    let read_load = cfg.read_timings.then(|| {
         let cached = engine.snapshot();
         let namespace = biggest_namespace(&cached);
         let keys: Arc<[String]> = cached.into_iter().map(|(k, _)| k).collect();
         let load = ReadLoad::start(&engine.reader(), Arc::clone(&keys), namespace.as_str().into(), cfg.readers);
-        (Some((load, keys)), namespace)
-    } else {
-        (None, String::new())
-    };
+        (load, keys, namespace)
+    });
     let bar = spinner(cfg.progress, cfg.duration.as_secs().max(1), "writing");
     recorder.start_at(recorder::now_nanos());
     let timeline = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -300,12 +298,12 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, RunError> {
     // The readers stop with the writes (after their minimum of samples), even
     // when the writes failed, so no thread outlives the run.
     let reads = match read_load {
-        Some((load, keys)) => {
+        Some((load, keys, namespace)) => {
             let timings = tokio::task::spawn_blocking(move || load.finish()).await.unwrap_or_else(|e| {
                 tracing::warn!("collecting the cache read timings failed: {e}");
                 (reads::histogram(), reads::histogram())
             });
-            Some((timings, keys))
+            Some((timings, keys, namespace))
         }
         None => None,
     };
@@ -336,8 +334,8 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, RunError> {
 
     // 5. Read latencies.
     let (cache_get, cache_list, direct_get, direct_list) = match reads {
-        Some(((cache_get, cache_list), keys)) => {
-            let (direct_get, direct_list) = time_direct(&client, &keys, &read_namespace).await?;
+        Some(((cache_get, cache_list), keys, namespace)) => {
+            let (direct_get, direct_list) = time_direct(&client, &keys, &namespace).await?;
             (cache_get, cache_list, direct_get, direct_list)
         }
         None => (reads::histogram(), reads::histogram(), reads::histogram(), reads::histogram()),
