@@ -122,7 +122,69 @@ pub struct Meta {
     pub spill: Box<str>,
 }
 
+/// Bytes of a key kept in the object itself; longer keys (rare: names are usually
+/// generated to fit) go to the heap.
+const KEY_INLINE: usize = 46;
+
+/// An object's client-go key, `namespace/name` (or `name`), as [`Obj::name`] and
+/// [`Obj::namespace`] read: built once with the object, so that a store lookup
+/// checks a key on the cache line it reads anyway for the reference count, where
+/// reading the name and namespace would touch the metadata spans and the JSON bytes
+/// (two to three more cache misses per lookup under writes).
+enum KeyBuf {
+    Inline { len: u8, bytes: [u8; KEY_INLINE] },
+    Heap(Box<[u8]>),
+}
+
+impl KeyBuf {
+    fn new(namespace: &str, name: &str) -> KeyBuf {
+        let len = if namespace.is_empty() { name.len() } else { namespace.len() + 1 + name.len() };
+        let mut key = Vec::with_capacity(if len <= KEY_INLINE { 0 } else { len });
+        let mut bytes = [0u8; KEY_INLINE];
+        let mut at = 0;
+        let mut put = |part: &[u8]| {
+            if len <= KEY_INLINE {
+                bytes[at..at + part.len()].copy_from_slice(part);
+                at += part.len();
+            } else {
+                key.extend_from_slice(part);
+            }
+        };
+        if !namespace.is_empty() {
+            put(namespace.as_bytes());
+            put(b"/");
+        }
+        put(name.as_bytes());
+        match u8::try_from(len) {
+            Ok(len) if usize::from(len) <= KEY_INLINE => KeyBuf::Inline { len, bytes },
+            _ => KeyBuf::Heap(key.into_boxed_slice()),
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            KeyBuf::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            KeyBuf::Heap(b) => b,
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        match self {
+            KeyBuf::Inline { .. } => 0,
+            KeyBuf::Heap(b) => b.len(),
+        }
+    }
+}
+
+fn key_of(bytes: &Bytes, meta: &Meta) -> KeyBuf {
+    KeyBuf::new(meta.namespace.resolve(bytes, &meta.spill), meta.name.resolve(bytes, &meta.spill))
+}
+
+/// `repr(C)` with the key first: behind the `Arc`'s reference counts, it shares their
+/// cache line, which is all a store lookup reads of an object.
+#[repr(C)]
 struct Inner {
+    key: KeyBuf,
     bytes: Bytes,
     meta: Meta,
     /// Present when the bytes live in an [`crate::arena::Arena`] segment: keeps
@@ -153,12 +215,12 @@ impl Obj {
     /// The spans in `meta` must lie within `bytes` (or `meta.spill`); a span that
     /// does not reads as `""` rather than panicking.
     pub fn from_parts(bytes: Bytes, meta: Meta) -> Self {
-        Obj(Arc::new(Inner { bytes, meta, seg: None }))
+        Obj(Arc::new(Inner { key: key_of(&bytes, &meta), bytes, meta, seg: None }))
     }
 
     /// Wraps bytes carved from an arena segment; `guard` accounts for them.
     pub(crate) fn from_arena(bytes: Bytes, meta: Meta, guard: SegmentGuard) -> Self {
-        Obj(Arc::new(Inner { bytes, meta, seg: Some(guard) }))
+        Obj(Arc::new(Inner { key: key_of(&bytes, &meta), bytes, meta, seg: Some(guard) }))
     }
 
     /// The id of the arena segment holding the bytes, or `None` when the object
@@ -186,6 +248,31 @@ impl Obj {
             + std::mem::size_of_val::<[OwnerSpans]>(&m.owners)
             + std::mem::size_of_val::<[Option<Span>]>(&m.fields)
             + m.spill.len()
+            + self.0.key.heap_bytes()
+    }
+
+    /// Gives up the handle as a raw pointer, keeping its reference: the store's
+    /// object table holds objects this way (see `store::table`).
+    pub(crate) fn into_raw(self) -> *mut () {
+        Arc::into_raw(self.0).cast_mut().cast()
+    }
+
+    /// Takes back a reference given up by [`Obj::into_raw`].
+    ///
+    /// # Safety
+    /// `p` came from [`Obj::into_raw`], and the reference it stands for is either
+    /// not yet taken back, or this handle is never dropped (a `ManuallyDrop` view
+    /// while another holder keeps the reference).
+    pub(crate) unsafe fn from_raw(p: *mut ()) -> Obj {
+        // SAFETY: per the contract, `p` is `Arc::into_raw` of an `Arc<Inner>` with a
+        // reference to spare.
+        Obj(unsafe { Arc::from_raw(p.cast_const().cast::<Inner>()) })
+    }
+
+    /// The client-go key ([`Obj::key`]) as bytes, kept in the object: comparing it
+    /// reads no metadata span and no JSON byte.
+    pub(crate) fn key_bytes(&self) -> &[u8] {
+        self.0.key.as_bytes()
     }
 
     /// The handle's reference count; the store's index tries load it to pull the count's
@@ -446,6 +533,18 @@ mod tests {
         assert_eq!(p.labels().collect::<Vec<_>>(), vec![("app", "x"), ("tier", "web")]);
         let v: serde_json::Value = serde_json::from_slice(p.json()).unwrap();
         assert_eq!(v["metadata"]["labels"]["tier"], "web");
+    }
+
+    #[test]
+    fn the_kept_key_is_the_key_short_or_long_and_shares_the_counts_cache_line() {
+        let long_name = "n".repeat(200);
+        for (ns, name) in [("ns", "a"), ("", "node-1"), ("kube-system", long_name.as_str()), ("default", "web-0123456789-abcdefghij-klmnopqrstu")] {
+            let p = testing::pod(ns, name, "1", &[]);
+            assert_eq!(p.key_bytes(), p.key().as_bytes(), "{ns}/{name}");
+        }
+        assert_eq!(testing::pod("kube-system", &long_name, "1", &[]).meta_heap_bytes() - testing::pod("kube-system", "a", "1", &[]).meta_heap_bytes(), "kube-system/".len() + 200);
+        // Two reference counts and the key: one 64-byte line.
+        assert!(2 * std::mem::size_of::<usize>() + std::mem::size_of::<KeyBuf>() <= 64);
     }
 
     #[test]

@@ -129,15 +129,14 @@ fn stats_count_objects_json_bytes_and_index_entries() {
     let s = r.stats();
     assert_eq!(s.objects, 2);
     assert_eq!(s.json_bytes, json);
-    assert_eq!(s.key_bytes, 8);
     // namespace (2) + labels (3) entries; values: ns, x=1, y=2.
     assert_eq!(s.index_entries, 5);
     assert_eq!(s.index_values, 3);
-    assert!(s.overhead_bytes > s.key_bytes);
+    assert!(s.overhead_bytes > s.meta_bytes);
     w.delete("ns/a");
     w.delete("ns/b");
     let s = r.stats();
-    assert_eq!((s.objects, s.json_bytes, s.key_bytes, s.index_entries, s.index_values), (0, 0, 0, 0, 0));
+    assert_eq!((s.objects, s.json_bytes, s.meta_bytes, s.index_entries, s.index_values), (0, 0, 0, 0, 0));
 }
 
 #[test]

@@ -265,7 +265,7 @@ impl Fifo {
             let mut gone: Vec<(Arc<str>, Obj)> = Vec::new();
             self.shared.store.for_each_in_shard(shard, |k, o| {
                 if !present.contains(k) && !q.pending.contains_key(k) {
-                    gone.push((Arc::clone(k), o.clone()));
+                    gone.push((Arc::from(k), o.clone()));
                 }
             });
             for (k, e) in &q.pending {
@@ -311,7 +311,7 @@ impl Fifo {
             let mut keys: Vec<(Arc<str>, Obj)> = Vec::new();
             shared.store.for_each_in_shard(shard, |k, o| {
                 if !q.pending.contains_key(k) {
-                    keys.push((Arc::clone(k), o.clone()));
+                    keys.push((Arc::from(k), o.clone()));
                 }
             });
             for (k, o) in keys {

@@ -106,6 +106,14 @@ pub(crate) fn run(shard: usize, mut writer: ShardWriter, barrier: Barrier, share
                 barrier.set_shard_low(shard, None);
                 return;
             }
+            if writer.has_retired() {
+                // Idle next: free what this thread's writes replaced now (outside the
+                // queue lock: it may run deferred drops), then look again.
+                drop(q);
+                writer.release_retired();
+                q = queue.lock();
+                continue;
+            }
             q = queue.ready.wait(q).unwrap_or_else(std::sync::PoisonError::into_inner);
         };
         let Some(slot) = slot else { continue };

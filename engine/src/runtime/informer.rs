@@ -113,7 +113,7 @@ fn sparse_objects(store: &Store) -> Candidates {
     for shard in 0..store.shards() {
         store.for_each_in_shard(shard, |key, obj| {
             if obj.segment_is_sparse() {
-                found.push((Arc::clone(key), obj.clone()));
+                found.push((Arc::from(key), obj.clone()));
             }
         });
     }

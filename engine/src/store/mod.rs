@@ -12,8 +12,9 @@
 //! * [Memory](#memory): what [`Store::stats`] counts.
 //!
 //! # Consistency
-//! * **Reads see the latest applied write.** `get`, `get_by_key` and `list` read papaya
-//!   maps: a read happens-after the write whose value it returns, with no lock.
+//! * **Reads see the latest applied write.** `get`, `get_by_key` and `list` read the
+//!   shard's object table (`table`, lock-free: a slot, then the object): a read
+//!   happens-after the write whose value it returns, with no lock.
 //! * **Index lists are point-in-time snapshots.** [`Store::index`] returns a
 //!   [`Snapshot`] that never changes. Each shard's part is exact for that shard at one
 //!   instant; the parts of different shards are taken one after another (N is small),
@@ -21,8 +22,8 @@
 //!   snapshot had been taken between them on a single-threaded store, since the writes
 //!   of different keys are unordered anyway. A `get` right after may already return a
 //!   newer version than the snapshot holds.
-//! * **`list()` is a weak snapshot**, like papaya's iterators: each object is returned
-//!   at some version it had during the call.
+//! * **`list()` is a weak snapshot**: each object is returned at some version it had
+//!   during the call.
 //! * **Reads may be stale with respect to the API server**: the store shows what the
 //!   watch has delivered and the shards have applied. To read your own write, call
 //!   [`Store::wait_for`] with the resourceVersion the API server returned.
@@ -71,6 +72,7 @@ mod cow;
 mod error;
 mod rv;
 mod shard;
+mod table;
 #[allow(clippy::module_inception)] // the file holds the `Store` type, as tokio's sync/mutex.rs holds `Mutex`
 mod store;
 

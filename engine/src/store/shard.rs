@@ -14,6 +14,7 @@ use crossbeam::utils::CachePadded;
 
 use super::config::IndexKind;
 use super::cow::CowSet;
+use super::table::ObjectTable;
 use super::store::Inner;
 use super::StoreError;
 use crate::Obj;
@@ -80,18 +81,10 @@ pub(crate) fn write_key(buf: &mut String, obj: &Obj) {
     buf.push_str(obj.name());
 }
 
-/// Whether `obj`'s key is `key`, without building the key.
+/// Whether `obj`'s key is `key`: a comparison with the key the object keeps, so it
+/// reads the object's first cache line and nothing else.
 pub(crate) fn key_eq(obj: &Obj, key: &str) -> bool {
-    let name = obj.name();
-    match obj.namespace() {
-        Some(ns) => {
-            key.len() == ns.len() + 1 + name.len()
-                && key.as_bytes()[ns.len()] == b'/'
-                && key.starts_with(ns)
-                && key.ends_with(name)
-        }
-        None => key == name,
-    }
+    obj.key_bytes() == key.as_bytes()
 }
 
 /// Counters one shard writer maintains (relaxed: they are statistics).
@@ -100,7 +93,6 @@ pub(crate) struct ShardStats {
     pub(crate) objects: AtomicU64,
     pub(crate) json_bytes: AtomicU64,
     pub(crate) meta_bytes: AtomicU64,
-    pub(crate) key_bytes: AtomicU64,
     pub(crate) index_values: AtomicU64,
     pub(crate) index_value_bytes: AtomicU64,
     pub(crate) index_entries: AtomicU64,
@@ -212,7 +204,7 @@ fn new_map<V>() -> Map<V> {
 /// The data of one shard.
 pub(crate) struct Shard {
     /// key -> object; the primary map.
-    pub(crate) objects: Map<Obj>,
+    pub(crate) objects: ObjectTable,
     /// One map per configured indexer (same order as `Inner::indexers`): index value ->
     /// member set. A value is present iff its set is non-empty.
     pub(crate) indexes: Box<[Map<CowSet>]>,
@@ -222,7 +214,7 @@ pub(crate) struct Shard {
 impl Shard {
     pub(crate) fn new(indexes: usize) -> Self {
         Shard {
-            objects: new_map(),
+            objects: ObjectTable::default(),
             indexes: (0..indexes).map(|_| new_map()).collect(),
             stats: CachePadded::new(ShardStats::default()),
         }
@@ -338,7 +330,7 @@ impl ShardWriter {
 
     /// The stored object under `key`, if this shard holds it.
     pub fn get(&self, key: &str) -> Option<Obj> {
-        self.data().objects.pin().get(&Lookup::new(key)).cloned()
+        self.data().objects.get(mix(key_hash(key)), key)
     }
 
     /// Inserts or replaces `obj` (by its key) and updates every index; returns the
@@ -369,21 +361,12 @@ impl ShardWriter {
         let hash = self.check_shard(key)?;
         let inner = Arc::clone(&self.inner);
         let shard = &inner.shards[self.shard];
-        let map = shard.objects.pin();
-        let (k, old) = match map.get_key_value(&Lookup { hash, s: key }) {
-            // Reuse the stored key: papaya allocates a fresh entry per write anyway, so
-            // sharing the key saves an allocation and a copy.
-            Some((k, v)) => (k.clone(), Some(v.clone())),
-            None => (Key::new(key, hash), None),
-        };
-        map.insert(k, obj.clone());
-        drop(map);
+        let old = shard.objects.upsert(hash, key, obj.clone());
         let st = &shard.stats;
         add(&st.json_bytes, obj.json().len() as i64 - old.as_ref().map_or(0, |o| o.json().len()) as i64);
         add(&st.meta_bytes, meta_bytes(&obj) as i64 - old.as_ref().map_or(0, meta_bytes) as i64);
         if old.is_none() {
             st.objects.fetch_add(1, Relaxed);
-            st.key_bytes.fetch_add(key.len() as u64, Relaxed);
         }
         for (i, indexer) in inner.indexers.iter().enumerate() {
             self.update_index(shard, i, &indexer.kind, key, hash, old.as_ref(), Some(&obj));
@@ -399,12 +382,11 @@ impl ShardWriter {
         let hash = self.check_shard(key)?;
         let inner = Arc::clone(&self.inner);
         let shard = &inner.shards[self.shard];
-        let Some(old) = shard.objects.pin().remove(&Lookup { hash, s: key }).cloned() else {
+        let Some(old) = shard.objects.remove(hash, key) else {
             return Ok(None);
         };
         let st = &shard.stats;
         st.objects.fetch_sub(1, Relaxed);
-        st.key_bytes.fetch_sub(key.len() as u64, Relaxed);
         add(&st.json_bytes, -(old.json().len() as i64));
         add(&st.meta_bytes, -(meta_bytes(&old) as i64));
         for (i, indexer) in inner.indexers.iter().enumerate() {
@@ -415,10 +397,26 @@ impl ShardWriter {
 
     /// Calls `f` with every object of this shard (the replay used for a new handler).
     /// The writer is the shard's only mutator, so the view is exact.
-    pub fn for_each(&self, mut f: impl FnMut(&Obj)) {
-        for (_, o) in &self.data().objects.pin() {
-            f(o);
-        }
+    pub fn for_each(&self, f: impl FnMut(&Obj)) {
+        self.data().objects.for_each(f);
+    }
+
+    /// Frees what this writer's writes replaced or removed as soon as no reader can
+    /// hold it, instead of when the next batch is full.
+    ///
+    /// A replaced or removed object may still be in a reader's hands, so the store
+    /// keeps its reference until every reader active at that moment has finished its
+    /// read (epoch-based reclamation); it hands those references over in batches of
+    /// 32. A writer about to go idle calls this so that the last few, and the arena
+    /// segments their bytes keep alive, are freed without waiting for more writes.
+    /// The fifo's shard threads do it whenever their queue runs empty.
+    pub fn release_retired(&self) {
+        self.data().objects.release_retired();
+    }
+
+    /// Whether replaced or removed objects wait for [`ShardWriter::release_retired`].
+    pub(crate) fn has_retired(&self) -> bool {
+        self.data().objects.has_retired()
     }
 
     /// Number of objects in this shard.
@@ -498,6 +496,23 @@ fn meta_bytes(o: &Obj) -> usize {
 mod tests {
     use super::*;
     use std::hash::{BuildHasher, Hash};
+
+    #[test]
+    fn key_eq_matches_write_key_even_for_a_name_that_is_not_utf8() {
+        use crate::object::{Meta, Span};
+        let p = crate::object::testing::pod("ns", "web-0", "1", &[]);
+        assert!(key_eq(&p, "ns/web-0"));
+        assert!(!key_eq(&p, "ns/web-1") && !key_eq(&p, "ns/web-") && !key_eq(&p, "nsx/web-0") && !key_eq(&p, "web-0"));
+        let node = Obj::from_parts(bytes::Bytes::from_static(b"node-1"), Meta { name: Span::new(0, 6), ..Meta::default() });
+        assert!(key_eq(&node, "node-1") && !key_eq(&node, "/node-1"));
+        // Built by hand with a name that is not UTF-8: `name()` reads it as "", and the
+        // key the object keeps is built from `name()`, like `write_key`'s.
+        let bad = Obj::from_parts(bytes::Bytes::from_static(b"ns\xff"), Meta { namespace: Span::new(0, 2), name: Span::new(2, 1), ..Meta::default() });
+        let mut k = String::new();
+        write_key(&mut k, &bad);
+        assert_eq!(k, "ns/");
+        assert!(key_eq(&bad, &k));
+    }
 
     #[test]
     fn keys_that_differ_only_in_trailing_zero_bytes_hash_apart() {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::config::{Indexer, StoreConfig};
 use super::cow::{CowSet, Iter as CowIter};
 use super::rv::{Barrier, BarrierState, ResourceVersion};
-use super::shard::{Lookup, Shard, ShardWriter, key_hash, mix, shard_for_key};
+use super::shard::{Lookup, Shard, ShardWriter, key_hash, mix, shard_for_key, write_key};
 use super::StoreError;
 use crate::{Obj, ObjectRef};
 
@@ -81,13 +81,13 @@ impl Store {
 
     /// The object under the client-go key `namespace/name` (or `name`).
     ///
-    /// Costs one hash of `key` (it picks both the shard and the map slot), one
-    /// lock-free map probe and one `Arc` increment for the returned handle. (A
-    /// closure-based read without the increment measured no faster in the `store`
-    /// bench, so there is none.)
+    /// Costs one hash of `key` (it picks both the shard and the table slot), one
+    /// lock-free probe (the slot, the object, the object's name: see `table`) and
+    /// one `Arc` increment for the returned handle. (A closure-based read without the
+    /// increment measured no faster in the `store` bench, so there is none.)
     pub fn get_by_key(&self, key: &str) -> Option<Obj> {
         let (shard, look) = self.locate(key);
-        shard.objects.pin().get(&look).cloned()
+        shard.objects.get(look.hash, key)
     }
 
     /// The shard owning `key` and its map lookup key, from one hash of `key` (the same
@@ -103,7 +103,7 @@ impl Store {
     pub fn list(&self) -> Vec<Obj> {
         let mut out = Vec::with_capacity(self.len());
         for s in &self.inner.shards {
-            out.extend(s.objects.pin().values().cloned());
+            s.objects.for_each(|o| out.push(o.clone()));
         }
         out
     }
@@ -111,11 +111,15 @@ impl Store {
     /// Calls `f` with every (key, object) of shard `shard`: for the fifo's relist and
     /// resync, which run under that shard's queue lock, and for the informer's
     /// compaction scan, which needs no more than a weak snapshot.
-    pub(crate) fn for_each_in_shard(&self, shard: usize, mut f: impl FnMut(&Arc<str>, &Obj)) {
+    ///
+    /// The table keeps no key strings, so each key is written into one reused buffer.
+    pub(crate) fn for_each_in_shard(&self, shard: usize, mut f: impl FnMut(&str, &Obj)) {
         if let Some(s) = self.inner.shards.get(shard) {
-            for (k, o) in &s.objects.pin() {
-                f(&k.s, o);
-            }
+            let mut key = String::new();
+            s.objects.for_each(|o| {
+                write_key(&mut key, o);
+                f(&key, o);
+            });
         }
     }
 
@@ -226,20 +230,19 @@ impl Store {
             s.objects += st.objects.load(Relaxed);
             s.json_bytes += st.json_bytes.load(Relaxed);
             s.meta_bytes += st.meta_bytes.load(Relaxed);
-            s.key_bytes += st.key_bytes.load(Relaxed);
             s.index_values += st.index_values.load(Relaxed);
             s.index_value_bytes += st.index_value_bytes.load(Relaxed);
             s.index_entries += st.index_entries.load(Relaxed);
         }
         // Estimates, per unit:
-        // * primary entry: papaya entry box (Arc<str> key 16 + Obj 8 + header 8), table
-        //   slot and metadata byte (~9 at its load factor), Arc<str> header 16 and the
-        //   `Obj`'s own Arc header + `Inner` (Bytes 32) = ~120 bytes plus the key bytes;
-        // * index value: the same papaya entry (~64) plus its key bytes;
+        // * primary entry: table slots of 16 bytes, 4/3 to 8/3 of them per object
+        //   between rebuilds, ~32 bytes (the object's own header and `Inner` are in
+        //   `meta_bytes`; the table stores no key);
+        // * index value: a papaya entry (~64) plus its key bytes;
         // * index entry: 16 bytes in a leaf plus ~8 bytes of node overhead amortized
         //   over leaves holding 8-16 entries and 16-way branches.
         s.overhead_bytes =
-            s.objects * 120 + s.key_bytes + s.meta_bytes + s.index_values * 64 + s.index_value_bytes + s.index_entries * 24;
+            s.objects * 32 + s.meta_bytes + s.index_values * 64 + s.index_value_bytes + s.index_entries * 24;
         s
     }
 }
@@ -260,8 +263,6 @@ pub struct StoreStats {
     pub json_bytes: u64,
     /// Heap bytes of the decoded metadata of stored objects.
     pub meta_bytes: u64,
-    /// Bytes of primary-map keys.
-    pub key_bytes: u64,
     /// (index, value) pairs with at least one member, counted per shard (a value with
     /// members in two shards has a set in each).
     pub index_values: u64,
@@ -379,6 +380,14 @@ impl Writer {
     pub fn delete(&mut self, key: &str) -> Option<Obj> {
         let shard = shard_for_key(key, self.shards.len());
         self.shards[shard].delete(key).ok().flatten()
+    }
+
+    /// Frees what the writes so far replaced or removed as soon as no reader can hold
+    /// it, instead of when the next batch is full: see [`ShardWriter::release_retired`].
+    pub fn release_retired(&self) {
+        for s in &self.shards {
+            s.release_retired();
+        }
     }
 
     /// Declares every write made so far applied at resource version `rv` (all writes
