@@ -150,8 +150,13 @@ pub fn results_md(r: &Results, charts: &[String]) -> String {
          controller's workers read (`loadgen/src/run/reads.rs`): each thread times bursts of 64 Gets, one \
          List every 4 bursts, and sleeps 1 ms between bursts; every sample is one call, clock included. \
          Direct = `Api::get` / `Api::list` against the simulator over loopback HTTP after the writes, \
-         measured in the kcache run (1,000 GETs and 100 LISTs). One run per engine.\n",
-        r.reads.pods, r.reads.readers, r.reads.write_qps
+         measured in the kcache runs (1,000 GETs and 100 LISTs each). {} run(s) per engine, interleaved \
+         (kcache, kube-rs, kcache, ...): each percentile below is the median over the runs, and a \
+         kcache / kube-rs ratio is the median of the ratios of runs made next to each other.\n",
+        r.reads.pods,
+        r.reads.readers,
+        r.reads.write_qps,
+        r.reads.get_p99_by_repeat.len()
     );
     let _ = writeln!(o, "| Get one pod | p50 | p95 | p99 | samples |\n|---|---|---|---|---|");
     lat_row(&mut o, "direct GET", &r.reads.get[0]);
@@ -165,11 +170,23 @@ pub fn results_md(r: &Results, charts: &[String]) -> String {
     let _ = writeln!(
         o,
         "\np99 ratios: Get kcache / kube-rs {}, kcache / direct {}; List kcache / kube-rs {}, kcache / direct {}.\n",
-        fmt_ratio(div(p99(&r.reads.get[1]), p99(&r.reads.get[2]))),
+        fmt_ratio(r.reads.get_p99_ratio),
         fmt_ratio(div(p99(&r.reads.get[1]), p99(&r.reads.get[0]))),
-        fmt_ratio(div(p99(&r.reads.list[1]), p99(&r.reads.list[2]))),
+        fmt_ratio(r.reads.list_p99_ratio),
         fmt_ratio(div(p99(&r.reads.list[1]), p99(&r.reads.list[0]))),
     );
+    if r.reads.get_p99_by_repeat.len() > 1 {
+        let runs: Vec<String> = r
+            .reads
+            .get_p99_by_repeat
+            .iter()
+            .map(|[k, b]| {
+                let ns = |v: &Option<f64>| v.map_or_else(|| "-".to_owned(), fmt_ns);
+                format!("{} / {} ({})", ns(k), ns(b), fmt_ratio(div(*k, *b)))
+            })
+            .collect();
+        let _ = writeln!(o, "Get p99 of each run, kcache / kube-rs (ratio): {}.\n", runs.join("; "));
+    }
     if has("reads.svg") {
         let _ = writeln!(o, "![p99 read latency, log scale](img/reads.svg)\n");
     }

@@ -77,6 +77,9 @@ pub struct PlanConfig {
     /// Seconds of the reads scenario's 2,000 writes/s phase, during which two
     /// threads time cache reads.
     pub reads_write_seconds: f64,
+    /// Runs of the reads scenario per engine, interleaved (kcache, kube-rs,
+    /// kcache, ...): one p99 of a shared machine moves by a third from run to run.
+    pub reads_repeats: usize,
     /// Pod counts of the sync-only scenario.
     pub sync_sizes: Vec<usize>,
     /// Repeats of the sync-only scenario at its smallest size.
@@ -107,6 +110,7 @@ impl PlanConfig {
                 pods: 2_000,
                 write_seconds: 10.0,
                 reads_write_seconds: 3.0,
+                reads_repeats: 1,
                 sync_sizes: vec![10_000],
                 sync_repeats: 1,
                 resync_periods: vec![0, 2, 30],
@@ -120,6 +124,7 @@ impl PlanConfig {
                 pods: 10_000,
                 write_seconds: 30.0,
                 reads_write_seconds: 10.0,
+                reads_repeats: 3,
                 sync_sizes: vec![10_000, 100_000],
                 sync_repeats: 3,
                 resync_periods: vec![0, 30, 300],
@@ -159,12 +164,14 @@ pub fn plan(cfg: &PlanConfig) -> Vec<Job> {
     // Reads: namespaces of 1,000 pods; two threads time cache reads while 2,000
     // writes/s arrive, as a busy controller's workers do.
     let namespaces = (cfg.pods / 1_000).max(1).to_string();
-    for variant in ["kcache", "kube-rs"] {
-        let mut a = engine_args(variant);
-        let secs = cfg.reads_write_seconds.to_string();
-        a.extend(args(&["--pods", &pods, "--namespaces", &namespaces, "--write-qps", "2000", "--duration", &secs]));
-        a.extend(args(&["--readers", "2"]));
-        jobs.push(job(Group::Reads, "", variant, 0, a));
+    for rep in 0..cfg.reads_repeats {
+        for variant in ["kcache", "kube-rs"] {
+            let mut a = engine_args(variant);
+            let secs = cfg.reads_write_seconds.to_string();
+            a.extend(args(&["--pods", &pods, "--namespaces", &namespaces, "--write-qps", "2000", "--duration", &secs]));
+            a.extend(args(&["--readers", "2"]));
+            jobs.push(job(Group::Reads, "", variant, rep, a));
+        }
     }
 
     // 2,000 writes/s per handler style; the simulator preloads the pods.
@@ -261,6 +268,11 @@ mod tests {
         assert!(quick.iter().all(|j| j.group != Group::Scale));
         let full = plan(&PlanConfig::new(false));
         assert!(full.iter().any(|j| j.param == "100000" && j.variant == "kube-rs"));
+        // Reads: three interleaved pairs in full mode, one in quick mode.
+        let reads = |p: &[Job]| p.iter().filter(|j| j.group == Group::Reads).map(|j| (j.variant.clone(), j.rep)).collect::<Vec<_>>();
+        assert_eq!(reads(&quick), [("kcache".into(), 0), ("kube-rs".into(), 0)]);
+        let v = |s: &str, r| (String::from(s), r);
+        assert_eq!(reads(&full), [v("kcache", 0), v("kube-rs", 0), v("kcache", 1), v("kube-rs", 1), v("kcache", 2), v("kube-rs", 2)]);
         let scale = full.iter().find(|j| j.group == Group::Scale).expect("a scale run");
         assert!(scale.args.windows(2).any(|p| p[0] == "--pods" && p[1] == "100000"), "{:?}", scale.args);
         assert!(scale.args.windows(2).any(|p| p[0] == "--write-qps" && p[1] == "2000"), "{:?}", scale.args);
