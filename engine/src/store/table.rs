@@ -6,8 +6,9 @@
 //! metadata byte, the entry pointer, the boxed entry, the key string and the object
 //! whose count the handle increments. This table keeps the key's hash and the object
 //! pointer side by side in one 16-byte slot (four to a cache line) and checks the key
-//! against the object's own name and namespace, so a `get` walks three: the slot, the
-//! object, and the object's bytes around its name. No key is stored twice either.
+//! against the copy the object keeps behind its reference counts (`Obj::key_bytes`),
+//! so a `get` walks two: the slot and the object's first cache line. The table stores
+//! no key of its own.
 //!
 //! It is an open-addressing table with linear probing over [`Slot`]s; seize (papaya's
 //! reclamation, with its own collector per table) keeps what readers may still hold
