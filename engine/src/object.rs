@@ -275,6 +275,13 @@ impl Obj {
         self.0.key.as_bytes()
     }
 
+    /// The client-go key the object keeps, as a string. It was built from `&str`s, so
+    /// the UTF-8 check cannot fail; it costs a pass over ~30 bytes where deriving the
+    /// key again would check the name and namespace and read the JSON bytes.
+    pub(crate) fn key_str(&self) -> &str {
+        std::str::from_utf8(self.key_bytes()).unwrap_or("")
+    }
+
     /// The handle's reference count; the store's index tries load it to pull the count's
     /// cache line in ahead of a batch of clones (see `store::cow`).
     pub(crate) fn ref_count(&self) -> usize {
@@ -359,17 +366,7 @@ impl Obj {
 
     /// The client-go cache key: `namespace/name`, or `name` when cluster-scoped.
     pub fn key(&self) -> String {
-        match self.namespace() {
-            Some(ns) => {
-                let name = self.name();
-                let mut k = String::with_capacity(ns.len() + 1 + name.len());
-                k.push_str(ns);
-                k.push('/');
-                k.push_str(name);
-                k
-            }
-            None => self.name().to_owned(),
-        }
+        self.key_str().to_owned()
     }
 
     /// A reference naming this object.

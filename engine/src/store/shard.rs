@@ -74,11 +74,7 @@ pub fn shard_for_key(key: &str, shards: usize) -> usize {
 /// Writes `obj`'s client-go key into `buf`.
 pub(crate) fn write_key(buf: &mut String, obj: &Obj) {
     buf.clear();
-    if let Some(ns) = obj.namespace() {
-        buf.push_str(ns);
-        buf.push('/');
-    }
-    buf.push_str(obj.name());
+    buf.push_str(obj.key_str());
 }
 
 /// Whether `obj`'s key is `key`: a comparison with the key the object keeps, so it
@@ -506,7 +502,7 @@ mod tests {
         let node = Obj::from_parts(bytes::Bytes::from_static(b"node-1"), Meta { name: Span::new(0, 6), ..Meta::default() });
         assert!(key_eq(&node, "node-1") && !key_eq(&node, "/node-1"));
         // Built by hand with a name that is not UTF-8: `name()` reads it as "", and the
-        // key the object keeps is built from `name()`, like `write_key`'s.
+        // key the object keeps is built from `name()`.
         let bad = Obj::from_parts(bytes::Bytes::from_static(b"ns\xff"), Meta { namespace: Span::new(0, 2), name: Span::new(2, 1), ..Meta::default() });
         let mut k = String::new();
         write_key(&mut k, &bad);

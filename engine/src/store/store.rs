@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::config::{Indexer, StoreConfig};
 use super::cow::{CowSet, Iter as CowIter};
 use super::rv::{Barrier, BarrierState, ResourceVersion};
-use super::shard::{Lookup, Shard, ShardWriter, key_hash, mix, shard_for_key, write_key};
+use super::shard::{Lookup, Shard, ShardWriter, key_hash, mix, shard_for_key};
 use super::StoreError;
 use crate::{Obj, ObjectRef};
 
@@ -82,7 +82,7 @@ impl Store {
     /// The object under the client-go key `namespace/name` (or `name`).
     ///
     /// Costs one hash of `key` (it picks both the shard and the table slot), one
-    /// lock-free probe (the slot, the object, the object's name: see `table`) and
+    /// lock-free probe (the slot and the object's first cache line: see `table`) and
     /// one `Arc` increment for the returned handle. (A closure-based read without the
     /// increment measured no faster in the `store` bench, so there is none.)
     pub fn get_by_key(&self, key: &str) -> Option<Obj> {
@@ -111,15 +111,9 @@ impl Store {
     /// Calls `f` with every (key, object) of shard `shard`: for the fifo's relist and
     /// resync, which run under that shard's queue lock, and for the informer's
     /// compaction scan, which needs no more than a weak snapshot.
-    ///
-    /// The table keeps no key strings, so each key is written into one reused buffer.
     pub(crate) fn for_each_in_shard(&self, shard: usize, mut f: impl FnMut(&str, &Obj)) {
         if let Some(s) = self.inner.shards.get(shard) {
-            let mut key = String::new();
-            s.objects.for_each(|o| {
-                write_key(&mut key, o);
-                f(&key, o);
-            });
+            s.objects.for_each(|o| f(o.key_str(), o));
         }
     }
 
