@@ -1,6 +1,7 @@
 //! Simulated API server throughput: (a) LIST of 10,000 realistic pods over HTTP,
 //! (b) sustained writes at 2,000 updates/s with 3 watchers reading everything,
-//! then flat-out writes to show the headroom. The load code lives in
+//! then flat-out writes to show the headroom; (c) one merge patch at a time,
+//! the per-write cost that every event-latency figure includes. The load code lives in
 //! [`kcache_bench::simload`], which the comparison runner also uses for the
 //! simulator section of docs/RESULTS.md.
 //!
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput};
 use kcache_bench::simload::{self, META_ACCEPT, WritePhase};
+use kcache_loadgen::podgen::PodGen;
 use kcache_loadgen::sim::RawClient;
 use tokio::runtime::Runtime;
 
@@ -46,6 +48,31 @@ fn bench_list(c: &mut Criterion, rt: &Runtime) {
     g.throughput(Throughput::Bytes(meta_len));
     g.bench_function("metadata_only", |b| {
         b.iter(|| rt.block_on(client.request("GET", &path, &[("accept", META_ACCEPT)], "")).expect("list").body.len());
+    });
+    g.finish();
+    drop(sim);
+}
+
+/// One merge patch of one annotation over a keep-alive connection, answered
+/// before the next is sent: the simulator's per-write cost (parse, patch,
+/// serialise, commit, respond), which every event-latency figure includes.
+fn bench_patch(c: &mut Criterion, rt: &Runtime) {
+    let sim = rt.block_on(simload::loaded_sim(PODS)).expect("sim starts");
+    let mut client = rt.block_on(RawClient::connect(sim.addr())).expect("connect");
+    let mut g = c.benchmark_group("sim_write");
+    g.throughput(Throughput::Elements(1));
+    let mut n = 0usize;
+    g.bench_function("merge_patch_annotation", |b| {
+        b.iter(|| {
+            n += 1;
+            let path = format!("{}/{}", simload::list_path(), PodGen::name(n * 7919 % PODS));
+            let body = format!(r#"{{"metadata":{{"annotations":{{"bench/n":"{n}"}}}}}}"#);
+            let r = rt
+                .block_on(client.request("PATCH", &path, &[("content-type", "application/merge-patch+json")], body))
+                .expect("patch");
+            assert_eq!(r.status, 200);
+            r.body.len()
+        });
     });
     g.finish();
     drop(sim);
@@ -87,6 +114,7 @@ fn main() {
     let rt = runtime();
     let mut c = Criterion::default().configure_from_args();
     bench_list(&mut c, &rt);
+    bench_patch(&mut c, &rt);
     sustained_writes(&rt);
     c.final_summary();
 }

@@ -55,6 +55,7 @@ mod client;
 mod error;
 mod faults;
 mod handle;
+mod lazy;
 mod resource;
 mod selector;
 mod server;

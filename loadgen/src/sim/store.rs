@@ -10,8 +10,10 @@
 //!   the same lock, so a watcher that subscribes under the lock sees every later
 //!   event exactly once and in resourceVersion order.
 //! * Objects are kept as serialized JSON (`Bytes`); a `serde_json::Value` exists
-//!   only while a write builds the next version. Each event's wire frame is built
-//!   once and shared by every watcher.
+//!   only while a write builds the next version, and a merge patch that leaves
+//!   `spec` and the server-owned fields alone parses only what it reaches
+//!   ([`super::lazy`]; same bytes out as the full path). Each event's wire frame
+//!   is built once and shared by every watcher.
 //! * Keys (`namespace/name`, or `name` when cluster-scoped) are kept in a
 //!   `BTreeMap`, so pagination order is stable and a namespace is one key range.
 
@@ -23,6 +25,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 use tokio::sync::broadcast;
 
+use super::lazy::{Field, LazyObject, write_key};
 use super::resource::ResourceDef;
 use super::selector::{FieldSelector, FieldValues, LabelSelector};
 use super::status::{ApiError, write_json};
@@ -237,41 +240,65 @@ fn key_of(ns: &str, name: &str) -> String {
     }
 }
 
-/// Serialises `obj` as `{"kind","apiVersion","metadata",spec,status,rest…}` and
-/// records where metadata sits.
-fn encode(def: &ResourceDef, obj: &Map<String, Value>) -> (Vec<u8>, usize, (usize, usize)) {
+/// A top-level field value, from a parsed object or a lazily patched one.
+#[derive(Clone, Copy)]
+enum FieldRef<'x, 'a> {
+    Json(&'x Value),
+    Lazy(&'x Field<'a>),
+}
+
+impl FieldRef<'_, '_> {
+    fn write(self, out: &mut Vec<u8>) {
+        match self {
+            FieldRef::Json(v) => write_json(out, v),
+            FieldRef::Lazy(f) => f.write(out),
+        }
+    }
+}
+
+/// Serialises an object as `{"kind","apiVersion","metadata",spec,status,rest…}`
+/// (the rest in key order) and records where metadata sits. `fields` are the
+/// object's top-level fields; its own `kind`/`apiVersion` give way to `def`'s.
+fn encode<'x, 'a>(
+    def: &ResourceDef,
+    fields: impl Iterator<Item = (&'x str, FieldRef<'x, 'a>)>,
+) -> (Vec<u8>, usize, (usize, usize))
+where
+    'a: 'x,
+{
+    let mut metadata = None;
+    let mut rest: Vec<(u8, &str, FieldRef<'_, '_>)> = Vec::with_capacity(8);
+    for (k, v) in fields {
+        match k {
+            "kind" | "apiVersion" => {}
+            "metadata" => metadata = Some(v),
+            "spec" => rest.push((0, k, v)),
+            "status" => rest.push((1, k, v)),
+            _ => rest.push((2, k, v)),
+        }
+    }
+    rest.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
     let mut out = Vec::with_capacity(4096);
     out.extend_from_slice(br#"{"kind":"#);
     write_json(&mut out, &Value::String(def.kind.clone()));
     out.extend_from_slice(br#","apiVersion":"#);
     write_json(&mut out, &Value::String(def.api_version()));
     out.push(b',');
-    let rest = out.len();
+    let rest_at = out.len();
     out.extend_from_slice(br#""metadata":"#);
     let meta_start = out.len();
-    match obj.get("metadata") {
-        Some(m) => write_json(&mut out, m),
+    match metadata {
+        Some(m) => m.write(&mut out),
         None => out.extend_from_slice(b"{}"),
     }
     let meta_end = out.len();
-    let first = ["spec", "status"];
-    let ordered = first
-        .iter()
-        .filter_map(|k| obj.get_key_value(*k))
-        .chain(obj.iter().filter(|(k, _)| {
-            !matches!(
-                k.as_str(),
-                "kind" | "apiVersion" | "metadata" | "spec" | "status"
-            )
-        }));
-    for (k, v) in ordered {
+    for (_, k, v) in rest {
         out.push(b',');
-        write_json(&mut out, &Value::String(k.clone()));
-        out.push(b':');
-        write_json(&mut out, v);
+        write_key(&mut out, k);
+        v.write(&mut out);
     }
     out.push(b'}');
-    (out, rest, (meta_start, meta_end))
+    (out, rest_at, (meta_start, meta_end))
 }
 
 /// Placeholder stamped into `metadata.resourceVersion` before the real value is
@@ -301,37 +328,171 @@ fn prepare(def: &ResourceDef, key: String, mut obj: Map<String, Value>) -> Prepa
         "resourceVersion".into(),
         Value::String(RV_PLACEHOLDER.to_owned()),
     );
-    let (body, rest, meta) = encode(def, &obj);
-    let rv_at = body[meta.0..meta.1]
-        .windows(RV_PLACEHOLDER_JSON.len())
-        .position(|w| w == RV_PLACEHOLDER_JSON)
-        .map_or(0, |p| meta.0 + p + RV_PLACEHOLDER_JSON.len() - 7);
+    let (body, rest, meta) = encode(def, obj.iter().map(|(k, v)| (k.as_str(), FieldRef::Json(v))));
     let field = |top: &str, ptr: &str| obj.get(top).map_or("", |v| str_at(v, ptr)).to_owned();
     let labels = obj
         .get("metadata")
         .and_then(|m| m.get("labels"))
-        .and_then(Value::as_object)
+        .map(label_pairs)
+        .unwrap_or_default();
+    Prepared::new(
+        key,
+        (body, rest, meta),
+        field("metadata", "/name"),
+        field("metadata", "/namespace"),
+        labels,
+        field("spec", "/nodeName"),
+        field("status", "/phase"),
+    )
+}
+
+/// The pairs of a `metadata.labels` value (none when it is not an object).
+fn label_pairs(labels: &Value) -> Vec<(String, String)> {
+    labels
+        .as_object()
         .map(|m| {
             m.iter()
                 .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_owned()))
                 .collect()
         })
-        .unwrap_or_default();
-    Prepared {
-        key,
-        body,
-        rv_at,
-        rest,
-        meta,
-        name: field("metadata", "/name"),
-        namespace: field("metadata", "/namespace"),
-        labels,
-        node_name: field("spec", "/nodeName"),
-        phase: field("status", "/phase"),
+        .unwrap_or_default()
+}
+
+/// Metadata fields the server owns: a patch that sets one takes the full path,
+/// which restores them.
+const SERVER_OWNED_METADATA: [&str; 7] = [
+    "uid",
+    "creationTimestamp",
+    "name",
+    "namespace",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "generation",
+];
+
+/// `patch` (a JSON patch when `json_patch` is given, else a merge patch) of
+/// `cur`, prepared by parsing the whole object: every patch the lazy path
+/// declines, and the reference the lazy path is tested against.
+fn prepare_patch_full(
+    def: &ResourceDef,
+    name: &str,
+    cur: &Stored,
+    patch: &Value,
+    json_patch: Option<&json_patch::Patch>,
+    status_only: bool,
+) -> Result<Prepared, ApiError> {
+    let old = into_object(cur.to_value(), &def.kind)?;
+    let mut doc = Value::Object(old.clone());
+    match json_patch {
+        Some(p) => json_patch::patch(&mut doc, p).map_err(|e| {
+            ApiError::invalid(
+                &def.kind,
+                name,
+                "patch",
+                "FieldValueInvalid",
+                &format!("the patch could not be applied: {e}"),
+            )
+        })?,
+        None => json_patch::merge(&mut doc, patch),
     }
+    let patched = into_object(doc, &def.kind)?;
+    let patched_rv = patched
+        .get("metadata")
+        .map(|m| str_at(m, "/resourceVersion"))
+        .unwrap_or("");
+    if !patched_rv.is_empty() && patched_rv != cur.rv.to_string() {
+        return Err(ApiError::conflict(&def.plural, name));
+    }
+    let next = merge_server_fields(&old, patched, status_only);
+    Ok(prepare(def, cur.key.clone(), next))
+}
+
+/// The merge patch `patch` of `cur`, prepared without parsing what the patch
+/// does not reach (see [`super::lazy`]). `None` when this patch or object needs
+/// the full path: one that may change `spec` (the generation then depends on a
+/// comparison), sets `kind`/`apiVersion` or a server-owned metadata field, or
+/// meets a stored key with an escape. The result is byte for byte the full
+/// path's.
+fn prepare_merge_lazy(
+    def: &ResourceDef,
+    name: &str,
+    cur: &Stored,
+    patch: &Map<String, Value>,
+) -> Option<Result<Prepared, ApiError>> {
+    if ["spec", "kind", "apiVersion"].iter().any(|k| patch.contains_key(*k)) {
+        return None;
+    }
+    let meta_patch = match patch.get("metadata") {
+        None => None,
+        Some(Value::Object(m)) => Some(m),
+        Some(_) => return None,
+    };
+    if let Some(m) = meta_patch {
+        if SERVER_OWNED_METADATA.iter().any(|k| m.contains_key(*k)) {
+            return None;
+        }
+        let want_rv = m.get("resourceVersion").and_then(Value::as_str).unwrap_or("");
+        if !want_rv.is_empty() && want_rv != cur.rv.to_string() {
+            return Some(Err(ApiError::conflict(&def.plural, name)));
+        }
+    }
+    let stored = std::str::from_utf8(&cur.body).ok()?;
+    let mut obj = LazyObject::parse(stored).ok()?;
+    obj.merge(patch).ok()?;
+    let meta = obj.object_mut("metadata").ok()?;
+    // The full path writes the generation back as an integer (1 when absent).
+    let generation_is_integer = matches!(
+        meta.get("generation"),
+        Some(Field::Raw(g)) if !g.get().is_empty() && g.get().len() < 19 && g.get().bytes().all(|b| b.is_ascii_digit())
+    );
+    if !generation_is_integer {
+        return None;
+    }
+    meta.set(
+        "resourceVersion",
+        Field::Value(Value::String(RV_PLACEHOLDER.to_owned())),
+    );
+    let labels = match meta.get("labels") {
+        Some(Field::Raw(_)) => cur.labels.clone(),
+        Some(f) => label_pairs(&f.to_value()),
+        None => Vec::new(),
+    };
+    let phase = match obj.get("status") {
+        Some(Field::Raw(_)) => cur.phase.clone(),
+        Some(Field::Object(o)) => o.get("phase").and_then(Field::as_string).unwrap_or_default(),
+        Some(Field::Value(v)) => str_at(v, "/phase").to_owned(),
+        None => String::new(),
+    };
+    let encoded = encode(def, obj.fields().map(|(k, v)| (k, FieldRef::Lazy(v))));
+    Some(Ok(Prepared::new(
+        cur.key.clone(),
+        encoded,
+        cur.name.clone(),
+        cur.namespace.clone(),
+        labels,
+        cur.node_name.clone(),
+        phase,
+    )))
 }
 
 impl Prepared {
+    /// An encoded object (see [`encode`]) and its selector fields.
+    fn new(
+        key: String,
+        (body, rest, meta): (Vec<u8>, usize, (usize, usize)),
+        name: String,
+        namespace: String,
+        labels: Vec<(String, String)>,
+        node_name: String,
+        phase: String,
+    ) -> Prepared {
+        let rv_at = body[meta.0..meta.1]
+            .windows(RV_PLACEHOLDER_JSON.len())
+            .position(|w| w == RV_PLACEHOLDER_JSON)
+            .map_or(0, |p| meta.0 + p + RV_PLACEHOLDER_JSON.len() - 7);
+        Prepared { key, body, rv_at, rest, meta, name, namespace, labels, node_name, phase }
+    }
+
     /// Splices the resourceVersion in (one copy of the bytes).
     fn finish(self, rv: u64) -> Stored {
         let rv_s = rv.to_string();
@@ -741,34 +902,23 @@ impl Store {
             }
         };
         let key = key_of(ns, name);
+        let lazy_patch = match (&patch_doc, status_only) {
+            (Value::Object(p), false) if json_patch.is_none() => Some(p),
+            _ => None,
+        };
         loop {
             let cur = self
                 .current(res, &key)
                 .ok_or_else(|| ApiError::not_found(&def.plural, name))?;
-            let old = into_object(cur.to_value(), &def.kind)?;
-            let mut doc = Value::Object(old.clone());
-            match &json_patch {
-                Some(p) => json_patch::patch(&mut doc, p).map_err(|e| {
-                    ApiError::invalid(
-                        &def.kind,
-                        name,
-                        "patch",
-                        "FieldValueInvalid",
-                        &format!("the patch could not be applied: {e}"),
-                    )
-                })?,
-                None => json_patch::merge(&mut doc, &patch_doc),
+            if let Some(prepared) = lazy_patch.and_then(|p| prepare_merge_lazy(&def, name, &cur, p)) {
+                if let Some(done) =
+                    self.commit_if_unchanged(res, &def, name, &cur, prepared?, EventType::Modified)?
+                {
+                    return Ok(done);
+                }
+                continue;
             }
-            let patched = into_object(doc, &def.kind)?;
-            let patched_rv = patched
-                .get("metadata")
-                .map(|m| str_at(m, "/resourceVersion"))
-                .unwrap_or("");
-            if !patched_rv.is_empty() && patched_rv != cur.rv.to_string() {
-                return Err(ApiError::conflict(&def.plural, name));
-            }
-            let next = merge_server_fields(&old, patched, status_only);
-            let prepared = prepare(&def, key.clone(), next);
+            let prepared = prepare_patch_full(&def, name, &cur, &patch_doc, json_patch.as_ref(), status_only)?;
             if let Some(done) =
                 self.commit_if_unchanged(res, &def, name, &cur, prepared, EventType::Modified)?
             {
@@ -1180,4 +1330,107 @@ fn merge_server_fields(
     new.remove("kind");
     new.remove("apiVersion");
     new
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::podgen::PodGen;
+    use serde_json::json;
+
+    fn store_with_pods(n: usize) -> (Store, ResourceId, Arc<ResourceDef>) {
+        let store = Store::new(ResourceDef::defaults(), 100, 100);
+        let res = store.register(ResourceDef::new("", "v1", "Pod", "pods", true));
+        let pods = PodGen::new(7, "ns");
+        for i in 0..n {
+            store.create(res, "ns", pods.pod(i)).expect("pod is created");
+        }
+        let def = store.lock().resources[res].clone();
+        (store, res, def)
+    }
+
+    fn same(a: &Prepared, b: &Prepared) {
+        assert_eq!(String::from_utf8_lossy(&a.body), String::from_utf8_lossy(&b.body));
+        assert_eq!(
+            (a.rv_at, a.rest, a.meta, &a.key, &a.name, &a.namespace),
+            (b.rv_at, b.rest, b.meta, &b.key, &b.name, &b.namespace)
+        );
+        assert_eq!((&a.labels, &a.node_name, &a.phase), (&b.labels, &b.node_name, &b.phase));
+    }
+
+    /// The lazy merge path writes exactly what parsing the whole object writes,
+    /// for the patches it takes, on realistic pods.
+    #[test]
+    fn lazy_merge_patch_equals_the_full_path() {
+        let (store, res, def) = store_with_pods(5);
+        let patches = [
+            json!({"metadata": {"annotations": {"loadgen.kcache.io/sent-at": "123"}}}),
+            json!({"metadata": {"annotations": null}}),
+            json!({"metadata": {"labels": {"app": "other", "new": "x", "pod-template-hash": null}}}),
+            json!({"metadata": {"finalizers": ["a/b"], "ownerReferences": null}}),
+            json!({"status": {"phase": "Failed", "conditions": null}}),
+            json!({"status": "gone"}),
+            json!({"status": null}),
+            json!({"aaa": {"b": 1}, "zzz": [1, 2], "metadata": {"resourceVersion": null}}),
+            json!({}),
+        ];
+        for (i, patch) in patches.iter().enumerate() {
+            let name = PodGen::name(i % 5);
+            let cur = store.current(res, &key_of("ns", &name)).expect("pod exists");
+            let p = patch.as_object().expect("patch is an object");
+            let lazy = prepare_merge_lazy(&def, &name, &cur, p)
+                .unwrap_or_else(|| panic!("lazy path declined {patch}"))
+                .expect("patch applies");
+            let full = prepare_patch_full(&def, &name, &cur, patch, None, false).expect("patch applies");
+            same(&lazy, &full);
+        }
+    }
+
+    #[test]
+    fn lazy_merge_patch_declines_what_it_cannot_do_exactly() {
+        let (store, res, def) = store_with_pods(1);
+        let name = PodGen::name(0);
+        let cur = store.current(res, &key_of("ns", &name)).expect("pod exists");
+        for patch in [
+            json!({"spec": {"nodeName": "n"}}),
+            json!({"kind": "Pod"}),
+            json!({"metadata": {"uid": "x"}}),
+            json!({"metadata": {"generation": 5}}),
+            json!({"metadata": null}),
+        ] {
+            assert!(prepare_merge_lazy(&def, &name, &cur, patch.as_object().unwrap()).is_none(), "{patch}");
+        }
+    }
+
+    #[test]
+    fn lazy_merge_patch_checks_the_resource_version_precondition() {
+        let (store, res, def) = store_with_pods(1);
+        let name = PodGen::name(0);
+        let cur = store.current(res, &key_of("ns", &name)).expect("pod exists");
+        let stale = json!({"metadata": {"resourceVersion": "1", "labels": {"a": "b"}}});
+        let r = prepare_merge_lazy(&def, &name, &cur, stale.as_object().unwrap()).expect("lazy path takes it");
+        assert_eq!(r.err().map(|e| e.code), Some(409));
+        let fresh = json!({"metadata": {"resourceVersion": cur.rv.to_string()}});
+        assert!(prepare_merge_lazy(&def, &name, &cur, fresh.as_object().unwrap()).expect("taken").is_ok());
+    }
+
+    /// Through the public path: a patch commits, bumps the resourceVersion and
+    /// keeps the server-owned fields.
+    #[test]
+    fn patched_object_keeps_server_fields_and_gets_a_new_version() {
+        let (store, res, _) = store_with_pods(1);
+        let name = PodGen::name(0);
+        let before = store.current(res, &key_of("ns", &name)).expect("pod exists").to_value();
+        let after = store
+            .patch(res, "ns", &name, PatchKind::Merge, br#"{"metadata":{"annotations":{"k":"v"}}}"#, false)
+            .expect("patch applies")
+            .to_value();
+        assert_eq!(after["metadata"]["annotations"]["k"], "v");
+        for k in ["uid", "creationTimestamp", "generation", "name", "namespace"] {
+            assert_eq!(after["metadata"][k], before["metadata"][k], "{k}");
+        }
+        let (b, a) = (&before["metadata"]["resourceVersion"], &after["metadata"]["resourceVersion"]);
+        assert!(a.as_str().unwrap().parse::<u64>().unwrap() > b.as_str().unwrap().parse::<u64>().unwrap());
+        assert_eq!(after["spec"], before["spec"]);
+    }
 }
