@@ -208,6 +208,9 @@ struct WriteArgs {
     /// Seconds of writes.
     #[arg(long)]
     duration: f64,
+    /// Label selector of the run's pods (for the wire watch).
+    #[arg(long, default_value = "")]
+    selector: String,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -350,6 +353,7 @@ fn write(args: WriteArgs) -> anyhow::Result<()> {
         preloaded: args.preloaded,
         write_qps: args.write_qps,
         duration: Duration::from_secs_f64(args.duration.max(0.0)),
+        selector: args.selector,
     };
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_writer(std::io::stderr).init();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -96,8 +96,13 @@ pub struct Report {
     pub events_lost: u64,
     /// The cache held exactly the server's keys and resourceVersions at the end.
     pub cache_matches_server: bool,
-    /// Write-acknowledged-to-handler latency, milliseconds.
+    /// Write sent to handler saw it, milliseconds.
     pub event_latency_ms: Percentiles,
+    /// Write sent to its event read off a raw watch of the same pods by the
+    /// writer's process (no decode, no store, no handler), milliseconds: the
+    /// floor under `event_latency_ms` that the API server, the connections and
+    /// the machine's scheduling set. Empty when the watch could not be opened.
+    pub wire_event_latency_ms: Percentiles,
     /// Threads that timed the cache reads, during the write phase (0: reads not
     /// timed).
     pub readers: u64,
@@ -168,6 +173,7 @@ impl Report {
             format!("p50 {:.3} {unit}  p95 {:.3} {unit}  p99 {:.3} {unit}  max {:.3} {unit}", x.p50, x.p95, x.p99, x.max)
         };
         row("event latency", p(&self.event_latency_ms, "ms"));
+        row("wire event latency", p(&self.wire_event_latency_ms, "ms"));
         row("cache get", p(&self.cache_get_ns, "ns"));
         row("cache list 1000", p(&self.cache_list_1000_ns, "ns"));
         row("direct get", p(&self.direct_get_ms, "ms"));

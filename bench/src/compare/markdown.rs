@@ -127,7 +127,10 @@ pub fn results_md(r: &Results, charts: &[String]) -> String {
             } else {
                 format!("{measured:.3}x against {:.2}x: {:.1} times the limit", g.limit, measured / g.limit)
             };
-            let _ = writeln!(o, "- {}: {detail}.", g.name);
+            let floor = g.floor.map_or(String::new(), |f| {
+                format!(" The floor measured in the same runs (wire p99 of kcache's run over kube-rs's event p99) is {f:.3}x: no engine can go below it here")
+            });
+            let _ = writeln!(o, "- {}: {detail}.{floor}", g.name);
         }
         let _ = writeln!(o);
     }
@@ -202,28 +205,33 @@ pub fn results_md(r: &Results, charts: &[String]) -> String {
          read the object back from the cache). Peak RSS is the engine process's high-water mark from \
          engine start to the end of the writes (reset before the engine starts); RSS growth compares the \
          last third of the once-a-second RSS samples with the middle third (the first third holds the climb \
-         from the synced cache to the write phase's working set, which happens once). One run per cell.\n",
+         from the synced cache to the write phase's working set, which happens once). Wire = the same run's \
+         events read off a raw watch of the same pods by the writer's process (no decode, no store, no \
+         handler): the floor that the simulator, the connections and the scheduling of three processes on \
+         these cores put under both engines. One run per cell.\n",
         if r.quick { "10" } else { "30" }
     );
     let _ = writeln!(
         o,
-        "| handler | engine | writes/s | event p50 | event p99 | max | samples | lost | cache = server | RSS after sync | peak RSS | RSS growth | CPU s |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "| handler | engine | writes/s | event p50 | event p99 | max | wire p50 | wire p99 | samples | lost | cache = server | RSS after sync | peak RSS | RSS growth | CPU s |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for w in &r.writes {
         for (i, name) in ["kcache", "kube-rs"].iter().enumerate() {
             match &w.sides[i] {
                 Some(s) => {
-                    let WriteSide { p50_ms, p99_ms, max_ms, samples, qps, lost, matches, peak_rss_mb, rss_after_sync_mb, growth, cpu_seconds, .. } = s;
+                    let WriteSide { p50_ms, p99_ms, max_ms, samples, qps, lost, matches, peak_rss_mb, rss_after_sync_mb, growth, cpu_seconds, wire_p50_ms, wire_p99_ms, .. } = s;
                     let _ = writeln!(
                         o,
-                        "| {} | {name} | {qps:.0} | {p50_ms:.2} ms | {p99_ms:.2} ms | {max_ms:.1} ms | {samples} | {lost} | {} | {rss_after_sync_mb:.1} MiB | {peak_rss_mb:.1} MiB | {} | {cpu_seconds:.1} |",
+                        "| {} | {name} | {qps:.0} | {p50_ms:.2} ms | {p99_ms:.2} ms | {max_ms:.1} ms | {} | {} | {samples} | {lost} | {} | {rss_after_sync_mb:.1} MiB | {peak_rss_mb:.1} MiB | {} | {cpu_seconds:.1} |",
                         w.handler,
+                        opt(*wire_p50_ms, |v| format!("{v:.2} ms")),
+                        opt(*wire_p99_ms, |v| format!("{v:.2} ms")),
                         if *matches { "yes" } else { "**no**" },
                         opt(*growth, |g| format!("{:+.1}%", g * 100.0)),
                     );
                 }
                 None => {
-                    let _ = writeln!(o, "| {} | {name} | failed | | | | | | | | | | |", w.handler);
+                    let _ = writeln!(o, "| {} | {name} | failed | | | | | | | | | | | | |", w.handler);
                 }
             }
         }
@@ -240,17 +248,26 @@ pub fn results_md(r: &Results, charts: &[String]) -> String {
             r.machine.cores, r.machine.load_at_start
         );
     }
-    let _ = writeln!(o, "\n| handler | event p99 kcache / kube-rs | peak RSS kcache / kube-rs |\n|---|---|---|");
+    let _ = writeln!(
+        o,
+        "\n| handler | event p99 kcache / kube-rs | floor: wire p99 of kcache's run / kube-rs event p99 | peak RSS kcache / kube-rs |\n|---|---|---|---|"
+    );
     for w in &r.writes {
         let (k, b) = (w.sides[0].as_ref(), w.sides[1].as_ref());
         let _ = writeln!(
             o,
-            "| {} | {} | {} |",
+            "| {} | {} | {} | {} |",
             w.handler,
             fmt_ratio(div(k.map(|s| s.p99_ms), b.map(|s| s.p99_ms))),
+            fmt_ratio(div(k.and_then(|s| s.wire_p99_ms), b.map(|s| s.p99_ms))),
             fmt_ratio(div(k.map(|s| s.peak_rss_mb), b.map(|s| s.peak_rss_mb)))
         );
     }
+    let _ = writeln!(
+        o,
+        "\nThe floor column is the lowest event-p99 ratio any engine could show in that row: an engine \
+         cannot deliver an event before its bytes arrive."
+    );
     let _ = writeln!(o);
     if has("event_p99.svg") {
         let _ = writeln!(o, "![event p99 per handler style](img/event_p99.svg)\n");
@@ -556,8 +573,21 @@ mod tests {
         assert!(md.contains("Missed goals"), "the synthetic workqueue growth misses its goal");
         assert!(md.contains("![memory to hold the pods](img/memory.svg)"));
         assert!(!md.contains("img/sync.svg"), "charts not written are not linked");
+        // The wire floor: per run, and as the lowest reachable event ratio (3 ms / 10 ms).
+        assert!(md.contains("| sync | kcache | 1990 | 2.00 ms | 4.00 ms | 8.0 ms | 1.50 ms | 3.00 ms |"), "{md}");
+        assert!(md.contains("| sync | 0.40x | 0.30x | 0.20x |"), "{md}");
         // 10k memory row: 30 MiB vs 210 MiB median.
         assert!(md.contains("| 10000 | 3 | 30.0 MiB | 20.0 MiB | 210.0 MiB |"), "{md}");
+    }
+
+    #[test]
+    fn a_missed_goal_with_a_floor_states_the_floor() {
+        let mut r = results();
+        let event = r.goals.iter_mut().find(|g| g.floor.is_some()).expect("the event goal has a floor");
+        event.measured = Some(0.8);
+        let md = results_md(&r, &[]);
+        assert!(md.contains("0.800x against 0.50x: 1.6 times the limit. The floor measured in the same runs"), "{md}");
+        assert!(md.contains("is 0.300x: no engine can go below it here"), "{md}");
     }
 
     #[test]

@@ -28,6 +28,7 @@ mod recorder;
 mod target;
 mod writer;
 mod writes;
+mod wire;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -237,6 +238,7 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, RunError> {
         preloaded: preload.is_some(),
         write_qps: cfg.write_qps,
         duration: cfg.duration,
+        selector: selector.clone(),
     };
     let bar = spinner(cfg.progress && preload.is_none(), cfg.pods as u64, "creating pods");
     let writes = Writes::prepare(cfg.writer, &client, &target.connection, plan, &bar).await?;
@@ -367,6 +369,7 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, RunError> {
         events_lost: lost_writes(&stats, &cached),
         cache_matches_server,
         event_latency_ms: Percentiles::from_histogram(&recorder.latency(), 1000.0),
+        wire_event_latency_ms: stats.wire_latency_ms,
         readers: if cfg.read_timings { cfg.readers as u64 } else { 0 },
         cache_get_ns: Percentiles::from_histogram(&cache_get, 1.0),
         cache_list_1000_ns: Percentiles::from_histogram(&cache_list, 1.0),

@@ -16,6 +16,7 @@ use super::recorder::{SENT_AT, now_nanos};
 use super::target::OWNED_LABEL;
 use super::{RUN_LABEL, RunError};
 use crate::podgen;
+use crate::report::Percentiles;
 
 /// Concurrent requests while creating the initial pods.
 const CREATE_CONCURRENCY: usize = 32;
@@ -94,6 +95,10 @@ pub struct WriteStats {
     pub elapsed: Duration,
     /// Per key, the resourceVersion of its last acknowledged write (`None`: deleted).
     pub last_write: HashMap<String, Option<String>>,
+    /// Write sent to its event read off a raw watch by the writer's process,
+    /// milliseconds: the floor under the engine's event latency ([`super::wire`]).
+    #[serde(default)]
+    pub wire_latency_ms: Percentiles,
 }
 
 impl WriteStats {
@@ -129,6 +134,11 @@ impl Writer {
     pub fn new(client: kube::Client, keys: Vec<(String, String)>, namespaces: Vec<String>, seed: u64) -> Self {
         let next_index = keys.len();
         Writer { client, keys, namespaces, rng: StdRng::seed_from_u64(seed ^ 0x5eed), seed, next_index }
+    }
+
+    /// The client the writes go through.
+    pub fn client(&self) -> &kube::Client {
+        &self.client
     }
 
     /// Writes at `qps` for `duration`, then waits for the writes in flight.

@@ -25,6 +25,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
 use super::target::Connection;
+use super::wire::WireWatch;
 use super::writer::{self, WriteStats, Writer};
 use super::RunError;
 
@@ -64,6 +65,8 @@ pub struct WritePlan {
     pub write_qps: f64,
     /// Length of the write phase.
     pub duration: Duration,
+    /// Label selector of the run's pods, for the wire watch ([`super::wire`]).
+    pub selector: String,
 }
 
 impl WritePlan {
@@ -81,6 +84,8 @@ impl WritePlan {
             self.write_qps.to_string(),
             "--duration".to_owned(),
             self.duration.as_secs_f64().to_string(),
+            "--selector".to_owned(),
+            self.selector.clone(),
         ];
         if self.preloaded {
             args.push("--preloaded".to_owned());
@@ -122,11 +127,32 @@ async fn prepare_writer(client: &kube::Client, plan: &WritePlan, bar: &ProgressB
     Ok(Writer::new(client.clone(), keys, plan.namespaces.clone(), plan.seed))
 }
 
-async fn drive_writer(mut w: Writer, plan: &WritePlan, bar: &ProgressBar) -> WriteStats {
+/// Opens the wire watch ([`super::wire`]) before the engine starts, so that
+/// the API calls counted for the engine exclude it; `None` (with a warning)
+/// when it cannot be opened, since the run is still worth its other figures.
+async fn open_wire(client: &kube::Client, plan: &WritePlan) -> Option<WireWatch> {
+    if plan.duration.is_zero() {
+        return None;
+    }
+    WireWatch::open(client, &plan.selector)
+        .await
+        .inspect_err(|e| tracing::warn!("no wire watch, so no event-latency floor for this run: {e}"))
+        .ok()
+}
+
+/// Drives the writes, timing their events on the wire watch beside them.
+async fn drive_writer(mut w: Writer, wire: Option<WireWatch>, plan: &WritePlan, bar: &ProgressBar) -> WriteStats {
     if plan.duration.is_zero() {
         return WriteStats::default();
     }
-    w.drive(plan.write_qps, plan.duration, bar).await
+    if let Some(wire) = &wire {
+        wire.start();
+    }
+    let mut stats = w.drive(plan.write_qps, plan.duration, bar).await;
+    if let Some(wire) = wire {
+        stats.wire_latency_ms = wire.finish(stats.updates + stats.creates).await;
+    }
+    stats
 }
 
 /// The write side of a run, pods created and ready to write.
@@ -135,6 +161,8 @@ pub enum Writes {
     InProcess {
         /// The writer.
         writer: Writer,
+        /// The wire watch, open.
+        wire: Option<WireWatch>,
         /// Its plan.
         plan: WritePlan,
     },
@@ -164,7 +192,8 @@ impl Writes {
         match kind {
             WriterKind::InProcess => {
                 let writer = prepare_writer(client, &plan, bar).await?;
-                Ok(Writes::InProcess { writer, plan })
+                let wire = open_wire(client, &plan).await;
+                Ok(Writes::InProcess { writer, wire, plan })
             }
             WriterKind::Child => {
                 let exe = std::env::current_exe()
@@ -200,7 +229,7 @@ impl Writes {
     /// has been answered. `bar` counts seconds.
     pub async fn drive(self, bar: &ProgressBar) -> Result<WriteStats, RunError> {
         match self {
-            Writes::InProcess { writer, plan } => Ok(drive_writer(writer, &plan, bar).await),
+            Writes::InProcess { writer, wire, plan } => Ok(drive_writer(writer, wire, &plan, bar).await),
             Writes::Child { mut child, mut stdin, mut lines, plan } => {
                 let go = async {
                     stdin.write_all(b"go\n").await?;
@@ -298,6 +327,7 @@ async fn serve_child_inner(connection: &Connection, plan: &WritePlan) -> Result<
     let writer = prepare_writer(&client, plan, &bar).await;
     progress.abort();
     let writer = writer?;
+    let wire = open_wire(&client, plan).await;
     emit(&WriterMessage::Ready);
     let go = tokio::task::spawn_blocking(|| {
         let mut line = String::new();
@@ -310,7 +340,7 @@ async fn serve_child_inner(connection: &Connection, plan: &WritePlan) -> Result<
         // Stdin closed (or nonsense): the run is gone, so nothing is written.
         return Ok(());
     }
-    let stats = drive_writer(writer, plan, &ProgressBar::hidden()).await;
+    let stats = drive_writer(writer, wire, plan, &ProgressBar::hidden()).await;
     emit(&WriterMessage::Done(stats));
     Ok(())
 }
