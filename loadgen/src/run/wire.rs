@@ -88,16 +88,16 @@ impl WireWatch {
                     let lines = match stream.take() {
                         Some(s) => s,
                         // Events between two watches are not timed; none are owed.
-                        None => match {
+                        None => {
                             tokio::time::sleep(Duration::from_millis(100)).await;
-                            open_stream(&client, &selector).await
-                        } {
-                            Ok(s) => s,
-                            Err(e) => {
-                                tracing::warn!("wire watch ended: {e}");
-                                return;
+                            match open_stream(&client, &selector).await {
+                                Ok(s) => s,
+                                Err(e) => {
+                                    tracing::warn!("wire watch ended: {e}");
+                                    return;
+                                }
                             }
-                        },
+                        }
                     };
                     let mut lines = lines.lines();
                     while let Some(Ok(line)) = lines.next().await {
