@@ -45,6 +45,9 @@ enum Probe {
     /// 16 gets between two timer calls, recorded as the mean per get: the timer's cost
     /// is amortized, and a tail sample means 16 slow gets, not one.
     Batch16,
+    /// Bursts of 64 single timings with 1 ms pauses, as `loadgen run`'s readers:
+    /// the first Get after a pause finds its cache lines cold.
+    Bursts,
 }
 
 /// Latency of reads on 2 reader threads while a writer applies 2,000 updates/s.
@@ -81,9 +84,10 @@ fn get_latency_under_writes(probe: Probe) {
                 let deadline = Instant::now() + Duration::from_secs(2);
                 let mut i = t * 31;
                 while Instant::now() < deadline {
-                    for _ in 0..1000 {
+                    let burst = if probe == Probe::Bursts { 64 } else { 1000 };
+                    for _ in 0..burst {
                         let dt = match probe {
-                            Probe::Single => {
+                            Probe::Single | Probe::Bursts => {
                                 i = (i + 7) % PODS;
                                 let t0 = Instant::now();
                                 let o = reader.get_by_key(&keys[i]);
@@ -107,6 +111,9 @@ fn get_latency_under_writes(probe: Probe) {
                         };
                         h.saturating_record(dt.max(1));
                     }
+                    if probe == Probe::Bursts {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
                 }
                 h
             })
@@ -122,6 +129,7 @@ fn get_latency_under_writes(probe: Probe) {
         Probe::Single => "get_by_key, one call per timing",
         Probe::TimerOnly => "timer alone (Instant::now() pair)",
         Probe::Batch16 => "get_by_key, mean of 16 calls per timing",
+        Probe::Bursts => "get_by_key, bursts of 64 timings with 1 ms pauses",
     };
     print_hist(&format!("{what}, under {writes} writes in ~2 s, 2 readers"), &all);
 }
@@ -186,7 +194,7 @@ fn benches(c: &mut Criterion) {
     if std::env::var_os("KCACHE_BENCH_CURVE").is_some() {
         index_update_curve();
     }
-    for probe in [Probe::TimerOnly, Probe::Single, Probe::Batch16] {
+    for probe in [Probe::TimerOnly, Probe::Single, Probe::Batch16, Probe::Bursts] {
         get_latency_under_writes(probe);
     }
     snapshot_latency();
