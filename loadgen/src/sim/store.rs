@@ -358,16 +358,15 @@ fn label_pairs(labels: &Value) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
-/// Metadata fields the server owns: a patch that sets one takes the full path,
-/// which restores them.
-const SERVER_OWNED_METADATA: [&str; 7] = [
+/// Metadata fields every write carries over from the version before it
+/// (`generation` is the server's too, but computed: see [`merge_server_fields`]).
+const CARRIED_METADATA: [&str; 6] = [
     "uid",
     "creationTimestamp",
     "name",
     "namespace",
     "deletionTimestamp",
     "deletionGracePeriodSeconds",
-    "generation",
 ];
 
 /// `patch` (a JSON patch when `json_patch` is given, else a merge patch) of
@@ -428,7 +427,8 @@ fn prepare_merge_lazy(
         Some(_) => return None,
     };
     if let Some(m) = meta_patch {
-        if SERVER_OWNED_METADATA.iter().any(|k| m.contains_key(*k)) {
+        // The full path restores these; the lazy one takes only patches that leave them alone.
+        if m.contains_key("generation") || CARRIED_METADATA.iter().any(|k| m.contains_key(*k)) {
             return None;
         }
         let want_rv = m.get("resourceVersion").and_then(Value::as_str).unwrap_or("");
@@ -1302,14 +1302,7 @@ fn merge_server_fields(
         .and_then(Value::as_object)
         .unwrap_or(&empty);
     let meta = meta_mut(&mut new);
-    for k in [
-        "uid",
-        "creationTimestamp",
-        "name",
-        "namespace",
-        "deletionTimestamp",
-        "deletionGracePeriodSeconds",
-    ] {
+    for k in CARRIED_METADATA {
         match old_meta.get(k) {
             Some(v) => meta.insert(k.into(), v.clone()),
             None => meta.remove(k),
