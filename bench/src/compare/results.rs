@@ -705,11 +705,14 @@ pub fn to_json(r: &Results) -> Value {
         );
     }
     let p99 = |l: &Option<Lat>| l.map(|l| l.p99);
+    // The ratios are the goals' (median of paired ratios), not the ratio of the medians.
     let mut get = pair(p99(&r.reads.get[1]), p99(&r.reads.get[2]));
     get["direct"] = json!(p99(&r.reads.get[0]));
+    get["ratio"] = json!(r.reads.get_p99_ratio);
     doc.insert("get_p99_ns".into(), get);
     let mut list = pair(p99(&r.reads.list[1]), p99(&r.reads.list[2]));
     list["direct"] = json!(p99(&r.reads.list[0]));
+    list["ratio"] = json!(r.reads.list_p99_ratio);
     doc.insert("list1000_p99_ns".into(), list);
     let side = |h: &str, i: usize, f: fn(&WriteSide) -> f64| r.write_row(h).and_then(|w| w.sides[i].as_ref()).map(f);
     let mut event = pair(side("sync", 0, |s| s.p99_ms), side("sync", 1, |s| s.p99_ms));
@@ -955,6 +958,25 @@ pub(crate) mod tests {
         assert_eq!(r.reads.get_p99_by_repeat, vec![[Some(300.0), Some(600.0)], [Some(800.0), Some(1_000.0)], [Some(200.0), Some(500.0)]]);
         let md = crate::compare::markdown::results_md(&r, &[]);
         assert!(md.contains("Get p99 of each run, kcache / kube-rs (ratio): 300 ns / 600 ns (0.50x)"), "{md}");
+    }
+
+    #[test]
+    fn the_json_read_ratios_are_the_goals_paired_ratios() {
+        let mut v = synthetic();
+        v.retain(|o| o.job.group != Group::Reads);
+        let reads = |get: f64| Report { cache_get_ns: pct(get), cache_list_1000_ns: pct(get * 10.0), ..Report::default() };
+        // Paired ratios 0.5, 0.889, 0.25 (median 0.5); medians 300 / 900 would say 0.333.
+        for (rep, k, b) in [(0, 300.0, 600.0), (1, 800.0, 900.0), (2, 250.0, 1_000.0)] {
+            v.push(outcome(Group::Reads, "", "kcache", rep, reads(k)));
+            v.push(outcome(Group::Reads, "", "kube-rs", rep, reads(b)));
+        }
+        let r = build(&v, machine(), false, 1.0);
+        let j = to_json(&r);
+        assert_eq!((j["get_p99_ns"]["kcache"].as_f64(), j["get_p99_ns"]["kube_rs"].as_f64()), (Some(300.0), Some(900.0)));
+        assert_eq!(j["get_p99_ns"]["ratio"], json!(0.5));
+        assert_eq!(j["list1000_p99_ns"]["ratio"], json!(0.5));
+        let goal = r.goals.iter().find(|g| g.name.starts_with("Get one pod")).unwrap();
+        assert_eq!(goal.measured, Some(0.5));
     }
 
     #[test]
