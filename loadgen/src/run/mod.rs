@@ -285,7 +285,9 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, RunError> {
     let bar = spinner(cfg.progress, cfg.duration.as_secs().max(1), "writing");
     recorder.start_at(recorder::now_nanos());
     let timeline = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let sampler = {
+    // No write phase, no timeline: a sampler's immediate first tick would
+    // otherwise race the phase's end and leave one stray sample.
+    let sampler = (!cfg.duration.is_zero()).then(|| {
         let timeline = Arc::clone(&timeline);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -295,7 +297,7 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, RunError> {
                 timeline.lock().unwrap_or_else(|p| p.into_inner()).push(mb);
             }
         })
-    };
+    });
     let stats = writes.drive(&bar).await;
     // The readers stop with the writes (after their minimum of samples), even
     // when the writes failed, so no thread outlives the run.
@@ -311,7 +313,9 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, RunError> {
     };
     let stats = stats?;
     let keys_written = cfg.pods + stats.creates as usize;
-    sampler.abort();
+    if let Some(sampler) = sampler {
+        sampler.abort();
+    }
     let rss_timeline = std::mem::take(&mut *timeline.lock().unwrap_or_else(|p| p.into_inner()));
     bar.finish_and_clear();
     let rss_peak_engine = procstat::peak_rss_bytes().unwrap_or(0);
