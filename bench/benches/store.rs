@@ -1,5 +1,17 @@
-//! Store benches: get-by-key latency under writes, index snapshot take/iterate, and
+//! Store benches: cache reads of kcache's store next to kube-rs's reflector `Store`
+//! (its baseline, holding the same realistic pods), index snapshot take/iterate, and
 //! index update cost as one bucket grows from 1k to 100k members.
+//!
+//! Printed before the criterion groups (they are distributions, which criterion
+//! does not report):
+//! * reads under writes, kcache and kube-rs side by side: 2 reader threads timing
+//!   Gets and 1,000-pod Lists exactly as `loadgen run` does ([`ReadLoad`]: bursts of
+//!   64 one-call timings, 1 ms pauses) while a writer thread applies 2,000 updates/s
+//!   to the same cache; three interleaved pairs, each pair's p99 ratio printed;
+//! * Gets alone after the same pauses, next to a floor (the same timing around a hash
+//!   of the key): what each engine adds to what any Get pays;
+//! * single-call probes of the same Gets (timer alone, one call, mean of 16) under
+//!   the same writer, for both caches.
 #![forbid(unsafe_code)]
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 
@@ -10,13 +22,23 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use hdrhistogram::Histogram;
+use k8s_openapi::api::core::v1::Pod;
+use kcache::Obj;
 use kcache::object::testing::pod;
-use kcache::store::{StoreConfig, store};
+use kcache::store::{NAMESPACE_INDEX, StoreConfig, store};
+use kcache::wire::{Decoder, DecoderConfig};
+use kcache_bench::pods::{list_body, realistic_pods_in_namespaces};
+use kcache_loadgen::run::{CacheReader, ReadLoad};
+use kube::runtime::{reflector, watcher};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const PODS: usize = 10_000;
+/// 10 namespaces of 1,000 pods, as `loadgen run` lays out 10,000 pods.
+const NAMESPACES: usize = 10;
+/// The namespace the List benches read.
+const LIST_NAMESPACE: &str = "ns-3";
 
 fn pods(ns_count: usize, n: usize, rv: u64) -> Vec<kcache::Obj> {
     (0..n).map(|i| pod(&format!("ns-{}", i % ns_count), &format!("pod-{i}"), &rv.to_string(), &[("app", "web"), ("pod-template-hash", "abc")])).collect()
@@ -34,10 +56,228 @@ fn print_hist(name: &str, h: &Histogram<u64>) {
     );
 }
 
+/// The cache a read bench runs against.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Engine {
+    Kcache,
+    KubeRs,
+}
+
+impl Engine {
+    fn name(self) -> &'static str {
+        match self {
+            Engine::Kcache => "kcache",
+            Engine::KubeRs => "kube-rs",
+        }
+    }
+}
+
+/// Two versions (resourceVersions `1000 + i` and `100000 + i`) of 10,000 realistic
+/// pods, decoded once for each cache, so the writers only clone and apply.
+struct Versions {
+    keys: Arc<[String]>,
+    kcache: Vec<[Obj; 2]>,
+    kube: Vec<[Pod; 2]>,
+}
+
+impl Versions {
+    fn new() -> Versions {
+        let first = realistic_pods_in_namespaces(PODS, 7, NAMESPACES);
+        let second: Vec<Vec<u8>> = first
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let mut v: serde_json::Value = serde_json::from_slice(p).expect("generated pods are JSON");
+                v["metadata"]["resourceVersion"] = serde_json::json!((100_000 + i).to_string());
+                serde_json::to_vec(&v).expect("serializable")
+            })
+            .collect();
+        let mut dec = Decoder::new(DecoderConfig::default());
+        let mut decode = |pods: &[Vec<u8>]| -> Vec<Obj> {
+            pods.chunks(500).flat_map(|page| dec.decode_list(&list_body(page, "1")).expect("generated list decodes").items).collect()
+        };
+        let (a, b) = (decode(&first), decode(&second));
+        let typed = |p: &Vec<u8>| serde_json::from_slice::<Pod>(p).expect("generated pods are Pods");
+        Versions {
+            keys: a.iter().map(Obj::key).collect(),
+            kcache: a.into_iter().zip(b).map(|(a, b)| [a, b]).collect(),
+            kube: first.iter().zip(&second).map(|(a, b)| [typed(a), typed(b)]).collect(),
+        }
+    }
+
+    /// A cache of `engine` holding the first version of every pod, and its writer.
+    fn cache(&self, engine: Engine) -> (CacheReader, CacheWriter<'_>) {
+        match engine {
+            Engine::Kcache => {
+                let (reader, mut writer) = store(StoreConfig::default().shards(2));
+                for v in &self.kcache {
+                    writer.upsert(v[0].clone());
+                }
+                (CacheReader::Kcache(reader), CacheWriter::Kcache(writer, &self.kcache))
+            }
+            Engine::KubeRs => {
+                let (reader, mut writer) = reflector::store::<Pod>();
+                for v in &self.kube {
+                    writer.apply_watcher_event(&watcher::Event::Apply(v[0].clone()));
+                }
+                (CacheReader::KubeRs(reader), CacheWriter::KubeRs(writer, &self.kube))
+            }
+        }
+    }
+}
+
+/// Applies updates to one cache, as its engine's watch loop would.
+enum CacheWriter<'a> {
+    Kcache(kcache::store::Writer, &'a [[Obj; 2]]),
+    KubeRs(reflector::store::Writer<Pod>, &'a [[Pod; 2]]),
+}
+
+impl CacheWriter<'_> {
+    /// Writes version `n % 2` of pod `i`.
+    fn update(&mut self, i: usize, n: u64) {
+        let v = (n % 2) as usize;
+        match self {
+            CacheWriter::Kcache(w, objs) => {
+                black_box(w.upsert(objs[i][v].clone()));
+            }
+            CacheWriter::KubeRs(w, pods) => w.apply_watcher_event(&watcher::Event::Apply(pods[i][v].clone())),
+        }
+    }
+}
+
+/// Runs `read` while `writer` applies 2,000 updates/s (2 a millisecond, paced
+/// against the clock, spread over the keys); returns what `read` returned and the
+/// number of updates.
+fn under_writes<T>(writer: CacheWriter<'_>, read: impl FnOnce() -> T) -> (T, u64) {
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let mut writer = writer;
+        let stop = &stop;
+        let w = s.spawn(move || {
+            let start = Instant::now();
+            let mut done = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let due = start.elapsed().as_millis() as u64 * 2;
+                while done < due {
+                    writer.update((done as usize * 7919) % PODS, done / PODS as u64);
+                    done += 1;
+                }
+                std::thread::sleep(Duration::from_micros(500));
+            }
+            done
+        });
+        let out = read();
+        stop.store(true, Ordering::Relaxed);
+        (out, w.join().expect("writer thread"))
+    })
+}
+
+/// Gets and Lists timed by `loadgen run`'s own reader threads ([`ReadLoad`]) under
+/// 2,000 updates/s, kcache and kube-rs in three interleaved pairs.
+fn reads_under_writes(versions: &Versions) {
+    let mut ratios = Vec::new();
+    for round in 1..=3 {
+        let mut p99 = [0u64; 2];
+        for (e, engine) in [Engine::Kcache, Engine::KubeRs].into_iter().enumerate() {
+            let (reader, writer) = versions.cache(engine);
+            let ((gets, lists), writes) = under_writes(writer, || {
+                let load = ReadLoad::start(&reader, Arc::clone(&versions.keys), LIST_NAMESPACE.into(), 2);
+                std::thread::sleep(Duration::from_secs(3));
+                load.finish()
+            });
+            let label = format!("reads under writes, round {round}, {}, {writes} writes", engine.name());
+            print_hist(&format!("{label}: Get (2 readers, bursts of 64, 1 ms pauses)"), &gets);
+            print_hist(&format!("{label}: List 1,000 pods"), &lists);
+            p99[e] = gets.value_at_quantile(0.99);
+        }
+        let ratio = p99[0] as f64 / p99[1].max(1) as f64;
+        println!("reads under writes, round {round}: Get p99 kcache / kube-rs = {ratio:.2}x");
+        ratios.push(ratio);
+    }
+    ratios.sort_by(f64::total_cmp);
+    println!("reads under writes: Get p99 kcache / kube-rs, median of 3 pairs = {:.2}x", ratios[1]);
+}
+
+/// What a reader in [`gets_after_pauses`] calls per timing.
+#[derive(Clone, Copy)]
+enum GetCall {
+    /// Hashes the key's bytes and touches no cache: what every engine's Get pays
+    /// before it reaches its map (the key string, the clock, a thread just woken).
+    Floor,
+    Get(Engine),
+}
+
+/// Gets alone, timed as [`ReadLoad`] times them (bursts of 64 one-call timings,
+/// 1 ms pauses, 2 threads) but with no List between the bursts, under 2,000
+/// updates/s: kube-rs's List walks its whole map, which warms the lines its next
+/// Gets read, and kcache's reads one namespace's index. The floor row is the same
+/// timing around a hash of the key; what an engine adds to it is its own.
+fn gets_after_pauses(versions: &Versions) {
+    let keys = &versions.keys;
+    for round in 1..=2 {
+        let mut p99 = Vec::new();
+        for call in [GetCall::Floor, GetCall::Get(Engine::Kcache), GetCall::Get(Engine::KubeRs)] {
+            let engine = match call {
+                GetCall::Floor => Engine::Kcache,
+                GetCall::Get(e) => e,
+            };
+            let (reader, writer) = versions.cache(engine);
+            let (h, writes) = under_writes(writer, || {
+                std::thread::scope(|s| {
+                    let threads: Vec<_> = (0..2usize)
+                        .map(|t| {
+                            let reader = &reader;
+                            s.spawn(move || {
+                                let hasher = std::hash::RandomState::new();
+                                let mut h = Histogram::<u64>::new_with_bounds(1, 10_000_000, 3).expect("valid bounds");
+                                let stride = [7919, 104_729][t];
+                                let mut idx = t * keys.len() / 2;
+                                let deadline = Instant::now() + Duration::from_secs(2);
+                                while Instant::now() < deadline {
+                                    for _ in 0..64 {
+                                        idx = (idx + stride) % keys.len();
+                                        let t0 = Instant::now();
+                                        let found = match call {
+                                            GetCall::Floor => std::hash::BuildHasher::hash_one(&hasher, keys[idx].as_str()) != 0,
+                                            GetCall::Get(_) => reader.get(&keys[idx]),
+                                        };
+                                        let ns = t0.elapsed().as_nanos() as u64;
+                                        black_box(found);
+                                        h.saturating_record(ns.max(1));
+                                    }
+                                    std::thread::sleep(Duration::from_millis(1));
+                                }
+                                h
+                            })
+                        })
+                        .collect();
+                    let mut all = Histogram::<u64>::new_with_bounds(1, 10_000_000, 3).expect("valid bounds");
+                    for t in threads {
+                        all.add(t.join().expect("reader")).expect("same bounds");
+                    }
+                    all
+                })
+            });
+            let what = match call {
+                GetCall::Floor => "floor (key hash only)".to_owned(),
+                GetCall::Get(e) => e.name().to_owned(),
+            };
+            print_hist(&format!("gets after pauses, round {round}, {what}, {writes} writes"), &h);
+            p99.push(h.value_at_quantile(0.99));
+        }
+        let (floor, k, r) = (p99[0] as f64, p99[1] as f64, p99[2].max(1) as f64);
+        println!(
+            "gets after pauses, round {round}: Get p99 kcache / kube-rs = {:.2}x; over the floor: {:.2}x",
+            k / r,
+            (k - floor).max(0.0) / (r - floor).max(1.0)
+        );
+    }
+}
+
 /// How a reader thread times its gets.
 #[derive(Clone, Copy, PartialEq)]
 enum Probe {
-    /// One `get_by_key` between two `Instant::now()` calls: includes the timer's own
+    /// One Get between two `Instant::now()` calls: includes the timer's own
     /// cost (printed by `TimerOnly`).
     Single,
     /// Two `Instant::now()` calls around nothing: the floor of `Single`.
@@ -45,93 +285,67 @@ enum Probe {
     /// 16 gets between two timer calls, recorded as the mean per get: the timer's cost
     /// is amortized, and a tail sample means 16 slow gets, not one.
     Batch16,
-    /// Bursts of 64 single timings with 1 ms pauses, as `loadgen run`'s readers:
-    /// the first Get after a pause finds its cache lines cold.
-    Bursts,
 }
 
-/// Latency of reads on 2 reader threads while a writer applies 2,000 updates/s.
-fn get_latency_under_writes(probe: Probe) {
-    let (reader, mut writer) = store(StoreConfig::default().shards(2));
-    for p in pods(10, PODS, 1) {
-        writer.upsert(p);
-    }
-    let keys: Arc<Vec<String>> = Arc::new((0..PODS).map(|i| format!("ns-{}/pod-{i}", i % 10)).collect());
-    let stop = Arc::new(AtomicBool::new(false));
-    let w_stop = Arc::clone(&stop);
-    let wthread = std::thread::spawn(move || {
-        // 2 updates per millisecond = 2,000/s, paced against the clock.
-        let start = Instant::now();
-        let mut done = 0u64;
-        let mut rv = 2u64;
-        while !w_stop.load(Ordering::Relaxed) {
-            let due = start.elapsed().as_millis() as u64 * 2;
-            while done < due {
-                let i = (done as usize * 7919) % PODS;
-                writer.upsert(pod(&format!("ns-{}", i % 10), &format!("pod-{i}"), &rv.to_string(), &[("app", "web"), ("pod-template-hash", "abc")]));
-                done += 1;
-                rv += 1;
+/// Latency of back-to-back Gets on 2 reader threads while a writer applies 2,000
+/// updates/s, for 2 s.
+fn get_latency_under_writes(versions: &Versions, engine: Engine, probe: Probe) {
+    let (reader, writer) = versions.cache(engine);
+    let keys = &versions.keys;
+    let (all, writes) = under_writes(writer, || {
+        std::thread::scope(|s| {
+            let readers: Vec<_> = (0..2)
+                .map(|t| {
+                    let reader = &reader;
+                    s.spawn(move || {
+                        let mut h = Histogram::<u64>::new_with_bounds(1, 10_000_000, 3).expect("valid bounds");
+                        let deadline = Instant::now() + Duration::from_secs(2);
+                        let mut i = t * 31;
+                        while Instant::now() < deadline {
+                            for _ in 0..1000 {
+                                let dt = match probe {
+                                    Probe::Single => {
+                                        i = (i + 7) % PODS;
+                                        let t0 = Instant::now();
+                                        let o = reader.get(&keys[i]);
+                                        let dt = t0.elapsed().as_nanos() as u64;
+                                        black_box(o);
+                                        dt
+                                    }
+                                    Probe::TimerOnly => {
+                                        let t0 = Instant::now();
+                                        black_box(&keys);
+                                        t0.elapsed().as_nanos() as u64
+                                    }
+                                    Probe::Batch16 => {
+                                        let t0 = Instant::now();
+                                        for _ in 0..16 {
+                                            i = (i + 7) % PODS;
+                                            black_box(reader.get(&keys[i]));
+                                        }
+                                        t0.elapsed().as_nanos() as u64 / 16
+                                    }
+                                };
+                                h.saturating_record(dt.max(1));
+                            }
+                        }
+                        h
+                    })
+                })
+                .collect();
+            let mut all = Histogram::<u64>::new_with_bounds(1, 10_000_000, 3).expect("valid bounds");
+            for r in readers {
+                all.add(r.join().expect("reader")).expect("same bounds");
             }
-            std::thread::sleep(Duration::from_micros(500));
-        }
-        done
-    });
-    let readers: Vec<_> = (0..2)
-        .map(|t| {
-            let (reader, keys) = (reader.clone(), Arc::clone(&keys));
-            std::thread::spawn(move || {
-                let mut h = Histogram::<u64>::new_with_bounds(1, 10_000_000, 3).expect("valid bounds");
-                let deadline = Instant::now() + Duration::from_secs(2);
-                let mut i = t * 31;
-                while Instant::now() < deadline {
-                    let burst = if probe == Probe::Bursts { 64 } else { 1000 };
-                    for _ in 0..burst {
-                        let dt = match probe {
-                            Probe::Single | Probe::Bursts => {
-                                i = (i + 7) % PODS;
-                                let t0 = Instant::now();
-                                let o = reader.get_by_key(&keys[i]);
-                                let dt = t0.elapsed().as_nanos() as u64;
-                                black_box(o);
-                                dt
-                            }
-                            Probe::TimerOnly => {
-                                let t0 = Instant::now();
-                                black_box(&keys);
-                                t0.elapsed().as_nanos() as u64
-                            }
-                            Probe::Batch16 => {
-                                let t0 = Instant::now();
-                                for _ in 0..16 {
-                                    i = (i + 7) % PODS;
-                                    black_box(reader.get_by_key(&keys[i]));
-                                }
-                                t0.elapsed().as_nanos() as u64 / 16
-                            }
-                        };
-                        h.saturating_record(dt.max(1));
-                    }
-                    if probe == Probe::Bursts {
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                }
-                h
-            })
+            all
         })
-        .collect();
-    let mut all = Histogram::<u64>::new_with_bounds(1, 10_000_000, 3).expect("valid bounds");
-    for r in readers {
-        all.add(r.join().expect("reader")).expect("same bounds");
-    }
-    stop.store(true, Ordering::Relaxed);
-    let writes = wthread.join().expect("writer");
+    });
     let what = match probe {
-        Probe::Single => "get_by_key, one call per timing",
+        Probe::Single => "Get, one call per timing",
         Probe::TimerOnly => "timer alone (Instant::now() pair)",
-        Probe::Batch16 => "get_by_key, mean of 16 calls per timing",
-        Probe::Bursts => "get_by_key, bursts of 64 timings with 1 ms pauses",
+        Probe::Batch16 => "Get, mean of 16 calls per timing",
     };
-    print_hist(&format!("{what}, under {writes} writes in ~2 s, 2 readers"), &all);
+    print_hist(&format!("{}: {what}, under {writes} writes in ~2 s, 2 readers", engine.name()), &all);
 }
 
 /// Time to take a snapshot of a 1,000-pod namespace, as a distribution.
@@ -143,7 +357,7 @@ fn snapshot_latency() {
     let mut h = Histogram::<u64>::new_with_bounds(1, 10_000_000, 3).expect("valid bounds");
     for _ in 0..200_000 {
         let t0 = Instant::now();
-        let s = reader.index("namespace", "ns-3").expect("index");
+        let s = reader.index(NAMESPACE_INDEX, LIST_NAMESPACE).expect("index");
         let dt = t0.elapsed().as_nanos() as u64;
         assert_eq!(s.len(), 1000);
         black_box(s);
@@ -194,25 +408,46 @@ fn benches(c: &mut Criterion) {
     if std::env::var_os("KCACHE_BENCH_CURVE").is_some() {
         index_update_curve();
     }
-    for probe in [Probe::TimerOnly, Probe::Single, Probe::Batch16, Probe::Bursts] {
-        get_latency_under_writes(probe);
+    let versions = Versions::new();
+    reads_under_writes(&versions);
+    gets_after_pauses(&versions);
+    get_latency_under_writes(&versions, Engine::Kcache, Probe::TimerOnly);
+    for probe in [Probe::Single, Probe::Batch16] {
+        for engine in [Engine::Kcache, Engine::KubeRs] {
+            get_latency_under_writes(&versions, engine, probe);
+        }
     }
     snapshot_latency();
+
+    // Both caches side by side, read the way `loadgen run` reads them (one
+    // `CacheReader` call per iteration), with no writer: the hot-cache cost.
+    let caches: Vec<(Engine, CacheReader)> = [Engine::Kcache, Engine::KubeRs].into_iter().map(|e| (e, versions.cache(e).0)).collect();
+    let mut g = c.benchmark_group("store/get_10k");
+    for (engine, reader) in &caches {
+        let mut i = 0;
+        g.bench_function(engine.name(), |b| {
+            b.iter(|| {
+                i = (i + 7) % PODS;
+                black_box(reader.get(&versions.keys[i]))
+            })
+        });
+    }
+    g.finish();
+    let mut g = c.benchmark_group("store/list_namespace_1000");
+    g.throughput(Throughput::Elements((PODS / NAMESPACES) as u64));
+    for (engine, reader) in &caches {
+        assert_eq!(reader.list_namespace(LIST_NAMESPACE), PODS / NAMESPACES, "{engine:?}");
+        g.bench_function(engine.name(), |b| b.iter(|| black_box(reader.list_namespace(LIST_NAMESPACE))));
+    }
+    g.finish();
+    drop(caches);
 
     let (reader, mut writer) = store(StoreConfig::default().shards(2));
     for p in pods(10, PODS, 1) {
         writer.upsert(p);
     }
-    let keys: Vec<String> = (0..PODS).map(|i| format!("ns-{}/pod-{i}", i % 10)).collect();
-    let mut i = 0;
-    c.bench_function("store/get_by_key", |b| {
-        b.iter(|| {
-            i = (i + 7) % PODS;
-            black_box(reader.get_by_key(&keys[i]))
-        })
-    });
-    c.bench_function("store/index_snapshot_take_1000", |b| b.iter(|| black_box(reader.index("namespace", "ns-3").expect("index"))));
-    let snap = reader.index("namespace", "ns-3").expect("index");
+    c.bench_function("store/index_snapshot_take_1000", |b| b.iter(|| black_box(reader.index(NAMESPACE_INDEX, LIST_NAMESPACE).expect("index"))));
+    let snap = reader.index(NAMESPACE_INDEX, LIST_NAMESPACE).expect("index");
     let mut g = c.benchmark_group("store/index_snapshot_iterate");
     g.throughput(Throughput::Elements(snap.len() as u64));
     g.bench_function("1000", |b| b.iter(|| snap.iter().map(|o| o.json().len()).sum::<usize>()));
@@ -270,3 +505,4 @@ fn benches(c: &mut Criterion) {
 
 criterion_group!(store_benches, benches);
 criterion_main!(store_benches);
+

@@ -38,8 +38,20 @@ impl SplitMix {
 /// `n` compact JSON pods derived from [`POD_JSON`], deterministic for a given `seed`.
 ///
 /// Pod `i` is `pod-{i:05}` on one of 100 nodes, in one of 50 apps, with a
-/// random uid, a ReplicaSet owner and resourceVersion `1000 + i`.
+/// random uid, a ReplicaSet owner and resourceVersion `1000 + i`, in the
+/// captured pod's namespace.
 pub fn realistic_pods(n: usize, seed: u64) -> Vec<Vec<u8>> {
+    generate(n, seed, None)
+}
+
+/// [`realistic_pods`] spread over `namespaces` namespaces: pod `i` is in
+/// `ns-{i % namespaces}`, so a namespace of a 10,000-pod set with 10 namespaces
+/// holds 1,000 pods, as the cache read benches and `loadgen run` lay them out.
+pub fn realistic_pods_in_namespaces(n: usize, seed: u64, namespaces: usize) -> Vec<Vec<u8>> {
+    generate(n, seed, Some(namespaces.max(1)))
+}
+
+fn generate(n: usize, seed: u64, namespaces: Option<usize>) -> Vec<Vec<u8>> {
     let base: Value = serde_json::from_slice(POD_JSON).unwrap_or(Value::Null);
     let mut rng = SplitMix(seed);
     (0..n)
@@ -49,6 +61,9 @@ pub fn realistic_pods(n: usize, seed: u64) -> Vec<Vec<u8>> {
             let hash = format!("{:08x}", rng.next() & 0xffff_ffff);
             let tier = ["web", "api", "worker"][i % 3];
             p["metadata"]["name"] = json!(format!("pod-{i:05}"));
+            if let Some(k) = namespaces {
+                p["metadata"]["namespace"] = json!(format!("ns-{}", i % k));
+            }
             p["metadata"]["uid"] = json!(rng.uid());
             p["metadata"]["resourceVersion"] = json!((1000 + i).to_string());
             p["metadata"]["labels"] = json!({
@@ -158,6 +173,26 @@ mod tests {
             .unwrap_or_default();
         assert_eq!(names.len(), 20);
         assert_eq!(realistic_pods(3, 9), realistic_pods(3, 9));
+    }
+
+    #[test]
+    fn pods_in_namespaces_are_spread_round_robin() {
+        let pods = realistic_pods_in_namespaces(25, 1, 10);
+        let namespaces: Vec<String> = pods
+            .iter()
+            .map(|p| serde_json::from_slice::<k8s_openapi::api::core::v1::Pod>(p).ok().and_then(|p| p.metadata.namespace).unwrap_or_default())
+            .collect();
+        assert_eq!(namespaces.iter().filter(|ns| *ns == "ns-3").count(), 3);
+        assert_eq!(namespaces[0], "ns-0");
+        assert_eq!(namespaces[24], "ns-4");
+        // Everything but the namespace is what `realistic_pods` generates.
+        let plain = realistic_pods(25, 1);
+        let strip = |p: &[u8]| {
+            let mut v: Value = serde_json::from_slice(p).unwrap_or(Value::Null);
+            v["metadata"]["namespace"] = Value::Null;
+            v
+        };
+        assert!(pods.iter().zip(&plain).all(|(a, b)| strip(a) == strip(b)));
     }
 
     #[test]
