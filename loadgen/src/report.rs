@@ -108,6 +108,10 @@ pub struct Report {
     pub readers: u64,
     /// Cache get by key, nanoseconds, timed by `readers` threads during the writes.
     pub cache_get_ns: Percentiles,
+    /// Share of those Gets that found their object (`None`: no Gets timed). The
+    /// keys are the cache's as the writes start, so the writes' deletes make misses.
+    #[serde(default)]
+    pub cache_get_hit_rate: Option<f64>,
     /// Cache list of a 1,000-pod namespace (kcache: via the namespace index),
     /// nanoseconds, timed by the same threads.
     pub cache_list_1000_ns: Percentiles,
@@ -175,6 +179,9 @@ impl Report {
         row("event latency", p(&self.event_latency_ms, "ms"));
         row("wire event latency", p(&self.wire_event_latency_ms, "ms"));
         row("cache get", p(&self.cache_get_ns, "ns"));
+        if let Some(rate) = self.cache_get_hit_rate {
+            row("cache get hit rate", format!("{:.2}%", rate * 100.0));
+        }
         row("cache list 1000", p(&self.cache_list_1000_ns, "ns"));
         row("direct get", p(&self.direct_get_ms, "ms"));
         row("direct list 1000", p(&self.direct_list_1000_ms, "ms"));

@@ -152,6 +152,9 @@ pub fn results_md(r: &Results, charts: &[String]) -> String {
          sends {:.0} writes/s (90% patches, 5% creates, 5% deletes) and the engine applies them, as a busy \
          controller's workers read (`loadgen/src/run/reads.rs`): each thread times bursts of 64 Gets, one \
          List every 4 bursts, and sleeps 1 ms between bursts; every sample is one call, clock included. \
+         kube-rs's List walks its whole map, which also brings in the lines its next Gets read; the \
+         `store` criterion bench times Gets alone as well, next to a floor every engine pays \
+         (docs/ARCHITECTURE.md, \"What is left of a Get is two misses\"). \
          Direct = `Api::get` / `Api::list` against the simulator over loopback HTTP after the writes, \
          measured in the kcache runs (1,000 GETs and 100 LISTs each). {} run(s) per engine, interleaved \
          (kcache, kube-rs, kcache, ...): each percentile below is the median over the runs, and a \
@@ -165,6 +168,14 @@ pub fn results_md(r: &Results, charts: &[String]) -> String {
     lat_row(&mut o, "direct GET", &r.reads.get[0]);
     lat_row(&mut o, "kcache", &r.reads.get[1]);
     lat_row(&mut o, "kube-rs Store", &r.reads.get[2]);
+    let rate = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{:.2}%", v * 100.0));
+    let _ = writeln!(
+        o,
+        "\nHit rate (timed Gets that found their pod; the keys are the cache's as the writes start, so the \
+         writes' deletes make misses): kcache {}, kube-rs {}.",
+        rate(r.reads.get_hit_rate[0]),
+        rate(r.reads.get_hit_rate[1]),
+    );
     let _ = writeln!(o, "\n| List 1,000 pods | p50 | p95 | p99 | samples |\n|---|---|---|---|---|");
     lat_row(&mut o, "direct LIST", &r.reads.list[0]);
     lat_row(&mut o, "kcache", &r.reads.list[1]);

@@ -151,6 +151,9 @@ pub struct Reads {
     pub get_p99_by_repeat: Vec<[Option<f64>; 2]>,
     /// Get p99 kcache / kube-rs: the median of the repeats' ratios.
     pub get_p99_ratio: Option<f64>,
+    /// Share of the timed Gets that found their pod: kcache, kube-rs; each the
+    /// median over the repeats.
+    pub get_hit_rate: [Option<f64>; 2],
     /// List p99 kcache / kube-rs: the median of the repeats' ratios.
     pub list_p99_ratio: Option<f64>,
 }
@@ -434,6 +437,7 @@ pub fn build(outcomes: &[Outcome], machine: Machine, quick: bool, wall_seconds: 
         ],
         get_p99_by_repeat: repeats.iter().map(|&rep| [p99_of("kcache", rep), p99_of("kube-rs", rep)]).collect(),
         get_p99_ratio: ix.ratio(Group::Reads, "", "kcache", "kube-rs", |r| r.cache_get_ns.p99),
+        get_hit_rate: ["kcache", "kube-rs"].map(|v| ix.median(Group::Reads, "", v, |r| r.cache_get_hit_rate.unwrap_or(f64::NAN))),
         list_p99_ratio: ix.ratio(Group::Reads, "", "kcache", "kube-rs", |r| r.cache_list_1000_ns.p99),
     };
 
@@ -710,6 +714,7 @@ pub fn to_json(r: &Results) -> Value {
     get["direct"] = json!(p99(&r.reads.get[0]));
     get["ratio"] = json!(r.reads.get_p99_ratio);
     doc.insert("get_p99_ns".into(), get);
+    doc.insert("get_hit_rate".into(), json!({ "kcache": r.reads.get_hit_rate[0], "kube_rs": r.reads.get_hit_rate[1] }));
     let mut list = pair(p99(&r.reads.list[1]), p99(&r.reads.list[2]));
     list["direct"] = json!(p99(&r.reads.list[0]));
     list["ratio"] = json!(r.reads.list_p99_ratio);
@@ -944,7 +949,14 @@ pub(crate) mod tests {
     fn reads_repeats_give_median_percentiles_and_the_median_of_paired_ratios() {
         let mut v = synthetic();
         v.retain(|o| o.job.group != Group::Reads);
-        let reads = |get: f64| Report { cache_get_ns: pct(get), cache_list_1000_ns: pct(get * 10.0), direct_get_ms: pct(0.5), ..Report::default() };
+        let reads = |get: f64| Report {
+            cache_get_ns: pct(get),
+            // 97%, 98% or 99% of the Gets found their pod.
+            cache_get_hit_rate: Some(0.97 + (get / 100.0).floor() % 3.0 / 100.0),
+            cache_list_1000_ns: pct(get * 10.0),
+            direct_get_ms: pct(0.5),
+            ..Report::default()
+        };
         // Run 1 is slow for both engines (a noisy moment): the paired ratios are
         // 0.5, 0.8 and 0.4, while the medians alone would give 300 / 600.
         for (rep, k, b) in [(0, 300.0, 600.0), (1, 800.0, 1_000.0), (2, 200.0, 500.0)] {
@@ -958,6 +970,11 @@ pub(crate) mod tests {
         assert_eq!(r.reads.get_p99_by_repeat, vec![[Some(300.0), Some(600.0)], [Some(800.0), Some(1_000.0)], [Some(200.0), Some(500.0)]]);
         let md = crate::compare::markdown::results_md(&r, &[]);
         assert!(md.contains("Get p99 of each run, kcache / kube-rs (ratio): 300 ns / 600 ns (0.50x)"), "{md}");
+        // Hit rates: kcache 97%, 99%, 99% (median 99%); kube-rs 97%, 98%, 99% (98%).
+        let [k, b] = r.reads.get_hit_rate.map(|v| (v.unwrap_or(0.0) * 100.0).round());
+        assert_eq!((k, b), (99.0, 98.0));
+        assert!(md.contains("writes' deletes make misses): kcache 99.00%, kube-rs 98.00%."), "{md}");
+        assert_eq!(to_json(&r)["get_hit_rate"]["kube_rs"].as_f64().map(|v| (v * 100.0).round()), Some(98.0));
     }
 
     #[test]

@@ -41,7 +41,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 
 pub use engines::{CacheReader, Engine, EngineKind, EngineSettings, HandlerStyle};
-pub use reads::ReadLoad;
+pub use reads::{CacheReads, ReadLoad};
 pub use recorder::{Recorder, SENT_AT, SENT_AT_POINTER};
 pub use target::{Connection, OWNED_LABEL, Preload, Target, TargetKind, cleanup_owned};
 pub use writer::{WriteStats, Writer};
@@ -305,7 +305,7 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, RunError> {
         Some((load, keys, namespace)) => {
             let timings = tokio::task::spawn_blocking(move || load.finish()).await.unwrap_or_else(|e| {
                 tracing::warn!("collecting the cache read timings failed: {e}");
-                (reads::histogram(), reads::histogram())
+                CacheReads::empty()
             });
             Some((timings, keys, namespace))
         }
@@ -339,12 +339,12 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, RunError> {
     let cpu_seconds = procstat::cpu_seconds().unwrap_or(0.0) - cpu_before;
 
     // 5. Read latencies.
-    let (cache_get, cache_list, direct_get, direct_list) = match reads {
-        Some(((cache_get, cache_list), keys, namespace)) => {
+    let (cache_reads, direct_get, direct_list) = match reads {
+        Some((cache_reads, keys, namespace)) => {
             let (direct_get, direct_list) = time_direct(&client, &keys, &namespace).await?;
-            (cache_get, cache_list, direct_get, direct_list)
+            (cache_reads, direct_get, direct_list)
         }
-        None => (reads::histogram(), reads::histogram(), reads::histogram(), reads::histogram()),
+        None => (CacheReads::empty(), reads::histogram(), reads::histogram()),
     };
     let api_calls = match (stats_before, stats_after) {
         (Some(a), Some(b)) => Some(ApiCalls {
@@ -375,8 +375,9 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, RunError> {
         event_latency_ms: Percentiles::from_histogram(&recorder.latency(), 1000.0),
         wire_event_latency_ms: stats.wire_latency_ms,
         readers: if cfg.read_timings { cfg.readers as u64 } else { 0 },
-        cache_get_ns: Percentiles::from_histogram(&cache_get, 1.0),
-        cache_list_1000_ns: Percentiles::from_histogram(&cache_list, 1.0),
+        cache_get_ns: Percentiles::from_histogram(&cache_reads.gets, 1.0),
+        cache_get_hit_rate: cache_reads.hit_rate(),
+        cache_list_1000_ns: Percentiles::from_histogram(&cache_reads.lists, 1.0),
         direct_get_ms: Percentiles::from_histogram(&direct_get, 1000.0),
         direct_list_1000_ms: Percentiles::from_histogram(&direct_list, 1000.0),
         rss_mb_before_engine: rss_before_engine as f64 / 1048576.0,

@@ -38,19 +38,35 @@ const MAX_GETS: u64 = 500_000;
 /// Read-timing threads running against one cache.
 pub struct ReadLoad {
     stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<Timings>>,
+    threads: Vec<JoinHandle<CacheReads>>,
 }
 
-/// What one reader measured: Get and List latencies in nanoseconds.
-struct Timings {
-    gets: Histogram<u64>,
-    lists: Histogram<u64>,
+/// What one reader measured, or all of them merged.
+pub struct CacheReads {
+    /// Get latencies, nanoseconds.
+    pub gets: Histogram<u64>,
+    /// List latencies, nanoseconds.
+    pub lists: Histogram<u64>,
+    /// Timed Gets that found their object.
+    pub get_hits: u64,
+}
+
+impl CacheReads {
+    /// No reads.
+    pub fn empty() -> CacheReads {
+        CacheReads { gets: histogram(), lists: histogram(), get_hits: 0 }
+    }
+
+    /// The share of timed Gets that found their object; `None` without Gets.
+    pub fn hit_rate(&self) -> Option<f64> {
+        (!self.gets.is_empty()).then(|| self.get_hits as f64 / self.gets.len() as f64)
+    }
 }
 
 impl ReadLoad {
     /// Starts `readers` threads reading `keys` (Gets) and `namespace` (Lists).
     /// With no keys or no readers, nothing is started and [`ReadLoad::finish`]
-    /// returns empty histograms.
+    /// returns no reads.
     pub fn start(reader: &CacheReader, keys: Arc<[String]>, namespace: Arc<str>, readers: usize) -> ReadLoad {
         let stop = Arc::new(AtomicBool::new(false));
         let threads = if keys.is_empty() {
@@ -71,21 +87,22 @@ impl ReadLoad {
         ReadLoad { stop, threads }
     }
 
-    /// Stops the readers once each has its minimum of samples; their Get and List
-    /// histograms, merged.
-    pub fn finish(self) -> (Histogram<u64>, Histogram<u64>) {
+    /// Stops the readers once each has its minimum of samples; what they
+    /// measured, merged.
+    pub fn finish(self) -> CacheReads {
         self.stop.store(true, Ordering::Relaxed);
-        let (mut gets, mut lists) = (histogram(), histogram());
+        let mut all = CacheReads::empty();
         for t in self.threads {
             match t.join() {
-                Ok(timings) => {
-                    let _ = gets.add(&timings.gets);
-                    let _ = lists.add(&timings.lists);
+                Ok(one) => {
+                    let _ = all.gets.add(&one.gets);
+                    let _ = all.lists.add(&one.lists);
+                    all.get_hits += one.get_hits;
                 }
                 Err(_) => tracing::warn!("a cache reader panicked; its timings are lost"),
             }
         }
-        (gets, lists)
+        all
     }
 }
 
@@ -94,8 +111,8 @@ pub fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("static histogram bounds are valid")
 }
 
-fn read(reader: &CacheReader, keys: &[String], namespace: &str, stop: &AtomicBool, seed: usize) -> Timings {
-    let mut t = Timings { gets: histogram(), lists: histogram() };
+fn read(reader: &CacheReader, keys: &[String], namespace: &str, stop: &AtomicBool, seed: usize) -> CacheReads {
+    let mut t = CacheReads::empty();
     // Each reader walks the keys with its own stride and start, so the two do
     // not read the same object at the same moment.
     let stride = [7919, 104_729][seed % 2];
@@ -111,7 +128,7 @@ fn read(reader: &CacheReader, keys: &[String], namespace: &str, stop: &AtomicBoo
             let start = Instant::now();
             let found = reader.get(&keys[idx]);
             let ns = start.elapsed().as_nanos() as u64;
-            std::hint::black_box(found);
+            t.get_hits += u64::from(std::hint::black_box(found));
             let _ = t.gets.record(ns.max(1));
         }
         bursts += 1;
