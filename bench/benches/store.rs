@@ -56,6 +56,23 @@ fn print_hist(name: &str, h: &Histogram<u64>) {
     );
 }
 
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 10_000_000, 3).expect("valid bounds")
+}
+
+/// Runs `read` on 2 reader threads (numbered 0 and 1) and merges what they timed.
+fn on_two_readers(read: impl Fn(usize) -> Histogram<u64> + Sync) -> Histogram<u64> {
+    std::thread::scope(|s| {
+        let read = &read;
+        let threads: Vec<_> = (0..2).map(|t| s.spawn(move || read(t))).collect();
+        let mut all = histogram();
+        for t in threads {
+            all.add(t.join().expect("reader")).expect("same bounds");
+        }
+        all
+    })
+}
+
 /// The cache a read bench runs against.
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Engine {
@@ -224,39 +241,28 @@ fn gets_after_pauses(versions: &Versions) {
             };
             let (reader, writer) = versions.cache(engine);
             let (h, writes) = under_writes(writer, || {
-                std::thread::scope(|s| {
-                    let threads: Vec<_> = (0..2usize)
-                        .map(|t| {
-                            let reader = &reader;
-                            s.spawn(move || {
-                                let hasher = std::hash::RandomState::new();
-                                let mut h = Histogram::<u64>::new_with_bounds(1, 10_000_000, 3).expect("valid bounds");
-                                let stride = [7919, 104_729][t];
-                                let mut idx = t * keys.len() / 2;
-                                let deadline = Instant::now() + Duration::from_secs(2);
-                                while Instant::now() < deadline {
-                                    for _ in 0..64 {
-                                        idx = (idx + stride) % keys.len();
-                                        let t0 = Instant::now();
-                                        let found = match call {
-                                            GetCall::Floor => std::hash::BuildHasher::hash_one(&hasher, keys[idx].as_str()) != 0,
-                                            GetCall::Get(_) => reader.get(&keys[idx]),
-                                        };
-                                        let ns = t0.elapsed().as_nanos() as u64;
-                                        black_box(found);
-                                        h.saturating_record(ns.max(1));
-                                    }
-                                    std::thread::sleep(Duration::from_millis(1));
-                                }
-                                h
-                            })
-                        })
-                        .collect();
-                    let mut all = Histogram::<u64>::new_with_bounds(1, 10_000_000, 3).expect("valid bounds");
-                    for t in threads {
-                        all.add(t.join().expect("reader")).expect("same bounds");
+                on_two_readers(|t| {
+                    let hasher = std::hash::RandomState::new();
+                    let mut h = histogram();
+                    // loadgen's strides and starts (`run::reads`).
+                    let stride = [7919, 104_729][t];
+                    let mut idx = t * keys.len() / 2;
+                    let deadline = Instant::now() + Duration::from_secs(2);
+                    while Instant::now() < deadline {
+                        for _ in 0..64 {
+                            idx = (idx + stride) % keys.len();
+                            let t0 = Instant::now();
+                            let found = match call {
+                                GetCall::Floor => std::hash::BuildHasher::hash_one(&hasher, keys[idx].as_str()) != 0,
+                                GetCall::Get(_) => reader.get(&keys[idx]),
+                            };
+                            let ns = t0.elapsed().as_nanos() as u64;
+                            black_box(found);
+                            h.saturating_record(ns.max(1));
+                        }
+                        std::thread::sleep(Duration::from_millis(1));
                     }
-                    all
+                    h
                 })
             });
             let what = match call {
@@ -294,51 +300,39 @@ fn get_latency_under_writes(versions: &Versions, engine: Engine, probe: Probe) {
     let (reader, writer) = versions.cache(engine);
     let keys = &versions.keys;
     let (all, writes) = under_writes(writer, || {
-        std::thread::scope(|s| {
-            let readers: Vec<_> = (0..2)
-                .map(|t| {
-                    let reader = &reader;
-                    s.spawn(move || {
-                        let mut h = Histogram::<u64>::new_with_bounds(1, 10_000_000, 3).expect("valid bounds");
-                        let deadline = Instant::now() + Duration::from_secs(2);
-                        let mut i = t * 31;
-                        while Instant::now() < deadline {
-                            for _ in 0..1000 {
-                                let dt = match probe {
-                                    Probe::Single => {
-                                        i = (i + 7) % PODS;
-                                        let t0 = Instant::now();
-                                        let o = reader.get(&keys[i]);
-                                        let dt = t0.elapsed().as_nanos() as u64;
-                                        black_box(o);
-                                        dt
-                                    }
-                                    Probe::TimerOnly => {
-                                        let t0 = Instant::now();
-                                        black_box(&keys);
-                                        t0.elapsed().as_nanos() as u64
-                                    }
-                                    Probe::Batch16 => {
-                                        let t0 = Instant::now();
-                                        for _ in 0..16 {
-                                            i = (i + 7) % PODS;
-                                            black_box(reader.get(&keys[i]));
-                                        }
-                                        t0.elapsed().as_nanos() as u64 / 16
-                                    }
-                                };
-                                h.saturating_record(dt.max(1));
-                            }
+        on_two_readers(|t| {
+            let mut h = histogram();
+            let deadline = Instant::now() + Duration::from_secs(2);
+            let mut i = t * 31;
+            while Instant::now() < deadline {
+                for _ in 0..1000 {
+                    let dt = match probe {
+                        Probe::Single => {
+                            i = (i + 7) % PODS;
+                            let t0 = Instant::now();
+                            let o = reader.get(&keys[i]);
+                            let dt = t0.elapsed().as_nanos() as u64;
+                            black_box(o);
+                            dt
                         }
-                        h
-                    })
-                })
-                .collect();
-            let mut all = Histogram::<u64>::new_with_bounds(1, 10_000_000, 3).expect("valid bounds");
-            for r in readers {
-                all.add(r.join().expect("reader")).expect("same bounds");
+                        Probe::TimerOnly => {
+                            let t0 = Instant::now();
+                            black_box(&keys);
+                            t0.elapsed().as_nanos() as u64
+                        }
+                        Probe::Batch16 => {
+                            let t0 = Instant::now();
+                            for _ in 0..16 {
+                                i = (i + 7) % PODS;
+                                black_box(reader.get(&keys[i]));
+                            }
+                            t0.elapsed().as_nanos() as u64 / 16
+                        }
+                    };
+                    h.saturating_record(dt.max(1));
+                }
             }
-            all
+            h
         })
     });
     let what = match probe {
@@ -355,7 +349,7 @@ fn snapshot_latency() {
     for p in pods(10, PODS, 1) {
         writer.upsert(p);
     }
-    let mut h = Histogram::<u64>::new_with_bounds(1, 10_000_000, 3).expect("valid bounds");
+    let mut h = histogram();
     for _ in 0..200_000 {
         let t0 = Instant::now();
         let s = reader.index(NAMESPACE_INDEX, LIST_NAMESPACE).expect("index");
