@@ -68,6 +68,13 @@ pub fn build_profile() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// Whether `cargo run` sets `name` for the package it runs (not for builds).
+fn is_cargo_run_variable(name: &str) -> bool {
+    name.starts_with("CARGO_PKG_")
+        || name.starts_with("CARGO_MANIFEST_")
+        || matches!(name, "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE" | "OUT_DIR")
+}
+
 /// The `loadgen` binary next to this one, built first with the same profile
 /// when cargo is at hand (a no-op when it is up to date), then copied into
 /// `work` so that a later build into the same target directory cannot swap it
@@ -94,6 +101,15 @@ pub fn locate_loadgen(work: &Path) -> Result<PathBuf, ExecError> {
     // Build into the target directory this binary lives in.
     if let Some(target) = dir.parent() {
         cmd.env("CARGO_TARGET_DIR", target);
+    }
+    // `cargo run` hands this process the variables it sets for a running package
+    // (CARGO_PKG_NAME, CARGO_MANIFEST_DIR, ...). Build scripts (ring's) rerun when
+    // those change, so passing them on rebuilt ring, rustls, kube, kcache and
+    // loadgen (about 90 s) on every comparison, and again on the next plain build.
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(is_cargo_run_variable) {
+            cmd.env_remove(&name);
+        }
     }
     match cmd.status() {
         Ok(s) if s.success() => {}
@@ -160,5 +176,20 @@ pub fn run_job(loadgen: &Path, job: &Job, work: &Path, limit: Duration) -> Resul
             Ok(Outcome { job: job.clone(), report: Some(report), error, wall_seconds })
         }
         None => Err(ExecError::Failed { job: id, status: status.to_string(), stderr_tail: tail(&log_text, 3) }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_cargo_run_variable;
+
+    #[test]
+    fn only_the_running_packages_variables_are_dropped_from_the_loadgen_build() {
+        for name in ["CARGO_PKG_NAME", "CARGO_PKG_VERSION_MAJOR", "CARGO_MANIFEST_DIR", "CARGO_MANIFEST_PATH", "CARGO_CRATE_NAME", "CARGO_BIN_NAME", "OUT_DIR"] {
+            assert!(is_cargo_run_variable(name), "{name}");
+        }
+        for name in ["CARGO", "CARGO_HOME", "CARGO_TARGET_DIR", "CARGO_INCREMENTAL", "RUSTFLAGS", "PATH", "CC"] {
+            assert!(!is_cargo_run_variable(name), "{name}");
+        }
     }
 }

@@ -86,7 +86,7 @@ pub fn results_md(r: &Results, charts: &[String]) -> String {
     let _ = writeln!(
         o,
         "**Mode:** {}; {} runs, {:.0} s in all; load average {:.2} at the start.\n",
-        if r.quick { "`--quick` (fewer pods, short phases, no 100k): indicative only" } else { "full" },
+        if r.quick { "`--quick` (fewer pods, short phases, no 100k, no kube-rs overload or resync reference): indicative only" } else { "full" },
         r.runs,
         r.wall_seconds,
         m.load_at_start
