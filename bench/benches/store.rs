@@ -28,7 +28,7 @@ use kcache::object::testing::pod;
 use kcache::store::{NAMESPACE_INDEX, StoreConfig, store};
 use kcache::wire::{Decoder, DecoderConfig};
 use kcache_bench::pods::{list_body, realistic_pods_in_namespaces};
-use kcache_loadgen::run::{CacheReader, ReadLoad};
+use kcache_loadgen::run::{CacheReader, EngineKind, ReadLoad};
 use kube::runtime::{reflector, watcher};
 
 #[global_allocator]
@@ -73,22 +73,6 @@ fn on_two_readers(read: impl Fn(usize) -> Histogram<u64> + Sync) -> Histogram<u6
     })
 }
 
-/// The cache a read bench runs against.
-#[derive(Clone, Copy, PartialEq, Debug)]
-enum Engine {
-    Kcache,
-    KubeRs,
-}
-
-impl Engine {
-    fn name(self) -> &'static str {
-        match self {
-            Engine::Kcache => "kcache",
-            Engine::KubeRs => "kube-rs",
-        }
-    }
-}
-
 /// Two versions (resourceVersions `1000 + i` and `100000 + i`) of 10,000 realistic
 /// pods, decoded once for each cache, so the writers only clone and apply.
 struct Versions {
@@ -123,16 +107,16 @@ impl Versions {
     }
 
     /// A cache of `engine` holding the first version of every pod, and its writer.
-    fn cache(&self, engine: Engine) -> (CacheReader, CacheWriter<'_>) {
+    fn cache(&self, engine: EngineKind) -> (CacheReader, CacheWriter<'_>) {
         match engine {
-            Engine::Kcache => {
+            EngineKind::Kcache => {
                 let (reader, mut writer) = store(StoreConfig::default().shards(2));
                 for v in &self.kcache {
                     writer.upsert(v[0].clone());
                 }
                 (CacheReader::Kcache(reader), CacheWriter::Kcache(writer, &self.kcache))
             }
-            Engine::KubeRs => {
+            EngineKind::KubeRs => {
                 let (reader, mut writer) = reflector::store::<Pod>();
                 for v in &self.kube {
                     writer.apply_watcher_event(&watcher::Event::Apply(v[0].clone()));
@@ -195,14 +179,14 @@ fn reads_under_writes(versions: &Versions) {
     let mut ratios = Vec::new();
     for round in 1..=3 {
         let mut p99 = [0u64; 2];
-        for (e, engine) in [Engine::Kcache, Engine::KubeRs].into_iter().enumerate() {
+        for (e, engine) in [EngineKind::Kcache, EngineKind::KubeRs].into_iter().enumerate() {
             let (reader, writer) = versions.cache(engine);
             let (reads, writes) = under_writes(writer, || {
                 let load = ReadLoad::start(&reader, Arc::clone(&versions.keys), LIST_NAMESPACE.into(), 2);
                 std::thread::sleep(Duration::from_secs(3));
                 load.finish()
             });
-            let label = format!("reads under writes, round {round}, {}, {writes} writes", engine.name());
+            let label = format!("reads under writes, round {round}, {}, {writes} writes", engine.as_str());
             print_hist(&format!("{label}: Get (2 readers, bursts of 64, 1 ms pauses)"), &reads.gets);
             print_hist(&format!("{label}: List 1,000 pods"), &reads.lists);
             assert_eq!(reads.hit_rate(), Some(1.0), "every key stays in the cache");
@@ -222,7 +206,7 @@ enum GetCall {
     /// Hashes the key's bytes and touches no cache: what every engine's Get pays
     /// before it reaches its map (the key string, the clock, a thread just woken).
     Floor,
-    Get(Engine),
+    Get(EngineKind),
 }
 
 /// Gets alone, timed as [`ReadLoad`] times them (bursts of 64 one-call timings,
@@ -234,9 +218,9 @@ fn gets_after_pauses(versions: &Versions) {
     let keys = &versions.keys;
     for round in 1..=2 {
         let mut p99 = Vec::new();
-        for call in [GetCall::Floor, GetCall::Get(Engine::Kcache), GetCall::Get(Engine::KubeRs)] {
+        for call in [GetCall::Floor, GetCall::Get(EngineKind::Kcache), GetCall::Get(EngineKind::KubeRs)] {
             let engine = match call {
-                GetCall::Floor => Engine::Kcache,
+                GetCall::Floor => EngineKind::Kcache,
                 GetCall::Get(e) => e,
             };
             let (reader, writer) = versions.cache(engine);
@@ -267,7 +251,7 @@ fn gets_after_pauses(versions: &Versions) {
             });
             let what = match call {
                 GetCall::Floor => "floor (key hash only)".to_owned(),
-                GetCall::Get(e) => e.name().to_owned(),
+                GetCall::Get(e) => e.as_str().to_owned(),
             };
             print_hist(&format!("gets after pauses, round {round}, {what}, {writes} writes"), &h);
             p99.push(h.value_at_quantile(0.99));
@@ -296,7 +280,7 @@ enum Probe {
 
 /// Latency of back-to-back Gets on 2 reader threads while a writer applies 2,000
 /// updates/s, for 2 s.
-fn get_latency_under_writes(versions: &Versions, engine: Engine, probe: Probe) {
+fn get_latency_under_writes(versions: &Versions, engine: EngineKind, probe: Probe) {
     let (reader, writer) = versions.cache(engine);
     let keys = &versions.keys;
     let (all, writes) = under_writes(writer, || {
@@ -340,7 +324,7 @@ fn get_latency_under_writes(versions: &Versions, engine: Engine, probe: Probe) {
         Probe::TimerOnly => "timer alone (Instant::now() pair)",
         Probe::Batch16 => "Get, mean of 16 calls per timing",
     };
-    print_hist(&format!("{}: {what}, under {writes} writes in ~2 s, 2 readers", engine.name()), &all);
+    print_hist(&format!("{}: {what}, under {writes} writes in ~2 s, 2 readers", engine.as_str()), &all);
 }
 
 /// Time to take a snapshot of a 1,000-pod namespace, as a distribution.
@@ -406,9 +390,9 @@ fn benches(c: &mut Criterion) {
     let versions = Versions::new();
     reads_under_writes(&versions);
     gets_after_pauses(&versions);
-    get_latency_under_writes(&versions, Engine::Kcache, Probe::TimerOnly);
+    get_latency_under_writes(&versions, EngineKind::Kcache, Probe::TimerOnly);
     for probe in [Probe::Single, Probe::Batch16] {
-        for engine in [Engine::Kcache, Engine::KubeRs] {
+        for engine in [EngineKind::Kcache, EngineKind::KubeRs] {
             get_latency_under_writes(&versions, engine, probe);
         }
     }
@@ -416,11 +400,11 @@ fn benches(c: &mut Criterion) {
 
     // Both caches side by side, read the way `loadgen run` reads them (one
     // `CacheReader` call per iteration), with no writer: the hot-cache cost.
-    let caches: Vec<(Engine, CacheReader)> = [Engine::Kcache, Engine::KubeRs].into_iter().map(|e| (e, versions.cache(e).0)).collect();
+    let caches: Vec<(EngineKind, CacheReader)> = [EngineKind::Kcache, EngineKind::KubeRs].into_iter().map(|e| (e, versions.cache(e).0)).collect();
     let mut g = c.benchmark_group("store/get_10k");
     for (engine, reader) in &caches {
         let mut i = 0;
-        g.bench_function(engine.name(), |b| {
+        g.bench_function(engine.as_str(), |b| {
             b.iter(|| {
                 i = (i + 7) % PODS;
                 black_box(reader.get(&versions.keys[i]))
@@ -432,7 +416,7 @@ fn benches(c: &mut Criterion) {
     g.throughput(Throughput::Elements((PODS / NAMESPACES) as u64));
     for (engine, reader) in &caches {
         assert_eq!(reader.list_namespace(LIST_NAMESPACE), PODS / NAMESPACES, "{engine:?}");
-        g.bench_function(engine.name(), |b| b.iter(|| black_box(reader.list_namespace(LIST_NAMESPACE))));
+        g.bench_function(engine.as_str(), |b| b.iter(|| black_box(reader.list_namespace(LIST_NAMESPACE))));
     }
     g.finish();
     drop(caches);
