@@ -1,10 +1,14 @@
 //! Label selectors: parse the API server's text syntax and match objects.
 //!
-//! Grammar (as `k8s.io/apimachinery/pkg/labels.Parse`): requirements separated by
-//! commas, all of which must hold —
-//! `key`, `!key`, `key=value`, `key==value`, `key!=value`,
-//! `key in (v1,v2)`, `key notin (v1,v2)`. The empty selector matches everything.
-//! `!=` and `notin` also match objects without the key, as on the server.
+//! The grammar, the key and value rules and the error messages are those of
+//! `k8s.io/apimachinery/pkg/labels.Parse`: requirements separated by commas,
+//! all of which must hold — `key`, `!key`, `key=value`, `key==value`,
+//! `key!=value`, `key in (v1,v2)`, `key notin (v1,v2)`, `key>n`, `key<n`.
+//! The empty selector matches everything. `!=` and `notin` also match objects
+//! without the key, as on the server; `>` and `<` match only labels whose
+//! value is an integer. The simulated API server parses its `labelSelector`
+//! parameter with this module too, so the cache and the server it stands in
+//! for cannot disagree on what a selector means.
 
 use crate::Obj;
 
@@ -23,6 +27,10 @@ pub enum Requirement {
     In(String, Vec<String>),
     /// `key notin (…)`.
     NotIn(String, Vec<String>),
+    /// `key>n`: the label's value is an integer greater than `n`.
+    GreaterThan(String, i64),
+    /// `key<n`: the label's value is an integer less than `n`.
+    LessThan(String, i64),
 }
 
 /// A parsed label selector.
@@ -33,7 +41,8 @@ pub enum Requirement {
 /// let pod = kcache::object::testing::pod("ns", "a", "1", &[("app", "web"), ("tier", "front")]);
 /// assert!(sel.matches(&pod));
 /// assert!("app=db".parse::<LabelSelector>().unwrap().matches(&pod) == false);
-/// assert!("app in (web".parse::<LabelSelector>().is_err());
+/// let err = "app in (web".parse::<LabelSelector>().unwrap_err();
+/// assert_eq!(err.reason, "found '', expected: ',', ')' or identifier");
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LabelSelector {
@@ -47,7 +56,8 @@ pub struct LabelSelector {
 pub struct SelectorError {
     /// The selector text.
     pub selector: String,
-    /// What is wrong with it.
+    /// What is wrong with it, in the API server's words (the text that follows
+    /// `unable to parse requirement: ` in its 400 response).
     pub reason: String,
 }
 
@@ -55,97 +65,20 @@ impl std::str::FromStr for LabelSelector {
     type Err = SelectorError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = |reason: &str| SelectorError { selector: s.to_owned(), reason: reason.to_owned() };
-        let mut requirements = Vec::new();
-        let mut rest = s.trim();
-        while !rest.is_empty() {
-            // A clause ends at the first comma outside parentheses.
-            let mut depth = 0i32;
-            let mut end = rest.len();
-            for (i, c) in rest.char_indices() {
-                match c {
-                    '(' => depth += 1,
-                    ')' => depth -= 1,
-                    ',' if depth == 0 => {
-                        end = i;
-                        break;
-                    }
-                    _ => {}
-                }
-            }
-            if depth != 0 {
-                return Err(err("unbalanced parentheses"));
-            }
-            let clause = rest[..end].trim();
-            rest = rest.get(end + 1..).unwrap_or("").trim();
-            if clause.is_empty() {
-                return Err(err("empty requirement"));
-            }
-            requirements.push(parse_clause(clause).map_err(|r| err(&r))?);
-        }
-        Ok(LabelSelector { requirements })
+        let mut parser = Parser { toks: lex(s), pos: 0 };
+        parser
+            .selector()
+            .map(|requirements| LabelSelector { requirements })
+            .map_err(|reason| SelectorError { selector: s.to_owned(), reason })
     }
-}
-
-fn valid_key(k: &str) -> bool {
-    !k.is_empty()
-        && k.len() <= 317
-        && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
-}
-
-fn valid_value(v: &str) -> bool {
-    v.len() <= 63 && v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-}
-
-fn parse_clause(clause: &str) -> Result<Requirement, String> {
-    if let Some(key) = clause.strip_prefix('!') {
-        let key = key.trim();
-        return if valid_key(key) { Ok(Requirement::DoesNotExist(key.to_owned())) } else { Err(format!("invalid key {key:?}")) };
-    }
-    for (op, ne) in [("!=", true), ("==", false), ("=", false)] {
-        if let Some((k, v)) = clause.split_once(op) {
-            let (k, v) = (k.trim(), v.trim());
-            if !valid_key(k) {
-                return Err(format!("invalid key {k:?}"));
-            }
-            if !valid_value(v) {
-                return Err(format!("invalid value {v:?}"));
-            }
-            return Ok(if ne { Requirement::NotEquals(k.into(), v.into()) } else { Requirement::Equals(k.into(), v.into()) });
-        }
-    }
-    let mut words = clause.splitn(2, char::is_whitespace);
-    let key = words.next().unwrap_or("").trim();
-    let tail = words.next().unwrap_or("").trim();
-    if tail.is_empty() {
-        return if valid_key(key) { Ok(Requirement::Exists(key.to_owned())) } else { Err(format!("invalid key {key:?}")) };
-    }
-    if !valid_key(key) {
-        return Err(format!("invalid key {key:?}"));
-    }
-    let (notin, list) = if let Some(l) = tail.strip_prefix("notin") {
-        (true, l)
-    } else if let Some(l) = tail.strip_prefix("in") {
-        (false, l)
-    } else {
-        return Err(format!("unknown operator in {clause:?}"));
-    };
-    let list = list.trim();
-    let inner = list
-        .strip_prefix('(')
-        .and_then(|l| l.strip_suffix(')'))
-        .ok_or_else(|| format!("expected (values) in {clause:?}"))?;
-    let values: Vec<String> = inner.split(',').map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()).collect();
-    if values.is_empty() {
-        return Err(format!("empty value set in {clause:?}"));
-    }
-    if let Some(bad) = values.iter().find(|v| !valid_value(v)) {
-        return Err(format!("invalid value {bad:?}"));
-    }
-    Ok(if notin { Requirement::NotIn(key.into(), values) } else { Requirement::In(key.into(), values) })
 }
 
 impl LabelSelector {
+    /// Whether the selector is empty (matches everything).
+    pub fn is_empty(&self) -> bool {
+        self.requirements.is_empty()
+    }
+
     /// Whether every requirement holds for `obj`'s labels.
     pub fn matches(&self, obj: &Obj) -> bool {
         self.matches_labels(|k| obj.label(k))
@@ -153,6 +86,7 @@ impl LabelSelector {
 
     /// Whether every requirement holds for labels looked up through `label`.
     pub fn matches_labels<'a>(&self, label: impl Fn(&str) -> Option<&'a str>) -> bool {
+        let int = |k: &str| label(k).and_then(|v| v.parse::<i64>().ok());
         self.requirements.iter().all(|r| match r {
             Requirement::Exists(k) => label(k).is_some(),
             Requirement::DoesNotExist(k) => label(k).is_none(),
@@ -160,6 +94,8 @@ impl LabelSelector {
             Requirement::NotEquals(k, v) => label(k) != Some(v.as_str()),
             Requirement::In(k, vs) => label(k).is_some_and(|x| vs.iter().any(|v| v == x)),
             Requirement::NotIn(k, vs) => label(k).is_none_or(|x| vs.iter().all(|v| v != x)),
+            Requirement::GreaterThan(k, n) => int(k).is_some_and(|x| x > *n),
+            Requirement::LessThan(k, n) => int(k).is_some_and(|x| x < *n),
         })
     }
 
@@ -174,6 +110,249 @@ impl LabelSelector {
     }
 }
 
+/// A token of apimachinery's selector lexer.
+#[derive(Clone, Debug, PartialEq)]
+enum Tok {
+    Ident(String),
+    Not,
+    Eq,
+    DoubleEq,
+    NotEq,
+    In,
+    NotIn,
+    Open,
+    Close,
+    Comma,
+    Gt,
+    Lt,
+    End,
+}
+
+impl Tok {
+    /// The token as the server's messages quote it.
+    fn text(&self) -> &str {
+        match self {
+            Tok::Ident(s) => s,
+            Tok::Not => "!",
+            Tok::Eq => "=",
+            Tok::DoubleEq => "==",
+            Tok::NotEq => "!=",
+            Tok::In => "in",
+            Tok::NotIn => "notin",
+            Tok::Open => "(",
+            Tok::Close => ")",
+            Tok::Comma => ",",
+            Tok::Gt => ">",
+            Tok::Lt => "<",
+            Tok::End => "",
+        }
+    }
+}
+
+fn is_special(c: char) -> bool {
+    matches!(c, '=' | '!' | '(' | ')' | ',' | '>' | '<')
+}
+
+fn lex(s: &str) -> Vec<Tok> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while let Some(c) = rest.chars().next() {
+        if c.is_whitespace() {
+            rest = &rest[c.len_utf8()..];
+            continue;
+        }
+        if is_special(c) {
+            let (tok, len) = match (c, rest.as_bytes().get(1)) {
+                ('=', Some(b'=')) => (Tok::DoubleEq, 2),
+                ('!', Some(b'=')) => (Tok::NotEq, 2),
+                ('=', _) => (Tok::Eq, 1),
+                ('!', _) => (Tok::Not, 1),
+                ('(', _) => (Tok::Open, 1),
+                (')', _) => (Tok::Close, 1),
+                (',', _) => (Tok::Comma, 1),
+                ('>', _) => (Tok::Gt, 1),
+                _ => (Tok::Lt, 1),
+            };
+            out.push(tok);
+            rest = &rest[len..];
+            continue;
+        }
+        let end = rest.find(|c: char| c.is_whitespace() || is_special(c)).unwrap_or(rest.len());
+        out.push(match &rest[..end] {
+            "in" => Tok::In,
+            "notin" => Tok::NotIn,
+            word => Tok::Ident(word.to_owned()),
+        });
+        rest = &rest[end..];
+    }
+    out.push(Tok::End);
+    out
+}
+
+/// apimachinery's recursive-descent parser over the tokens; errors are the
+/// server's messages.
+struct Parser {
+    toks: Vec<Tok>,
+    pos: usize,
+}
+
+type Parsed<T> = Result<T, String>;
+
+fn found(t: &Tok, expected: &str) -> String {
+    format!("found '{}', expected: {expected}", t.text())
+}
+
+impl Parser {
+    fn peek(&self) -> &Tok {
+        self.toks.get(self.pos).unwrap_or(&Tok::End)
+    }
+
+    fn next(&mut self) -> Tok {
+        let t = self.peek().clone();
+        if self.pos < self.toks.len() {
+            self.pos += 1;
+        }
+        t
+    }
+
+    fn selector(&mut self) -> Parsed<Vec<Requirement>> {
+        let mut reqs = Vec::new();
+        loop {
+            match self.peek() {
+                Tok::Ident(_) | Tok::Not => {
+                    reqs.push(self.requirement()?);
+                    match self.next() {
+                        Tok::End => return Ok(reqs),
+                        Tok::Comma => match self.peek() {
+                            Tok::Ident(_) | Tok::Not => {}
+                            t => return Err(found(t, "identifier after ','")),
+                        },
+                        t => return Err(found(&t, "',' or 'end of string'")),
+                    }
+                }
+                Tok::End => return Ok(reqs),
+                t => return Err(found(t, "!, identifier, or 'end of string'")),
+            }
+        }
+    }
+
+    fn requirement(&mut self) -> Parsed<Requirement> {
+        if *self.peek() == Tok::Not {
+            self.next();
+            return Ok(Requirement::DoesNotExist(self.key()?));
+        }
+        let key = self.key()?;
+        Ok(match self.peek() {
+            Tok::End | Tok::Comma => Requirement::Exists(key),
+            Tok::Eq | Tok::DoubleEq => {
+                self.next();
+                Requirement::Equals(key, self.value()?)
+            }
+            Tok::NotEq => {
+                self.next();
+                Requirement::NotEquals(key, self.value()?)
+            }
+            Tok::In | Tok::NotIn => {
+                let negate = self.next() == Tok::NotIn;
+                let set = self.set()?;
+                if negate { Requirement::NotIn(key, set) } else { Requirement::In(key, set) }
+            }
+            Tok::Gt | Tok::Lt => {
+                let greater = self.next() == Tok::Gt;
+                let v = self.value()?;
+                let n: i64 = v.parse().map_err(|_| format!("for 'Gt', 'Lt' operators, the value must be an integer: {v:?}"))?;
+                if greater { Requirement::GreaterThan(key, n) } else { Requirement::LessThan(key, n) }
+            }
+            t => return Err(found(t, "in, notin, =, ==, !=, gt, lt")),
+        })
+    }
+
+    fn key(&mut self) -> Parsed<String> {
+        match self.next() {
+            Tok::Ident(k) => validate_key(&k).map(|()| k),
+            t => Err(found(&t, "identifier")),
+        }
+    }
+
+    fn value(&mut self) -> Parsed<String> {
+        match self.peek() {
+            Tok::Ident(v) => {
+                let v = v.clone();
+                self.next();
+                validate_value(&v).map(|()| v)
+            }
+            Tok::End | Tok::Comma => Ok(String::new()),
+            t => Err(found(t, "identifier")),
+        }
+    }
+
+    fn set(&mut self) -> Parsed<Vec<String>> {
+        match self.next() {
+            Tok::Open => {}
+            t => return Err(found(&t, "'('")),
+        }
+        let mut values = Vec::new();
+        let mut expect_value = true;
+        loop {
+            match self.next() {
+                Tok::Ident(v) if expect_value => {
+                    validate_value(&v)?;
+                    values.push(v);
+                    expect_value = false;
+                }
+                Tok::Comma => {
+                    if expect_value {
+                        values.push(String::new());
+                    }
+                    expect_value = true;
+                }
+                Tok::Close => {
+                    if expect_value && !values.is_empty() {
+                        values.push(String::new());
+                    }
+                    return Ok(values);
+                }
+                t => return Err(found(&t, "',', ')' or identifier")),
+            }
+        }
+    }
+}
+
+/// A qualified name's name part (and a label value when not empty).
+fn is_name_part(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+fn validate_key(k: &str) -> Parsed<()> {
+    let (prefix, name) = match k.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, k),
+    };
+    let prefix_ok =
+        prefix.is_none_or(|p| !p.is_empty() && p.len() <= 253 && p.split('.').all(|l| is_name_part(l) && !l.contains(['_', '.'])));
+    if prefix_ok && is_name_part(name) {
+        Ok(())
+    } else {
+        Err(format!(
+            "key: Invalid value: {k:?}: name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"
+        ))
+    }
+}
+
+fn validate_value(v: &str) -> Parsed<()> {
+    if v.is_empty() || is_name_part(v) {
+        Ok(())
+    } else {
+        Err(format!(
+            "values[0]: Invalid value: {v:?}: a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,10 +364,11 @@ mod tests {
 
     #[test]
     fn every_operator_matches_as_the_api_server_does() {
-        let p = pod("ns", "a", "1", &[("app", "web"), ("tier", "front")]);
+        let p = pod("ns", "a", "1", &[("app", "web"), ("tier", "front"), ("replicas", "3"), ("gen", "x")]);
         for (s, want) in [
             ("", true),
             ("app", true),
+            ("app,tier", true),
             ("!app", false),
             ("!canary", true),
             ("app=web", true),
@@ -198,9 +378,18 @@ mod tests {
             ("tier in (front, back)", true),
             ("tier in (back)", false),
             ("tier notin (back)", true),
+            ("app notin (web)", false),
             ("canary notin (x)", true),
             ("app=web,tier=back", false),
             ("app=web, tier in (front)", true),
+            ("tier in (front),app notin (db)", true),
+            ("replicas>2", true),
+            ("replicas>3", false),
+            ("replicas<4", true),
+            ("replicas<1", false),
+            ("gen>0", false),
+            ("canary<9", false),
+            ("example.com/app!=web", true),
         ] {
             assert_eq!(sel(s).matches(&p), want, "{s}");
         }
@@ -208,10 +397,22 @@ mod tests {
 
     #[test]
     fn malformed_selectors_are_errors_naming_the_input() {
-        for s in ["app in (web", "app=we b", "=x", "app in ()", "app foo (x)", "a,,b", "!", "app=web)"] {
+        for s in ["app in (web", "app=we b", "=x", "app foo (x)", "a,,b", "!", "app=web)", "app in web", "a b", "x>y", "-app", "a_/b=c"] {
             let e = s.parse::<LabelSelector>().unwrap_err();
             assert_eq!(e.selector, s);
         }
+        assert!(sel("app=").matches_labels(|k| (k == "app").then_some("")));
+    }
+
+    #[test]
+    fn errors_carry_the_api_servers_messages() {
+        let reason = |s: &str| s.parse::<LabelSelector>().unwrap_err().reason;
+        assert_eq!(reason("app in (web,"), "found '', expected: ',', ')' or identifier");
+        assert_eq!(reason("a,,b"), "found ',', expected: identifier after ','");
+        assert_eq!(reason("app foo"), "found 'foo', expected: in, notin, =, ==, !=, gt, lt");
+        assert_eq!(reason("x>y"), "for 'Gt', 'Lt' operators, the value must be an integer: \"y\"");
+        assert!(reason("=x").starts_with("found '=', expected: !, identifier"));
+        assert!(reason("-a").starts_with("key: Invalid value: \"-a\""));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The machine a comparison ran on, stated with every table.
 
+use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
 
 /// Facts about the machine and the build.
@@ -73,19 +74,10 @@ pub fn load_average() -> Option<f64> {
     std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
 }
 
-/// `YYYY-MM-DD` of a Unix time (proleptic Gregorian, UTC; H. Hinnant's
-/// days-to-civil algorithm).
+/// `YYYY-MM-DD` of a Unix time (UTC); times past jiff's range (year 9999) read as its last day.
 pub fn utc_date(unix_seconds: u64) -> String {
-    let z = (unix_seconds / 86_400) as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
+    let secs = i64::try_from(unix_seconds).unwrap_or(i64::MAX).min(Timestamp::MAX.as_second());
+    Timestamp::from_second(secs).unwrap_or(Timestamp::MAX).strftime("%Y-%m-%d").to_string()
 }
 
 #[cfg(test)]
@@ -98,6 +90,7 @@ mod tests {
         assert_eq!(utc_date(951_782_400), "2000-02-29");
         assert_eq!(utc_date(1_795_392_000), "2026-11-23");
         assert_eq!(utc_date(1_795_392_000 + 86_399), "2026-11-23");
+        assert!(utc_date(u64::MAX).starts_with("9999-12-"), "clamped to jiff's last day");
     }
 
     #[test]

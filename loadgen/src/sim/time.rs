@@ -1,28 +1,16 @@
-//! RFC 3339 timestamps and uids without a date library.
+//! RFC 3339 timestamps (jiff, as k8s-openapi re-exports it) and uids.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use k8s_openapi::jiff::Timestamp;
+
 /// Formats seconds since the Unix epoch as `2026-11-23T18:20:22Z` (what Kubernetes
-/// puts in `creationTimestamp`).
+/// puts in `creationTimestamp`); times jiff cannot represent (beyond year 9999)
+/// are clamped to its range.
 pub fn rfc3339(unix_secs: i64) -> String {
-    let days = unix_secs.div_euclid(86_400);
-    let secs = unix_secs.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
+    let t = Timestamp::from_second(unix_secs.clamp(Timestamp::MIN.as_second(), Timestamp::MAX.as_second()))
+        .unwrap_or(Timestamp::UNIX_EPOCH);
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 /// The current time as an RFC 3339 timestamp.
@@ -60,6 +48,9 @@ mod tests {
     fn timestamps_format_like_kubernetes() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_795_458_022), "2026-11-23T18:20:22Z");
+        assert_eq!(rfc3339(951_782_400 + 86_399), "2000-02-29T23:59:59Z");
+        assert!(rfc3339(i64::MAX).starts_with("9999-12-"), "clamped to jiff's range");
+        assert!(rfc3339(i64::MIN).starts_with("-9999-01-"), "clamped to jiff's range");
     }
 
     #[test]
