@@ -435,33 +435,18 @@ fn benches(c: &mut Criterion) {
     // Baseline for the curve below: the same re-apply with no index at all (primary
     // map only), so the index share can be told apart from cache effects of a bigger
     // working set.
-    let mut g = c.benchmark_group("store/upsert_no_index");
-    for n in [1_000usize, 10_000, 100_000] {
-        let (_r, w) = store(StoreConfig::default().shards(1).without_builtin_indexes());
-        let (_barrier, mut shards) = w.into_parts();
-        let shard = &mut shards[0];
-        let objs = pods(1, n, 1);
-        for o in &objs {
-            shard.upsert(o.clone()).expect("one shard owns every key");
-        }
-        let next = pods(1, n, 2);
-        let mut j = 0usize;
-        g.throughput(Throughput::Elements(1));
-        g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, &n| {
-            b.iter(|| {
-                j = (j + 7919) % n;
-                let o = if j.is_multiple_of(2) { &next[j] } else { &objs[j] };
-                black_box(shard.upsert(o.clone()).expect("one shard"))
-            })
-        });
-    }
-    g.finish();
-
+    reapply_group(c, "store/upsert_no_index", || StoreConfig::default().shards(1).without_builtin_indexes());
     // One namespace bucket of N members (and the two label buckets, also N); each sample re-applies one member (a new
     // handle), which re-files it in the three sets: one path copy each.
-    let mut g = c.benchmark_group("store/index_update");
+    reapply_group(c, "store/index_update", || StoreConfig::default().shards(1));
+}
+
+/// A group timing one shard's upsert of a new handle for a stored key, at 1k, 10k
+/// and 100k stored pods in one namespace, with the store `config` makes.
+fn reapply_group(c: &mut Criterion, name: &str, config: impl Fn() -> StoreConfig) {
+    let mut g = c.benchmark_group(name);
     for n in [1_000usize, 10_000, 100_000] {
-        let (_r, w) = store(StoreConfig::default().shards(1));
+        let (_r, w) = store(config());
         let (_barrier, mut shards) = w.into_parts();
         let shard = &mut shards[0];
         let objs = pods(1, n, 1);

@@ -97,20 +97,7 @@ impl<'a> Scanner<'a> {
     /// a first member; if so the cursor is on that member's key.
     #[inline]
     pub fn object_begin(&mut self, depth: usize) -> R<bool> {
-        self.ws();
-        if self.peek() != Some(b'{') {
-            return Err(invalid(self.pos, "expected an object"));
-        }
-        if depth >= MAX_DEPTH {
-            return Err(DecodeError::TooDeep { offset: self.pos, limit: MAX_DEPTH });
-        }
-        self.pos += 1;
-        self.ws();
-        if self.peek() == Some(b'}') {
-            self.pos += 1;
-            return Ok(false);
-        }
-        Ok(true)
+        self.container_begin(b'{', b'}', depth, "expected an object")
     }
 
     /// Reads a member key and the `:` after it; the cursor ends on the value.
@@ -129,44 +116,46 @@ impl<'a> Scanner<'a> {
     /// its key) or the object closed.
     #[inline]
     pub fn object_next(&mut self) -> R<bool> {
-        self.ws();
-        match self.peek() {
-            Some(b',') => {
-                self.pos += 1;
-                self.ws();
-                Ok(true)
-            }
-            Some(b'}') => {
-                self.pos += 1;
-                Ok(false)
-            }
-            _ => Err(invalid(self.pos, "expected ',' or '}' in an object")),
-        }
+        self.container_next(b'}', "expected ',' or '}' in an object")
     }
 
     /// Starts an array at the cursor. Returns whether it has a first element
     /// (cursor on it).
     #[inline]
     pub fn array_begin(&mut self, depth: usize) -> R<bool> {
+        self.container_begin(b'[', b']', depth, "expected an array")
+    }
+
+    /// After an element: returns whether another follows (cursor on it).
+    #[inline]
+    pub fn array_next(&mut self) -> R<bool> {
+        self.container_next(b']', "expected ',' or ']' in an array")
+    }
+
+    /// Opens an object or array (`open` at the cursor, after whitespace) at nesting
+    /// `depth`; whether it has a first member or element (cursor on it).
+    #[inline(always)]
+    fn container_begin(&mut self, open: u8, close: u8, depth: usize, expected: &'static str) -> R<bool> {
         self.ws();
-        if self.peek() != Some(b'[') {
-            return Err(invalid(self.pos, "expected an array"));
+        if self.peek() != Some(open) {
+            return Err(invalid(self.pos, expected));
         }
         if depth >= MAX_DEPTH {
             return Err(DecodeError::TooDeep { offset: self.pos, limit: MAX_DEPTH });
         }
         self.pos += 1;
         self.ws();
-        if self.peek() == Some(b']') {
+        if self.peek() == Some(close) {
             self.pos += 1;
             return Ok(false);
         }
         Ok(true)
     }
 
-    /// After an element: returns whether another follows (cursor on it).
-    #[inline]
-    pub fn array_next(&mut self) -> R<bool> {
+    /// After a member or element: whether another follows (cursor on it) or the
+    /// container closed with `close`.
+    #[inline(always)]
+    fn container_next(&mut self, close: u8, expected: &'static str) -> R<bool> {
         self.ws();
         match self.peek() {
             Some(b',') => {
@@ -174,11 +163,11 @@ impl<'a> Scanner<'a> {
                 self.ws();
                 Ok(true)
             }
-            Some(b']') => {
+            Some(c) if c == close => {
                 self.pos += 1;
                 Ok(false)
             }
-            _ => Err(invalid(self.pos, "expected ',' or ']' in an array")),
+            _ => Err(invalid(self.pos, expected)),
         }
     }
 
