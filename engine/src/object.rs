@@ -462,7 +462,7 @@ impl fmt::Display for ObjectRef {
 
 /// Builders for objects in tests and examples, without going through the decoder.
 pub mod testing {
-    use super::{Meta, Obj, Span};
+    use super::{Meta, Obj, OwnerSpans, Span};
     use bytes::Bytes;
 
     /// A minimal pod whose spans are recorded as its JSON is written.
@@ -475,6 +475,48 @@ pub mod testing {
 
     /// A minimal object of any kind, built like [`pod`].
     pub fn object(kind: &str, namespace: &str, name: &str, resource_version: &str, labels: &[(&str, &str)]) -> Obj {
+        let (mut out, meta) = metadata(kind, namespace, name, resource_version, labels);
+        out.push_str("}}");
+        Obj::from_parts(Bytes::from(out), meta)
+    }
+
+    /// A pod like [`pod`] that also has `ownerReferences` with the uids `owners`
+    /// (the first is the controller) and, as index field 0, `spec.nodeName`
+    /// (`None` leaves it out): for tests of the owner and field indexes.
+    pub fn pod_full(
+        namespace: &str,
+        name: &str,
+        resource_version: &str,
+        labels: &[(&str, &str)],
+        owners: &[&str],
+        node: Option<&str>,
+    ) -> Obj {
+        let (mut out, mut meta) = metadata("Pod", namespace, name, resource_version, labels);
+        out.push_str(",\"ownerReferences\":[");
+        let mut spans = Vec::with_capacity(owners.len());
+        for (i, uid) in owners.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str("{\"uid\":");
+            spans.push(OwnerSpans { uid: quoted(&mut out, uid), controller: i == 0, ..OwnerSpans::default() });
+            out.push('}');
+        }
+        out.push_str("]},\"spec\":{");
+        let mut node_span = None;
+        if let Some(n) = node {
+            out.push_str("\"nodeName\":");
+            node_span = Some(quoted(&mut out, n));
+        }
+        out.push_str("}}");
+        meta.owners = spans.into_boxed_slice();
+        meta.fields = vec![node_span].into_boxed_slice();
+        Obj::from_parts(Bytes::from(out), meta)
+    }
+
+    /// The JSON of an object up to the end of its metadata's members (the
+    /// metadata object is left open) and the spans recorded on the way.
+    fn metadata(kind: &str, namespace: &str, name: &str, resource_version: &str, labels: &[(&str, &str)]) -> (String, Meta) {
         let mut out = String::with_capacity(256);
         let mut meta = Meta::default();
         out.push_str("{\"kind\":\"");
@@ -505,8 +547,7 @@ pub mod testing {
             out.push('}');
         }
         meta.labels = spans.into_boxed_slice();
-        out.push_str("}}");
-        Obj::from_parts(Bytes::from(out), meta)
+        (out, meta)
     }
 
     fn quoted(out: &mut String, s: &str) -> Span {
@@ -530,6 +571,21 @@ mod tests {
         assert_eq!(p.labels().collect::<Vec<_>>(), vec![("app", "x"), ("tier", "web")]);
         let v: serde_json::Value = serde_json::from_slice(p.json()).unwrap();
         assert_eq!(v["metadata"]["labels"]["tier"], "web");
+    }
+
+    #[test]
+    fn testing_pod_full_reads_back_its_owners_and_node() {
+        let p = testing::pod_full("ns", "a", "7", &[], &["rs-1", "x-2"], Some("node-3"));
+        let v: serde_json::Value = serde_json::from_slice(p.json()).unwrap();
+        assert_eq!(v["metadata"]["ownerReferences"][1]["uid"], "x-2");
+        assert_eq!(v["spec"]["nodeName"], "node-3");
+        let owners: Vec<_> = p.owner_references().map(|o| (o.uid, o.controller)).collect();
+        assert_eq!(owners, vec![("rs-1", true), ("x-2", false)]);
+        assert_eq!(p.field(0), Some("node-3"));
+        assert_eq!(p.key(), "ns/a");
+        let bare = testing::pod_full("ns", "b", "1", &[("app", "x")], &[], None);
+        assert!(serde_json::from_slice::<serde_json::Value>(bare.json()).is_ok());
+        assert_eq!((bare.field(0), bare.owner_references().len()), (None, 0));
     }
 
     #[test]

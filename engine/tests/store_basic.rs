@@ -11,7 +11,7 @@ use std::time::Duration;
 use kcache::object::testing::pod;
 use kcache::store::{Indexer, StoreConfig, StoreError, shard_for_key, store};
 use kcache::{Obj, ObjectRef};
-use support::pod_full;
+use kcache::object::testing::pod_full;
 
 fn names(objs: impl IntoIterator<Item = Obj>) -> Vec<String> {
     let mut v: Vec<String> = objs.into_iter().map(|o| o.name().to_owned()).collect();

@@ -10,7 +10,7 @@ use kcache::Obj;
 use kcache::fifo::{Delta, Fifo};
 use kcache::store::{Indexer, Store, StoreConfig, store};
 use proptest::prelude::*;
-use support::pod_full;
+use kcache::object::testing::pod_full;
 
 #[derive(Clone, Debug)]
 struct Spec {
