@@ -173,7 +173,13 @@ impl Report {
             format!("{} / {} / {}", self.events_expected, self.events_received, self.events_lost),
         );
         row("cache matches server", self.cache_matches_server.to_string());
+        // A measurement the run skipped (`--no-read-timings`, `--duration 0`) has no
+        // samples: say so rather than print zeros that read as very fast (a report
+        // from before `samples` was recorded has percentiles and no count).
         let p = |x: &Percentiles, unit: &str| {
+            if x.samples == 0 && x.max == 0.0 {
+                return "not measured in this run".to_owned();
+            }
             format!("p50 {:.3} {unit}  p95 {:.3} {unit}  p99 {:.3} {unit}  max {:.3} {unit}", x.p50, x.p95, x.p99, x.max)
         };
         row("event latency", p(&self.event_latency_ms, "ms"));
@@ -247,6 +253,19 @@ mod tests {
         assert!((98.0..=100.5).contains(&p99), "{p99}");
         let p95 = v["event_latency_ms"]["p95"].as_f64().unwrap();
         assert!((94.0..=96.5).contains(&p95), "{p95}");
+    }
+
+    #[test]
+    fn the_table_says_which_timings_were_not_taken() {
+        let mut h = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+        h.record(1500).unwrap();
+        let r = Report { event_latency_ms: Percentiles::from_histogram(&h, 1000.0), ..Report::default() };
+        let table = r.table();
+        let line = |name: &str| table.lines().find(|l| l.trim_start().starts_with(name)).unwrap_or_default().to_owned();
+        assert!(line("event latency").contains("p50 1.500 ms"), "{table}");
+        for skipped in ["cache get ", "cache list 1000", "direct get", "direct list 1000", "wire event latency"] {
+            assert!(line(skipped).ends_with("not measured in this run"), "{skipped}: {table}");
+        }
     }
 
     #[test]
