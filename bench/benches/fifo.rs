@@ -53,8 +53,8 @@ fn benches(c: &mut Criterion) {
     g.throughput(Throughput::Elements(KEYS as u64));
     // One sample = every key updated once, then wait until all are applied and
     // delivered; no key repeats within a batch, so nothing coalesces. With the
-    // built-in indexes (namespace, label, owner: what an informer keeps) and without
-    // (the fifo and the primary map alone, as much as the baseline below does).
+    // default store's namespace index (what an informer keeps) and without (the
+    // fifo and the primary map alone, as much as the baseline below does).
     for (name, config) in [
         ("kcache_2_shards_10k", StoreConfig::default().shards(2)),
         ("kcache_2_shards_no_index_10k", StoreConfig::default().shards(2).without_builtin_indexes()),

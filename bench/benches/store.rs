@@ -436,8 +436,8 @@ fn benches(c: &mut Criterion) {
     // map only), so the index share can be told apart from cache effects of a bigger
     // working set.
     reapply_group(c, "store/upsert_no_index", || StoreConfig::default().shards(1).without_builtin_indexes());
-    // One namespace bucket of N members (and the two label buckets, also N); each sample re-applies one member (a new
-    // handle), which re-files it in the three sets: one path copy each.
+    // One namespace bucket of N members (the default store's one index); each sample
+    // re-applies one member (a new handle), which re-files it in that set: one path copy.
     reapply_group(c, "store/index_update", || StoreConfig::default().shards(1));
 }
 

@@ -189,7 +189,7 @@ fn relocate_swaps_the_stored_handle_without_notifying() {
     let stored = store.get_by_key("ns/a").unwrap();
     assert_eq!(stored.resource_version(), "1");
     assert!(std::ptr::eq(stored.json().as_ptr(), moved.json().as_ptr()), "the stored handle is the relocated one");
-    let in_index = store.index("label", "app=x").unwrap().to_vec();
+    let in_index = store.index("namespace", "ns").unwrap().to_vec();
     assert!(std::ptr::eq(in_index[0].json().as_ptr(), moved.json().as_ptr()), "indexes hold the relocated handle");
 }
 

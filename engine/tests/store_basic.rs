@@ -22,6 +22,8 @@ fn names(objs: impl IntoIterator<Item = Obj>) -> Vec<String> {
 fn config() -> StoreConfig {
     StoreConfig::default()
         .shards(3)
+        .indexer(Indexer::labels())
+        .indexer(Indexer::owners())
         .indexer(Indexer::field("spec.nodeName", 0))
         .indexer(Indexer::new("first-letter", |o: &Obj| o.name().get(..1).map(|s| vec![s.to_owned()]).unwrap_or_default()))
 }
@@ -120,7 +122,7 @@ fn a_shard_writer_refuses_a_key_of_another_shard() {
 #[test]
 fn stats_count_objects_json_bytes_and_index_entries() {
     // One shard: index values are counted per shard.
-    let (r, mut w) = store(StoreConfig::default().shards(1));
+    let (r, mut w) = store(StoreConfig::default().shards(1).indexer(Indexer::labels()));
     let a = pod("ns", "a", "1", &[("x", "1"), ("y", "2")]);
     let b = pod("ns", "b", "1", &[("x", "1")]);
     let json = (a.json().len() + b.json().len()) as u64;
@@ -137,6 +139,22 @@ fn stats_count_objects_json_bytes_and_index_entries() {
     w.delete("ns/b");
     let s = r.stats();
     assert_eq!((s.objects, s.json_bytes, s.meta_bytes, s.index_entries, s.index_values), (0, 0, 0, 0, 0));
+}
+
+#[test]
+fn the_default_store_keeps_the_namespace_index_and_the_others_on_request() {
+    let (r, mut w) = store(StoreConfig::default().shards(2));
+    w.upsert(pod_full("ns", "a", "1", &[("app", "x")], &["rs-1"], None));
+    assert_eq!(r.index("namespace", "ns").unwrap().len(), 1);
+    for index in ["label", "owner"] {
+        assert_eq!(r.index(index, "app=x").unwrap_err(), StoreError::UnknownIndex { index: index.into() });
+    }
+    assert_eq!(r.stats().index_entries, 1, "one entry: the namespace index's");
+    let (r, mut w) = store(StoreConfig::default().shards(2).indexer(Indexer::labels()).indexer(Indexer::owners()));
+    w.upsert(pod_full("ns", "a", "1", &[("app", "x")], &["rs-1"], None));
+    assert_eq!((r.index("label", "app=x").unwrap().len(), r.index("owner", "rs-1").unwrap().len()), (1, 1));
+    let (r, _w) = store(StoreConfig::default().indexer(Indexer::labels()).without_builtin_indexes());
+    assert!(r.index("namespace", "ns").is_err() && r.index("label", "app=x").is_err());
 }
 
 #[test]
@@ -176,7 +194,7 @@ async fn async_wait_for_resolves_when_the_version_is_reached() {
 
 #[test]
 fn readers_on_other_threads_see_consistent_objects_and_snapshots_while_a_writer_runs() {
-    let (r, mut w) = store(StoreConfig::default().shards(2));
+    let (r, mut w) = store(StoreConfig::default().shards(2).indexer(Indexer::labels()));
     for i in 0..200 {
         w.upsert(pod("ns", &format!("p{i}"), "0", &[("app", "x")]));
     }

@@ -85,7 +85,7 @@ proptest! {
 
     #[test]
     fn the_store_and_its_indexes_equal_the_applied_history(ops in proptest::collection::vec(op(), 1..80), shards in 1usize..4) {
-        let config = StoreConfig::default().shards(shards).indexer(Indexer::field("spec.nodeName", 0));
+        let config = StoreConfig::default().shards(shards).indexer(Indexer::labels()).indexer(Indexer::owners()).indexer(Indexer::field("spec.nodeName", 0));
         let (reader, writer) = store(config);
         let mut fifo = Fifo::spawn(writer).unwrap();
         // full key -> object

@@ -8,9 +8,9 @@ use crate::Obj;
 /// Name of the built-in index on `metadata.namespace` (cluster-scoped objects are
 /// indexed under `""`, as client-go's `MetaNamespaceIndexFunc` does).
 pub const NAMESPACE_INDEX: &str = "namespace";
-/// Name of the built-in label index; values are `key=value`.
+/// Name of the label index ([`Indexer::labels`]); values are `key=value`.
 pub const LABEL_INDEX: &str = "label";
-/// Name of the built-in index on `metadata.ownerReferences[].uid`.
+/// Name of the owner index ([`Indexer::owners`]) on `metadata.ownerReferences[].uid`.
 pub const OWNER_INDEX: &str = "owner";
 
 /// A user index function: the index values an object is filed under (client-go
@@ -55,6 +55,36 @@ impl Indexer {
         Indexer { name: name.into(), kind: IndexKind::Field(field) }
     }
 
+    /// The namespace index, [`NAMESPACE_INDEX`]: in every store unless
+    /// [`StoreConfig::without_builtin_indexes`] removed it.
+    pub fn namespace() -> Self {
+        Indexer { name: NAMESPACE_INDEX.into(), kind: IndexKind::Namespace }
+    }
+
+    /// The label index, [`LABEL_INDEX`]: each object under every `key=value` of its
+    /// labels. Not in the default store: every write re-files the object in one set
+    /// per label (see [`crate::store`], "Index snapshots"), and a pod commonly has
+    /// five or more. Add it when callers look objects up by label often.
+    ///
+    /// ```
+    /// use kcache::object::testing::pod;
+    /// use kcache::store::{Indexer, LABEL_INDEX, StoreConfig, store};
+    ///
+    /// let (reader, mut writer) = store(StoreConfig::default().indexer(Indexer::labels()));
+    /// writer.upsert(pod("default", "web-0", "1", &[("app", "web")]));
+    /// assert_eq!(reader.index(LABEL_INDEX, "app=web").unwrap().len(), 1);
+    /// ```
+    pub fn labels() -> Self {
+        Indexer { name: LABEL_INDEX.into(), kind: IndexKind::Label }
+    }
+
+    /// The owner index, [`OWNER_INDEX`]: each object under the uid of each of its
+    /// `ownerReferences` (the lookup a controller makes for "what does this object
+    /// own"). Not in the default store, for the write cost [`Indexer::labels`] gives.
+    pub fn owners() -> Self {
+        Indexer { name: OWNER_INDEX.into(), kind: IndexKind::Owner }
+    }
+
     /// The index name passed to [`crate::store::Store::index`].
     pub fn name(&self) -> &str {
         &self.name
@@ -88,17 +118,12 @@ pub struct StoreConfig {
 }
 
 impl Default for StoreConfig {
-    /// One shard per available core; the built-in namespace, label and owner indexes.
+    /// One shard per available core and the namespace index, the one index
+    /// client-go's informers keep by default. [`Indexer::labels`] and
+    /// [`Indexer::owners`] are built in and added with [`StoreConfig::indexer`].
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-        StoreConfig {
-            shards: cores,
-            indexers: vec![
-                Indexer { name: NAMESPACE_INDEX.into(), kind: IndexKind::Namespace },
-                Indexer { name: LABEL_INDEX.into(), kind: IndexKind::Label },
-                Indexer { name: OWNER_INDEX.into(), kind: IndexKind::Owner },
-            ],
-        }
+        StoreConfig { shards: cores, indexers: vec![Indexer::namespace()] }
     }
 }
 
@@ -123,8 +148,9 @@ impl StoreConfig {
         self
     }
 
-    /// Drops the built-in namespace, label and owner indexes (saves their memory and
-    /// write cost when no caller lists by them).
+    /// Drops the built-in indexes (namespace, and label and owner if added), keeping
+    /// field and user indexes: saves their memory and write cost when no caller
+    /// lists by them.
     #[must_use]
     pub fn without_builtin_indexes(mut self) -> Self {
         self.indexers.retain(|i| matches!(i.kind, IndexKind::Field(_) | IndexKind::Custom(_)));

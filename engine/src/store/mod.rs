@@ -31,9 +31,10 @@
 //!   (one `Arc`), never a copy, and nobody can mutate what the cache holds.
 //!
 //! # Index snapshots
-//! Built-in indexes: [`NAMESPACE_INDEX`], [`LABEL_INDEX`] (`key=value`) and
-//! [`OWNER_INDEX`] (owner uid); user indexes are [`Indexer`]s registered in
-//! [`StoreConfig`]. Each shard owns its own index maps (index value -> member set), so
+//! Built-in indexes: [`NAMESPACE_INDEX`] (in the default [`StoreConfig`]),
+//! [`LABEL_INDEX`] (`key=value`, [`Indexer::labels`]) and [`OWNER_INDEX`] (owner uid,
+//! [`Indexer::owners`]); user indexes are [`Indexer`]s registered in [`StoreConfig`].
+//! The label and owner indexes are opt-in because of the write cost below. Each shard owns its own index maps (index value -> member set), so
 //! shard writers never contend; a query merges the N shard sets.
 //!
 //! A member set is a persistent hash trie (8-way branches, leaves of up to 8 members,

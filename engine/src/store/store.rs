@@ -27,10 +27,10 @@ pub(crate) struct Inner {
 ///
 /// ```
 /// use kcache::object::testing::pod;
-/// use kcache::store::{store, StoreConfig};
+/// use kcache::store::{store, Indexer, StoreConfig};
 /// use kcache::ObjectRef;
 ///
-/// let (reader, mut writer) = store(StoreConfig::default().shards(2));
+/// let (reader, mut writer) = store(StoreConfig::default().shards(2).indexer(Indexer::labels()));
 /// writer.upsert(pod("default", "web-0", "10", &[("app", "web")]));
 /// writer.upsert(pod("default", "web-1", "11", &[("app", "web")]));
 /// writer.set_resource_version("11");
@@ -141,7 +141,8 @@ impl Store {
     ///
     /// Built-in indexes are [`super::NAMESPACE_INDEX`] (value: the namespace),
     /// [`super::LABEL_INDEX`] (value: `key=value`) and [`super::OWNER_INDEX`] (value: an
-    /// owner's uid).
+    /// owner's uid); the last two only when added ([`super::Indexer::labels`],
+    /// [`super::Indexer::owners`]).
     ///
     /// # Errors
     /// [`StoreError::UnknownIndex`] when no indexer has that name.
