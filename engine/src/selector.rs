@@ -415,6 +415,20 @@ mod tests {
         assert!(reason("-a").starts_with("key: Invalid value: \"-a\""));
     }
 
+    proptest::proptest! {
+        /// Any text parses or fails with a reason; none panics, and a parsed
+        /// selector matches without panicking too.
+        #[test]
+        fn any_text_parses_or_names_its_fault(s in "[a-z0-9=!(),<> ._/-]{0,40}|\\PC{0,40}") {
+            match s.parse::<LabelSelector>() {
+                Ok(sel) => {
+                    let _ = sel.matches_labels(|k| (k.len() % 2 == 0).then_some("7"));
+                }
+                Err(e) => proptest::prop_assert!(!e.reason.is_empty() && e.selector == s),
+            }
+        }
+    }
+
     #[test]
     fn equalities_feed_index_lookups() {
         let s = sel("app=web,tier in (front),x notin (y)");
