@@ -435,18 +435,18 @@ fn benches(c: &mut Criterion) {
     // Baseline for the curve below: the same re-apply with no index at all (primary
     // map only), so the index share can be told apart from cache effects of a bigger
     // working set.
-    reapply_group(c, "store/upsert_no_index", || StoreConfig::default().shards(1).without_builtin_indexes());
+    reapply_group(c, "store/upsert_no_index", &StoreConfig::default().shards(1).without_builtin_indexes());
     // One namespace bucket of N members (the default store's one index); each sample
     // re-applies one member (a new handle), which re-files it in that set: one path copy.
-    reapply_group(c, "store/index_update", || StoreConfig::default().shards(1));
+    reapply_group(c, "store/index_update", &StoreConfig::default().shards(1));
 }
 
 /// A group timing one shard's upsert of a new handle for a stored key, at 1k, 10k
-/// and 100k stored pods in one namespace, with the store `config` makes.
-fn reapply_group(c: &mut Criterion, name: &str, config: impl Fn() -> StoreConfig) {
+/// and 100k stored pods in one namespace, in a store of `config`.
+fn reapply_group(c: &mut Criterion, name: &str, config: &StoreConfig) {
     let mut g = c.benchmark_group(name);
     for n in [1_000usize, 10_000, 100_000] {
-        let (_r, w) = store(config());
+        let (_r, w) = store(config.clone());
         let (_barrier, mut shards) = w.into_parts();
         let shard = &mut shards[0];
         let objs = pods(1, n, 1);

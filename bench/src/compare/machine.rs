@@ -1,6 +1,6 @@
 //! The machine a comparison ran on, stated with every table.
 
-use k8s_openapi::jiff::Timestamp;
+use kcache_loadgen::sim::rfc3339;
 use serde::Serialize;
 
 /// Facts about the machine and the build.
@@ -74,10 +74,12 @@ pub fn load_average() -> Option<f64> {
     std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
 }
 
-/// `YYYY-MM-DD` of a Unix time (UTC); times past jiff's range (year 9999) read as its last day.
+/// `YYYY-MM-DD` of a Unix time (UTC): the date part of the simulator's
+/// [`rfc3339`] (so clamped to year 9999 like it).
 pub fn utc_date(unix_seconds: u64) -> String {
-    let secs = i64::try_from(unix_seconds).unwrap_or(i64::MAX).min(Timestamp::MAX.as_second());
-    Timestamp::from_second(secs).unwrap_or(Timestamp::MAX).strftime("%Y-%m-%d").to_string()
+    let mut date = rfc3339(i64::try_from(unix_seconds).unwrap_or(i64::MAX));
+    date.truncate("YYYY-MM-DD".len());
+    date
 }
 
 #[cfg(test)]

@@ -1,7 +1,5 @@
 //! RFC 3339 timestamps (jiff, as k8s-openapi re-exports it) and uids.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use k8s_openapi::jiff::Timestamp;
 
 /// Formats seconds since the Unix epoch as `2026-11-23T18:20:22Z` (what Kubernetes
@@ -15,10 +13,7 @@ pub fn rfc3339(unix_secs: i64) -> String {
 
 /// The current time as an RFC 3339 timestamp.
 pub fn now_rfc3339() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    rfc3339(i64::try_from(secs).unwrap_or(0))
+    rfc3339(Timestamp::now().as_second())
 }
 
 /// Formats 128 random bits as a version-4 UUID string.
