@@ -151,7 +151,8 @@ pub fn results_md(r: &Results, charts: &[String]) -> String {
          as kube-rs's `Store` has no index). Cache reads are timed by {} reader threads while the writer \
          sends {:.0} writes/s (90% patches, 5% creates, 5% deletes) and the engine applies them, as a busy \
          controller's workers read (`loadgen/src/run/reads.rs`): each thread times bursts of 64 Gets, one \
-         List every 4 bursts, and sleeps 1 ms between bursts; every sample is one call, clock included. \
+         List every 4 bursts, and sleeps 1 ms between bursts; every sample is one call, clock included, \
+         with the key's bytes read just before the clock starts (a worker holds the key it was handed). \
          kube-rs's List walks its whole map, which also brings in the lines its next Gets read; the \
          `store` criterion bench times Gets alone as well, next to a floor every engine pays \
          (docs/ARCHITECTURE.md, \"What is left of a Get is two misses\"). \
