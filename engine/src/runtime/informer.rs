@@ -573,3 +573,58 @@ impl<S: Source> SharedInformerFactory<S> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::object::testing::pod;
+
+    /// A compaction step runs on the watch task: it copies no more than its
+    /// budget (the object that crosses it included), and the steps that follow
+    /// move the rest.
+    #[test]
+    fn a_compaction_step_copies_at_most_its_budget() {
+        let (store, writer) = store(StoreConfig::default().shards(1));
+        let mut fifo = Fifo::spawn(writer).unwrap();
+        let labels: Vec<(String, String)> = (0..8).map(|i| (format!("label-{i}"), "x".repeat(40))).collect();
+        let labels: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let n = 1_000;
+        for i in 0..n {
+            fifo.push(Delta::Updated(pod("ns", &format!("pod-{i}"), "1", &labels))).unwrap();
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while store.len() < n {
+            assert!(std::time::Instant::now() < deadline, "the fifo applied {} of {n} objects", store.len());
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let candidates = all_objects(&store);
+        let total: usize = candidates.iter().map(|(_, o)| o.json().len()).sum();
+        let largest = candidates.iter().map(|(_, o)| o.json().len()).max().unwrap();
+        assert!(total > 2 * RELOCATE_BYTES_PER_CALL, "{total} bytes are too few to need several steps");
+
+        let mut decoder = Decoder::new(DecoderConfig::default());
+        let mut compaction = Compaction::new(1.0);
+        compaction.pending = candidates.clone();
+        let moved = compaction.relocate_some(&store, &mut decoder, &mut fifo);
+        let copied: usize = candidates[candidates.len() - moved..].iter().map(|(_, o)| o.json().len()).sum();
+        assert!(moved > 0 && copied <= RELOCATE_BYTES_PER_CALL + largest, "{moved} objects, {copied} bytes");
+        assert!(copied >= RELOCATE_BYTES_PER_CALL, "a step stopped at {copied} bytes with work left");
+
+        let mut steps = 1;
+        while !compaction.pending.is_empty() {
+            // The shard thread drains the relocation backlog meanwhile.
+            std::thread::sleep(Duration::from_millis(1));
+            compaction.relocate_some(&store, &mut decoder, &mut fifo);
+            steps += 1;
+            assert!(steps < 10_000, "compaction did not finish");
+        }
+        assert!(steps >= total / (RELOCATE_BYTES_PER_CALL + largest), "{steps} steps for {total} bytes");
+        fifo.close();
+    }
+
+    fn all_objects(store: &Store) -> Candidates {
+        let mut all = Vec::new();
+        store.for_each_in_shard(0, |key, obj| all.push((Arc::from(key), obj.clone())));
+        all
+    }
+}
