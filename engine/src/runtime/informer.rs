@@ -89,8 +89,8 @@ struct FifoSink {
 /// (at most once per [`SCAN_INTERVAL`], and only when the arena's live share
 /// is under `compact_below`) collects the candidates on a thread of its own
 /// (it reads every stored object: milliseconds at 10k objects, tens at 100k,
-/// which the watch must not wait for), and each maintenance call relocates at
-/// most [`RELOCATE_BYTES_PER_CALL`] of them. The fifo's queued objects are
+/// which the watch must not wait for), and each maintenance call relocates
+/// what [`step_budget`] allows of them. The fifo's queued objects are
 /// moved too: when handlers fall behind, they are what keeps old segments
 /// alive.
 struct Compaction {
@@ -100,6 +100,9 @@ struct Compaction {
     /// The fifo's queued objects still need a pass ([`Fifo::relocate_pending`]).
     queues_pending: bool,
     last_scan: Option<std::time::Instant>,
+    /// When the sink was last asked to maintain: a step's budget is earned by
+    /// the time since.
+    last_step: Option<std::time::Instant>,
     /// The running scan's result, when one runs.
     scanning: Option<std::sync::mpsc::Receiver<Candidates>>,
 }
@@ -122,19 +125,32 @@ fn sparse_objects(store: &Store) -> Candidates {
 
 /// Least time between two scans of the store for objects in sparse segments.
 const SCAN_INTERVAL: Duration = Duration::from_millis(500);
-/// Most object bytes one maintenance call copies out of sparse segments. The
-/// copy runs on the watch task, so events that arrive meanwhile wait for it:
-/// 64 KiB (about a dozen pods) every 2.5 ms moves as much per second as 512 KiB
-/// every 20 ms did, with an eighth of the stall (ARCHITECTURE, "The arena is
-/// `BytesMut` segments").
-const RELOCATE_BYTES_PER_CALL: usize = 64 << 10;
+/// Object bytes compaction copies out of sparse segments per second of watch
+/// time. A maintenance step copies what the time since the previous step
+/// earned ([`step_budget`]), so the rate does not depend on how often the watch
+/// calls it: at the default interval (2.5 ms) a step is 64 KiB, about a dozen
+/// pods. The copy runs on the watch task, so events that arrive meanwhile wait
+/// for it; 64 KiB every 2.5 ms moves as much per second as 512 KiB every 20 ms
+/// did, with an eighth of the stall (ARCHITECTURE, "The arena is `BytesMut`
+/// segments").
+const RELOCATE_BYTES_PER_SECOND: usize = 25 << 20;
+/// Least a step copies (when it is called more often than it earns a pod).
+const MIN_STEP_BYTES: usize = 4 << 10;
+/// Most a step copies, whatever time passed: the stall it may cause is bounded.
+const MAX_STEP_BYTES: usize = 512 << 10;
+
+/// Bytes a compaction step may copy, `since` the previous step.
+fn step_budget(since: Duration) -> usize {
+    let earned = since.as_secs_f64() * RELOCATE_BYTES_PER_SECOND as f64;
+    (earned as usize).clamp(MIN_STEP_BYTES, MAX_STEP_BYTES)
+}
 /// Most relocated copies waiting for the shard threads before compaction of
 /// store objects pauses (see [`Fifo::relocation_backlog`]).
 const MAX_RELOCATION_BACKLOG: usize = 512;
 
 impl Compaction {
     fn new(compact_below: f64) -> Self {
-        Compaction { compact_below, pending: Vec::new(), queues_pending: false, last_scan: None, scanning: None }
+        Compaction { compact_below, pending: Vec::new(), queues_pending: false, last_scan: None, last_step: None, scanning: None }
     }
 
     /// Starts a scan for objects in sparse segments when the arena's live share
@@ -181,11 +197,11 @@ impl Compaction {
         }
     }
 
-    /// Relocates up to [`RELOCATE_BYTES_PER_CALL`] of the candidates that the
-    /// store still holds, handing the copies to the fifo, then moves the fifo's
-    /// queued objects out of sparse segments. Returns how many store objects moved.
-    fn relocate_some(&mut self, store: &Store, decoder: &mut Decoder, fifo: &mut Fifo) -> usize {
-        let mut budget = RELOCATE_BYTES_PER_CALL;
+    /// Relocates up to `budget` bytes of the candidates that the store still
+    /// holds (the object that crosses it included), handing the copies to the
+    /// fifo, then moves the fifo's queued objects out of sparse segments with
+    /// what is left. Returns how many store objects moved.
+    fn relocate_some(&mut self, store: &Store, decoder: &mut Decoder, fifo: &mut Fifo, mut budget: usize) -> usize {
         let mut moved = 0;
         // Copies wait in the shard queues until the shard threads swap them
         // in; behind a slow handler they would pile up faster than they are
@@ -256,6 +272,8 @@ impl EventSink for FifoSink {
     }
 
     fn maintain(&mut self, decoder: &mut Decoder) {
+        let now = std::time::Instant::now();
+        let since = self.compaction.last_step.replace(now).map_or(Duration::ZERO, |t| now - t);
         if self.compaction.pending.is_empty() && !self.compaction.queues_pending {
             // Starts a scan, or takes a finished scan's candidates.
             self.compaction.scan(&self.store, decoder.arena().stats());
@@ -264,7 +282,7 @@ impl EventSink for FifoSink {
             }
         }
         let mut fifo = self.fifo.lock().unwrap_or_else(|p| p.into_inner());
-        let moved = self.compaction.relocate_some(&self.store, decoder, &mut fifo);
+        let moved = self.compaction.relocate_some(&self.store, decoder, &mut fifo, step_budget(since));
         if self.compaction.pending.is_empty() && !self.compaction.queues_pending {
             let stats = decoder.arena().stats();
             tracing::debug!(moved, live = stats.live_bytes, segments = stats.segment_bytes, "arena compaction pass done");
@@ -600,26 +618,40 @@ mod tests {
         let candidates = all_objects(&store);
         let total: usize = candidates.iter().map(|(_, o)| o.json().len()).sum();
         let largest = candidates.iter().map(|(_, o)| o.json().len()).max().unwrap();
-        assert!(total > 2 * RELOCATE_BYTES_PER_CALL, "{total} bytes are too few to need several steps");
+        let budget = 64 << 10;
+        assert!(total > 2 * budget, "{total} bytes are too few to need several steps");
 
         let mut decoder = Decoder::new(DecoderConfig::default());
         let mut compaction = Compaction::new(1.0);
         compaction.pending = candidates.clone();
-        let moved = compaction.relocate_some(&store, &mut decoder, &mut fifo);
+        let moved = compaction.relocate_some(&store, &mut decoder, &mut fifo, budget);
         let copied: usize = candidates[candidates.len() - moved..].iter().map(|(_, o)| o.json().len()).sum();
-        assert!(moved > 0 && copied <= RELOCATE_BYTES_PER_CALL + largest, "{moved} objects, {copied} bytes");
-        assert!(copied >= RELOCATE_BYTES_PER_CALL, "a step stopped at {copied} bytes with work left");
+        assert!(moved > 0 && copied <= budget + largest, "{moved} objects, {copied} bytes");
+        assert!(copied >= budget, "a step stopped at {copied} bytes with work left");
 
         let mut steps = 1;
         while !compaction.pending.is_empty() {
             // The shard thread drains the relocation backlog meanwhile.
             std::thread::sleep(Duration::from_millis(1));
-            compaction.relocate_some(&store, &mut decoder, &mut fifo);
+            compaction.relocate_some(&store, &mut decoder, &mut fifo, budget);
             steps += 1;
             assert!(steps < 10_000, "compaction did not finish");
         }
-        assert!(steps >= total / (RELOCATE_BYTES_PER_CALL + largest), "{steps} steps for {total} bytes");
+        assert!(steps >= total / (budget + largest), "{steps} steps for {total} bytes");
         fifo.close();
+    }
+
+    #[test]
+    fn a_step_copies_what_the_time_since_the_last_one_earned_within_bounds() {
+        let ms = |m: f64| Duration::from_secs_f64(m / 1e3);
+        // The default interval earns 64 KiB; a longer one proportionally more.
+        assert_eq!(step_budget(ms(2.5)), 65_536);
+        assert_eq!(step_budget(ms(5.0)), 131_072);
+        assert_eq!(step_budget(ms(20.0)), MAX_STEP_BYTES);
+        // A step after a long pause is capped; one right after another still moves something.
+        assert_eq!(step_budget(Duration::from_secs(60)), MAX_STEP_BYTES);
+        assert_eq!(step_budget(Duration::ZERO), MIN_STEP_BYTES);
+        assert!(step_budget(ms(0.1)) >= MIN_STEP_BYTES && step_budget(ms(1.0)) > step_budget(ms(0.5)));
     }
 
     fn all_objects(store: &Store) -> Candidates {

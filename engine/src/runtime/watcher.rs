@@ -201,7 +201,7 @@ pub struct WatcherConfig {
     pub max_frame_bytes: usize,
     /// Least time between two [`EventSink::maintain`] calls (incremental arena
     /// compaction). Default 2.5 ms: each call does a small, bounded amount of
-    /// work (the informer's copies at most 64 KiB), so frequent calls keep both
+    /// work (the informer's copies 64 KiB at this interval), so frequent calls keep both
     /// the stall per call (events that arrive meanwhile wait for it) and the
     /// arena's dead bytes small. A watch calls it when it has drained the frames
     /// it holds, before it waits for more; between two frames only once four
