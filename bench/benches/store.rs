@@ -28,7 +28,7 @@ use kcache::object::testing::pod;
 use kcache::store::{NAMESPACE_INDEX, StoreConfig, store};
 use kcache::wire::{Decoder, DecoderConfig};
 use kcache_bench::pods::{list_body, realistic_pods_in_namespaces};
-use kcache_loadgen::run::{CacheReader, EngineKind, ReadLoad};
+use kcache_loadgen::run::{CacheReader, EngineKind, ReadLoad, key_in_hand};
 use kube::runtime::{reflector, watcher};
 
 #[global_allocator]
@@ -235,9 +235,7 @@ fn gets_after_pauses(versions: &Versions) {
                     while Instant::now() < deadline {
                         for _ in 0..64 {
                             idx = (idx + stride) % keys.len();
-                            // Touched before the clock starts, as `run::reads` does.
-                            let key = keys[idx].as_str();
-                            black_box(key.bytes().fold(0u8, |acc, b| acc ^ b));
+                            let key = key_in_hand(&keys[idx]);
                             let t0 = Instant::now();
                             let found = match call {
                                 GetCall::Floor => std::hash::BuildHasher::hash_one(&hasher, key) != 0,

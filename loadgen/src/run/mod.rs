@@ -41,7 +41,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 
 pub use engines::{CacheReader, Engine, EngineKind, EngineSettings, HandlerStyle};
-pub use reads::{CacheReads, ReadLoad};
+pub use reads::{CacheReads, ReadLoad, key_in_hand};
 pub use recorder::{Recorder, SENT_AT, SENT_AT_POINTER};
 pub use target::{Connection, OWNED_LABEL, Preload, Target, TargetKind, cleanup_owned};
 pub use writer::{WriteStats, Writer};
