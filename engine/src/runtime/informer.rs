@@ -100,9 +100,10 @@ struct Compaction {
     /// The fifo's queued objects still need a pass ([`Fifo::relocate_pending`]).
     queues_pending: bool,
     last_scan: Option<std::time::Instant>,
-    /// When the sink was last asked to maintain: a step's budget is earned by
-    /// the time since.
-    last_step: Option<std::time::Instant>,
+    /// When the sink was last asked to maintain, with work or without: a step's
+    /// budget is earned by the time since, so the first step after an idle
+    /// stretch is an interval's worth, not a burst.
+    last_maintain: Option<std::time::Instant>,
     /// The running scan's result, when one runs.
     scanning: Option<std::sync::mpsc::Receiver<Candidates>>,
 }
@@ -144,13 +145,14 @@ fn step_budget(since: Duration) -> usize {
     let earned = since.as_secs_f64() * RELOCATE_BYTES_PER_SECOND as f64;
     (earned as usize).clamp(MIN_STEP_BYTES, MAX_STEP_BYTES)
 }
+
 /// Most relocated copies waiting for the shard threads before compaction of
 /// store objects pauses (see [`Fifo::relocation_backlog`]).
 const MAX_RELOCATION_BACKLOG: usize = 512;
 
 impl Compaction {
     fn new(compact_below: f64) -> Self {
-        Compaction { compact_below, pending: Vec::new(), queues_pending: false, last_scan: None, last_step: None, scanning: None }
+        Compaction { compact_below, pending: Vec::new(), queues_pending: false, last_scan: None, last_maintain: None, scanning: None }
     }
 
     /// Starts a scan for objects in sparse segments when the arena's live share
@@ -273,7 +275,7 @@ impl EventSink for FifoSink {
 
     fn maintain(&mut self, decoder: &mut Decoder) {
         let now = std::time::Instant::now();
-        let since = self.compaction.last_step.replace(now).map_or(Duration::ZERO, |t| now - t);
+        let since = self.compaction.last_maintain.replace(now).map_or(Duration::ZERO, |t| now - t);
         if self.compaction.pending.is_empty() && !self.compaction.queues_pending {
             // Starts a scan, or takes a finished scan's candidates.
             self.compaction.scan(&self.store, decoder.arena().stats());
