@@ -141,6 +141,9 @@ async fn resync_redelivers_from_memory_without_api_calls() {
     let log = Arc::new(Log::default());
     informer.add_handler(log.clone()).unwrap();
     assert!(informer.wait_for_sync(Duration::from_secs(10)).await);
+    // The watch opens just after the sync: count from then on, or its own call
+    // would read as the resync's.
+    eventually("the watch", || src.watch_calls() >= 1).await;
     let (lists, watches) = (src.list_calls(), src.watch_calls());
     eventually("two resyncs", || log.events.lock().unwrap().iter().filter(|e| e.starts_with("update a/x 1->1")).count() >= 2)
         .await;
