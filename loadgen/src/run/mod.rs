@@ -449,6 +449,9 @@ struct KeyList {
     items: Vec<KeyItem>,
 }
 
+/// One object's key and resourceVersion: a LIST item, or the answer to a write
+/// (`writer`, which must not decode 2,000 typed pods a second either). `name`
+/// may be absent because a DELETE may answer with a Status.
 #[derive(serde::Deserialize)]
 struct KeyItem {
     metadata: KeyMeta,
@@ -459,6 +462,7 @@ struct KeyItem {
 struct KeyMeta {
     #[serde(default)]
     namespace: Option<String>,
+    #[serde(default)]
     name: String,
     #[serde(default)]
     resource_version: String,

@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 
 use super::recorder::{SENT_AT, now_nanos};
 use super::target::OWNED_LABEL;
-use super::{RUN_LABEL, RunError};
+use super::{KeyItem, RUN_LABEL, RunError};
 use crate::podgen;
 use crate::report::Percentiles;
 
@@ -106,18 +106,6 @@ impl WriteStats {
     pub fn acknowledged(&self) -> u64 {
         self.updates + self.creates + self.deletes
     }
-}
-
-/// The part of a write's answer the writer reads.
-#[derive(serde::Deserialize)]
-struct Written {
-    metadata: WrittenMeta,
-}
-
-#[derive(serde::Deserialize)]
-struct WrittenMeta {
-    #[serde(rename = "resourceVersion", default)]
-    resource_version: String,
 }
 
 /// A finished write: its key, what it was, and the server's answer (the new resourceVersion).
@@ -219,7 +207,7 @@ impl Writer {
         let client = self.client.clone();
         async move {
             let stamp = now_nanos().to_string();
-            let pods = kube::core::Request::new(format!("/api/v1/namespaces/{}/pods", key.0));
+            let pods = kube::core::Request::new(<Pod as kube::Resource>::url_path(&(), Some(&key.0)));
             let request = match &op {
                 Op::Update => {
                     let patch = json!({"metadata": {"annotations": {SENT_AT: stamp}}});
@@ -239,7 +227,7 @@ impl Writer {
                 // Only the new resourceVersion is read from the answer: decoding
                 // the whole pod 2,000 times a second would load the cores the
                 // engine under test shares.
-                Ok(request) => client.request::<Written>(request).await.map(|w| w.metadata.resource_version),
+                Ok(request) => client.request::<KeyItem>(request).await.map(|w| w.metadata.resource_version),
                 Err(e) => Err(kube::Error::BuildRequest(e)),
             };
             (key, op, result)
