@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::results::{Lat, Results, SYNC_VARIANTS, WriteSide};
+use super::results::{Lat, Results, SYNC_VARIANTS, WriteRow, WriteSide};
 
 /// README marker opening the generated block.
 pub const BEGIN: &str = "<!-- results:begin -->";
@@ -41,6 +41,21 @@ fn div(a: Option<f64>, b: Option<f64>) -> Option<f64> {
         (Some(a), Some(b)) if b > 0.0 => Some(a / b),
         _ => None,
     }
+}
+
+/// How many runs stand behind section 2's cells.
+fn repeats_note(r: &Results) -> String {
+    let repeated: Vec<&WriteRow> = r.writes.iter().filter(|w| w.p99_by_repeat.len() > 1).collect();
+    if repeated.is_empty() {
+        return "One run per cell.".into();
+    }
+    let which: Vec<String> = repeated.iter().map(|w| format!("the {} handler {} times", w.handler, w.p99_by_repeat.len())).collect();
+    format!(
+        "Runs per engine, interleaved (kcache, kube-rs, kcache, ...): {}, the other styles once. A repeated \
+         style's rows show each engine's run with the median event p99 (every figure of a row from that one \
+         run), and its ratios are medians of the ratios of runs made next to each other.",
+        which.join(", ")
+    )
 }
 
 fn lat_row(out: &mut String, what: &str, l: &Option<Lat>) {
@@ -220,8 +235,9 @@ pub fn results_md(r: &Results, charts: &[String]) -> String {
          from the synced cache to the write phase's working set, which happens once). Wire = the same run's \
          events read off a raw watch of the same pods by the writer's process (no decode, no store, no \
          handler): the floor that the simulator, the connections and the scheduling of three processes on \
-         these cores put under both engines. One run per cell.\n",
-        if r.quick { "10" } else { "30" }
+         these cores put under both engines. {}\n",
+        if r.quick { "10" } else { "30" },
+        repeats_note(r)
     );
     let _ = writeln!(
         o,
@@ -270,16 +286,40 @@ pub fn results_md(r: &Results, charts: &[String]) -> String {
             o,
             "| {} | {} | {} | {} |",
             w.handler,
-            fmt_ratio(div(k.map(|s| s.p99_ms), b.map(|s| s.p99_ms))),
-            fmt_ratio(div(k.and_then(|s| s.wire_p99_ms), b.map(|s| s.p99_ms))),
+            fmt_ratio(w.p99_ratio),
+            fmt_ratio(w.floor_ratio),
             fmt_ratio(div(k.map(|s| s.peak_rss_mb), b.map(|s| s.peak_rss_mb)))
         );
     }
     let _ = writeln!(
         o,
         "\nThe floor column is the lowest event-p99 ratio any engine could show in that row: an engine \
-         cannot deliver an event before its bytes arrive."
+         cannot deliver an event before its bytes arrive. Where a style ran several times, both columns are \
+         medians of the pairs' ratios."
     );
+    for w in r.writes.iter().filter(|w| w.p99_by_repeat.len() > 1) {
+        let pairs: Vec<String> = w
+            .p99_by_repeat
+            .iter()
+            .zip(&w.wire_p99_by_repeat)
+            .map(|([k, b], wire)| {
+                let ms = |v: &Option<f64>| opt(*v, |v| format!("{v:.2} ms"));
+                format!(
+                    "{} / {} ({}; floor {})",
+                    ms(k),
+                    ms(b),
+                    fmt_ratio(div(*k, *b)),
+                    fmt_ratio(div(*wire, *b))
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            o,
+            "\nEvent p99 of each {} pair, kcache / kube-rs (ratio; floor): {}.",
+            w.handler,
+            pairs.join("; ")
+        );
+    }
     let _ = writeln!(o);
     if has("event_p99.svg") {
         let _ = writeln!(o, "![event p99 per handler style](img/event_p99.svg)\n");
