@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::results::{Lat, Results, SYNC_VARIANTS, WriteRow, WriteSide};
+use super::results::{Lat, Results, SYNC_VARIANTS, WriteSide};
 
 /// README marker opening the generated block.
 pub const BEGIN: &str = "<!-- results:begin -->";
@@ -45,11 +45,15 @@ fn div(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 
 /// How many runs stand behind section 2's cells.
 fn repeats_note(r: &Results) -> String {
-    let repeated: Vec<&WriteRow> = r.writes.iter().filter(|w| w.p99_by_repeat.len() > 1).collect();
-    if repeated.is_empty() {
+    let which: Vec<String> = r
+        .writes
+        .iter()
+        .filter(|w| w.p99_by_repeat.len() > 1)
+        .map(|w| format!("the {} handler {} times", w.handler, w.p99_by_repeat.len()))
+        .collect();
+    if which.is_empty() {
         return "One run per cell.".into();
     }
-    let which: Vec<String> = repeated.iter().map(|w| format!("the {} handler {} times", w.handler, w.p99_by_repeat.len())).collect();
     format!(
         "Runs per engine, interleaved (kcache, kube-rs, kcache, ...): {}, the other styles once. A repeated \
          style's rows show each engine's run with the median event p99 (every figure of a row from that one \

@@ -217,7 +217,7 @@ impl WriteSide {
             events_received: r.events_received,
             wire_bytes: r.wire_bytes,
             wire_p50_ms: (r.wire_event_latency_ms.samples > 0).then_some(r.wire_event_latency_ms.p50),
-            wire_p99_ms: (r.wire_event_latency_ms.samples > 0).then_some(r.wire_event_latency_ms.p99),
+            wire_p99_ms: wire_p99(r),
         }
     }
 }
@@ -257,21 +257,25 @@ impl WriteRow {
         }
         let p99_by_repeat: Vec<[Option<f64>; 2]> =
             repeats.iter().map(|&rep| [k, b].map(|m| at(m, rep).map(|r| r.event_latency_ms.p99))).collect();
-        let wire_p99_by_repeat: Vec<Option<f64>> =
-            repeats.iter().map(|&rep| at(k, rep).map(WriteSide::from).and_then(|s| s.wire_p99_ms)).collect();
-        let paired = |num: &dyn Fn(usize) -> Option<f64>| {
-            median((0..p99_by_repeat.len()).filter_map(|i| ratio_of(num(i), p99_by_repeat[i][1])).collect())
-        };
+        let wire_p99_by_repeat: Vec<Option<f64>> = repeats.iter().map(|&rep| at(k, rep).and_then(wire_p99)).collect();
+        // The floor pairs two different figures, so it cannot go through `Index::ratio`.
+        let floor_ratio =
+            median(wire_p99_by_repeat.iter().zip(&p99_by_repeat).filter_map(|(wire, [_, b])| ratio_of(*wire, *b)).collect());
         Some(WriteRow {
             handler: handler.to_owned(),
             pods: k.or(b).and_then(|m| m.values().next()).map_or(0, |r| r.pods),
             sides: [k, b].map(|m| m.and_then(median_run).map(WriteSide::from)),
-            p99_ratio: paired(&|i| p99_by_repeat[i][0]),
-            floor_ratio: paired(&|i| wire_p99_by_repeat[i]),
+            p99_ratio: ix.ratio(Group::Writes, handler, "kcache", "kube-rs", |r| r.event_latency_ms.p99),
+            floor_ratio,
             p99_by_repeat,
             wire_p99_by_repeat,
         })
     }
+}
+
+/// The run's raw-watch p99 (ms), `None` when that watch reported nothing.
+fn wire_p99(r: &Report) -> Option<f64> {
+    (r.wire_event_latency_ms.samples > 0).then_some(r.wire_event_latency_ms.p99)
 }
 
 /// The run with the median event p99 (the lower middle one for an even count).
