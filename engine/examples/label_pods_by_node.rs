@@ -16,9 +16,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use kcache::ObjectRef;
-use kcache::runtime::controller::{Action, Controller};
-use kcache::runtime::informer::{Informer, InformerConfig};
-use kcache::runtime::source::KubeSource;
+use kcache::controller::{Action, Controller};
+use kcache::informer::{Informer, InformerConfig};
+use kcache::reflector::KubeSource;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams};
 

@@ -20,8 +20,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::Obj;
-use crate::runtime::informer::{Informer, InformerConfig, InformerKey, SharedInformerFactory};
-use crate::runtime::source::KubeSource;
+use crate::informer::{Informer, InformerConfig, InformerError, InformerKey, SharedInformerFactory};
+use crate::reflector::KubeSource;
 use crate::selector::LabelSelector;
 use crate::store::{Indexer, NAMESPACE_INDEX, StoreError};
 
@@ -49,7 +49,7 @@ pub enum ClientError {
     Store(#[from] StoreError),
     /// The informer could not be started.
     #[error("could not start the informer")]
-    Informer(#[from] crate::fifo::FifoError),
+    Informer(#[from] InformerError),
     /// The cache did not reach the resourceVersion in time.
     #[error("cache did not reach resourceVersion {0} in time")]
     Timeout(String),

@@ -7,26 +7,86 @@
 //!           -> store + indexes -> handlers / workqueue -> controller reconcile
 //! ```
 //!
-//! * [`wire`] turns a streaming HTTP body into documents and decodes each object's
-//!   metadata in one pass, without building a DOM or a typed struct.
-//! * [`arena`] holds object bytes in per-shard segments; [`Obj`] is the cheap,
-//!   immutable handle readers keep.
-//! * [`fifo`] applies deltas on one owner thread per shard, in per-key order, and
-//!   coalesces under backlog so memory stays O(keys).
-//! * [`store`] is the lock-free readable cache with copy-on-write indexes.
-//! * [`runtime`] holds the watcher, reflector and shared informers.
-//! * [`queue`] is a client-go compatible workqueue with rate limiters.
+//! | layer | module | what it owns |
+//! |---|---|---|
+//! | data path | [`wire`] | a streaming HTTP body turned into documents; each object's metadata decoded in one pass, without a DOM or a typed struct |
+//! | | [`arena`] | object bytes in segments; [`Obj`] is the cheap, immutable handle readers keep |
+//! | | [`store`] | the lock-free readable cache, copy-on-write indexes, arena compaction by the shard writers |
+//! | | [`fifo`] | deltas applied on one owner thread per shard, in per-key order, coalesced under backlog |
+//! | above it | [`reflector`] | list then watch one collection, recovering from every failure |
+//! | | [`informer`] | reflector -> fifo -> store + handlers, and the shared factory |
+//! | | [`controller`] | workqueue-driven reconcile loop |
+//! | | [`queue`] | client-go compatible workqueue with rate limiters (knows nothing of objects) |
+//! | | [`client`] | reads from the cache, writes to the API server |
+//! | support | [`testing`] | an in-memory source and object builders for tests and examples |
+//!
+//! The names a controller author needs are re-exported here: [`Informer`],
+//! [`SharedInformerFactory`], [`Store`], [`Handler`], [`Controller`], [`WorkQueue`],
+//! [`CachedClient`] and their error types.
+//!
+//! # Example
+//!
+//! An informer over an in-memory collection (against a cluster, the source is a
+//! [`KubeSource`] built from a `kube::Client`), a handler and a controller:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use kcache::{Action, Controller, Informer, InformerConfig, ObjectRef};
+//! use kcache::testing::MemorySource;
+//!
+//! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+//! let pods = MemorySource::new("Pod");
+//! pods.apply(serde_json::json!({"metadata": {"namespace": "default", "name": "web-0"}}));
+//! let informer = Informer::spawn(pods.clone(), InformerConfig::default()).unwrap();
+//! let controller = Controller::new();
+//! informer.add_handler(controller.handler_for_self()).unwrap();
+//! assert!(informer.wait_for_sync(Duration::from_secs(10)).await);
+//!
+//! let store = informer.store();
+//! let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+//! let record = seen.clone();
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! let run = tokio::spawn(controller.run(
+//!     move |key: ObjectRef| {
+//!         let pod = store.get(&key); // from memory, no API call
+//!         record.lock().unwrap().push((key.name.clone(), pod.is_some()));
+//!         async { Ok::<_, std::io::Error>(Action::Done) }
+//!     },
+//!     async move { let _ = stopped.await; },
+//! ));
+//! while seen.lock().unwrap().is_empty() { tokio::time::sleep(Duration::from_millis(1)).await; }
+//! stop.send(()).unwrap();
+//! run.await.unwrap();
+//! assert_eq!(seen.lock().unwrap()[0], ("web-0".to_owned(), true));
+//! # });
+//! ```
 #![deny(missing_docs, unsafe_op_in_unsafe_fn)]
 
 pub mod arena;
 pub mod client;
+pub mod controller;
 pub mod fifo;
+pub mod informer;
 pub mod metrics;
 pub mod object;
 pub mod queue;
-pub mod runtime;
+pub mod reflector;
 pub mod selector;
 pub mod store;
+pub mod testing;
 pub mod wire;
 
+/// The README's examples, compiled by `cargo test --doc` so that they keep up
+/// with the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
+pub use client::{CachedClient, ClientError};
+pub use controller::{Action, Controller};
+pub use informer::{Handler, HandlerId, Informer, InformerConfig, InformerError, InformerKey, SharedInformerFactory};
 pub use object::{Obj, ObjectRef};
+pub use queue::WorkQueue;
+pub use reflector::{KubeSource, WatcherConfig};
+pub use store::{Store, StoreConfig, StoreError};

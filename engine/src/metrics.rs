@@ -6,4 +6,4 @@
 //! * [`render`] turns a registry into the Prometheus text format.
 
 pub use crate::queue::render;
-pub use crate::runtime::metrics::register_informer;
+pub use crate::informer::register_informer;

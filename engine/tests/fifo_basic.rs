@@ -1,4 +1,4 @@
-//! Fifo semantics: order, notifications, relist, resync, relocate, handlers, barrier.
+//! Fifo semantics: order, notifications, relist, resync, compaction, handlers, barrier.
 
 #[path = "store_support/mod.rs"]
 mod support;
@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use kcache::Obj;
 use kcache::fifo::{Delta, Fifo, FifoError, Handler};
 use kcache::object::testing::pod;
-use kcache::store::{StoreConfig, StoreError, store};
+use kcache::arena::Arena;
+use kcache::store::{CompactionConfig, StoreConfig, StoreError, store};
 use support::name_on_shard;
 
 const T: Duration = Duration::from_secs(10);
@@ -167,30 +168,44 @@ fn resync_redelivers_every_stored_object_as_an_update_to_itself() {
 }
 
 #[test]
-fn relocate_swaps_the_stored_handle_without_notifying() {
-    let (mut f, rec) = fifo(2);
-    let store = f.store();
-    let v1 = pod("ns", "a", "1", &[("app", "x")]);
-    f.push(Delta::Added(v1.clone())).unwrap();
-    store.wait_for_blocking("1", T).unwrap();
-    let moved = pod("ns", "a", "1", &[("app", "x")]);
-    f.push(Delta::Relocate(moved.clone())).unwrap();
-    // A relocate of a stale version is ignored.
-    f.push(Delta::Relocate(pod("ns", "a", "0", &[("app", "x")]))).unwrap();
-    // The shard thread takes both (applies one, finds the other stale) and the
-    // backlog a compactor watches drops back to zero.
-    let deadline = std::time::Instant::now() + T;
-    while f.relocation_backlog() > 0 {
-        assert!(std::time::Instant::now() < deadline, "relocations never applied: {}", f.relocation_backlog());
-        std::thread::sleep(std::time::Duration::from_millis(1));
+fn a_compacting_fifo_moves_stored_objects_out_of_sparse_segments_without_notifying() {
+    let (store, writer) = store(StoreConfig::default().shards(2));
+    let mut arena = Arena::with_segment_bytes(16 << 10);
+    let config = CompactionConfig { compact_below: 0.9, interval: Duration::from_millis(1) };
+    let mut f = Fifo::spawn_compacting(writer, &arena, config).unwrap();
+    let rec = Arc::new(Recorder::default());
+    f.handlers().add(rec.clone()).unwrap();
+    // 300 objects in 16 KiB segments, then two of every three deleted: every
+    // sealed segment keeps a third of its bytes alive.
+    let labels = [("app", "a-label-value-long-enough-to-fill-segments-quickly")];
+    for i in 0..300 {
+        f.push(Delta::Added(arena.relocate(&pod("ns", &format!("p-{i}"), "1", &labels)))).unwrap();
+    }
+    for i in (0..300).filter(|i| i % 3 != 0) {
+        f.push(Delta::Deleted(pod("ns", &format!("p-{i}"), "2", &labels))).unwrap();
+    }
+    f.bookmark("2");
+    store.wait_for_blocking("2", T).unwrap();
+    let deadline = Instant::now() + T;
+    loop {
+        let mut sparse = 0;
+        for o in store.list() {
+            sparse += usize::from(o.segment_is_sparse());
+        }
+        if sparse == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{sparse} stored objects still in sparse segments");
+        std::thread::sleep(Duration::from_millis(5));
     }
     f.close();
-    assert_eq!(rec.log(), ["add a@1"]);
-    let stored = store.get_by_key("ns/a").unwrap();
-    assert_eq!(stored.resource_version(), "1");
-    assert!(std::ptr::eq(stored.json().as_ptr(), moved.json().as_ptr()), "the stored handle is the relocated one");
-    let in_index = store.index("namespace", "ns").unwrap().to_vec();
-    assert!(std::ptr::eq(in_index[0].json().as_ptr(), moved.json().as_ptr()), "indexes hold the relocated handle");
+    assert_eq!(store.len(), 100);
+    let log = rec.log();
+    assert_eq!(log.len(), 500, "300 adds and 200 deletes, and nothing for the moves: {log:?}");
+    // Indexes hold the moved handles too: nothing pins the old segments.
+    for o in store.index("namespace", "ns").unwrap().to_vec() {
+        assert!(!o.segment_is_sparse());
+    }
 }
 
 struct Panicky {

@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use kcache::runtime::backoff::Backoff;
-use kcache::runtime::memory::MemorySource;
-use kcache::runtime::source::{BodyStream, Source, SourceError};
-use kcache::runtime::watcher::{Event, Watcher, WatcherConfig, WatcherError};
+use kcache::reflector::Backoff;
+use kcache::testing::MemorySource;
+use kcache::reflector::{BodyStream, Source, SourceError};
+use kcache::reflector::{Event, Watcher, WatcherConfig, WatcherError};
 use kube::api::{ListParams, WatchParams};
 use kcache::wire::{Decoder, DecoderConfig};
 use serde_json::json;
@@ -26,7 +26,7 @@ fn fast_config() -> WatcherConfig {
 struct Running {
     rx: mpsc::UnboundedReceiver<Event>,
     stop: watch::Sender<bool>,
-    stats: std::sync::Arc<kcache::runtime::watcher::WatcherStats>,
+    stats: std::sync::Arc<kcache::reflector::WatcherStats>,
 }
 
 fn start(src: &MemorySource, config: WatcherConfig) -> Running {

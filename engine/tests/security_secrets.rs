@@ -12,8 +12,8 @@ use std::error::Error;
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::Pod;
-use kcache::runtime::source::{KubeSource, Source, SourceError};
-use kcache::runtime::watcher::WatcherError;
+use kcache::reflector::{KubeSource, Source, SourceError};
+use kcache::reflector::WatcherError;
 use kube::api::{ListParams, WatchParams};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;

@@ -1,6 +1,6 @@
 //! TLS certificate verification stays on for every client kcache builds or is handed.
 //!
-//! kcache never constructs TLS settings of its own: [`kcache::runtime::source::KubeSource`]
+//! kcache never constructs TLS settings of its own: [`kcache::reflector::KubeSource`]
 //! and [`kcache::client::CachedClient`] take a `kube::Client`, whose TLS comes
 //! from its `kube::Config`. So the checks are (1) kube's configs for an https
 //! URL or a kubeconfig verify certificates unless told otherwise, shown on the

@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
-use kcache::runtime::backoff::Backoff;
-use kcache::runtime::informer::{Informer, InformerConfig};
-use kcache::runtime::source::KubeSource;
-use kcache::runtime::watcher::WatcherError;
+use kcache::reflector::Backoff;
+use kcache::informer::{Informer, InformerConfig};
+use kcache::reflector::KubeSource;
+use kcache::reflector::WatcherError;
 use kcache_loadgen::podgen;
 use kcache_loadgen::sim::{FaultRequest, Line, RawClient, SimHandle, SimServer, Stats};
 

@@ -25,12 +25,6 @@ pub enum Delta {
     /// A resync of the stored object: handlers get `on_update(cur, cur)` with the
     /// store's current object (the carried object only names the key).
     Sync(Obj),
-    /// Extension point for arena compaction: the same object (same resourceVersion)
-    /// moved to new memory. Replaces the stored handle and its index entries without
-    /// notifying handlers, ahead of the key's pending deltas (the shard thread
-    /// applies relocations before its next key); ignored when the store by then
-    /// holds another version (a newer write already replaced the handle).
-    Relocate(Obj),
 }
 
 impl Delta {
@@ -42,8 +36,7 @@ impl Delta {
             | Delta::Deleted(o)
             | Delta::DeletedFinalStateUnknown(o)
             | Delta::Replaced(o)
-            | Delta::Sync(o)
-            | Delta::Relocate(o) => o,
+            | Delta::Sync(o) => o,
         }
     }
 }

@@ -11,7 +11,8 @@ use super::handler::Registration;
 use super::queue::{Command, Entry, Item, QueueState, ShardQueue, Slot, Upsert};
 use super::{Delta, FifoError, Handler, HandlerId};
 use crate::Obj;
-use crate::store::{Barrier, ResourceVersion, Store, Writer, shard_for_key, write_key};
+use crate::arena::Arena;
+use crate::store::{Barrier, CompactionConfig, ResourceVersion, ShardCompactor, Store, Writer, shard_for_key, write_key};
 
 /// State shared by the producer, the shard threads and [`Handlers`] handles.
 pub(crate) struct Shared {
@@ -84,6 +85,20 @@ impl Fifo {
     /// [`FifoError::Spawn`] when a thread cannot be started (threads already started
     /// are stopped).
     pub fn spawn(writer: Writer) -> Result<Fifo, FifoError> {
+        Fifo::start(writer, None)
+    }
+
+    /// Like [`Fifo::spawn`], and each shard thread also compacts its shard's
+    /// share of `arena` (the arena the objects are decoded into) as `config`
+    /// says; see the [module docs](crate::fifo#compaction).
+    ///
+    /// # Errors
+    /// [`FifoError::Spawn`] when a thread cannot be started.
+    pub fn spawn_compacting(writer: Writer, arena: &Arena, config: CompactionConfig) -> Result<Fifo, FifoError> {
+        Fifo::start(writer, Some((arena, config)))
+    }
+
+    fn start(writer: Writer, compaction: Option<(&Arena, CompactionConfig)>) -> Result<Fifo, FifoError> {
         let store = writer.as_reader();
         let (barrier, writers) = writer.into_parts();
         let n = writers.len();
@@ -102,9 +117,10 @@ impl Fifo {
             Fifo { shared, barrier, threads: Vec::with_capacity(n), seq: 0, last_rv: None, synced_marked: false, key: String::new() };
         for (i, w) in writers.into_iter().enumerate() {
             let (shared, barrier) = (Arc::clone(&fifo.shared), fifo.barrier.clone());
+            let compactor = compaction.map(|(arena, config)| ShardCompactor::new(config, arena.clone(), fifo.shared.store.clone(), i));
             let t = std::thread::Builder::new()
                 .name(format!("kcache-fifo-{i}"))
-                .spawn(move || super::worker::run(i, w, barrier, shared))
+                .spawn(move || super::worker::run(i, w, barrier, shared, compactor))
                 .map_err(|source| FifoError::Spawn { shard: i, source })?;
             fifo.threads.push(t);
         }
@@ -177,28 +193,12 @@ impl Fifo {
         if q.closed {
             return Err(Self::closed_error(key, Some(delta)));
         }
-        if let Delta::Relocate(obj) = delta {
-            // Out of band: a key with pending deltas may wait behind a slow
-            // handler for a long time, and its stored handle would pin an arena
-            // segment all that while. The swap is invisible, so order is moot.
-            q.relocations.push((Arc::from(key), obj));
-            queue.counters.relocations.fetch_add(1, Relaxed);
-            let first = q.relocations.len() == 1;
-            drop(q);
-            // The shard thread waits only when it holds no relocations and none
-            // are queued: later pushes of a batch need not wake it again.
-            if first {
-                queue.ready.notify_one();
-            }
-            return Ok(());
-        }
         let (item, moves_rv) = match delta {
             Delta::Added(o) | Delta::Updated(o) => (Item::Upsert(o, Upsert::Watch), true),
             Delta::Deleted(o) => (Item::Delete(o, false), true),
             Delta::DeletedFinalStateUnknown(o) => (Item::Delete(o, true), false),
             Delta::Replaced(o) => (Item::Upsert(o, Upsert::Replaced { initial: !self.synced_marked }), false),
             Delta::Sync(o) => (Item::Upsert(o, Upsert::Sync), false),
-            Delta::Relocate(o) => (Item::Upsert(o, Upsert::Relocate), false),
         };
         let rv = match &item {
             Item::Upsert(o, _) | Item::Delete(o, _) if moves_rv && !o.resource_version().is_empty() => {
@@ -325,44 +325,6 @@ impl Fifo {
         self.shared.pushed.fetch_add(pushed, Relaxed);
         self.barrier.advance(self.seq, self.last_rv.clone());
         Ok(())
-    }
-
-    /// Arena compaction of the queues: replaces each pending object that sits in a
-    /// sparse arena segment ([`Obj::segment_is_sparse`]) with `relocate`'s copy of
-    /// it, in place, until `budget` bytes were copied. Returns the bytes copied and
-    /// whether every pending object was visited.
-    ///
-    /// While handlers fall behind, the queues hold the oldest undelivered and the
-    /// newest object of each pending key; without this, each of them can pin a
-    /// whole arena segment of otherwise dead objects for as long as it waits.
-    /// The copy has the same bytes and metadata, so handlers cannot tell.
-    pub fn relocate_pending(&mut self, budget: usize, mut relocate: impl FnMut(&Obj) -> Obj) -> (usize, bool) {
-        let mut copied = 0;
-        for queue in &self.shared.queues {
-            let mut q = queue.lock();
-            for entry in q.pending.values_mut() {
-                for item in std::iter::once(&mut entry.first).chain(entry.last.as_mut()) {
-                    let (Item::Upsert(obj, _) | Item::Delete(obj, _)) = item;
-                    if !obj.segment_is_sparse() {
-                        continue;
-                    }
-                    if copied >= budget {
-                        return (copied, false);
-                    }
-                    copied += obj.json().len();
-                    *obj = relocate(obj);
-                }
-            }
-        }
-        (copied, true)
-    }
-
-    /// Relocated copies ([`Delta::Relocate`]) pushed and not yet applied, over
-    /// all shards. Each holds a copy of an object whose old bytes stay alive
-    /// until it is applied, so a compactor stops pushing while this is high: a
-    /// shard thread behind a slow handler applies only a few between two keys.
-    pub fn relocation_backlog(&self) -> usize {
-        self.shared.queues.iter().map(|q| q.counters.relocations.load(Relaxed)).sum()
     }
 
     /// Counters (see [`FifoStats`]).

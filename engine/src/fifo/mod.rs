@@ -58,12 +58,13 @@
 //! resourceVersion; [`Fifo::bookmark`] and the end of [`Fifo::replace`] advance it to
 //! the given version.
 //!
-//! # Compaction hook
-//! [`Delta::Relocate`] swaps the stored handle of an unchanged object for a new one
-//! (e.g. its bytes moved to a fresh arena segment) without notifying anyone; the
-//! shard thread applies relocations before its next key, out of the key order, so a
-//! handler that falls behind cannot keep old handles (and their segments) alive.
-//! [`Fifo::relocate_pending`] does the same for the objects waiting in the queues.
+//! # Compaction
+//! A fifo started with [`Fifo::spawn_compacting`] gives each shard thread a
+//! [`ShardCompactor`](crate::store::ShardCompactor): between two keys, when a step
+//! is due, the thread moves its shard's stored objects out of sparse arena segments
+//! (it is the shard's only writer, so a move never races an update) and then the
+//! objects waiting in its own queue, so a handler that falls behind cannot keep old
+//! segments alive. Handlers are not told: the copies have the same bytes.
 //!
 //! ```
 //! use std::sync::{Arc, Mutex};

@@ -27,8 +27,6 @@ pub(crate) enum Upsert {
     Replaced { initial: bool },
     /// A resync.
     Sync,
-    /// A compaction move of the stored object.
-    Relocate,
 }
 
 /// One pending delta.
@@ -113,13 +111,8 @@ impl Entry {
     /// * `[U, D] + U' -> [D, U']`: the key was deleted and re-created; handlers see the
     ///   delete, then the new object.
     /// * `[a, D] + D' -> [a, D'']`: deletion dedup.
-    /// * A relocate is dropped whenever anything is pending: the pending deltas will
-    ///   replace the stored handle anyway.
     pub(crate) fn push_with(&mut self, d: Item, stored: impl FnOnce() -> bool) -> usize {
         let before = self.count() + 1;
-        if matches!(d, Item::Upsert(_, Upsert::Relocate)) {
-            return 1;
-        }
         match self.last.take() {
             None => {
                 if self.first.is_delete() && d.is_delete() {
@@ -186,9 +179,6 @@ pub(crate) struct QueueState {
     pub(crate) pending: HashMap<Arc<str>, Entry>,
     /// Deltas held over all entries (`pending` counts keys).
     pub(crate) items: usize,
-    /// Compaction copies of stored objects, applied ahead of the key order (see
-    /// [`crate::fifo::Delta::Relocate`]), in push order.
-    pub(crate) relocations: Vec<(Arc<str>, Obj)>,
     /// No more pushes; the shard thread drains and exits.
     pub(crate) closed: bool,
 }
@@ -201,6 +191,32 @@ impl QueueState {
             Slot::Command(_) => None,
         })
     }
+
+    /// Arena compaction of this queue: replaces each pending object that
+    /// `relocate` copies (those in sparse segments) with the copy, in place,
+    /// until `budget` bytes were copied. Returns the bytes copied and whether
+    /// every pending object was visited.
+    ///
+    /// While handlers fall behind, the queue holds the oldest undelivered and the
+    /// newest object of each pending key; without this, each of them can pin a
+    /// whole arena segment of otherwise dead objects for as long as it waits.
+    /// The copy has the same bytes and metadata, so handlers cannot tell.
+    pub(crate) fn relocate_pending(&mut self, budget: usize, mut relocate: impl FnMut(&Obj) -> Option<Obj>) -> (usize, bool) {
+        let mut copied = 0;
+        for entry in self.pending.values_mut() {
+            for item in std::iter::once(&mut entry.first).chain(entry.last.as_mut()) {
+                let (Item::Upsert(obj, _) | Item::Delete(obj, _)) = item;
+                if copied >= budget {
+                    return (copied, false);
+                }
+                if let Some(copy) = relocate(obj) {
+                    copied += obj.json().len();
+                    *obj = copy;
+                }
+            }
+        }
+        (copied, true)
+    }
 }
 
 /// Counters of one shard, on their own cache line.
@@ -209,8 +225,6 @@ pub(crate) struct ShardCounters {
     pub(crate) applied: AtomicU64,
     pub(crate) backlog_keys: AtomicUsize,
     pub(crate) backlog_deltas: AtomicUsize,
-    /// Relocated copies pushed and not yet applied by the shard thread.
-    pub(crate) relocations: AtomicUsize,
 }
 
 pub(crate) struct ShardQueue {
@@ -336,12 +350,5 @@ mod tests {
         e.push(up("2"));
         assert_eq!(e.push(del("3", true)), 2);
         assert_eq!(shape(&e), ["D1"]);
-    }
-
-    #[test]
-    fn relocate_is_dropped_when_anything_is_pending() {
-        let mut e = Entry::new(up("1"), 1, None);
-        assert_eq!(e.push(Item::Upsert(pod("ns", "a", "0", &[]), Upsert::Relocate)), 1);
-        assert_eq!(shape(&e), ["U1"]);
     }
 }

@@ -1,14 +1,15 @@
 //! The shard thread: applies a shard's deltas to the store and delivers notifications.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::{Arc, PoisonError};
+use std::time::Instant;
 
 use super::handler::Registration;
 use super::queue::{Command, Entry, Item, Slot, Upsert};
 use super::fifo::Shared;
 use crate::Obj;
-use crate::store::{Barrier, ShardWriter};
+use crate::store::{Barrier, ShardCompactor, ShardWriter};
 
 /// A notification for the handlers, computed while the store is updated.
 pub(crate) enum Note {
@@ -21,13 +22,6 @@ pub(crate) enum Note {
 fn apply(writer: &mut ShardWriter, key: &str, item: Item) -> Option<Note> {
     match item {
         Item::Upsert(_, Upsert::Sync) => writer.get(key).map(|cur| Note::Update(cur.clone(), cur)),
-        Item::Upsert(obj, Upsert::Relocate) => {
-            let cur = writer.get(key)?;
-            if cur.resource_version() == obj.resource_version() {
-                log_wrong_shard(writer.upsert(obj));
-            }
-            None
-        }
         Item::Upsert(obj, kind) => {
             if let Upsert::Replaced { .. } = kind {
                 // A relist of an unchanged object: keep the stored handle, tell nobody.
@@ -70,37 +64,36 @@ fn deliver(note: &Note, handlers: &[Arc<Registration>], shared: &Shared) {
     }
 }
 
-/// Relocations a shard thread applies between two keys.
-const RELOCATIONS_PER_TURN: usize = 16;
-
 /// The shard thread's loop: runs until the fifo is closed and the queue drained.
-pub(crate) fn run(shard: usize, mut writer: ShardWriter, barrier: Barrier, shared: Arc<Shared>) {
+///
+/// With a compactor, a compaction step runs between two keys whenever one is
+/// due (busy or idle: a queue that never empties must not stop compaction),
+/// and an idle thread sleeps no longer than until the next step is due.
+pub(crate) fn run(
+    shard: usize,
+    mut writer: ShardWriter,
+    barrier: Barrier,
+    shared: Arc<Shared>,
+    mut compactor: Option<ShardCompactor>,
+) {
     let queue = &shared.queues[shard];
     let mut handlers: Vec<Arc<Registration>> = Vec::new();
     let mut notes: Vec<Note> = Vec::with_capacity(2);
-    // Relocations taken from the queue, applied a few per turn between keys
-    // and without the queue lock: each one rewrites the object's index
-    // entries, and a compaction step hands over hundreds at once, which the
-    // next event and the producer must not wait for. A relocation changes no
-    // key and no resourceVersion, so applying it unlocked keeps the relist
-    // invariant below; one that is stale by then is ignored by `apply`.
-    let mut relocating: Vec<(Arc<str>, Obj)> = Vec::new();
     loop {
-        let start = relocating.len().saturating_sub(RELOCATIONS_PER_TURN);
-        for (key, obj) in relocating.drain(start..) {
-            apply(&mut writer, &key, Item::Upsert(obj, Upsert::Relocate));
-            queue.counters.relocations.fetch_sub(1, Relaxed);
+        if let Some(c) = compactor.as_mut() {
+            let now = Instant::now();
+            if c.due().is_some_and(|at| at <= now) {
+                // The step writes the shard without the queue lock, as the
+                // relist invariant allows: a move changes no key and no
+                // resourceVersion. Only the pass over the queue's own objects
+                // takes the lock.
+                c.step(&mut writer, now, |c, budget| queue.lock().relocate_pending(budget, |o| c.relocate(o)));
+            }
         }
         let mut q = queue.lock();
         let slot = loop {
-            if relocating.is_empty() && !q.relocations.is_empty() {
-                std::mem::swap(&mut relocating, &mut q.relocations);
-            }
             if let Some(s) = q.order.pop_front() {
                 break Some(s);
-            }
-            if !relocating.is_empty() {
-                break None;
             }
             if q.closed {
                 barrier.set_shard_low(shard, None);
@@ -114,7 +107,16 @@ pub(crate) fn run(shard: usize, mut writer: ShardWriter, barrier: Barrier, share
                 q = queue.lock();
                 continue;
             }
-            q = queue.ready.wait(q).unwrap_or_else(std::sync::PoisonError::into_inner);
+            match compactor.as_ref().and_then(ShardCompactor::due) {
+                None => q = queue.ready.wait(q).unwrap_or_else(PoisonError::into_inner),
+                Some(at) => {
+                    let now = Instant::now();
+                    if at <= now {
+                        break None;
+                    }
+                    q = queue.ready.wait_timeout(q, at - now).unwrap_or_else(PoisonError::into_inner).0;
+                }
+            }
         };
         let Some(slot) = slot else { continue };
         match slot {

@@ -68,6 +68,7 @@
 //! overhead (map entries, keys, decoded metadata, index values and entries) computed
 //! from counters the shard writers keep, so it costs O(shards) to read.
 
+mod compact;
 mod config;
 mod cow;
 mod error;
@@ -77,6 +78,7 @@ mod table;
 #[allow(clippy::module_inception)] // the file holds the `Store` type, as tokio's sync/mutex.rs holds `Mutex`
 mod store;
 
+pub use compact::{CompactionConfig, ShardCompactor};
 pub use config::{IndexFunc, Indexer, LABEL_INDEX, NAMESPACE_INDEX, OWNER_INDEX, StoreConfig};
 pub use error::StoreError;
 pub use rv::{Barrier, ResourceVersion};

@@ -15,8 +15,8 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kcache::fifo::Handler;
 use kcache::queue::WorkQueue;
-use kcache::runtime::informer::{Informer, InformerConfig};
-use kcache::runtime::source::KubeSource;
+use kcache::informer::{Informer, InformerConfig};
+use kcache::reflector::KubeSource;
 use kcache::store::NAMESPACE_INDEX;
 use kcache::Obj;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
@@ -211,7 +211,7 @@ impl Engine {
         client: kube::Client,
         settings: &EngineSettings,
         recorder: Arc<Recorder>,
-    ) -> Result<Engine, kcache::fifo::FifoError> {
+    ) -> Result<Engine, kcache::InformerError> {
         match kind {
             EngineKind::Kcache => Self::start_kcache(client, settings, recorder),
             EngineKind::KubeRs => Ok(Self::start_kube_rs(client, settings, recorder)),
@@ -222,7 +222,7 @@ impl Engine {
         client: kube::Client,
         s: &EngineSettings,
         recorder: Arc<Recorder>,
-    ) -> Result<Engine, kcache::fifo::FifoError> {
+    ) -> Result<Engine, kcache::InformerError> {
         let source = KubeSource::for_type::<Pod>(client, None);
         let mut config = InformerConfig::default();
         config.watcher.label_selector = Some(s.label_selector.clone());

@@ -77,7 +77,7 @@ pub enum RunError {
     },
     /// The engine could not be started.
     #[error("could not start the engine")]
-    Engine(#[from] kcache::fifo::FifoError),
+    Engine(#[from] kcache::InformerError),
     /// `--preload` needs a simulator target.
     #[error("--preload needs the simulator (it bulk-loads pods itself); it cannot preload a real cluster")]
     PreloadNeedsSim,

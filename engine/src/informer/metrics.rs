@@ -53,8 +53,8 @@ impl std::fmt::Debug for InformerCollector {
 ///
 /// ```
 /// use prometheus_client::registry::Registry;
-/// use kcache::runtime::informer::{Informer, InformerConfig};
-/// use kcache::runtime::memory::MemorySource;
+/// use kcache::informer::{Informer, InformerConfig};
+/// use kcache::testing::MemorySource;
 /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
 /// let src = MemorySource::new("Pod");
 /// src.apply(serde_json::json!({"metadata": {"namespace": "default", "name": "a"}}));

@@ -3,7 +3,7 @@
 //! A [`Source`] hands back raw bytes — a whole LIST page, or the chunked body of a
 //! WATCH — so that the decoder sees exactly what the server sent, whichever source
 //! it is. The HTTP source ([`KubeSource`]) and the in-memory one
-//! ([`super::memory::MemorySource`]) sit behind the same trait, which is how the
+//! ([`crate::testing::MemorySource`]) sit behind the same trait, which is how the
 //! engine's own tests exercise the reflector without a network.
 
 use std::future::Future;
@@ -99,7 +99,7 @@ impl SourceError {
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-/// use kcache::runtime::source::KubeSource;
+/// use kcache::reflector::KubeSource;
 /// use k8s_openapi::api::core::v1::Pod;
 /// let client = kube::Client::try_default().await?;
 /// let pods = KubeSource::for_type::<Pod>(client, None);

@@ -22,12 +22,12 @@ use kube::api::{ListParams, WatchParams};
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
-use super::source::{BodyStream, Source, SourceError};
+use crate::reflector::{BodyStream, Source, SourceError};
 
 /// A shared in-memory collection of objects of one kind. Clones share state.
 ///
 /// ```
-/// use kcache::runtime::memory::MemorySource;
+/// use kcache::testing::MemorySource;
 /// let src = MemorySource::new("Pod");
 /// let rv = src.apply(serde_json::json!({"metadata": {"namespace": "default", "name": "a"}}));
 /// assert_eq!(rv, 1);

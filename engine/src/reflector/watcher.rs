@@ -99,14 +99,6 @@ pub trait EventSink: Send {
     /// new `Init`. The default does nothing, which is correct for a sink that
     /// restarts its buffer at every `Init`; it only holds memory longer.
     fn init_aborted(&mut self) {}
-
-    /// Called on the watcher's task between events, at most once per
-    /// [`WatcherConfig::maintenance_interval`], with the decoder whose arena
-    /// holds the objects' bytes: a sink that owns a store moves live objects
-    /// out of sparse arena segments here (see [`crate::arena`]).
-    fn maintain(&mut self, decoder: &mut Decoder) {
-        let _ = decoder;
-    }
 }
 
 impl<F: FnMut(Event) + Send> EventSink for F {
@@ -199,14 +191,6 @@ pub struct WatcherConfig {
     pub on_error: Option<ErrorCallback>,
     /// Largest watch frame accepted, in bytes. Default 16 MiB.
     pub max_frame_bytes: usize,
-    /// Least time between two [`EventSink::maintain`] calls (incremental arena
-    /// compaction). Default 2.5 ms: each call does a small, bounded amount of
-    /// work (the informer's copies 64 KiB at this interval), so frequent calls keep both
-    /// the stall per call (events that arrive meanwhile wait for it) and the
-    /// arena's dead bytes small. A watch calls it when it has drained the frames
-    /// it holds, before it waits for more; between two frames only once four
-    /// intervals have passed.
-    pub maintenance_interval: Duration,
     /// Most objects the collection may hold; `None` (default) for no limit.
     ///
     /// A LIST is read no further than `limit + 1` objects (page sizes are cut
@@ -232,7 +216,6 @@ impl Default for WatcherConfig {
             backoff: Backoff::default(),
             on_error: None,
             max_frame_bytes: 16 << 20,
-            maintenance_interval: Duration::from_micros(2_500),
             max_objects: None,
         }
     }
@@ -284,7 +267,6 @@ pub struct Watcher<S> {
     decoder: Decoder,
     config: WatcherConfig,
     stats: Arc<WatcherStats>,
-    last_maintenance: Instant,
     /// Objects in the collection as of the last event: the last complete
     /// list's count, plus ADDED, minus DELETED since.
     objects: usize,
@@ -329,7 +311,6 @@ impl<S: Source> Watcher<S> {
             decoder,
             config,
             stats: Arc::new(WatcherStats::default()),
-            last_maintenance: Instant::now(),
             objects: 0,
             listing: false,
             broke_on_bad_frame: false,
@@ -407,25 +388,6 @@ impl<S: Source> Watcher<S> {
                 self.listing = false;
                 sink.init_aborted();
             }
-        }
-    }
-
-    fn maybe_maintain(&mut self, sink: &mut impl EventSink) {
-        self.maintain_after(sink, self.config.maintenance_interval);
-    }
-
-    /// Maintenance between two frames of a watch: only when it is long
-    /// overdue. The watch loop maintains when it has drained the frames it
-    /// holds and is about to wait for the network, so that no event in hand
-    /// waits for a compaction step; this is for a stream that never pauses.
-    fn maintain_if_overdue(&mut self, sink: &mut impl EventSink) {
-        self.maintain_after(sink, self.config.maintenance_interval.saturating_mul(4));
-    }
-
-    fn maintain_after(&mut self, sink: &mut impl EventSink, interval: Duration) {
-        if self.last_maintenance.elapsed() >= interval {
-            self.last_maintenance = Instant::now();
-            sink.maintain(&mut self.decoder);
         }
     }
 
@@ -540,7 +502,6 @@ impl<S: Source> Watcher<S> {
             for obj in list.items {
                 sink.event(Event::InitApply(obj));
             }
-            self.maybe_maintain(sink);
             match list.continue_token {
                 Some(token) if !token.is_empty() => {
                     lp.continue_token = Some(token);
@@ -601,8 +562,7 @@ impl<S: Source> Watcher<S> {
             loop {
                 let frame = match framer.next_document() {
                     None => {
-                        self.maybe_maintain(sink);
-                        break;
+                                    break;
                     }
                     Some(Ok(frame)) => frame,
                     Some(Err(e)) => {
@@ -610,7 +570,6 @@ impl<S: Source> Watcher<S> {
                         return self.after_bad_frame(rv, initial, &end);
                     }
                 };
-                self.maintain_if_overdue(sink);
                 let event = match self.decoder.decode_event(&frame) {
                     Ok(event) => event,
                     Err(source) => {
@@ -655,8 +614,7 @@ impl<S: Source> Watcher<S> {
                         }
                     }
                     WatchEvent::Error(status) => {
-                        self.maybe_maintain(sink);
-                        let code = status.code;
+                                    let code = status.code;
                         self.report(&WatcherError::ErrorEvent {
                             code,
                             reason: status.reason.clone(),

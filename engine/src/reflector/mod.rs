@@ -1,0 +1,27 @@
+//! The reflector: LIST then WATCH one collection and turn the bytes into events.
+//!
+//! * [`Source`]: where bytes come from — [`KubeSource`] (kube-client, raw
+//!   streaming requests) or, in tests, [`crate::testing::MemorySource`], behind
+//!   one trait so the engine's own tests exercise the same code without a network.
+//! * [`Watcher`]: list then watch with bookmarks, rewatch, relist on 410, and
+//!   [`Backoff`] between failures; it hands [`Event`]s to an [`EventSink`] (the
+//!   informer's, normally).
+//!
+//! # Guarantees
+//! * Events reach the sink in the order the server sent them, on the watcher's
+//!   task; a list's objects arrive between [`Event::Init`] and
+//!   [`Event::InitDone`], or the list is abandoned with
+//!   [`EventSink::init_aborted`] and the sink keeps its last complete state.
+//! * The watcher recovers from every failure (see [`Watcher`]'s protocol) and
+//!   never hammers a failing server: each failure waits for the backoff.
+//!
+//! The reflector knows nothing of stores, fifos or arenas beyond the decoder it
+//! is given: what happens to the events is the sink's business.
+
+mod backoff;
+mod source;
+mod watcher;
+
+pub use backoff::Backoff;
+pub use source::{BodyStream, KubeSource, Source, SourceError};
+pub use watcher::{ErrorCallback, Event, EventSink, Watcher, WatcherConfig, WatcherError, WatcherStats};
