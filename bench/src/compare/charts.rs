@@ -245,7 +245,8 @@ pub fn draw_all(r: &Results, dir: &Path) -> Result<Vec<String>, ChartError> {
 mod tests {
     use super::*;
     use crate::compare::machine::Machine;
-    use crate::compare::results::{build, tests::synthetic};
+    use crate::compare::results::build;
+    use crate::compare::synthetic::synthetic;
 
     #[test]
     fn every_chart_with_data_is_written_as_svg() {

@@ -601,7 +601,8 @@ pub fn splice_readme(readme: &str, block: &str) -> String {
 mod tests {
     use super::*;
     use crate::compare::machine::Machine;
-    use crate::compare::results::{build, tests::synthetic};
+    use crate::compare::results::build;
+    use crate::compare::synthetic::synthetic;
 
     fn results() -> Results {
         let m = Machine { cores: 2, cpu_model: "Test CPU".into(), build_profile: "release".into(), date: "2026-01-02".into(), ..Machine::default() };

@@ -14,6 +14,8 @@ pub mod machine;
 pub mod markdown;
 pub mod plan;
 pub mod results;
+#[cfg(test)]
+mod synthetic;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -879,89 +879,10 @@ pub fn to_json(r: &Results) -> Value {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
     use crate::compare::plan::Job;
-    use kcache_loadgen::report::Percentiles;
-
-    fn pct(p99: f64) -> Percentiles {
-        Percentiles { p50: p99 / 2.0, p90: p99 * 0.8, p95: p99 * 0.9, p99, max: p99 * 2.0, samples: 100 }
-    }
-
-    pub(crate) fn outcome(group: Group, param: &str, variant: &str, rep: usize, r: Report) -> Outcome {
-        Outcome {
-            job: Job { group, param: param.into(), variant: variant.into(), rep, args: vec![] },
-            report: Some(r),
-            error: None,
-            wall_seconds: 1.0,
-        }
-    }
-
-    fn sync_report(mem_mb: f64, secs: f64) -> Report {
-        Report {
-            pods: 10_000,
-            rss_mb_before_engine: 10.0,
-            rss_mb_after_sync: 10.0 + mem_mb,
-            sync_seconds: secs,
-            wire_bytes: 40 * 1_048_576,
-            store_bytes: 38 * 1_048_576,
-            cache_matches_server: true,
-            ..Report::default()
-        }
-    }
-
-    /// A complete synthetic comparison: kcache uses 30 MiB vs kube-rs 200 MiB, etc.
-    pub(crate) fn synthetic() -> Vec<Outcome> {
-        let mut v = Vec::new();
-        let reads = |get: f64, list: f64| Report {
-            pods: 10_000,
-            cache_get_ns: pct(get),
-            cache_list_1000_ns: pct(list),
-            direct_get_ms: pct(0.5),
-            direct_list_1000_ms: pct(20.0),
-            cache_matches_server: true,
-            ..Report::default()
-        };
-        v.push(outcome(Group::Reads, "", "kcache", 0, reads(100.0, 1_000.0)));
-        v.push(outcome(Group::Reads, "", "kube-rs", 0, reads(400.0, 500_000.0)));
-        for (h, growth_k) in [("sync", 0.0), ("channel", 0.0), ("workqueue", 2.5)] {
-            let w = |p99: f64, rss: f64, slope: f64| Report {
-                pods: 10_000,
-                event_latency_ms: pct(p99),
-                wire_event_latency_ms: pct(3.0),
-                rss_mb_peak_engine: rss,
-                rss_mb_timeline: (0..9).map(|i| rss + slope * i as f64).collect(),
-                write_qps_achieved: 1990.0,
-                cache_matches_server: true,
-                ..Report::default()
-            };
-            v.push(outcome(Group::Writes, h, "kcache", 0, w(4.0, 60.0, growth_k)));
-            v.push(outcome(Group::Writes, h, "kube-rs", 0, w(10.0, 300.0, 5.0)));
-        }
-        // Three repeats; the middle kube-rs run is an outlier.
-        for (rep, kr) in [(0, 200.0), (1, 400.0), (2, 210.0)] {
-            v.push(outcome(Group::Sync, "10000", "kcache", rep, sync_report(30.0, 1.0)));
-            v.push(outcome(Group::Sync, "10000", "kcache-strip", rep, sync_report(20.0, 0.9)));
-            v.push(outcome(Group::Sync, "10000", "kcache-streaming", rep, sync_report(31.0, 0.8)));
-            v.push(outcome(Group::Sync, "10000", "kube-rs", rep, sync_report(kr, 4.0)));
-            v.push(outcome(Group::Sync, "10000", "kube-rs-streaming", rep, sync_report(kr, 3.0)));
-        }
-        for (period, resyncs) in [(0, 0), (30, 10_000), (300, 0)] {
-            let r = Report {
-                cpu_seconds: 2.0 + resyncs as f64 / 10_000.0,
-                api_calls: Some(ApiCalls { list: 20, watch: 1, get: 0 }),
-                resync_events: resyncs,
-                duration_seconds: 65.0,
-                ..Report::default()
-            };
-            v.push(outcome(Group::Resync, &period.to_string(), "kcache", 0, r));
-        }
-        v
-    }
-
-    fn machine() -> Machine {
-        Machine { cores: 2, cpu_model: "Test CPU".into(), build_profile: "release".into(), date: "2026-01-02".into(), ..Machine::default() }
-    }
+    use crate::compare::synthetic::{complete, key_paths, machine, outcome, overload_report, pct, scale_report, sim_figures, synthetic};
 
     #[test]
     fn medians_of_odd_and_even_counts() {
@@ -1159,52 +1080,15 @@ pub(crate) mod tests {
     #[test]
     fn a_scale_run_and_the_simulator_appear_in_goals_json_and_markdown() {
         let mut outcomes = synthetic();
-        let scale = Report {
-            pods: 100_000,
-            events_expected: 60_000,
-            events_received: 60_000,
-            events_lost: 0,
-            cache_matches_server: true,
-            event_latency_ms: pct(8.0),
-            ..Report::default()
-        };
-        outcomes.push(outcome(Group::Scale, "100000", "kcache", 0, scale));
-        let overloaded = |after: f64, peak: f64| Report {
-            rss_mb_after_sync: after,
-            rss_mb_peak_engine: peak,
-            wire_bytes: 50 * 1_048_576,
-            cache_matches_server: true,
-            ..Report::default()
-        };
-        outcomes.push(outcome(Group::Overload, "sync", "kcache", 0, overloaded(100.0, 150.0)));
-        outcomes.push(outcome(Group::Overload, "sync", "kube-rs", 0, overloaded(400.0, 900.0)));
+        outcomes.push(outcome(Group::Scale, "100000", "kcache", 0, scale_report()));
+        outcomes.push(outcome(Group::Overload, "sync", "kcache", 0, overload_report(100.0, 150.0)));
+        outcomes.push(outcome(Group::Overload, "sync", "kube-rs", 0, overload_report(400.0, 900.0)));
         let mut r = build(&outcomes, machine(), false, 1.0);
         let bound = r.goals.iter().find(|g| g.name.starts_with("peak RSS over RSS after sync")).unwrap();
         assert_eq!((bound.measured, bound.met()), (Some(1.0), Some(true)));
         let goal = r.goals.iter().find(|g| g.name.starts_with("events lost in the 100k")).unwrap();
         assert_eq!((goal.measured, goal.met()), (Some(0.0), Some(true)));
-        let h = |v: u64| {
-            let mut h = hdrhistogram::Histogram::<u64>::new(3).unwrap();
-            h.record(v).unwrap();
-            h
-        };
-        let phase = |rate: u64| crate::simload::WritePhase {
-            writes: rate * 10,
-            wall: std::time::Duration::from_secs(10),
-            cpu: std::time::Duration::from_secs(5),
-            latency_us: h(700),
-            events_expected: rate * 30,
-            events_received: rate * 30,
-            watches_closed_lagging: 0,
-        };
-        let figures = crate::simload::SimFigures {
-            pods: 10_000,
-            list: crate::simload::ListTiming { body_bytes: 50 << 20, latency_us: h(50_000) },
-            list_metadata: crate::simload::ListTiming { body_bytes: 5 << 20, latency_us: h(9_000) },
-            paced: phase(2_000),
-            flat_out: phase(4_000),
-        };
-        r.sim = Some(SimRow::from(&figures));
+        r.sim = Some(SimRow::from(&sim_figures()));
         let row = r.sim.as_ref().unwrap();
         assert!((row.paced.rate - 2_000.0).abs() < 1e-6 && (row.paced.cores - 0.5).abs() < 1e-9);
         assert!((row.list.p50 - 50e6).abs() / 50e6 < 0.01, "{}", row.list.p50);
@@ -1220,5 +1104,37 @@ pub(crate) mod tests {
         assert!(md.contains("## 7. Scale: 100000 pods at 2,000 writes/s"), "{md}");
         assert!(md.contains("## 8. The simulated API server on its own"), "{md}");
         assert!(md.contains("| 2,000/s target | 2000 |"), "{md}");
+    }
+
+    /// The key paths and value types of docs/results.json for [`complete`], as
+    /// the document writer first produced them; readers of the file rely on them.
+    const JSON_PATHS: &str = include_str!("testdata/results_json_paths.txt");
+
+    fn paths_text(j: &Value) -> String {
+        key_paths(j).iter().map(|(path, kind)| format!("{path}: {kind}\n")).collect()
+    }
+
+    #[test]
+    fn the_json_keeps_its_key_paths_and_types() {
+        let j = to_json(&complete());
+        assert_eq!(paths_text(&j), JSON_PATHS);
+    }
+
+    #[test]
+    fn docs_results_json_has_no_key_the_writer_lacks() {
+        // docs/results.json comes from a real comparison: every figure it holds
+        // is a key path of the writer's document, with the same type where both
+        // are measured.
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/results.json");
+        let docs: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let ours = to_json(&complete());
+        let ours = key_paths(&ours);
+        for (p, kind) in key_paths(&docs) {
+            let Some(&mine) = ours.get(&p) else {
+                assert!(kind == "empty", "docs/results.json has {p} ({kind}); the writer does not");
+                continue;
+            };
+            assert!(kind == mine || kind == "null" || mine == "null", "{p}: docs {kind}, writer {mine}");
+        }
     }
 }
