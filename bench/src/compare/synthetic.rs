@@ -10,7 +10,7 @@ use super::exec::Outcome;
 use super::machine::Machine;
 use super::plan::{Group, Job};
 use super::results::{Results, build};
-use super::results::SimRow;
+use super::rows::SimRow;
 
 /// Percentiles around `p99`, 100 samples.
 pub(crate) fn pct(p99: f64) -> Percentiles {
