@@ -7,6 +7,7 @@ use plotters::prelude::*;
 
 use super::markdown::fmt_ns;
 use super::results::Results;
+use super::rows::{Lat, SyncVariant, WriteRow};
 
 /// A chart could not be drawn or written.
 #[derive(Debug, thiserror::Error)]
@@ -164,15 +165,15 @@ pub fn draw_all(r: &Results, dir: &Path) -> Result<Vec<String>, ChartError> {
     };
 
     // Reads, log scale.
-    let p99 = |l: &Option<super::results::Lat>| l.map(|l| l.p99);
+    let p99 = |l: &Option<Lat>| l.map(|l| l.p99);
     let reads = Bars {
         title: "Read latency p99 (log scale, lower is better)",
         y_desc: "p99",
         groups: vec!["Get one pod".into(), "List 1,000 pods".into()],
         series: vec![
-            ("direct REST".into(), vec![p99(&r.reads.get[0]), p99(&r.reads.list[0])]),
-            ("kcache".into(), vec![p99(&r.reads.get[1]), p99(&r.reads.list[1])]),
-            ("kube-rs Store".into(), vec![p99(&r.reads.get[2]), p99(&r.reads.list[2])]),
+            ("direct REST".into(), vec![p99(&r.reads.get.direct), p99(&r.reads.list.direct)]),
+            ("kcache".into(), vec![p99(&r.reads.get.kcache), p99(&r.reads.list.kcache)]),
+            ("kube-rs Store".into(), vec![p99(&r.reads.get.kube_rs), p99(&r.reads.list.kube_rs)]),
         ],
         log: true,
         fmt: fmt_ns,
@@ -180,14 +181,15 @@ pub fn draw_all(r: &Results, dir: &Path) -> Result<Vec<String>, ChartError> {
     emit("reads.svg", draw_bars(&dir.join("reads.svg"), &reads))?;
 
     // Event p99 per handler style.
-    let side = |i: usize, f: fn(&super::results::WriteSide) -> f64| -> Vec<Option<f64>> {
-        r.writes.iter().map(|w| w.sides[i].as_ref().map(f)).collect()
-    };
+    let p99_ns = |engine: fn(&WriteRow) -> Option<f64>| -> Vec<Option<f64>> { r.writes.iter().map(engine).collect() };
     let events = Bars {
         title: "Event latency p99 at 2,000 writes/s (lower is better)",
         y_desc: "p99",
         groups: r.writes.iter().map(|w| format!("{} handler", w.handler)).collect(),
-        series: vec![("kcache".into(), side(0, |s| s.p99_ms * 1e6)), ("kube-rs".into(), side(1, |s| s.p99_ms * 1e6))],
+        series: vec![
+            ("kcache".into(), p99_ns(|w| w.sides.kcache.as_ref().map(|s| s.p99_ms * 1e6))),
+            ("kube-rs".into(), p99_ns(|w| w.sides.kube_rs.as_ref().map(|s| s.p99_ms * 1e6))),
+        ],
         log: false,
         fmt: fmt_ns,
     };
@@ -196,8 +198,8 @@ pub fn draw_all(r: &Results, dir: &Path) -> Result<Vec<String>, ChartError> {
     // RSS timelines.
     let mut lines = Vec::new();
     for w in &r.writes {
-        for (i, name) in ["kcache", "kube-rs"].iter().enumerate() {
-            if let Some(s) = &w.sides[i] {
+        for (name, side) in w.sides.named() {
+            if let Some(s) = side {
                 lines.push((format!("{name} / {}", w.handler), s.timeline.clone()));
             }
         }
@@ -206,8 +208,8 @@ pub fn draw_all(r: &Results, dir: &Path) -> Result<Vec<String>, ChartError> {
 
     // Memory and sync per size.
     let groups: Vec<String> = r.sync.iter().map(|s| format!("{} pods", s.pods)).collect();
-    let variant = |v: &str, i: usize| -> Vec<Option<f64>> {
-        r.sync.iter().map(|s| s.variants.get(v).map(|t| if i == 0 { t.0 } else { t.1 })).collect()
+    let variant = |v: &str, figure: fn(&SyncVariant) -> f64| -> Vec<Option<f64>> {
+        r.sync.iter().map(|s| s.variants.get(v).map(figure)).collect()
     };
     let in_mib = |v: Vec<Option<f64>>| v.into_iter().map(|x| x.map(|b| b / 1_048_576.0)).collect::<Vec<_>>();
     let memory = Bars {
@@ -215,9 +217,9 @@ pub fn draw_all(r: &Results, dir: &Path) -> Result<Vec<String>, ChartError> {
         y_desc: "RSS added by the synced cache",
         groups: groups.clone(),
         series: vec![
-            ("kcache".into(), in_mib(variant("kcache", 0))),
-            ("kcache, managedFields stripped".into(), in_mib(variant("kcache-strip", 0))),
-            ("kube-rs".into(), in_mib(variant("kube-rs", 0))),
+            ("kcache".into(), in_mib(variant("kcache", |x| x.cache_bytes))),
+            ("kcache, managedFields stripped".into(), in_mib(variant("kcache-strip", |x| x.cache_bytes))),
+            ("kube-rs".into(), in_mib(variant("kube-rs", |x| x.cache_bytes))),
             ("wire JSON".into(), in_mib(r.sync.iter().map(|s| s.wire_bytes).collect())),
         ],
         log: true,
@@ -229,10 +231,10 @@ pub fn draw_all(r: &Results, dir: &Path) -> Result<Vec<String>, ChartError> {
         y_desc: "seconds",
         groups,
         series: vec![
-            ("kcache paginated".into(), variant("kcache", 1)),
-            ("kcache streaming".into(), variant("kcache-streaming", 1)),
-            ("kube-rs paginated".into(), variant("kube-rs", 1)),
-            ("kube-rs streaming".into(), variant("kube-rs-streaming", 1)),
+            ("kcache paginated".into(), variant("kcache", |x| x.sync_seconds)),
+            ("kcache streaming".into(), variant("kcache-streaming", |x| x.sync_seconds)),
+            ("kube-rs paginated".into(), variant("kube-rs", |x| x.sync_seconds)),
+            ("kube-rs streaming".into(), variant("kube-rs-streaming", |x| x.sync_seconds)),
         ],
         log: true,
         fmt: |s| format!("{s:.2} s"),
@@ -245,7 +247,8 @@ pub fn draw_all(r: &Results, dir: &Path) -> Result<Vec<String>, ChartError> {
 mod tests {
     use super::*;
     use crate::compare::machine::Machine;
-    use crate::compare::results::{build, tests::synthetic};
+    use crate::compare::results::build;
+    use crate::compare::synthetic::synthetic;
 
     #[test]
     fn every_chart_with_data_is_written_as_svg() {

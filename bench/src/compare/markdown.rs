@@ -2,7 +2,8 @@
 
 use std::fmt::Write as _;
 
-use super::results::{Lat, Results, SYNC_VARIANTS, WriteSide};
+use super::results::Results;
+use super::rows::{Lat, SYNC_VARIANTS, WriteSide};
 
 /// README marker opening the generated block.
 pub const BEGIN: &str = "<!-- results:begin -->";
@@ -155,8 +156,8 @@ pub fn results_md(r: &Results, charts: &[String]) -> String {
     }
     if !r.failures.is_empty() {
         let _ = writeln!(o, "Runs that failed or whose checks failed (their figures are left out or marked):\n");
-        for (id, e) in &r.failures {
-            let _ = writeln!(o, "- `{id}`: {}", e.replace('|', "/"));
+        for f in &r.failures {
+            let _ = writeln!(o, "- `{}`: {}", f.job, f.error.replace('|', "/"));
         }
         let _ = writeln!(o);
     }
@@ -185,38 +186,38 @@ pub fn results_md(r: &Results, charts: &[String]) -> String {
         r.reads.get_p99_by_repeat.len()
     );
     let _ = writeln!(o, "| Get one pod | p50 | p95 | p99 | samples |\n|---|---|---|---|---|");
-    lat_row(&mut o, "direct GET", &r.reads.get[0]);
-    lat_row(&mut o, "kcache", &r.reads.get[1]);
-    lat_row(&mut o, "kube-rs Store", &r.reads.get[2]);
+    lat_row(&mut o, "direct GET", &r.reads.get.direct);
+    lat_row(&mut o, "kcache", &r.reads.get.kcache);
+    lat_row(&mut o, "kube-rs Store", &r.reads.get.kube_rs);
     let rate = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{:.2}%", v * 100.0));
     let _ = writeln!(
         o,
         "\nHit rate (timed Gets that found their pod; the keys are the cache's as the writes start, so the \
          writes' deletes make misses): kcache {}, kube-rs {}.",
-        rate(r.reads.get_hit_rate[0]),
-        rate(r.reads.get_hit_rate[1]),
+        rate(r.reads.get_hit_rate.kcache),
+        rate(r.reads.get_hit_rate.kube_rs),
     );
     let _ = writeln!(o, "\n| List 1,000 pods | p50 | p95 | p99 | samples |\n|---|---|---|---|---|");
-    lat_row(&mut o, "direct LIST", &r.reads.list[0]);
-    lat_row(&mut o, "kcache", &r.reads.list[1]);
-    lat_row(&mut o, "kube-rs Store", &r.reads.list[2]);
+    lat_row(&mut o, "direct LIST", &r.reads.list.direct);
+    lat_row(&mut o, "kcache", &r.reads.list.kcache);
+    lat_row(&mut o, "kube-rs Store", &r.reads.list.kube_rs);
     let p99 = |l: &Option<Lat>| l.map(|l| l.p99);
     let _ = writeln!(
         o,
         "\np99 ratios: Get kcache / kube-rs {}, kcache / direct {}; List kcache / kube-rs {}, kcache / direct {}.\n",
         fmt_ratio(r.reads.get_p99_ratio),
-        fmt_ratio(div(p99(&r.reads.get[1]), p99(&r.reads.get[0]))),
+        fmt_ratio(div(p99(&r.reads.get.kcache), p99(&r.reads.get.direct))),
         fmt_ratio(r.reads.list_p99_ratio),
-        fmt_ratio(div(p99(&r.reads.list[1]), p99(&r.reads.list[0]))),
+        fmt_ratio(div(p99(&r.reads.list.kcache), p99(&r.reads.list.direct))),
     );
     if r.reads.get_p99_by_repeat.len() > 1 {
         let runs: Vec<String> = r
             .reads
             .get_p99_by_repeat
             .iter()
-            .map(|[k, b]| {
-                let ns = |v: &Option<f64>| v.map_or_else(|| "-".to_owned(), fmt_ns);
-                format!("{} / {} ({})", ns(k), ns(b), fmt_ratio(div(*k, *b)))
+            .map(|p99| {
+                let ns = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), fmt_ns);
+                format!("{} / {} ({})", ns(p99.kcache), ns(p99.kube_rs), fmt_ratio(div(p99.kcache, p99.kube_rs)))
             })
             .collect();
         let _ = writeln!(o, "Get p99 of each run, kcache / kube-rs (ratio): {}.\n", runs.join("; "));
@@ -248,8 +249,8 @@ pub fn results_md(r: &Results, charts: &[String]) -> String {
         "| handler | engine | writes/s | event p50 | event p99 | max | wire p50 | wire p99 | samples | lost | cache = server | RSS after sync | peak RSS | RSS growth | CPU s |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for w in &r.writes {
-        for (i, name) in ["kcache", "kube-rs"].iter().enumerate() {
-            match &w.sides[i] {
+        for (name, side) in w.sides.named() {
+            match side {
                 Some(s) => {
                     let WriteSide { p50_ms, p99_ms, max_ms, samples, qps, lost, matches, peak_rss_mb, rss_after_sync_mb, growth, cpu_seconds, wire_p50_ms, wire_p99_ms, .. } = s;
                     let _ = writeln!(
@@ -285,7 +286,7 @@ pub fn results_md(r: &Results, charts: &[String]) -> String {
         "\n| handler | event p99 kcache / kube-rs | floor: wire p99 of kcache's run / kube-rs event p99 | peak RSS kcache / kube-rs |\n|---|---|---|---|"
     );
     for w in &r.writes {
-        let (k, b) = (w.sides[0].as_ref(), w.sides[1].as_ref());
+        let (k, b) = (w.sides.kcache.as_ref(), w.sides.kube_rs.as_ref());
         let _ = writeln!(
             o,
             "| {} | {} | {} | {} |",
@@ -306,14 +307,14 @@ pub fn results_md(r: &Results, charts: &[String]) -> String {
             .p99_by_repeat
             .iter()
             .zip(&w.wire_p99_by_repeat)
-            .map(|([k, b], wire)| {
-                let ms = |v: &Option<f64>| opt(*v, |v| format!("{v:.2} ms"));
+            .map(|(p99, wire)| {
+                let ms = |v: Option<f64>| opt(v, |v| format!("{v:.2} ms"));
                 format!(
                     "{} / {} ({}; floor {})",
-                    ms(k),
-                    ms(b),
-                    fmt_ratio(div(*k, *b)),
-                    fmt_ratio(div(*wire, *b))
+                    ms(p99.kcache),
+                    ms(p99.kube_rs),
+                    fmt_ratio(div(p99.kcache, p99.kube_rs)),
+                    fmt_ratio(div(*wire, p99.kube_rs))
                 )
             })
             .collect();
@@ -347,17 +348,17 @@ pub fn results_md(r: &Results, charts: &[String]) -> String {
         "| pods | runs | kcache | kcache, managedFields stripped | kube-rs | wire JSON | kcache store JSON | kcache / kube-rs | stripped / kube-rs | kcache / wire |\n|---|---|---|---|---|---|---|---|---|---|"
     );
     for s in &r.sync {
-        let mem = |v: &str| s.variants.get(v).map(|t| t.0);
+        let mem = |v: &str| s.variants.get(v).map(|x| x.cache_bytes);
         let _ = writeln!(
             o,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             s.pods,
-            s.variants.get("kcache").map_or(0, |t| t.2),
+            s.kcache_runs(),
             opt(mem("kcache"), fmt_mib),
             opt(mem("kcache-strip"), fmt_mib),
             opt(mem("kube-rs"), fmt_mib),
             opt(s.wire_bytes, fmt_mib),
-            opt(s.store_bytes[0], fmt_mib),
+            opt(s.store_bytes, fmt_mib),
             fmt_ratio(s.memory_ratio),
             fmt_ratio(s.memory_ratio_strip),
             fmt_ratio(div(mem("kcache"), s.wire_bytes)),
@@ -380,12 +381,12 @@ pub fn results_md(r: &Results, charts: &[String]) -> String {
         "| pods | runs | kcache paginated | kcache streaming | kube-rs paginated | kube-rs streaming | kcache / kube-rs (paginated) | kcache / kube-rs (streaming) |\n|---|---|---|---|---|---|---|---|"
     );
     for s in &r.sync {
-        let secs = |v: &str| s.variants.get(v).map(|t| t.1);
+        let secs = |v: &str| s.variants.get(v).map(|x| x.sync_seconds);
         let _ = writeln!(
             o,
             "| {} | {} | {} | {} | {} | {} | {} | {} |",
             s.pods,
-            s.variants.get("kcache").map_or(0, |t| t.2),
+            s.kcache_runs(),
             opt(secs(SYNC_VARIANTS[0]), |x| format!("{x:.3} s")),
             opt(secs(SYNC_VARIANTS[2]), |x| format!("{x:.3} s")),
             opt(secs(SYNC_VARIANTS[3]), |x| format!("{x:.3} s")),
@@ -445,13 +446,13 @@ pub fn results_md(r: &Results, charts: &[String]) -> String {
             crate::compare::plan::OVERLOAD_PODS,
             crate::compare::plan::OVERLOAD_HANDLER_COST_US / 1000,
             crate::compare::plan::OVERLOAD_HANDLER_COST_US,
-            crate::compare::results::OVERLOAD_BOUND_WIRE
+            crate::compare::goals::OVERLOAD_BOUND_WIRE
         );
         let _ = writeln!(
             o,
             "| engine | write phase | RSS after sync | peak RSS | growth | events seen / writes | lost | cache = server | event p99 |\n|---|---|---|---|---|---|---|---|---|"
         );
-        for (name, side) in [("kcache", &r.overload[0]), ("kube-rs", &r.overload[1])] {
+        for (name, side) in r.overload.named() {
             match side {
                 Some(x) => {
                     let _ = writeln!(
@@ -601,7 +602,8 @@ pub fn splice_readme(readme: &str, block: &str) -> String {
 mod tests {
     use super::*;
     use crate::compare::machine::Machine;
-    use crate::compare::results::{build, tests::synthetic};
+    use crate::compare::results::build;
+    use crate::compare::synthetic::synthetic;
 
     fn results() -> Results {
         let m = Machine { cores: 2, cpu_model: "Test CPU".into(), build_profile: "release".into(), date: "2026-01-02".into(), ..Machine::default() };

@@ -5,15 +5,25 @@
 //!
 //! * [`plan`]: which runs, in what order.
 //! * [`exec`]: one process per run; locating and building `loadgen`.
-//! * [`results`]: medians, pair-wise ratios, goals, JSON.
+//! * [`stats`]: medians, RSS growth, pair-wise ratios.
+//! * [`rows`]: one row type per scenario, built from the runs' reports.
+//! * [`goals`]: the goals and whether they were met.
+//! * [`results`]: everything a comparison measured, built from its outcomes.
+//! * [`json`]: the docs/results.json document.
 //! * [`markdown`] and [`charts`]: the documents.
 
 pub mod charts;
 pub mod exec;
+pub mod goals;
+pub mod json;
 pub mod machine;
 pub mod markdown;
 pub mod plan;
 pub mod results;
+pub mod rows;
+pub mod stats;
+#[cfg(test)]
+mod synthetic;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -47,6 +57,9 @@ pub enum CompareError {
     /// A chart failed.
     #[error(transparent)]
     Chart(#[from] charts::ChartError),
+    /// docs/results.json could not be serialised.
+    #[error("cannot serialise docs/results.json")]
+    Json(#[from] serde_json::Error),
     /// A document could not be written.
     #[error("cannot write {path}")]
     Write {
@@ -67,13 +80,13 @@ fn write(path: &Path, text: &str) -> Result<(), CompareError> {
 
 /// Measures the simulator on its own ([`crate::simload`]); a failure is
 /// recorded in `failures` and leaves the section out.
-fn measure_sim(quick: bool, failures: &mut Vec<(String, String)>) -> Option<results::SimRow> {
+fn measure_sim(quick: bool, failures: &mut Vec<results::Failure>) -> Option<rows::SimRow> {
     let (lists, paced, flat) = if quick { (5, 3, 2) } else { (30, 10, 5) };
     let t = Instant::now();
     let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            failures.push(("sim".into(), format!("cannot start a tokio runtime: {e}")));
+            failures.push(results::Failure { job: "sim".into(), error: format!("cannot start a tokio runtime: {e}") });
             return None;
         }
     };
@@ -81,9 +94,9 @@ fn measure_sim(quick: bool, failures: &mut Vec<(String, String)>) -> Option<resu
         rt.block_on(crate::simload::measure(10_000, lists, Duration::from_secs(paced), Duration::from_secs(flat)));
     eprintln!("compare: simulator on its own {:>6.1} s", t.elapsed().as_secs_f64());
     match measured {
-        Ok(f) => Some(results::SimRow::from(&f)),
+        Ok(f) => Some(rows::SimRow::from(&f)),
         Err(e) => {
-            failures.push(("sim".into(), e.to_string()));
+            failures.push(results::Failure { job: "sim".into(), error: e.to_string() });
             None
         }
     }
@@ -129,8 +142,7 @@ pub fn run(opts: &Options) -> Result<Results, CompareError> {
     let docs = opts.root.join("docs");
     let charts = charts::draw_all(&results, &docs.join("img"))?;
     write(&docs.join("RESULTS.md"), &markdown::results_md(&results, &charts))?;
-    let json = serde_json::to_string_pretty(&results::to_json(&results)).unwrap_or_default();
-    write(&docs.join("results.json"), &(json + "\n"))?;
+    write(&docs.join("results.json"), &json::to_text(&results)?)?;
     let readme_path = opts.root.join("README.md");
     let readme = std::fs::read_to_string(&readme_path).unwrap_or_default();
     write(&readme_path, &markdown::splice_readme(&readme, &markdown::readme_block(&results)))?;

@@ -1,0 +1,172 @@
+//! The goals a comparison checks: each a measured figure against a limit it
+//! must not exceed.
+//!
+//! # Guarantees
+//! * A goal whose figure could not be measured is "not measured", never met.
+
+use super::results::Results;
+use super::rows::{WriteRow, WriteSide};
+
+/// A goal and whether it was met.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Goal {
+    /// What is compared.
+    pub name: String,
+    /// The goal as text (`<= 0.2x`).
+    pub target: String,
+    /// The measured value (a ratio, or a growth fraction).
+    pub measured: Option<f64>,
+    /// The limit `measured` must not exceed.
+    pub limit: f64,
+    /// The best value reachable in the same runs, where a floor was measured
+    /// (the event-latency ratio cannot go below the wire's).
+    pub floor: Option<f64>,
+}
+
+impl Goal {
+    /// `Some(true)` when met, `None` when not measured.
+    pub fn met(&self) -> Option<bool> {
+        self.measured.map(|m| m <= self.limit)
+    }
+
+    /// "met", or "missed by 1.7x", or "not measured".
+    pub fn verdict(&self) -> String {
+        match (self.measured, self.met()) {
+            (Some(_), Some(true)) => "met".into(),
+            (Some(m), _) if self.limit > 0.0 => format!("missed: {:.2}x the limit", m / self.limit),
+            (Some(m), _) => format!("missed: {m:.3} over a limit of 0"),
+            _ => "not measured".into(),
+        }
+    }
+}
+
+/// The documented bound on kcache's memory growth under overload (docs/TUNING.md):
+/// at most this many times the pods' wire bytes above the RSS after sync. Live
+/// objects are the store's (1x), one queued version per pending key (1x) and
+/// the final states of deleted keys awaiting delivery (up to ~1x); the arena
+/// compacts segments under half live, so it holds up to 2x its live bytes:
+/// 3 x 2 = 6x.
+pub const OVERLOAD_BOUND_WIRE: f64 = 6.0;
+
+/// The goals, measured.
+pub fn goals(r: &Results) -> Vec<Goal> {
+    let small = r.small_sync();
+    let label = small.map_or_else(|| "10k".to_owned(), |s| format!("{}k", s.pods / 1000));
+    let sync_w = r.write_row("sync");
+    let wq = r.write_row("workqueue");
+    fn kcache_side(row: Option<&WriteRow>) -> Option<&WriteSide> {
+        row.and_then(|w| w.sides.kcache.as_ref())
+    }
+    // The resync API-call check: every kcache resync run made as many LIST and
+    // WATCH calls as the run without resync.
+    let base = r.resync.iter().find(|x| x.variant == "kcache" && x.period == 0).and_then(|x| x.api_calls);
+    let extra_calls = base.map(|b| {
+        r.resync
+            .iter()
+            .filter(|x| x.variant == "kcache" && x.period > 0)
+            .filter_map(|x| x.api_calls)
+            .map(|c| c.total().saturating_sub(b.total()) as f64)
+            .fold(0.0, f64::max)
+    });
+    vec![
+        Goal {
+            name: format!("memory to hold {label} pods, kcache / kube-rs"),
+            target: "<= 0.2x".into(),
+            measured: small.and_then(|s| s.memory_ratio),
+            limit: 0.2,
+            floor: None,
+        },
+        Goal {
+            name: format!("initial sync of {label} pods, kcache / kube-rs"),
+            target: "<= 0.5x".into(),
+            measured: small.and_then(|s| s.sync_ratio),
+            limit: 0.5,
+            floor: None,
+        },
+        Goal {
+            name: "Get one pod p99 (2 readers, 2,000 writes/s), kcache / kube-rs".into(),
+            target: "<= 0.5x".into(),
+            measured: r.reads.get_p99_ratio,
+            limit: 0.5,
+            floor: None,
+        },
+        Goal {
+            name: "List 1,000 pods p99, kcache / kube-rs".into(),
+            target: "<= 0.1x".into(),
+            measured: r.reads.list_p99_ratio,
+            limit: 0.1,
+            floor: None,
+        },
+        Goal {
+            name: "event p99 at 2,000 writes/s (sync handler), kcache / kube-rs".into(),
+            target: "<= 0.5x".into(),
+            measured: sync_w.and_then(|w| w.p99_ratio),
+            limit: 0.5,
+            floor: sync_w.and_then(|w| w.floor_ratio),
+        },
+        Goal {
+            name: "kcache event p99 at 2,000 writes/s (sync handler), ms".into(),
+            target: "< 10 ms".into(),
+            measured: kcache_side(sync_w).map(|s| s.p99_ms),
+            limit: 10.0,
+            floor: None,
+        },
+        Goal {
+            name: "workqueue style RSS growth over the write phase, kcache (last third vs middle third)".into(),
+            target: "<= 5% (flat)".into(),
+            measured: kcache_side(wq).and_then(|s| s.growth),
+            limit: 0.05,
+            floor: None,
+        },
+        Goal {
+            name: "extra API calls caused by resync, kcache".into(),
+            target: "0".into(),
+            measured: extra_calls,
+            limit: 0.0,
+            floor: None,
+        },
+        Goal {
+            name: format!(
+                "peak RSS over RSS after sync with a 10x-slow handler, kcache, in units of the pods' wire bytes (bound {OVERLOAD_BOUND_WIRE})"
+            ),
+            target: format!("<= {OVERLOAD_BOUND_WIRE}x wire"),
+            measured: r.overload.kcache.as_ref().filter(|s| s.wire_bytes > 0).map(|s| {
+                (s.peak_rss_mb - s.rss_after_sync_mb).max(0.0) * 1_048_576.0 / s.wire_bytes as f64
+            }),
+            limit: OVERLOAD_BOUND_WIRE,
+            floor: None,
+        },
+        Goal {
+            name: "events lost in the 100k-pod scale run at 2,000 writes/s, kcache".into(),
+            target: "0".into(),
+            measured: r.scale.as_ref().map(|s| if s.cache_matches_server { s.events_lost as f64 } else { f64::INFINITY }),
+            limit: 0.0,
+            floor: None,
+        },
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::compare::results::build;
+    use crate::compare::synthetic::{machine, synthetic};
+
+    #[test]
+    fn goals_report_met_and_missed_with_the_factor() {
+        let r = build(&synthetic(), machine(), false, 1.0);
+        let by_name = |p: &str| r.goals.iter().find(|g| g.name.starts_with(p)).unwrap();
+        assert_eq!(by_name("memory").met(), Some(true));
+        assert_eq!(by_name("Get one pod").measured, Some(0.25));
+        // List: 1,000 / 500,000 = 0.002 -> met.
+        assert_eq!(by_name("List").met(), Some(true));
+        // Event p99 4 / 10 = 0.4 -> met.
+        assert_eq!(by_name("event p99").met(), Some(true));
+        // Workqueue kcache RSS grows 60 -> 80 MiB: the last third is ~11% above the middle one.
+        let wq = by_name("workqueue");
+        assert_eq!(wq.met(), Some(false));
+        assert!(wq.verdict().starts_with("missed: "), "{}", wq.verdict());
+        // Same API calls with and without resync.
+        assert_eq!(by_name("extra API calls").measured, Some(0.0));
+        assert_eq!(by_name("extra API calls").met(), Some(true));
+    }
+}
