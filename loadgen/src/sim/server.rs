@@ -21,8 +21,8 @@ use tokio_util::sync::CancellationToken;
 use super::faults::{Counters, FaultRequest, Faults};
 use super::selector::{FieldSelector, LabelSelector};
 use super::status::ApiError;
-use super::store::{DeleteOptions, ListQuery, PatchKind, ResourceId, Store, WatchStart};
-use super::watch::{self, WatchSpec};
+use super::store::{DeleteOptions, ListQuery, PatchKind, ResourceId, Store};
+use super::watch;
 
 /// Request bodies larger than this answer 413 (the real server's limit).
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -162,7 +162,7 @@ fn url_decode(s: &str) -> String {
 }
 
 /// Parsed query parameters (last value wins).
-struct Query(Vec<(String, String)>);
+pub(crate) struct Query(Vec<(String, String)>);
 
 impl Query {
     fn parse(q: Option<&str>) -> Self {
@@ -177,25 +177,28 @@ impl Query {
                 .collect(),
         )
     }
-    fn get(&self, k: &str) -> Option<&str> {
+    /// The last value of parameter `k`.
+    pub(crate) fn get(&self, k: &str) -> Option<&str> {
         self.0
             .iter()
             .rev()
             .find(|(key, _)| key == k)
             .map(|(_, v)| v.as_str())
     }
-    fn flag(&self, k: &str) -> Option<bool> {
+    /// A boolean parameter the way the real server reads one (`1`, `true`, `True` or empty).
+    pub(crate) fn flag(&self, k: &str) -> Option<bool> {
         self.get(k).map(|v| matches!(v, "1" | "true" | "True" | ""))
     }
 }
 
 /// A routed API path.
-struct Target {
-    res: ResourceId,
-    def: Arc<super::resource::ResourceDef>,
-    namespace: String,
-    name: Option<String>,
-    subresource: Option<String>,
+pub(crate) struct Target {
+    pub(crate) res: ResourceId,
+    pub(crate) def: Arc<super::resource::ResourceDef>,
+    /// Empty for a cluster-scoped path or an all-namespaces list.
+    pub(crate) namespace: String,
+    pub(crate) name: Option<String>,
+    pub(crate) subresource: Option<String>,
 }
 
 enum Route {
@@ -423,7 +426,7 @@ async fn dispatch(
     match (method, target.name.clone()) {
         (Method::GET, None) if query.flag("watch").unwrap_or(false) => {
             c.watch.fetch_add(1, Relaxed);
-            start_watch(shared, &target, &query, metadata_only, cancel)
+            watch::start(shared, &target, &query, metadata_only, cancel)
         }
         (Method::GET, None) => {
             c.list.fetch_add(1, Relaxed);
@@ -534,112 +537,6 @@ async fn dispatch(
             Err(ApiError::method_not_allowed())
         }
     }
-}
-
-fn start_watch(
-    shared: &Arc<Shared>,
-    target: &Target,
-    query: &Query,
-    metadata_only: bool,
-    cancel: CancellationToken,
-) -> Result<Response<SimBody>, ApiError> {
-    let labels = LabelSelector::parse(query.get("labelSelector").unwrap_or(""))?;
-    let fields = FieldSelector::parse(query.get("fieldSelector").unwrap_or(""))?;
-    let bookmarks = query.flag("allowWatchBookmarks").unwrap_or(false);
-    let send_initial = query.flag("sendInitialEvents");
-    let rv = query.get("resourceVersion").unwrap_or("");
-    let rv_match = query.get("resourceVersionMatch").unwrap_or("");
-    let timeout = match query.get("timeoutSeconds").filter(|t| !t.is_empty()) {
-        Some(t) => Some(Duration::from_secs(t.parse::<u64>().map_err(|_| {
-            ApiError::bad_request(format!("invalid timeoutSeconds: {t:?}"))
-        })?)),
-        None => None,
-    };
-    if send_initial == Some(true) && rv_match != "NotOlderThan" {
-        return Err(ApiError::invalid(
-            "ListOptions",
-            "",
-            "resourceVersionMatch",
-            "FieldValueForbidden",
-            "Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
-        ));
-    }
-    if send_initial == Some(true) && !bookmarks {
-        return Err(ApiError::invalid(
-            "ListOptions",
-            "",
-            "allowWatchBookmarks",
-            "FieldValueForbidden",
-            "Forbidden: sendInitialEvents requires allowWatchBookmarks=true",
-        ));
-    }
-    // Kubernetes API concepts, "Semantics for watch": unset and "0" start with
-    // synthetic ADDED events for the current state unless sendInitialEvents=false;
-    // an explicit RV replays every later event (410 when compacted).
-    let start = match (rv, send_initial) {
-        (_, Some(true)) => WatchStart::InitialState,
-        ("" | "0", Some(false)) => WatchStart::Now,
-        ("" | "0", None) => WatchStart::InitialState,
-        (rv, _) => WatchStart::From(
-            rv.parse::<u64>()
-                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv:?}")))?,
-        ),
-    };
-    let namespace = (!target.namespace.is_empty()).then(|| target.namespace.clone());
-    let (tx, rx) = mpsc::channel(64);
-    let started = if shared.faults.expire_every_watch.load(Relaxed) {
-        let requested = match start {
-            WatchStart::From(rv) => rv,
-            WatchStart::Now | WatchStart::InitialState => shared.store.resource_version(),
-        };
-        Err(ApiError::too_old_resource_version(
-            requested,
-            shared.store.resource_version() + 1,
-        ))
-    } else {
-        shared
-            .store
-            .start_watch(target.res, namespace.as_deref(), start)
-    };
-    match started {
-        Ok(seed) => {
-            let spec = WatchSpec {
-                res: target.res,
-                def: target.def.clone(),
-                namespace,
-                labels,
-                fields,
-                bookmarks,
-                initial_events_end: send_initial == Some(true),
-                timeout,
-                metadata_only,
-            };
-            let mut malformed = shared.faults.malformed.subscribe();
-            malformed.mark_unchanged();
-            tokio::spawn(watch::run(
-                shared.clone(),
-                spec,
-                seed,
-                malformed,
-                tx,
-                cancel,
-            ));
-        }
-        Err(e) => {
-            // The real server answers 200 and sends one ERROR event, then closes.
-            let mut f = Vec::from(&br#"{"type":"ERROR","object":"#[..]);
-            f.extend_from_slice(&e.to_json());
-            f.extend_from_slice(b"}\n");
-            shared.counters.events_sent.fetch_add(1, Relaxed);
-            let _ = tx.try_send(Bytes::from(f));
-        }
-    }
-    let mut r = Response::new(SimBody::Stream(rx));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    Ok(r)
 }
 
 async fn admin(

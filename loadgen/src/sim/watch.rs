@@ -1,5 +1,6 @@
-//! One WATCH stream: initial events, history backlog, then live events, bookmarks
-//! and injected faults, written as newline-delimited JSON chunks.
+//! One WATCH stream: its request parameters, then initial events, history
+//! backlog, live events, bookmarks and injected faults, written as
+//! newline-delimited JSON chunks.
 //!
 //! # Guarantees
 //! * Events reach a watcher in resourceVersion order, each at most once.
@@ -17,14 +18,16 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::{Response, header};
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::resource::ResourceDef;
 use super::selector::{FieldSelector, LabelSelector};
-use super::server::Shared;
-use super::store::{Event, EventType, ResourceId, Stored, WatchSeed, frame};
+use super::server::{Query, Shared, SimBody, Target};
+use super::status::ApiError;
+use super::store::{Event, EventType, ResourceId, Stored, WatchSeed, WatchStart, frame};
 
 /// Initial events are sent in chunks of about this size.
 const INITIAL_CHUNK: usize = 256 * 1024;
@@ -140,6 +143,115 @@ impl WatchSpec {
         out.extend_from_slice(b"}}\n");
         Bytes::from(out)
     }
+}
+
+/// Answers a WATCH request: validates its parameters, seeds the stream from the
+/// store and spawns [`run`]; a watch that cannot start (410, forced expiry) is
+/// answered the real server's way, 200 with one ERROR event.
+pub(crate) fn start(
+    shared: &Arc<Shared>,
+    target: &Target,
+    query: &Query,
+    metadata_only: bool,
+    cancel: CancellationToken,
+) -> Result<Response<SimBody>, ApiError> {
+    let labels = LabelSelector::parse(query.get("labelSelector").unwrap_or(""))?;
+    let fields = FieldSelector::parse(query.get("fieldSelector").unwrap_or(""))?;
+    let bookmarks = query.flag("allowWatchBookmarks").unwrap_or(false);
+    let send_initial = query.flag("sendInitialEvents");
+    let rv = query.get("resourceVersion").unwrap_or("");
+    let rv_match = query.get("resourceVersionMatch").unwrap_or("");
+    let timeout = match query.get("timeoutSeconds").filter(|t| !t.is_empty()) {
+        Some(t) => Some(Duration::from_secs(t.parse::<u64>().map_err(|_| {
+            ApiError::bad_request(format!("invalid timeoutSeconds: {t:?}"))
+        })?)),
+        None => None,
+    };
+    if send_initial == Some(true) && rv_match != "NotOlderThan" {
+        return Err(ApiError::invalid(
+            "ListOptions",
+            "",
+            "resourceVersionMatch",
+            "FieldValueForbidden",
+            "Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+        ));
+    }
+    if send_initial == Some(true) && !bookmarks {
+        return Err(ApiError::invalid(
+            "ListOptions",
+            "",
+            "allowWatchBookmarks",
+            "FieldValueForbidden",
+            "Forbidden: sendInitialEvents requires allowWatchBookmarks=true",
+        ));
+    }
+    // Kubernetes API concepts, "Semantics for watch": unset and "0" start with
+    // synthetic ADDED events for the current state unless sendInitialEvents=false;
+    // an explicit RV replays every later event (410 when compacted).
+    let start = match (rv, send_initial) {
+        (_, Some(true)) => WatchStart::InitialState,
+        ("" | "0", Some(false)) => WatchStart::Now,
+        ("" | "0", None) => WatchStart::InitialState,
+        (rv, _) => WatchStart::From(
+            rv.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv:?}")))?,
+        ),
+    };
+    let namespace = (!target.namespace.is_empty()).then(|| target.namespace.clone());
+    let (tx, rx) = mpsc::channel(64);
+    let started = if shared.faults.expire_every_watch.load(Relaxed) {
+        let requested = match start {
+            WatchStart::From(rv) => rv,
+            WatchStart::Now | WatchStart::InitialState => shared.store.resource_version(),
+        };
+        Err(ApiError::too_old_resource_version(
+            requested,
+            shared.store.resource_version() + 1,
+        ))
+    } else {
+        shared
+            .store
+            .seed_watch(target.res, namespace.as_deref(), start)
+    };
+    match started {
+        Ok(seed) => {
+            let spec = WatchSpec {
+                res: target.res,
+                def: target.def.clone(),
+                namespace,
+                labels,
+                fields,
+                bookmarks,
+                initial_events_end: send_initial == Some(true),
+                timeout,
+                metadata_only,
+            };
+            let mut malformed = shared.faults.malformed.subscribe();
+            malformed.mark_unchanged();
+            tokio::spawn(run(
+                shared.clone(),
+                spec,
+                seed,
+                malformed,
+                tx,
+                cancel,
+            ));
+        }
+        Err(e) => {
+            // The real server answers 200 and sends one ERROR event, then closes.
+            let mut f = Vec::from(&br#"{"type":"ERROR","object":"#[..]);
+            f.extend_from_slice(&e.to_json());
+            f.extend_from_slice(b"}\n");
+            shared.counters.events_sent.fetch_add(1, Relaxed);
+            let _ = tx.try_send(Bytes::from(f));
+        }
+    }
+    let mut r = Response::new(SimBody::Stream(rx));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    Ok(r)
 }
 
 /// A malformed frame: the start of an event, cut off, then a newline.

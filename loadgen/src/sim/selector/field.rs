@@ -1,43 +1,7 @@
-//! Label and field selectors, parsed with the grammar and error messages of
-//! k8s.io/apimachinery/pkg/labels (selector.go, through [`kcache::selector`])
-//! and pkg/fields.
+//! The field selector: `=`, `==` and `!=` terms over the four fields the
+//! simulator indexes, with the real server's errors for anything else.
 
-use super::status::ApiError;
-
-/// A parsed label selector; the empty selector matches everything.
-///
-/// The grammar and its error messages are kcache's own
-/// ([`kcache::selector`], apimachinery's `labels.Parse`): the simulator and the
-/// cache it serves read a selector the same way.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct LabelSelector(kcache::selector::LabelSelector);
-
-impl LabelSelector {
-    /// Parses a `labelSelector` query value; errors are 400 BadRequest Status bodies
-    /// with the real server's message.
-    pub fn parse(s: &str) -> Result<Self, ApiError> {
-        s.parse()
-            .map(LabelSelector)
-            .map_err(|e: kcache::selector::SelectorError| {
-                ApiError::bad_request(format!("unable to parse requirement: {}", e.reason))
-            })
-    }
-
-    /// Whether the selector is empty (matches everything).
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Whether a label set matches.
-    pub fn matches(&self, labels: &[(String, String)]) -> bool {
-        self.0.matches_labels(|k| {
-            labels
-                .iter()
-                .find(|(lk, _)| lk == k)
-                .map(|(_, v)| v.as_str())
-        })
-    }
-}
+use crate::sim::status::ApiError;
 
 /// The object fields a field selector may name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,52 +97,6 @@ impl FieldSelector {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
-
-    #[test]
-    fn equality_set_and_existence_requirements_match_like_kubernetes() {
-        let l = labels(&[("app", "web"), ("tier", "front")]);
-        for (sel, want) in [
-            ("", true),
-            ("app=web", true),
-            ("app==web", true),
-            ("app!=web", false),
-            ("app in (web, api)", true),
-            ("app notin (web)", false),
-            ("app,tier", true),
-            ("!app", false),
-            ("!missing", true),
-            ("missing!=x", true),
-            ("app=web,tier=back", false),
-            ("tier in (front),app notin (db)", true),
-        ] {
-            assert_eq!(
-                LabelSelector::parse(sel).expect(sel).matches(&l),
-                want,
-                "{sel}"
-            );
-        }
-    }
-
-    #[test]
-    fn a_malformed_selector_gives_the_real_servers_message() {
-        let e = LabelSelector::parse("app in (web,").expect_err("malformed");
-        assert_eq!(e.code, 400);
-        assert_eq!(
-            e.message,
-            "unable to parse requirement: found '', expected: ',', ')' or identifier"
-        );
-        assert!(LabelSelector::parse("app=").is_ok());
-        assert!(LabelSelector::parse("=x").is_err());
-        assert!(LabelSelector::parse("app in web").is_err());
-        assert!(LabelSelector::parse("a b").is_err());
-    }
 
     #[test]
     fn field_selectors_support_the_four_fields_and_reject_others() {

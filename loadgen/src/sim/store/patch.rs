@@ -1,0 +1,297 @@
+//! The patch verb: PATCH with a merge patch (RFC 7386) or a JSON patch
+//! (RFC 6902), of a whole object or of its `status` subresource.
+//!
+//! # Guarantees
+//! * A merge patch that leaves `spec` and the server-owned fields alone takes
+//!   the lazy path ([`crate::sim::lazy`]): only what the patch reaches is
+//!   parsed, and the bytes written are exactly the full path's.
+//! * A patch carrying a `metadata.resourceVersion` other than the stored one
+//!   answers 409 Conflict, on either path.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use super::object::{EventType, ResourceId, Stored, key_of};
+use super::prepare::{
+    CARRIED_METADATA, FieldRef, Prepared, RV_PLACEHOLDER, encode, into_object, label_pairs,
+    merge_server_fields, prepare, str_at,
+};
+use super::state::Store;
+use crate::sim::lazy::{Field, LazyObject};
+use crate::sim::resource::ResourceDef;
+use crate::sim::status::ApiError;
+
+/// The kind of PATCH body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PatchKind {
+    /// `application/merge-patch+json` (RFC 7386).
+    Merge,
+    /// `application/json-patch+json` (RFC 6902).
+    Json,
+}
+
+impl Store {
+    /// Patches an object (PATCH). With `status_only`, only `.status` is taken from the result.
+    pub(crate) fn patch(
+        &self,
+        res: ResourceId,
+        ns: &str,
+        name: &str,
+        kind: PatchKind,
+        patch: &[u8],
+        status_only: bool,
+    ) -> Result<Arc<Stored>, ApiError> {
+        let def = self.def(res);
+        let patch_doc: Value = serde_json::from_slice(patch)
+            .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+        let json_patch: Option<json_patch::Patch> = match kind {
+            PatchKind::Json => {
+                Some(serde_json::from_value(patch_doc.clone()).map_err(|e| {
+                    ApiError::bad_request(format!("error decoding json patch: {e}"))
+                })?)
+            }
+            PatchKind::Merge => {
+                if !patch_doc.is_object() {
+                    return Err(ApiError::bad_request(
+                        "error decoding merge patch: not a JSON object",
+                    ));
+                }
+                None
+            }
+        };
+        let key = key_of(ns, name);
+        let lazy_patch = match (&patch_doc, status_only) {
+            (Value::Object(p), false) if json_patch.is_none() => Some(p),
+            _ => None,
+        };
+        loop {
+            let cur = self
+                .current(res, &key)
+                .ok_or_else(|| ApiError::not_found(&def.plural, name))?;
+            if let Some(prepared) = lazy_patch.and_then(|p| prepare_merge_lazy(&def, name, &cur, p)) {
+                if let Some(done) =
+                    self.commit_if_unchanged(res, &def, name, &cur, prepared?, EventType::Modified)?
+                {
+                    return Ok(done);
+                }
+                continue;
+            }
+            let prepared = prepare_patch_full(&def, name, &cur, &patch_doc, json_patch.as_ref(), status_only)?;
+            if let Some(done) =
+                self.commit_if_unchanged(res, &def, name, &cur, prepared, EventType::Modified)?
+            {
+                return Ok(done);
+            }
+        }
+    }
+}
+
+/// `patch` (a JSON patch when `json_patch` is given, else a merge patch) of
+/// `cur`, prepared by parsing the whole object: every patch the lazy path
+/// declines, and the reference the lazy path is tested against.
+fn prepare_patch_full(
+    def: &ResourceDef,
+    name: &str,
+    cur: &Stored,
+    patch: &Value,
+    json_patch: Option<&json_patch::Patch>,
+    status_only: bool,
+) -> Result<Prepared, ApiError> {
+    let old = into_object(cur.to_value(), &def.kind)?;
+    let mut doc = Value::Object(old.clone());
+    match json_patch {
+        Some(p) => json_patch::patch(&mut doc, p).map_err(|e| {
+            ApiError::invalid(
+                &def.kind,
+                name,
+                "patch",
+                "FieldValueInvalid",
+                &format!("the patch could not be applied: {e}"),
+            )
+        })?,
+        None => json_patch::merge(&mut doc, patch),
+    }
+    let patched = into_object(doc, &def.kind)?;
+    let patched_rv = patched
+        .get("metadata")
+        .map(|m| str_at(m, "/resourceVersion"))
+        .unwrap_or("");
+    if !patched_rv.is_empty() && patched_rv != cur.rv.to_string() {
+        return Err(ApiError::conflict(&def.plural, name));
+    }
+    let next = merge_server_fields(&old, patched, status_only);
+    Ok(prepare(def, cur.key.clone(), next))
+}
+
+/// The merge patch `patch` of `cur`, prepared without parsing what the patch
+/// does not reach (see [`crate::sim::lazy`]). `None` when this patch or object
+/// needs the full path: one that may change `spec` (the generation then depends
+/// on a comparison), sets `kind`/`apiVersion` or a server-owned metadata field,
+/// or meets a stored key with an escape. The result is byte for byte the full
+/// path's.
+fn prepare_merge_lazy(
+    def: &ResourceDef,
+    name: &str,
+    cur: &Stored,
+    patch: &Map<String, Value>,
+) -> Option<Result<Prepared, ApiError>> {
+    if ["spec", "kind", "apiVersion"].iter().any(|k| patch.contains_key(*k)) {
+        return None;
+    }
+    let meta_patch = match patch.get("metadata") {
+        None => None,
+        Some(Value::Object(m)) => Some(m),
+        Some(_) => return None,
+    };
+    if let Some(m) = meta_patch {
+        // The full path restores these; the lazy one takes only patches that leave them alone.
+        if m.contains_key("generation") || CARRIED_METADATA.iter().any(|k| m.contains_key(*k)) {
+            return None;
+        }
+        let want_rv = m.get("resourceVersion").and_then(Value::as_str).unwrap_or("");
+        if !want_rv.is_empty() && want_rv != cur.rv.to_string() {
+            return Some(Err(ApiError::conflict(&def.plural, name)));
+        }
+    }
+    let stored = std::str::from_utf8(&cur.body).ok()?;
+    let mut obj = LazyObject::parse(stored).ok()?;
+    obj.merge(patch).ok()?;
+    let meta = obj.object_mut("metadata").ok()?;
+    // The full path writes the generation back as an integer (1 when absent).
+    let generation_is_integer = matches!(
+        meta.get("generation"),
+        Some(Field::Raw(g)) if !g.get().is_empty() && g.get().len() < 19 && g.get().bytes().all(|b| b.is_ascii_digit())
+    );
+    if !generation_is_integer {
+        return None;
+    }
+    meta.set(
+        "resourceVersion",
+        Field::Value(Value::String(RV_PLACEHOLDER.to_owned())),
+    );
+    let labels = match meta.get("labels") {
+        Some(Field::Raw(_)) => cur.labels.clone(),
+        Some(f) => label_pairs(&f.to_value()),
+        None => Vec::new(),
+    };
+    let phase = match obj.get("status") {
+        Some(Field::Raw(_)) => cur.phase.clone(),
+        Some(Field::Object(o)) => o.get("phase").and_then(Field::as_string).unwrap_or_default(),
+        Some(Field::Value(v)) => str_at(v, "/phase").to_owned(),
+        None => String::new(),
+    };
+    let encoded = encode(def, obj.fields().map(|(k, v)| (k, FieldRef::Lazy(v))));
+    Some(Ok(Prepared::new(
+        cur.key.clone(),
+        encoded,
+        cur.name.clone(),
+        cur.namespace.clone(),
+        labels,
+        cur.node_name.clone(),
+        phase,
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::podgen::PodGen;
+    use serde_json::json;
+
+    fn store_with_pods(n: usize) -> (Store, ResourceId, Arc<ResourceDef>) {
+        let store = Store::new(ResourceDef::defaults(), 100, 100);
+        let res = store.register(ResourceDef::new("", "v1", "Pod", "pods", true));
+        let pods = PodGen::new(7, "ns");
+        for i in 0..n {
+            store.create(res, "ns", pods.pod(i)).expect("pod is created");
+        }
+        let def = store.lock().resources[res].clone();
+        (store, res, def)
+    }
+
+    fn same(a: &Prepared, b: &Prepared) {
+        assert_eq!(String::from_utf8_lossy(&a.body), String::from_utf8_lossy(&b.body));
+        assert_eq!(
+            (a.rv_at, a.rest, a.meta, &a.key, &a.name, &a.namespace),
+            (b.rv_at, b.rest, b.meta, &b.key, &b.name, &b.namespace)
+        );
+        assert_eq!((&a.labels, &a.node_name, &a.phase), (&b.labels, &b.node_name, &b.phase));
+    }
+
+    /// The lazy merge path writes exactly what parsing the whole object writes,
+    /// for the patches it takes, on realistic pods.
+    #[test]
+    fn lazy_merge_patch_equals_the_full_path() {
+        let (store, res, def) = store_with_pods(5);
+        let patches = [
+            json!({"metadata": {"annotations": {"loadgen.kcache.io/sent-at": "123"}}}),
+            json!({"metadata": {"annotations": null}}),
+            json!({"metadata": {"labels": {"app": "other", "new": "x", "pod-template-hash": null}}}),
+            json!({"metadata": {"finalizers": ["a/b"], "ownerReferences": null}}),
+            json!({"status": {"phase": "Failed", "conditions": null}}),
+            json!({"status": "gone"}),
+            json!({"status": null}),
+            json!({"aaa": {"b": 1}, "zzz": [1, 2], "metadata": {"resourceVersion": null}}),
+            json!({}),
+        ];
+        for (i, patch) in patches.iter().enumerate() {
+            let name = PodGen::name(i % 5);
+            let cur = store.current(res, &key_of("ns", &name)).expect("pod exists");
+            let p = patch.as_object().expect("patch is an object");
+            let lazy = prepare_merge_lazy(&def, &name, &cur, p)
+                .unwrap_or_else(|| panic!("lazy path declined {patch}"))
+                .expect("patch applies");
+            let full = prepare_patch_full(&def, &name, &cur, patch, None, false).expect("patch applies");
+            same(&lazy, &full);
+        }
+    }
+
+    #[test]
+    fn lazy_merge_patch_declines_what_it_cannot_do_exactly() {
+        let (store, res, def) = store_with_pods(1);
+        let name = PodGen::name(0);
+        let cur = store.current(res, &key_of("ns", &name)).expect("pod exists");
+        for patch in [
+            json!({"spec": {"nodeName": "n"}}),
+            json!({"kind": "Pod"}),
+            json!({"metadata": {"uid": "x"}}),
+            json!({"metadata": {"generation": 5}}),
+            json!({"metadata": null}),
+        ] {
+            assert!(prepare_merge_lazy(&def, &name, &cur, patch.as_object().unwrap()).is_none(), "{patch}");
+        }
+    }
+
+    #[test]
+    fn lazy_merge_patch_checks_the_resource_version_precondition() {
+        let (store, res, def) = store_with_pods(1);
+        let name = PodGen::name(0);
+        let cur = store.current(res, &key_of("ns", &name)).expect("pod exists");
+        let stale = json!({"metadata": {"resourceVersion": "1", "labels": {"a": "b"}}});
+        let r = prepare_merge_lazy(&def, &name, &cur, stale.as_object().unwrap()).expect("lazy path takes it");
+        assert_eq!(r.err().map(|e| e.code), Some(409));
+        let fresh = json!({"metadata": {"resourceVersion": cur.rv.to_string()}});
+        assert!(prepare_merge_lazy(&def, &name, &cur, fresh.as_object().unwrap()).expect("taken").is_ok());
+    }
+
+    /// Through the public path: a patch commits, bumps the resourceVersion and
+    /// keeps the server-owned fields.
+    #[test]
+    fn patched_object_keeps_server_fields_and_gets_a_new_version() {
+        let (store, res, _) = store_with_pods(1);
+        let name = PodGen::name(0);
+        let before = store.current(res, &key_of("ns", &name)).expect("pod exists").to_value();
+        let after = store
+            .patch(res, "ns", &name, PatchKind::Merge, br#"{"metadata":{"annotations":{"k":"v"}}}"#, false)
+            .expect("patch applies")
+            .to_value();
+        assert_eq!(after["metadata"]["annotations"]["k"], "v");
+        for k in ["uid", "creationTimestamp", "generation", "name", "namespace"] {
+            assert_eq!(after["metadata"][k], before["metadata"][k], "{k}");
+        }
+        let (b, a) = (&before["metadata"]["resourceVersion"], &after["metadata"]["resourceVersion"]);
+        assert!(a.as_str().unwrap().parse::<u64>().unwrap() > b.as_str().unwrap().parse::<u64>().unwrap());
+        assert_eq!(after["spec"], before["spec"]);
+    }
+}
