@@ -72,13 +72,22 @@
 //! [`Obj`]: crate::Obj
 //! [`Obj::decode`]: crate::Obj::decode
 
-mod decode;
+mod decoder;
 pub mod error;
+mod event;
+mod fields;
 mod framer;
+mod list;
+mod metadata;
 mod scan;
+mod status;
+mod transform;
+mod values;
 
-pub use decode::{
-    ApiStatus, DEFAULT_MAX_OBJECT_BYTES, Decoder, DecoderConfig, ObjectList, Transform, WatchEvent, decode_status,
-};
+pub use decoder::{DEFAULT_MAX_OBJECT_BYTES, Decoder, DecoderConfig};
 pub use error::{DecodeError, FrameError};
+pub use event::WatchEvent;
 pub use framer::{DEFAULT_MAX_DOCUMENT_BYTES, DEFAULT_MAX_FRAME_BYTES, Framer};
+pub use list::ObjectList;
+pub use status::{ApiStatus, decode_status};
+pub use transform::Transform;
