@@ -3,7 +3,7 @@
 //! The data path runs in one direction:
 //!
 //! ```text
-//! HTTP body -> wire::Framer -> wire::decode -> arena -> fifo (per-shard thread)
+//! HTTP body -> wire::Framer -> wire::Decoder -> arena -> fifo (per-shard thread)
 //!           -> store + indexes -> handlers / workqueue -> controller reconcile
 //! ```
 //!
