@@ -27,6 +27,7 @@ pub mod queue;
 pub mod runtime;
 pub mod selector;
 pub mod store;
+pub(crate) mod sync;
 pub mod wire;
 
 pub use object::{Obj, ObjectRef};
