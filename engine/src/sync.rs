@@ -1,4 +1,7 @@
-//! The synchronisation primitives of the engine's lock-free and blocking hot structures: std's, or loom's under `--cfg loom`.
+//! The synchronisation primitives of the engine's lock-free and blocking hot structures: std's, or loom's under `--cfg kcache_loom`.
+//!
+//! (Not the customary `--cfg loom`: RUSTFLAGS reach every dependency, and tokio and
+//! event-listener have loom variants of their own that do not build in this graph.)
 //!
 //! loom checks concurrent code by running a test's threads under every interleaving
 //! (up to a preemption bound) and every outcome the memory model allows for each
@@ -35,25 +38,25 @@
 //! that reclaims as early as the guards allow and fails the test when a reader
 //! loads a pointer it already reclaimed.
 
-#[cfg(not(loom))]
+#[cfg(not(kcache_loom))]
 pub(crate) use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
-#[cfg(loom)]
+#[cfg(kcache_loom)]
 pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard};
-#[cfg(loom)]
+#[cfg(kcache_loom)]
 pub(crate) use std::sync::PoisonError;
 
 /// Atomic integers, pointers and orderings.
 pub(crate) mod atomic {
-    #[cfg(not(loom))]
+    #[cfg(not(kcache_loom))]
     pub(crate) use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
-    #[cfg(loom)]
+    #[cfg(kcache_loom)]
     pub(crate) use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 }
 
 /// Deferred reclamation for lock-free readers: seize, or under loom a model of it.
-#[cfg(not(loom))]
+#[cfg(not(kcache_loom))]
 pub(crate) mod reclaim {
     pub(crate) use seize::{Collector, Guard, LocalGuard};
 }
@@ -73,7 +76,7 @@ pub(crate) mod reclaim {
 /// What the model reclaims is only marked reclaimed (the check in [`Guard::protect`]
 /// reads the marks); the reclaimers run when the collector drops, so that no address
 /// is reused during a model run and a mark cannot match a new allocation.
-#[cfg(loom)]
+#[cfg(kcache_loom)]
 pub(crate) mod reclaim {
     use std::collections::HashSet;
 

@@ -45,7 +45,7 @@ use crate::sync::{Mutex, PoisonError};
 
 /// Slots of the smallest table; under loom, few enough that a model grows and
 /// shrinks it within a handful of writes.
-const MIN_SLOTS: usize = if cfg!(loom) { 4 } else { 16 };
+const MIN_SLOTS: usize = if cfg!(kcache_loom) { 4 } else { 16 };
 
 /// Retired objects (and tables) the collector gathers before it starts reclaiming
 /// them: the cost of a reclamation is shared by a batch.
@@ -375,7 +375,7 @@ impl Drop for ObjectTable {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(kcache_loom)))]
 mod tests {
     use std::collections::HashMap;
     use std::sync::Arc;
@@ -602,7 +602,7 @@ mod tests {
 /// reader whose guard overlaps the writer's change), the same object inserted twice
 /// (the model tells pointers apart by address, so each model inserts fresh objects),
 /// and interleavings past the bound.
-#[cfg(all(test, loom))]
+#[cfg(all(test, kcache_loom))]
 mod loom_tests {
     use loom::sync::Arc;
     use loom::sync::atomic::AtomicBool;
