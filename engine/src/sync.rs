@@ -153,7 +153,7 @@ pub(crate) mod reclaim {
         /// # Safety
         /// `ptr` is unreachable for guards that enter from now on, and `reclaim` may
         /// be called with it once.
-        unsafe fn defer_retire<T>(&self, ptr: *mut T, reclaim: unsafe fn(*mut T, &Collector));
+        unsafe fn defer_retire<T: 'static>(&self, ptr: *mut T, reclaim: unsafe fn(*mut T, &Collector));
 
         /// Nothing to hurry: the model reclaims as soon as the guards allow.
         fn flush(&self);
@@ -168,7 +168,7 @@ pub(crate) mod reclaim {
             p
         }
 
-        unsafe fn defer_retire<T>(&self, ptr: *mut T, reclaim: unsafe fn(*mut T, &Collector)) {
+        unsafe fn defer_retire<T: 'static>(&self, ptr: *mut T, reclaim: unsafe fn(*mut T, &Collector)) {
             let addr = ptr.expose_provenance();
             let mut state = self.collector.state.lock().expect("collector state");
             assert!(state.retired.iter().all(|r| r.addr != addr), "{ptr:p} retired twice");
