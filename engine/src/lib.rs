@@ -74,6 +74,7 @@ pub mod queue;
 pub mod reflector;
 pub mod selector;
 pub mod store;
+pub(crate) mod sync;
 pub mod testing;
 pub mod wire;
 
