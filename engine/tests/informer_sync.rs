@@ -1,0 +1,161 @@
+//! Sync edges: the shared factory's one-config-per-key rule, shut-down
+//! informers, and a handler's synced flag against its initial adds.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use kcache::Obj;
+use kcache::fifo::{Fifo, Handler};
+use kcache::informer::{InformerConfig, InformerError, InformerKey, SharedInformerFactory};
+use kcache::object::testing::pod;
+use kcache::store::{StoreConfig, store};
+use kcache::testing::MemorySource;
+
+const T: Duration = Duration::from_secs(10);
+
+fn pods() -> MemorySource {
+    let src = MemorySource::new("Pod");
+    for name in ["a", "b", "c"] {
+        src.apply(serde_json::json!({"metadata": {"namespace": "default", "name": name}}));
+    }
+    src
+}
+
+fn factory(src: &MemorySource) -> SharedInformerFactory<MemorySource> {
+    let src = src.clone();
+    SharedInformerFactory::new(move |_key: &InformerKey| src.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_key_with_another_config_is_an_error_naming_the_key_and_the_field() {
+    let src = pods();
+    let f = factory(&src);
+    let key = InformerKey::of::<k8s_openapi::api::core::v1::Pod>().namespace("default");
+    let first = f.informer(&key, InformerConfig::default).unwrap();
+    assert!(first.wait_for_sync(T).await);
+    let err = f
+        .informer(&key, || {
+            let mut c = InformerConfig::default();
+            c.watcher.page_size = Some(100);
+            c.resync = Some(Duration::from_secs(60));
+            c
+        })
+        .err()
+        .expect("a different config must not be silently ignored");
+    match &err {
+        InformerError::ConfigMismatch { key: named, differs } => {
+            assert_eq!(named, "core/v1/pods namespace=default");
+            assert_eq!(differs.len(), 2, "{differs:?}");
+            assert!(differs[0].starts_with("watcher.page_size (Some(500) != Some(100))"), "{differs:?}");
+            assert!(differs[1].starts_with("resync"), "{differs:?}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(err.to_string().contains("core/v1/pods namespace=default"), "{err}");
+    // The same config (closures aside) is the same informer: one list.
+    let mut with_callback = InformerConfig::default();
+    with_callback.watcher.on_error = Some(Arc::new(|_e| {}));
+    let again = f.informer(&key, move || with_callback).unwrap();
+    assert_eq!(again.store().len(), 3);
+    assert_eq!(src.list_calls(), 1);
+    assert_eq!(f.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shut_down_informer_is_not_handed_out_again() {
+    let src = pods();
+    let f = factory(&src);
+    let key = InformerKey::of::<k8s_openapi::api::core::v1::Pod>();
+    let first = f.informer(&key, InformerConfig::default).unwrap();
+    assert!(first.wait_for_sync(T).await);
+    first.shutdown();
+    assert!(first.is_shut_down());
+    // A new config is fine too: the old informer is gone.
+    let second = f
+        .informer(&key, || {
+            let mut c = InformerConfig::default();
+            c.watcher.page_size = Some(2);
+            c
+        })
+        .unwrap();
+    assert!(!second.is_shut_down());
+    assert!(second.wait_for_sync(T).await);
+    src.apply(serde_json::json!({"metadata": {"namespace": "default", "name": "d"}}));
+    let deadline = Instant::now() + T;
+    while second.store().len() < 4 {
+        assert!(Instant::now() < deadline, "the new informer does not watch");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(src.list_calls(), 1 + 2, "the new informer lists again, in pages of 2");
+    assert_eq!(f.len(), 1);
+}
+
+/// Counts adds; blocks in `on_add` of one object until opened.
+struct Gate {
+    block_on: &'static str,
+    closed: Mutex<bool>,
+    cv: Condvar,
+    blocked: AtomicBool,
+    adds: AtomicUsize,
+}
+
+impl Gate {
+    fn new(block_on: &'static str) -> Arc<Self> {
+        Arc::new(Gate { block_on, closed: Mutex::new(true), cv: Condvar::new(), blocked: AtomicBool::new(false), adds: AtomicUsize::new(0) })
+    }
+    fn open(&self) {
+        *self.closed.lock().unwrap() = false;
+        self.cv.notify_all();
+    }
+}
+
+impl Handler for Gate {
+    fn on_add(&self, obj: &Obj, _initial: bool) {
+        if obj.name() == self.block_on {
+            let mut closed = self.closed.lock().unwrap();
+            while *closed {
+                self.blocked.store(true, Ordering::SeqCst);
+                closed = self.cv.wait(closed).unwrap();
+            }
+        }
+        self.adds.fetch_add(1, Ordering::SeqCst);
+    }
+    fn on_update(&self, _old: &Obj, _new: &Obj) {}
+    fn on_delete(&self, _obj: &Obj, _unknown: bool) {}
+}
+
+/// Opens the gate when dropped, so a failing assertion cannot leave the shard
+/// thread blocked while the fifo's drop joins it.
+struct OpenOnDrop(Arc<Gate>);
+impl Drop for OpenOnDrop {
+    fn drop(&mut self) {
+        self.0.open();
+    }
+}
+
+#[test]
+fn a_handler_is_not_synced_before_its_last_initial_add_was_delivered() {
+    let (reader, writer) = store(StoreConfig::default().shards(1));
+    let mut f = Fifo::spawn(writer).unwrap();
+    let gate = Gate::new("p9");
+    let _open = OpenOnDrop(Arc::clone(&gate));
+    // Registered before the list: its replay is empty, and the initial adds
+    // come through the queue.
+    let id = f.add_handler(gate.clone()).unwrap();
+    f.replace((0..10).map(|i| pod("ns", &format!("p{i}"), "1", &[])).collect(), "1").unwrap();
+    let deadline = Instant::now() + T;
+    while !gate.blocked.load(Ordering::SeqCst) {
+        assert!(Instant::now() < deadline, "the last initial add never reached the handler");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // The store has applied the whole list; its last add is still on its way.
+    assert!(reader.wait_synced_blocking(T));
+    assert!(!f.handlers().has_synced(id), "synced while the last initial add is undelivered");
+    assert_eq!(gate.adds.load(Ordering::SeqCst), 9);
+    gate.open();
+    assert!(f.handlers().wait_synced(id, T));
+    assert_eq!(gate.adds.load(Ordering::SeqCst), 10);
+    f.close();
+    assert!(f.handlers().has_synced(id), "synced stays true");
+}
