@@ -276,3 +276,68 @@ async fn the_memory_source_answers_list_resource_versions_as_the_api_server() {
     continued.continue_token = Some("a/x".into());
     assert!(matches!(src.list(&continued).await.unwrap_err(), kcache::reflector::SourceError::Api { code: 400, .. }));
 }
+
+/// A source whose cache has not caught up: the first not-older-than LIST is
+/// answered 504 "Too large resource version".
+struct CacheBehind {
+    inner: MemorySource,
+    answered: std::sync::atomic::AtomicBool,
+}
+
+impl Source for CacheBehind {
+    async fn list(&self, params: &ListParams) -> Result<bytes::Bytes, kcache::reflector::SourceError> {
+        if params.version_match.is_some() && !self.answered.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let rv = params.resource_version.clone().unwrap_or_default();
+            return Err(kcache::reflector::SourceError::Api {
+                code: 504,
+                reason: "Timeout".into(),
+                message: format!("Too large resource version: {rv}, current: 1"),
+            });
+        }
+        self.inner.list(params).await
+    }
+
+    async fn watch(
+        &self,
+        params: &kube::api::WatchParams,
+        resource_version: &str,
+    ) -> Result<kcache::reflector::BodyStream, kcache::reflector::SourceError> {
+        self.inner.watch(params, resource_version).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_too_large_resource_version_on_the_list_is_retried_at_once_as_a_consistent_read() {
+    let src = MemorySource::new("Pod");
+    src.apply(pod("x", "Pending"));
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (_stop, stop_rx) = watch::channel(false);
+    let watcher = Watcher::new(
+        CacheBehind { inner: src.clone(), answered: std::sync::atomic::AtomicBool::new(false) },
+        Decoder::new(DecoderConfig::default()),
+        fast_config(),
+    );
+    tokio::spawn(async move {
+        let mut sink = move |e: Event| {
+            let _ = tx.send(e);
+        };
+        watcher.run(&mut sink, stop_rx).await;
+    });
+    // The initial list is at "0": no match, so the 504 is not sent yet.
+    while !matches!(tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap(), Event::InitDone { .. }) {}
+    src.apply(pod("y", "Pending"));
+    src.expire_next_watch();
+    src.disconnect_watches();
+    let last = loop {
+        match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap() {
+            Event::InitDone { resource_version } => break resource_version,
+            _ => continue,
+        }
+    };
+    assert_eq!(last, src.resource_version().to_string());
+    let requests = src.list_requests();
+    // The 504 never reached the inner source: the first page it saw after the
+    // initial list is the consistent read.
+    assert_eq!(requests.len(), 2);
+    assert_eq!(rv_params(&requests[1]), (None, None, Some(10), false));
+}

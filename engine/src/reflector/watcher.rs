@@ -213,8 +213,9 @@ pub struct WatcherConfig {
     /// LIST page size (`limit`); `None` lists in one request. Default 500, as client-go.
     pub page_size: Option<u32>,
     /// resourceVersion of the first LIST: `"0"` (default) lets the server answer
-    /// from its watch cache; `""` asks for a quorum read. Later lists use the
-    /// last synced resourceVersion (see the [module docs](self#protocol)).
+    /// from its watch cache; `""` asks for a quorum read. Later lists ask for
+    /// the last synced resourceVersion with `resourceVersionMatch=NotOlderThan`,
+    /// or `""` after a LIST was answered 410 (as client-go's reflector).
     pub list_resource_version: String,
     /// Use a streaming list (`sendInitialEvents=true`) instead of LIST.
     pub streaming_list: bool,
