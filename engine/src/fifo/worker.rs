@@ -130,7 +130,12 @@ pub(crate) fn run(
                 // Before the apply, under the lock: a reader that sees the store
                 // synced and this flag clear knows the notifications of every
                 // delta applied so far were delivered (see `Handlers::has_synced`).
-                shared.delivering[shard].store(true, SeqCst);
+                // Once this shard's initial list is known delivered, nobody
+                // reads the flag again: the hot path skips it.
+                let tracking = !shared.initial_delivered[shard].load(SeqCst);
+                if tracking {
+                    shared.delivering[shard].store(true, SeqCst);
+                }
                 q.items -= n as usize;
                 // The store is written under the queue lock so that a relist computing
                 // "keys in the store or pending" sees every key in exactly one of them.
@@ -145,14 +150,15 @@ pub(crate) fn run(
                 for note in notes.drain(..) {
                     deliver(&note, &handlers, &shared);
                 }
-                let done = &shared.initial_delivered[shard];
-                if !done.load(SeqCst) && shared.store.has_synced() {
-                    // A busy shard may never be seen idle by a reader: mark it here.
-                    done.store(true, SeqCst);
-                    shared.delivering[shard].store(false, SeqCst);
-                    shared.notify_handler_synced();
-                } else {
-                    shared.delivering[shard].store(false, SeqCst);
+                if tracking {
+                    if shared.store.has_synced() {
+                        // A busy shard may never be seen idle by a reader: mark it here.
+                        shared.initial_delivered[shard].store(true, SeqCst);
+                        shared.delivering[shard].store(false, SeqCst);
+                        shared.notify_handler_synced();
+                    } else {
+                        shared.delivering[shard].store(false, SeqCst);
+                    }
                 }
             }
             Slot::Command(Command::AddHandler(reg)) => {
