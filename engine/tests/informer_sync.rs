@@ -159,3 +159,67 @@ fn a_handler_is_not_synced_before_its_last_initial_add_was_delivered() {
     f.close();
     assert!(f.handlers().has_synced(id), "synced stays true");
 }
+
+/// Every notification, as text.
+#[derive(Default)]
+struct Log(Mutex<Vec<String>>);
+
+impl Log {
+    fn lines(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+impl Handler for Log {
+    fn on_add(&self, o: &Obj, _initial: bool) {
+        self.0.lock().unwrap().push(format!("add {}@{}", o.name(), o.resource_version()));
+    }
+    fn on_update(&self, old: &Obj, new: &Obj) {
+        self.0.lock().unwrap().push(format!("update {}@{}->{}", new.name(), old.resource_version(), new.resource_version()));
+    }
+    fn on_delete(&self, o: &Obj, unknown: bool) {
+        self.0.lock().unwrap().push(format!("delete {}@{}{}", o.name(), o.resource_version(), if unknown { " unknown" } else { "" }));
+    }
+}
+
+async fn eventually(what: &str, f: impl Fn() -> bool) {
+    let deadline = Instant::now() + T;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relist_against_a_lagging_watch_cache_sends_handlers_no_false_delete_nor_stale_update() {
+    let src = MemorySource::new("Pod");
+    let obj = |name: &str, phase: &str| serde_json::json!({"metadata": {"namespace": "default", "name": name}, "status": {"phase": phase}});
+    src.apply(obj("x", "Pending"));
+    src.apply(obj("y", "Pending"));
+    src.watch_cache_lag(3);
+    let mut config = InformerConfig::default();
+    // One shard: notifications arrive in the order of the writes.
+    config.store = StoreConfig::default().shards(1);
+    config.watcher.backoff = kcache::reflector::Backoff::new(Duration::from_millis(5), Duration::from_millis(50));
+    let informer = kcache::informer::Informer::spawn(src.clone(), config).unwrap();
+    let log = Arc::new(Log::default());
+    informer.add_handler(log.clone()).unwrap();
+    assert!(informer.wait_for_sync(T).await);
+    // Three writes the watch delivers and the watch cache does not have yet.
+    src.apply(obj("z", "Pending"));
+    src.delete("default/x");
+    let newest = src.apply(obj("y", "Running"));
+    eventually("the watch delivered the writes", || log.lines().iter().any(|l| l.starts_with("update y@2->"))).await;
+    src.expire_next_watch();
+    src.disconnect_watches();
+    let stats = informer.stats();
+    eventually("the relist", || stats.lists.load(Ordering::SeqCst) >= 2).await;
+    src.apply(obj("w", "Pending"));
+    eventually("the write after the relist", || log.lines().iter().any(|l| l.starts_with("add w@"))).await;
+    let lines = log.lines();
+    let after_watch: Vec<&String> = lines.iter().skip_while(|l| !l.starts_with("update y@2->")).skip(1).collect();
+    assert_eq!(after_watch, [&format!("add w@{}", newest + 1)], "the relist changed nothing a handler can see");
+    let mut cached: Vec<String> = informer.store().list().iter().map(|o| format!("{}@{}", o.name(), o.resource_version())).collect();
+    cached.sort();
+    assert_eq!(cached, [format!("w@{}", newest + 1), format!("y@{newest}"), "z@3".to_owned()]);
+}
