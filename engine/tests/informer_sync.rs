@@ -197,9 +197,8 @@ async fn a_relist_against_a_lagging_watch_cache_sends_handlers_no_false_delete_n
     src.apply(obj("x", "Pending"));
     src.apply(obj("y", "Pending"));
     src.watch_cache_lag(3);
-    let mut config = InformerConfig::default();
     // One shard: notifications arrive in the order of the writes.
-    config.store = StoreConfig::default().shards(1);
+    let mut config = InformerConfig { store: StoreConfig::default().shards(1), ..InformerConfig::default() };
     config.watcher.backoff = kcache::reflector::Backoff::new(Duration::from_millis(5), Duration::from_millis(50));
     let informer = kcache::informer::Informer::spawn(src.clone(), config).unwrap();
     let log = Arc::new(Log::default());
