@@ -42,6 +42,10 @@
 //!   stream is dropped, [`WatcherError::InitialEventsTimeout`] reported, and the
 //!   watcher lists with LIST at once. Either way it remembers: this watcher
 //!   never asks for a streaming list again.
+//! * **Watch** from the last seen resourceVersion with `allowWatchBookmarks=true`
+//!   and a timeout drawn at random from `[min_watch_timeout, 2 * min_watch_timeout)`
+//!   (client-go's reflector does the same so watches do not all expire together).
+//!
 //! # Recovery
 //! * Watch closed by the server or timed out: rewatch from the last seen
 //!   resourceVersion at once (bookmarks keep it fresh) — unless the watch
