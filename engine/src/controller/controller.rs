@@ -132,7 +132,7 @@ impl Controller {
         Arc::new(EnqueueHandler { queue: self.queue.clone(), map: Arc::new(self_ref) })
     }
 
-    /// A handler that enqueues the keys `map` returns; e.g. [`owner_ref`] for
+    /// A handler that enqueues the keys `map` returns; e.g. [`owner_ref`](super::owner_ref) for
     /// owned objects.
     pub fn handler_mapped(&self, map: Mapper) -> Arc<dyn Handler> {
         Arc::new(EnqueueHandler { queue: self.queue.clone(), map })

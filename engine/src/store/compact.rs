@@ -68,7 +68,20 @@ pub fn step_budget(since: Duration) -> usize {
 /// Stored objects to move out of sparse segments, with their keys.
 type Candidates = Vec<(Arc<str>, Obj)>;
 
-/// Compacts one shard's share of an arena. See the [module docs](self).
+/// Compacts one shard's share of an arena: moves the shard's live objects out
+/// of sparse segments into an arena of its own and swaps the stored handles,
+/// on the shard's writer thread.
+///
+/// # Guarantees
+/// * A move is invisible: the copy has the same bytes and metadata, and
+///   handlers are not called.
+/// * A step copies at most what the time since the previous step earned
+///   ([`step_budget`]), plus the object that crosses the budget.
+/// * Candidates are found on a thread of its own, at most once per
+///   [`SCAN_INTERVAL`], only while the arena's live share is under
+///   [`CompactionConfig::compact_below`], and not again until the arena's
+///   accounting changes after a scan that found nothing.
+/// * An object replaced or deleted since the scan is skipped.
 ///
 /// Owned by the shard's writer thread: [`ShardCompactor::due`] says when the
 /// next step is wanted, [`ShardCompactor::step`] moves stored objects and

@@ -78,7 +78,7 @@ mod table;
 #[allow(clippy::module_inception)] // the file holds the `Store` type, as tokio's sync/mutex.rs holds `Mutex`
 mod store;
 
-pub use compact::{CompactionConfig, ShardCompactor};
+pub use compact::{CompactionConfig, SCAN_INTERVAL, ShardCompactor, step_budget};
 pub use config::{IndexFunc, Indexer, LABEL_INDEX, NAMESPACE_INDEX, OWNER_INDEX, StoreConfig};
 pub use error::StoreError;
 pub use rv::{Barrier, ResourceVersion};
