@@ -282,6 +282,31 @@ async fn a_deleted_namespace_terminates_empties_and_goes() {
 }
 
 #[tokio::test]
+async fn a_namespace_deleted_with_orphan_propagation_still_goes() {
+    let mut s = Sim::start().await;
+    s.ok("POST", "/api/v1/namespaces", &json!({"metadata": {"name": "orph"}})).await;
+    s.ok("POST", "/api/v1/namespaces/orph/configmaps", &json!({"metadata": {"name": "cfg"}})).await;
+    let mut w = s.watch("/api/v1/namespaces").await;
+    let d = s.ok("DELETE", "/api/v1/namespaces/orph?propagationPolicy=Orphan", &Value::Null).await;
+    assert_eq!(d["metadata"]["finalizers"], json!(["orphan"]));
+    for _ in 0..10 {
+        s.sim.reconcile();
+    }
+    assert_eq!(s.sim.get("namespaces", "", "orph").unwrap(), None);
+    let mut types = Vec::new();
+    loop {
+        let (ty, _) = next(&mut w).await;
+        let done = ty == "DELETED";
+        types.push(ty);
+        if done {
+            break;
+        }
+    }
+    assert!(types.len() <= 5, "a bounded number of writes: {types:?}");
+    quiet(&mut w).await;
+}
+
+#[tokio::test]
 async fn propagation_policies_add_the_garbage_collectors_finalizers() {
     let mut s = Sim::start().await;
     let owner = s.ok("POST", "/api/v1/namespaces/p/configmaps", &json!({"metadata": {"name": "owner"}})).await;

@@ -184,6 +184,17 @@ impl Store {
             // Another finalizer's controller, not simulated, owns the rest.
             return Next::Done;
         }
+        let fins = obj.get("metadata").and_then(Value::as_object).map(finalizers).unwrap_or_default();
+        for gc in [FINALIZER_ORPHAN, FINALIZER_FOREGROUND] {
+            if fins.iter().any(|f| f == gc) {
+                // Nothing in the namespace is left to orphan or wait for.
+                self.remove_finalizer(res, def, cur, obj, gc);
+                return Next::At(now);
+            }
+        }
+        if !fins.is_empty() {
+            return Next::Done;
+        }
         match self.delete(res, "", &cur.name, &DeleteOptions::default()) {
             Ok(super::delete::DeleteOutcome::Marked(_)) => Next::At(now),
             _ => Next::Done,

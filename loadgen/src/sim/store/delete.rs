@@ -542,6 +542,9 @@ impl Store {
             mark_as_deleting(meta, self.clock.now_secs());
             EventType::Modified
         };
+        if ty == EventType::Modified && obj == original {
+            return Ok(DeleteOutcome::Marked(cur));
+        }
         let body = if ty == EventType::Deleted && !update { original } else { obj };
         let prepared = prepare(def, cur.key.clone(), body);
         match self.commit_if_unchanged(res, def, name, &cur, prepared, ty)? {
