@@ -1,6 +1,6 @@
 //! Decode throughput: kcache's one-pass decoder (ready to store, arena copy
 //! included) against serde_json and simd-json typed `Pod` decoding, on LIST
-//! bodies and watch event streams of realistic pods (see `kcache_bench::pods`).
+//! bodies and watch event streams of realistic pods (see `kcache_loadgen::podgen`).
 #![forbid(unsafe_code)]
 
 use std::hint::black_box;
@@ -10,7 +10,7 @@ use criterion::{BatchSize, Criterion, Throughput};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::WatchEvent as K8sWatchEvent;
 use kcache::wire::{Decoder, DecoderConfig, Framer};
-use kcache_bench::pods::{list_body, realistic_pods, store_memory, watch_body};
+use kcache_loadgen::podgen::{list_body, realistic_pods, store_memory, watch_body};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

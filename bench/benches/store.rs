@@ -27,7 +27,7 @@ use kcache::Obj;
 use kcache::object::testing::pod;
 use kcache::store::{NAMESPACE_INDEX, StoreConfig, store};
 use kcache::wire::{Decoder, DecoderConfig};
-use kcache_bench::pods::{list_body, realistic_pods_in_namespaces};
+use kcache_loadgen::podgen::{list_body, realistic_pods_in_namespaces};
 use kcache_loadgen::run::{CacheReader, EngineKind, ReadLoad, key_in_hand};
 use kube::runtime::{reflector, watcher};
 

@@ -1,10 +1,8 @@
 //! Shared helpers for kcache's criterion benches, and the comparison runner
-//! ([`compare`], behind the `compare` binary).
+//! ([`compare`], behind the `compare` binary). The benches' pods come from
+//! `kcache_loadgen::podgen`.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod compare;
-pub mod pods;
 pub mod simload;
-
-pub use pods::{list_body, realistic_pods, watch_body};

@@ -3,7 +3,7 @@
 //! The data path runs in one direction:
 //!
 //! ```text
-//! HTTP body -> wire::Framer -> wire::decode -> arena -> fifo (per-shard thread)
+//! HTTP body -> wire::Framer -> wire::Decoder -> arena -> fifo (per-shard thread)
 //!           -> store + indexes -> handlers / workqueue -> controller reconcile
 //! ```
 //!
@@ -74,6 +74,7 @@ pub mod queue;
 pub mod reflector;
 pub mod selector;
 pub mod store;
+pub(crate) mod sync;
 pub mod testing;
 pub mod wire;
 

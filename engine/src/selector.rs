@@ -153,11 +153,17 @@ fn is_special(c: char) -> bool {
     matches!(c, '=' | '!' | '(' | ')' | ',' | '>' | '<')
 }
 
+/// apimachinery's lexer separates on these bytes only, not on every Unicode space.
+fn is_blank(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\r' | '\n')
+}
+
 fn lex(s: &str) -> Vec<Tok> {
     let mut out = Vec::new();
-    let mut rest = s;
+    // apimachinery's lexer reads a NUL byte as the end of the string.
+    let mut rest = s.split('\0').next().unwrap_or("");
     while let Some(c) = rest.chars().next() {
-        if c.is_whitespace() {
+        if is_blank(c) {
             rest = &rest[c.len_utf8()..];
             continue;
         }
@@ -177,7 +183,7 @@ fn lex(s: &str) -> Vec<Tok> {
             rest = &rest[len..];
             continue;
         }
-        let end = rest.find(|c: char| c.is_whitespace() || is_special(c)).unwrap_or(rest.len());
+        let end = rest.find(|c: char| is_blank(c) || is_special(c)).unwrap_or(rest.len());
         out.push(match &rest[..end] {
             "in" => Tok::In,
             "notin" => Tok::NotIn,
@@ -215,23 +221,39 @@ impl Parser {
         t
     }
 
+    /// The next token as apimachinery's parser sees it where a key or a value
+    /// is expected (its `Values` context): `in` and `notin` are identifiers there.
+    fn peek_value(&self) -> Tok {
+        match self.peek() {
+            Tok::In => Tok::Ident("in".to_owned()),
+            Tok::NotIn => Tok::Ident("notin".to_owned()),
+            t => t.clone(),
+        }
+    }
+
+    fn next_value(&mut self) -> Tok {
+        let t = self.peek_value();
+        self.next();
+        t
+    }
+
     fn selector(&mut self) -> Parsed<Vec<Requirement>> {
         let mut reqs = Vec::new();
         loop {
-            match self.peek() {
+            match self.peek_value() {
                 Tok::Ident(_) | Tok::Not => {
                     reqs.push(self.requirement()?);
-                    match self.next() {
+                    match self.next_value() {
                         Tok::End => return Ok(reqs),
-                        Tok::Comma => match self.peek() {
+                        Tok::Comma => match self.peek_value() {
                             Tok::Ident(_) | Tok::Not => {}
-                            t => return Err(found(t, "identifier after ','")),
+                            t => return Err(found(&t, "identifier after ','")),
                         },
                         t => return Err(found(&t, "',' or 'end of string'")),
                     }
                 }
                 Tok::End => return Ok(reqs),
-                t => return Err(found(t, "!, identifier, or 'end of string'")),
+                t => return Err(found(&t, "!, identifier, or 'end of string'")),
             }
         }
     }
@@ -268,21 +290,20 @@ impl Parser {
     }
 
     fn key(&mut self) -> Parsed<String> {
-        match self.next() {
+        match self.next_value() {
             Tok::Ident(k) => validate_key(&k).map(|()| k),
             t => Err(found(&t, "identifier")),
         }
     }
 
     fn value(&mut self) -> Parsed<String> {
-        match self.peek() {
+        match self.peek_value() {
             Tok::Ident(v) => {
-                let v = v.clone();
                 self.next();
                 validate_value(&v).map(|()| v)
             }
             Tok::End | Tok::Comma => Ok(String::new()),
-            t => Err(found(t, "identifier")),
+            t => Err(found(&t, "identifier")),
         }
     }
 
@@ -294,7 +315,7 @@ impl Parser {
         let mut values = Vec::new();
         let mut expect_value = true;
         loop {
-            match self.next() {
+            match self.next_value() {
                 Tok::Ident(v) if expect_value => {
                     validate_value(&v)?;
                     values.push(v);
@@ -307,7 +328,9 @@ impl Parser {
                     expect_value = true;
                 }
                 Tok::Close => {
-                    if expect_value && !values.is_empty() {
+                    // `()` is the set holding the empty value, as `(a,)` holds
+                    // `a` and the empty value (apimachinery's parseValues).
+                    if expect_value {
                         values.push(String::new());
                     }
                     return Ok(values);
@@ -332,8 +355,15 @@ fn validate_key(k: &str) -> Parsed<()> {
         Some((p, n)) => (Some(p), n),
         None => (None, k),
     };
-    let prefix_ok =
-        prefix.is_none_or(|p| !p.is_empty() && p.len() <= 253 && p.split('.').all(|l| is_name_part(l) && !l.contains(['_', '.'])));
+    // The prefix is a DNS-1123 subdomain: lower-case labels of letters, digits
+    // and '-', starting and ending alphanumeric, at most 253 bytes in all.
+    let dns_label = |l: &str| {
+        !l.is_empty()
+            && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    let prefix_ok = prefix.is_none_or(|p| p.len() <= 253 && p.split('.').all(dns_label));
     if prefix_ok && is_name_part(name) {
         Ok(())
     } else {

@@ -208,7 +208,7 @@ struct WriteArgs {
     /// Seconds of writes.
     #[arg(long)]
     duration: f64,
-    /// Label selector of the run's pods (for the wire watch).
+    /// Label selector of the run's pods (for the raw watch timing the event-latency floor).
     #[arg(long, default_value = "")]
     selector: String,
 }

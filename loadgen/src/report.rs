@@ -7,6 +7,44 @@
 
 use serde::{Deserialize, Serialize};
 
+const NANOS_PER_MS: f64 = 1e6;
+const NANOS_PER_S: f64 = 1e9;
+
+/// `nanos` nanoseconds for a person: three significant digits in ns, µs, ms or
+/// s, whichever puts them in 1..1000 (`584 ns`, `12.3 µs`, `1.09 ms`). The
+/// rounding comes first, so 999.5 µs reads `1.00 ms`, not `1000 µs`.
+///
+/// ```
+/// use kcache_loadgen::report::human_duration;
+/// assert_eq!(human_duration(1_087_487.0), "1.09 ms");
+/// assert_eq!(human_duration(584.0), "584 ns");
+/// ```
+pub fn human_duration(nanos: f64) -> String {
+    if nanos == 0.0 || !nanos.is_finite() {
+        return format!("{nanos} ns");
+    }
+    // `{:.2e}` rounds the exact decimal value to three significant digits,
+    // so a boundary such as 999.5 is not left to a float division.
+    let rounded: f64 = format!("{:.2e}", nanos.abs()).parse().unwrap_or(nanos.abs());
+    let (value, unit) = if rounded < 1e3 {
+        (rounded, "ns")
+    } else if rounded < 1e6 {
+        (rounded / 1e3, "µs")
+    } else if rounded < 1e9 {
+        (rounded / 1e6, "ms")
+    } else {
+        (rounded / 1e9, "s")
+    };
+    let sign = if nanos < 0.0 { "-" } else { "" };
+    if value >= 100.0 {
+        format!("{sign}{value:.0} {unit}")
+    } else if value >= 10.0 {
+        format!("{sign}{value:.1} {unit}")
+    } else {
+        format!("{sign}{value:.2} {unit}")
+    }
+}
+
 /// Percentiles of a latency distribution, in the unit named by the field holding it.
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
@@ -167,7 +205,7 @@ impl Report {
         row("writer", self.writer.clone());
         row("pods", self.pods.to_string());
         row("writes/s (target, achieved)", format!("{:.0}, {:.1}", self.write_qps_target, self.write_qps_achieved));
-        row("sync", format!("{:.2} s", self.sync_seconds));
+        row("sync", human_duration(self.sync_seconds * NANOS_PER_S));
         row(
             "events (expected/recv/lost)",
             format!("{} / {} / {}", self.events_expected, self.events_received, self.events_lost),
@@ -176,21 +214,23 @@ impl Report {
         // A measurement the run skipped (`--no-read-timings`, `--duration 0`) has no
         // samples: say so rather than print zeros that read as very fast (a report
         // from before `samples` was recorded has percentiles and no count).
-        let p = |x: &Percentiles, unit: &str| {
+        // `nanos`: how many nanoseconds one unit of the field's figures is.
+        let p = |x: &Percentiles, nanos: f64| {
             if x.samples == 0 && x.max == 0.0 {
                 return "not measured in this run".to_owned();
             }
-            format!("p50 {:.3} {unit}  p95 {:.3} {unit}  p99 {:.3} {unit}  max {:.3} {unit}", x.p50, x.p95, x.p99, x.max)
+            let t = |v: f64| human_duration(v * nanos);
+            format!("p50 {}  p95 {}  p99 {}  max {}", t(x.p50), t(x.p95), t(x.p99), t(x.max))
         };
-        row("event latency", p(&self.event_latency_ms, "ms"));
-        row("wire event latency", p(&self.wire_event_latency_ms, "ms"));
-        row("cache get", p(&self.cache_get_ns, "ns"));
+        row("event latency", p(&self.event_latency_ms, NANOS_PER_MS));
+        row("wire event latency", p(&self.wire_event_latency_ms, NANOS_PER_MS));
+        row("cache get", p(&self.cache_get_ns, 1.0));
         if let Some(rate) = self.cache_get_hit_rate {
             row("cache get hit rate", format!("{:.2}%", rate * 100.0));
         }
-        row("cache list 1000", p(&self.cache_list_1000_ns, "ns"));
-        row("direct get", p(&self.direct_get_ms, "ms"));
-        row("direct list 1000", p(&self.direct_list_1000_ms, "ms"));
+        row("cache list 1000", p(&self.cache_list_1000_ns, 1.0));
+        row("direct get", p(&self.direct_get_ms, NANOS_PER_MS));
+        row("direct list 1000", p(&self.direct_list_1000_ms, NANOS_PER_MS));
         row(
             "rss before / after sync",
             format!(
@@ -262,10 +302,51 @@ mod tests {
         let r = Report { event_latency_ms: Percentiles::from_histogram(&h, 1000.0), ..Report::default() };
         let table = r.table();
         let line = |name: &str| table.lines().find(|l| l.trim_start().starts_with(name)).unwrap_or_default().to_owned();
-        assert!(line("event latency").contains("p50 1.500 ms"), "{table}");
+        assert!(line("event latency").contains("p50 1.50 ms"), "{table}");
         for skipped in ["cache get ", "cache list 1000", "direct get", "direct list 1000", "wire event latency"] {
             assert!(line(skipped).ends_with("not measured in this run"), "{skipped}: {table}");
         }
+    }
+
+    #[test]
+    fn durations_read_in_the_unit_that_keeps_three_digits() {
+        for (nanos, shown) in [
+            (0.0, "0 ns"),
+            (1.0, "1.00 ns"),
+            (12.34, "12.3 ns"),
+            (584.0, "584 ns"),
+            (999.0, "999 ns"),
+            (999.4, "999 ns"),
+            (999.5, "1.00 µs"),
+            (1_000.0, "1.00 µs"),
+            (12_345.0, "12.3 µs"),
+            (999_000.0, "999 µs"),
+            (999_499.0, "999 µs"),
+            (999_500.0, "1.00 ms"),
+            (1_000_000.0, "1.00 ms"),
+            (1_087_487.0, "1.09 ms"),
+            (999_500_000.0, "1.00 s"),
+            (1_000_000_000.0, "1.00 s"),
+            (61_234_000_000.0, "61.2 s"),
+            (1_234_000_000_000.0, "1230 s"),
+        ] {
+            assert_eq!(human_duration(nanos), shown, "{nanos} ns");
+        }
+    }
+
+    #[test]
+    fn the_table_prints_each_latency_in_its_own_unit() {
+        let r = Report {
+            event_latency_ms: Percentiles { p50: 1.087487, p95: 0.5842, p99: 12.3, max: 1500.0, samples: 9, ..Percentiles::default() },
+            cache_get_ns: Percentiles { p50: 584.0, p95: 999.0, p99: 12_345.0, max: 999_500.0, samples: 9, ..Percentiles::default() },
+            sync_seconds: 0.25,
+            ..Report::default()
+        };
+        let table = r.table();
+        let line = |name: &str| table.lines().find(|l| l.trim_start().starts_with(name)).unwrap_or_default().to_owned();
+        assert!(line("event latency").ends_with("p50 1.09 ms  p95 584 µs  p99 12.3 ms  max 1.50 s"), "{table}");
+        assert!(line("cache get ").ends_with("p50 584 ns  p95 999 ns  p99 12.3 µs  max 1.00 ms"), "{table}");
+        assert!(line("sync").ends_with(" 250 ms"), "{table}");
     }
 
     #[test]

@@ -56,7 +56,7 @@ async fn kcache_with_a_sync_handler_loses_no_event_and_matches_the_server() {
     assert!((0.8..=1.0).contains(&hits), "hit rate {hits}: {}", r.table());
     assert!(r.direct_get_ms.samples > 0 && r.direct_list_1000_ms.samples > 0);
     assert!(r.store_bytes > 0 && r.wire_bytes > 0);
-    // The wire watch saw the same writes' events (the floor under the engine's latency).
+    // The raw watch saw the same writes' events (the floor under the engine's latency).
     let wire = r.wire_event_latency_ms;
     assert!(wire.samples * 10 >= r.event_latency_ms.samples * 9, "{}", r.table());
     assert!(wire.p50 > 0.0 && wire.p50 <= wire.p99, "{}", r.table());

@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -24,13 +24,44 @@ pub(crate) struct Shared {
     next_id: AtomicU64,
     synced_lock: Mutex<()>,
     synced_cv: Condvar,
-    store: Store,
+    pub(crate) store: Store,
+    /// Per shard: its thread has applied a delta whose notifications it has
+    /// not finished delivering (set under the queue lock before the apply,
+    /// cleared after the delivery).
+    pub(crate) delivering: Box<[AtomicBool]>,
+    /// Per shard: every notification of the initial list on this shard has
+    /// been delivered (set once the store has synced and the shard is seen
+    /// not delivering; never cleared).
+    pub(crate) initial_delivered: Box<[AtomicBool]>,
 }
 
 impl Shared {
     pub(crate) fn notify_handler_synced(&self) {
         drop(self.synced_lock.lock().unwrap_or_else(PoisonError::into_inner));
         self.synced_cv.notify_all();
+    }
+
+    /// Whether every shard has delivered its share of the initial list to the
+    /// handlers registered then (client-go counts a listener's undelivered
+    /// initial notifications; here the store's sync says every initial delta
+    /// was applied, and a shard not delivering has handed on all it applied).
+    fn initial_list_delivered(&self) -> bool {
+        // The store's sync is read first: every initial delta was applied
+        // before it, so a shard that is not delivering afterwards has handed on
+        // the notifications of all of them.
+        if !self.store.has_synced() {
+            return false;
+        }
+        self.initial_delivered.iter().zip(self.delivering.iter()).all(|(done, busy)| {
+            if done.load(SeqCst) {
+                return true;
+            }
+            let idle = !busy.load(SeqCst);
+            if idle {
+                done.store(true, SeqCst);
+            }
+            idle
+        })
     }
 
     fn registry(&self) -> std::sync::MutexGuard<'_, HashMap<HandlerId, Arc<Registration>>> {
@@ -112,6 +143,8 @@ impl Fifo {
             synced_lock: Mutex::new(()),
             synced_cv: Condvar::new(),
             store,
+            delivering: (0..n).map(|_| AtomicBool::new(false)).collect(),
+            initial_delivered: (0..n).map(|_| AtomicBool::new(false)).collect(),
         });
         let mut fifo =
             Fifo { shared, barrier, threads: Vec::with_capacity(n), seq: 0, last_rv: None, synced_marked: false, key: String::new() };
@@ -387,7 +420,8 @@ impl Handlers {
     /// stored objects to the new handler as `on_add(obj, true)` and then delivers it
     /// every later change, so the handler sees each object exactly once before its
     /// updates. The handler is synced ([`Handlers::has_synced`]) once every shard has
-    /// replayed and the store itself has synced.
+    /// replayed, the store itself has synced, and every notification of the
+    /// initial list has been delivered to it.
     ///
     /// # Errors
     /// [`FifoError::Closed`] after the fifo was closed.
@@ -427,11 +461,15 @@ impl Handlers {
         Ok(())
     }
 
-    /// Whether handler `id` has received the replay on every shard and the store has
-    /// synced (client-go `ResourceEventHandlerRegistration.HasSynced`).
+    /// Whether handler `id` has received the replay on every shard and every
+    /// `on_add` of the initial list has returned (client-go
+    /// `ResourceEventHandlerRegistration.HasSynced`, which counts a listener's
+    /// delivered initial adds). The store syncs when the initial list was
+    /// *applied*, before its last notifications reach the handlers: a handler
+    /// can be behind its store, never ahead of it. Once true, stays true.
     pub fn has_synced(&self, id: HandlerId) -> bool {
         let replayed = self.shared.registry().get(&id).is_some_and(|r| r.replayed());
-        replayed && self.shared.store.has_synced()
+        replayed && self.shared.initial_list_delivered()
     }
 
     /// Blocks until [`Handlers::has_synced`] or `timeout`; returns whether synced.

@@ -50,6 +50,8 @@ pub(crate) struct Registration {
     /// Panics caught in this handler.
     pub(crate) panics: AtomicU64,
     /// Shards that have not finished replaying the store to this handler yet.
+    /// Zero is not synced yet: deltas of the initial list queued after the
+    /// replay reach the handler later (see `Handlers::has_synced`).
     pub(crate) replay_left: AtomicUsize,
 }
 

@@ -8,8 +8,7 @@
 //! * Entries appear in `order` by ascending `first_seq`.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
 use crossbeam::utils::CachePadded;
 
@@ -17,6 +16,8 @@ use super::handler::Registration;
 use super::HandlerId;
 use crate::Obj;
 use crate::store::ResourceVersion;
+use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use crate::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
 /// How an upsert came about; decides the notification together with the store state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

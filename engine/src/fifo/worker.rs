@@ -127,6 +127,15 @@ pub(crate) fn run(
                 };
                 let Entry { first, last, .. } = entry;
                 let n = 1 + u64::from(last.is_some());
+                // Before the apply, under the lock: a reader that sees the store
+                // synced and this flag clear knows the notifications of every
+                // delta applied so far were delivered (see `Handlers::has_synced`).
+                // Once this shard's initial list is known delivered, nobody
+                // reads the flag again: the hot path skips it.
+                let tracking = !shared.initial_delivered[shard].load(SeqCst);
+                if tracking {
+                    shared.delivering[shard].store(true, SeqCst);
+                }
                 q.items -= n as usize;
                 // The store is written under the queue lock so that a relist computing
                 // "keys in the store or pending" sees every key in exactly one of them.
@@ -140,6 +149,16 @@ pub(crate) fn run(
                 queue.counters.applied.fetch_add(n, Relaxed);
                 for note in notes.drain(..) {
                     deliver(&note, &handlers, &shared);
+                }
+                if tracking {
+                    if shared.store.has_synced() {
+                        // A busy shard may never be seen idle by a reader: mark it here.
+                        shared.initial_delivered[shard].store(true, SeqCst);
+                        shared.delivering[shard].store(false, SeqCst);
+                        shared.notify_handler_synced();
+                    } else {
+                        shared.delivering[shard].store(false, SeqCst);
+                    }
                 }
             }
             Slot::Command(Command::AddHandler(reg)) => {

@@ -18,6 +18,16 @@ pub enum InformerError {
     /// The informer was shut down: it takes no new handler.
     #[error("the informer was shut down")]
     ShutDown,
+    /// The [`crate::informer::SharedInformerFactory`] already runs an informer
+    /// for this key with a different config: the request is refused rather
+    /// than handing out an informer that is not configured as asked.
+    #[error("informer {key} already runs with a different config: {} differ", differs.join(", "))]
+    ConfigMismatch {
+        /// The informer key (resource, namespace, selectors).
+        key: String,
+        /// The config fields that differ, e.g. `watcher.page_size (Some(500) != Some(100))`.
+        differs: Vec<String>,
+    },
     /// No handler is registered under that id (never added, or already removed).
     #[error("no handler is registered under id {id}")]
     UnknownHandler {

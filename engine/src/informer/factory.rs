@@ -1,6 +1,7 @@
 //! The shared informer factory: one informer per [`InformerKey`].
 
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::Mutex;
 
 use kube::core::{ApiResource, Resource};
@@ -91,6 +92,56 @@ impl InformerKey {
     }
 }
 
+impl fmt::Display for InformerKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let group = if self.group.is_empty() { "core" } else { &self.group };
+        write!(f, "{group}/{}/{}", self.version, self.plural)?;
+        if let Some(ns) = &self.namespace {
+            write!(f, " namespace={ns}")?;
+        }
+        if let Some(l) = &self.label_selector {
+            write!(f, " labelSelector={l}")?;
+        }
+        if let Some(l) = &self.field_selector {
+            write!(f, " fieldSelector={l}")?;
+        }
+        if self.metadata_only {
+            f.write_str(" metadata-only")?;
+        }
+        Ok(())
+    }
+}
+
+/// The comparable fields of an [`InformerConfig`], named, as text.
+///
+/// Closures cannot be compared and are left out: `watcher.on_error`,
+/// `decoder.transform` and a custom indexer's function (its name and kind
+/// are compared). Selectors come from the [`InformerKey`].
+fn comparable_fields(c: &InformerConfig) -> Vec<(&'static str, String)> {
+    let w = &c.watcher;
+    let b = &w.backoff;
+    vec![
+        ("watcher.page_size", format!("{:?}", w.page_size)),
+        ("watcher.list_resource_version", format!("{:?}", w.list_resource_version)),
+        ("watcher.streaming_list", format!("{:?}", w.streaming_list)),
+        ("watcher.initial_events_timeout", format!("{:?}", w.initial_events_timeout)),
+        ("watcher.min_watch_timeout", format!("{:?}", w.min_watch_timeout)),
+        (
+            "watcher.backoff",
+            format!("{:?}..{:?} x{} jitter {} reset after {:?}", b.initial, b.max, b.factor, b.jitter, b.reset_after),
+        ),
+        ("watcher.max_frame_bytes", format!("{:?}", w.max_frame_bytes)),
+        ("watcher.max_objects", format!("{:?}", w.max_objects)),
+        ("decoder.index_fields", format!("{:?}", c.decoder.index_fields)),
+        ("decoder.strip_managed_fields", format!("{:?}", c.decoder.strip_managed_fields)),
+        ("decoder.max_object_bytes", format!("{:?}", c.decoder.max_object_bytes)),
+        ("store", format!("{:?}", c.store)),
+        ("resync", format!("{:?}", c.resync)),
+        ("arena_segment_bytes", format!("{:?}", c.arena_segment_bytes)),
+        ("compaction", format!("{:?}", c.compaction)),
+    ]
+}
+
 type MakeSource<S> = Box<dyn Fn(&InformerKey) -> S + Send + Sync>;
 
 /// Hands out one shared [`Informer`] per [`InformerKey`].
@@ -113,7 +164,13 @@ type MakeSource<S> = Box<dyn Fn(&InformerKey) -> S + Send + Sync>;
 /// ```
 pub struct SharedInformerFactory<S> {
     make_source: MakeSource<S>,
-    informers: Mutex<HashMap<InformerKey, Informer>>,
+    informers: Mutex<HashMap<InformerKey, Running>>,
+}
+
+/// A started informer and the comparable fields of the config it was started with.
+struct Running {
+    informer: Informer,
+    config: Vec<(&'static str, String)>,
 }
 
 impl SharedInformerFactory<KubeSource> {
@@ -134,22 +191,44 @@ impl<S: Source> SharedInformerFactory<S> {
     /// The informer for `key`, started on first request with `config()`
     /// (selectors from the key override the config's).
     ///
+    /// Every request must ask for the same config: `config()` is called each
+    /// time and its comparable fields (all but the closures `watcher.on_error`,
+    /// `decoder.transform` and custom index functions, which are not compared)
+    /// must equal those the informer was started with. An informer that was
+    /// shut down ([`Informer::shutdown`], [`SharedInformerFactory::shutdown`])
+    /// is never handed out again: the next request starts a new one for the
+    /// key, with that request's config, which lists again.
+    ///
     /// # Errors
-    /// [`InformerError::Spawn`] when a new informer's threads cannot be started.
+    /// [`InformerError::Spawn`] when a new informer's threads cannot be started;
+    /// [`InformerError::ConfigMismatch`] when the informer for `key` runs with a
+    /// different config (naming the fields that differ).
     pub fn informer(&self, key: &InformerKey, config: impl FnOnce() -> InformerConfig) -> Result<Informer, InformerError> {
-        let mut informers = self.informers.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(i) = informers.get(key) {
-            return Ok(i.clone());
-        }
         let mut config = config();
         config.watcher.label_selector.clone_from(&key.label_selector);
         config.watcher.field_selector.clone_from(&key.field_selector);
+        let fields = comparable_fields(&config);
+        let mut informers = self.informers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(running) = informers.get(key).filter(|r| !r.informer.is_shut_down()) {
+            let differs: Vec<String> = running
+                .config
+                .iter()
+                .zip(&fields)
+                .filter(|((_, had), (_, asked))| had != asked)
+                .map(|((name, had), (_, asked))| format!("{name} ({had} != {asked})"))
+                .collect();
+            if !differs.is_empty() {
+                return Err(InformerError::ConfigMismatch { key: key.to_string(), differs });
+            }
+            return Ok(running.informer.clone());
+        }
         let informer = Informer::spawn((self.make_source)(key), config)?;
-        informers.insert(key.clone(), informer.clone());
+        informers.insert(key.clone(), Running { informer: informer.clone(), config: fields });
         Ok(informer)
     }
 
-    /// Number of distinct informers started.
+    /// Number of keys an informer was started for (a key whose informer was
+    /// shut down and started again counts once).
     pub fn len(&self) -> usize {
         self.informers.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
@@ -161,8 +240,8 @@ impl<S: Source> SharedInformerFactory<S> {
 
     /// Stops every informer.
     pub fn shutdown(&self) {
-        for i in self.informers.lock().unwrap_or_else(|p| p.into_inner()).values() {
-            i.shutdown();
+        for running in self.informers.lock().unwrap_or_else(|p| p.into_inner()).values() {
+            running.informer.shutdown();
         }
     }
 }

@@ -3,10 +3,15 @@
 //!
 //! # Guarantees
 //! * One list+watch per [`InformerKey`], however many consumers ask the
-//!   [`SharedInformerFactory`] for it.
+//!   [`SharedInformerFactory`] for it — with one config: asking for a key with a
+//!   config that differs in a comparable field is [`InformerError::ConfigMismatch`]
+//!   (closures such as `on_error` are not compared), and a shut-down informer is
+//!   never handed out again (the next request starts a new one).
 //! * Handlers can be added and removed while the informer runs; a handler added
 //!   late first receives every object already cached (`on_add` with
-//!   `is_in_initial_list = true`) and then live events, and has its own synced flag.
+//!   `is_in_initial_list = true`) and then live events, and has its own synced
+//!   flag, which turns true only once every initial add has been delivered to
+//!   it (not merely applied to the store).
 //! * [`Informer::has_synced`] turns true once the first complete list has been
 //!   applied to the store.
 //! * Resync ([`InformerConfig::resync`]) re-delivers the cached objects to the
@@ -251,6 +256,11 @@ impl Informer {
             delay = (delay * 2).min(Duration::from_millis(50));
         }
         true
+    }
+
+    /// Whether [`Informer::shutdown`] was called (on any clone).
+    pub fn is_shut_down(&self) -> bool {
+        *self.inner.shutdown.borrow()
     }
 
     /// Stops the watch and the fifo threads. Cached objects stay readable.

@@ -10,11 +10,12 @@
 
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::{BinaryHeap, HashMap};
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use super::workqueue::{Inner, QueueKey, WorkQueue};
+use crate::sync::atomic::Ordering;
+use crate::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
 /// Far enough to mean "never" while still being a valid `Instant` (a rate
 /// limiter answering `Duration::MAX`).

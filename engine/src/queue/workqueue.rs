@@ -4,8 +4,8 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Instant;
 
@@ -17,6 +17,8 @@ use super::delaying::Timer;
 use super::error::AddError;
 use super::metrics::{QueueMetrics, UnfinishedWork, WorkQueueMetrics};
 use super::rate_limiter::{RateLimiter, default_controller_rate_limiter};
+use crate::sync::atomic::{AtomicBool, Ordering};
+use crate::sync::{Mutex, MutexGuard, PoisonError};
 
 /// What a work queue key must be: hashable, comparable, cheap to clone (an
 /// `Arc<str>`, an [`ObjectRef`](crate::ObjectRef), an integer) and shareable

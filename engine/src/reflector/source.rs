@@ -66,6 +66,15 @@ impl SourceError {
         matches!(self, SourceError::Api { code: 410, .. })
     }
 
+    /// Whether the server said the requested resourceVersion is newer than any
+    /// it has (504 "Too large resource version", cause `ResourceVersionTooLarge`):
+    /// its cache has not caught up. client-go's reflector matches the message
+    /// too (`isTooLargeResourceVersionError` in `tools/cache/reflector.go`),
+    /// which is all a [`SourceError::Api`] keeps.
+    pub fn is_too_large_resource_version(&self) -> bool {
+        matches!(self, SourceError::Api { message, .. } if message.contains("Too large resource version"))
+    }
+
     /// Builds an [`SourceError::Api`] from a status code and a (possibly non-Status) body.
     pub fn from_status_body(code: u16, body: &[u8]) -> Self {
         #[derive(serde::Deserialize, Default)]

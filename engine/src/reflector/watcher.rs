@@ -2,17 +2,46 @@
 //! and turn the bytes into a stream of [`Event`]s.
 //!
 //! # Protocol
-//! * **Paginated list** (default): `LIST ?limit=500&resourceVersion=0`, following
-//!   `continue` tokens, emitted as [`Event::Init`], [`Event::InitApply`] per object
-//!   and [`Event::InitDone`] with the list's resourceVersion. A `continue` token
-//!   that expired (410) restarts the list from the latest state
-//!   (`resourceVersion=""`), as client-go's pager does (once per list; a second
-//!   expiry is a failure and waits for the backoff).
+//! The resourceVersions follow client-go's reflector (`tools/cache/reflector.go`,
+//! `relistResourceVersion`) and pager (`tools/pager/pager.go`):
+//! * **Paginated list** (default): `LIST ?limit=500`, following `continue`
+//!   tokens, emitted as [`Event::Init`], [`Event::InitApply`] per object and
+//!   [`Event::InitDone`] with the list's resourceVersion. Its resourceVersion:
+//!   - the first list: [`WatcherConfig::list_resource_version`] (`"0"`: any
+//!     state, served from the API server's watch cache);
+//!   - every later list: the *last synced* resourceVersion — that of the last
+//!     list, event or bookmark delivered — with
+//!     `resourceVersionMatch=NotOlderThan`, so the answer is at least as new as
+//!     what the sink already holds and the cache never goes back in time (a
+//!     `"0"` relist may be answered from a cache that lags what the watch
+//!     delivered: deletes of objects that exist, updates back to old states).
+//!     client-go sends the resourceVersion alone and drops `limit` to get
+//!     these semantics (with a `limit` and no match the server applies
+//!     `Exact`); kcache names the match instead and keeps paging (KEP-2523);
+//!   - after the LIST itself was answered 410 Expired or 504 "Too large
+//!     resource version": at once, `resourceVersion=""` (a consistent read
+//!     of the latest state), until a list succeeds.
+//!
+//!   Continuation pages carry no resourceVersion nor match (the server forbids
+//!   them with `continue`). A `continue` token that expired (410) is followed,
+//!   once, by one full unpaginated list with the first page's resourceVersion
+//!   and match (the pager's `FullListIfExpired`); if that fails too, the rule
+//!   above applies.
+//!   A 410 on a *watch* is no reason for a consistent read: as client-go, the
+//!   relist uses the last synced resourceVersion under `NotOlderThan`, which
+//!   the server can always serve.
 //! * **Streaming list** ([`WatcherConfig::streaming_list`]): one
-//!   `WATCH ?sendInitialEvents=true&resourceVersionMatch=NotOlderThan`; the
+//!   `WATCH ?sendInitialEvents=true&resourceVersionMatch=NotOlderThan` from
+//!   `""` (the latest state, so never older than what was delivered); the
 //!   initial ADDED events are `InitApply`, and the BOOKMARK annotated
-//!   `k8s.io/initial-events-end` is `InitDone`. The same stream then carries live
-//!   events. A server that refuses it gets a paginated list instead.
+//!   `k8s.io/initial-events-end` is `InitDone`. The same stream then carries
+//!   live events. A server that refuses it (a 4xx other than 410 on the WATCH
+//!   request) gets a paginated list instead; so does one that ignores it (an
+//!   older server sends the ADDED events but never the end bookmark): when no
+//!   end bookmark came within [`WatcherConfig::initial_events_timeout`], the
+//!   stream is dropped, [`WatcherError::InitialEventsTimeout`] reported, and the
+//!   watcher lists with LIST at once. Either way it remembers: this watcher
+//!   never asks for a streaming list again.
 //! * **Watch** from the last seen resourceVersion with `allowWatchBookmarks=true`
 //!   and a timeout drawn at random from `[min_watch_timeout, 2 * min_watch_timeout)`
 //!   (client-go's reflector does the same so watches do not all expire together).
@@ -23,7 +52,8 @@
 //!   delivered nothing and lasted under a second ([`WatcherError::ShortWatch`]):
 //!   a server that closes every watch at once is retried after backoff, as
 //!   client-go's reflector does with a "very short watch".
-//! * 410 Expired (as an HTTP status or an ERROR event): relist, after backoff.
+//! * 410 Expired on a watch (as the WATCH request's HTTP status or an ERROR
+//!   event): relist (at the last synced resourceVersion, see above), after backoff.
 //! * A malformed frame, an unknown event type, or any other ERROR event: the
 //!   event is counted and reported (with the object's `namespace/name` when it
 //!   can be read, see [`WatcherError::Decode`]), the watch is dropped and
@@ -53,7 +83,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use kube::api::{ListParams, WatchParams};
+use kube::api::{ListParams, VersionMatch, WatchParams};
 use rand::Rng;
 use tokio::sync::watch;
 
@@ -151,6 +181,14 @@ pub enum WatcherError {
         /// How long the watch was open.
         lasted: Duration,
     },
+    /// A streaming list sent no `k8s.io/initial-events-end` bookmark within
+    /// [`WatcherConfig::initial_events_timeout`]: the server ignores
+    /// `sendInitialEvents`; the watcher lists with LIST from now on.
+    #[error("no initial-events-end bookmark within {after:?}: the server ignores sendInitialEvents; falling back to paginated LIST")]
+    InitialEventsTimeout {
+        /// How long the watcher waited.
+        after: Duration,
+    },
     /// The collection holds more objects than [`WatcherConfig::max_objects`]:
     /// the list or watch was abandoned and the cache left as it was.
     #[error(
@@ -178,11 +216,19 @@ pub struct WatcherConfig {
     pub field_selector: Option<String>,
     /// LIST page size (`limit`); `None` lists in one request. Default 500, as client-go.
     pub page_size: Option<u32>,
-    /// resourceVersion of the initial LIST: `"0"` (default) lets the server answer
-    /// from its watch cache; `""` asks for a quorum read.
+    /// resourceVersion of the first LIST: `"0"` (default) lets the server answer
+    /// from its watch cache; `""` asks for a quorum read. Later lists ask for
+    /// the last synced resourceVersion with `resourceVersionMatch=NotOlderThan`,
+    /// or `""` after a LIST was answered 410 (as client-go's reflector).
     pub list_resource_version: String,
     /// Use a streaming list (`sendInitialEvents=true`) instead of LIST.
     pub streaming_list: bool,
+    /// How long a streaming list may go without its `k8s.io/initial-events-end`
+    /// bookmark before the watcher concludes the server ignores
+    /// `sendInitialEvents` and lists with LIST instead. Default 30 s: a server
+    /// that supports it streams a large collection (100k objects) well within
+    /// that, and one that does not costs at most that much delay once.
+    pub initial_events_timeout: Duration,
     /// Watch timeouts are drawn from `[min_watch_timeout, 2 * min_watch_timeout)`. Default 5 min.
     pub min_watch_timeout: Duration,
     /// Backoff between failed requests.
@@ -212,6 +258,7 @@ impl Default for WatcherConfig {
             page_size: Some(500),
             list_resource_version: "0".to_owned(),
             streaming_list: false,
+            initial_events_timeout: Duration::from_secs(30),
             min_watch_timeout: Duration::from_secs(300),
             backoff: Backoff::default(),
             on_error: None,
@@ -227,7 +274,9 @@ impl std::fmt::Debug for WatcherConfig {
             .field("label_selector", &self.label_selector)
             .field("field_selector", &self.field_selector)
             .field("page_size", &self.page_size)
+            .field("list_resource_version", &self.list_resource_version)
             .field("streaming_list", &self.streaming_list)
+            .field("initial_events_timeout", &self.initial_events_timeout)
             .field("min_watch_timeout", &self.min_watch_timeout)
             .field("max_objects", &self.max_objects)
             .finish_non_exhaustive()
@@ -275,6 +324,13 @@ pub struct Watcher<S> {
     /// The last watch ended on a bad frame; if the next one does too before
     /// delivering anything, the bad event is in the server's history: relist.
     broke_on_bad_frame: bool,
+    /// resourceVersion of the last list, event or bookmark handed to the sink
+    /// (client-go's `lastSyncResourceVersion`); empty before the first list.
+    last_sync_rv: String,
+    /// The last LIST at `last_sync_rv` was answered 410 or "too large": list
+    /// at `""` until a list succeeds (client-go's
+    /// `isLastSyncResourceVersionUnavailable`).
+    last_sync_rv_unavailable: bool,
 }
 
 enum Next {
@@ -314,6 +370,20 @@ impl<S: Source> Watcher<S> {
             objects: 0,
             listing: false,
             broke_on_bad_frame: false,
+            last_sync_rv: String::new(),
+            last_sync_rv_unavailable: false,
+        }
+    }
+
+    /// The resourceVersion the next LIST asks for, and whether it asks for a
+    /// state not older than it (client-go's `relistResourceVersion`).
+    fn relist_resource_version(&self) -> (String, Option<VersionMatch>) {
+        if self.last_sync_rv_unavailable {
+            (String::new(), None)
+        } else if self.last_sync_rv.is_empty() {
+            (self.config.list_resource_version.clone(), None)
+        } else {
+            (self.last_sync_rv.clone(), Some(VersionMatch::NotOlderThan))
         }
     }
 
@@ -440,33 +510,64 @@ impl<S: Source> Watcher<S> {
     }
 
     async fn paginated_list(&mut self, sink: &mut impl EventSink) -> Result<Next, WatcherError> {
+        let (rv, matching) = self.relist_resource_version();
+        match self.list_at(sink, &rv, matching).await {
+            Err(WatcherError::List(e)) if !rv.is_empty() && (e.is_expired() || e.is_too_large_resource_version()) => {
+                // The resourceVersion is gone (or not there yet): a consistent
+                // read of the latest state, at once, as client-go's reflector
+                // does (`tools/cache/reflector.go`, `list`).
+                self.report(&WatcherError::List(e));
+                self.last_sync_rv_unavailable = true;
+                if self.listing {
+                    self.listing = false;
+                    sink.init_aborted();
+                }
+                self.list_at(sink, "", None).await
+            }
+            other => other,
+        }
+    }
+
+    /// One list at `rv` (and `matching`), paged; see the module's "Protocol".
+    async fn list_at(
+        &mut self,
+        sink: &mut impl EventSink,
+        rv: &str,
+        matching: Option<VersionMatch>,
+    ) -> Result<Next, WatcherError> {
         let mut lp = ListParams::default();
         lp.label_selector.clone_from(&self.config.label_selector);
         lp.field_selector.clone_from(&self.config.field_selector);
-        lp.resource_version = Some(self.config.list_resource_version.clone());
+        let first_page = |lp: &mut ListParams| {
+            lp.continue_token = None;
+            lp.resource_version = (!rv.is_empty()).then(|| rv.to_owned());
+            lp.version_match.clone_from(&matching);
+        };
+        first_page(&mut lp);
         let mut seen = 0usize;
-        let mut restarted = false;
+        // After a continue token expired: one unpaginated list.
+        let mut full_list = false;
         loop {
             // With a limit, never ask for more than one object past it: that one
             // is enough to know the collection is too big.
-            lp.limit = match self.config.max_objects {
-                Some(max) => {
-                    let left = u32::try_from(max.saturating_sub(seen).saturating_add(1)).unwrap_or(u32::MAX);
-                    Some(self.config.page_size.map_or(left, |p| p.min(left)))
-                }
-                None => self.config.page_size,
+            let left = self.config.max_objects.map(|max| u32::try_from(max.saturating_sub(seen).saturating_add(1)).unwrap_or(u32::MAX));
+            lp.limit = match (left, self.config.page_size) {
+                _ if full_list => left,
+                (Some(left), page) => Some(page.map_or(left, |p| p.min(left))),
+                (None, page) => page,
             };
             let body = match self.source.list(&lp).await {
                 Ok(body) => body,
-                Err(e) if e.is_expired() && lp.continue_token.is_some() && !restarted => {
+                Err(e) if e.is_expired() && lp.continue_token.is_some() && !full_list => {
                     // The continue token outlived the server's compaction window:
-                    // restart the list from the latest state, as client-go does —
-                    // once per attempt; a second expiry is a failure like any
-                    // other, so a server that expires every token is not looped on.
+                    // one full list at the first page's resourceVersion, as
+                    // client-go's pager does with `FullListIfExpired`
+                    // (`tools/pager/pager.go`). If that fails too, the caller
+                    // lists at "" — a server that expires every token is not
+                    // looped on.
                     self.report(&WatcherError::List(e));
-                    restarted = true;
-                    lp.continue_token = None;
-                    lp.resource_version = Some(String::new());
+                    full_list = true;
+                    first_page(&mut lp);
                     seen = 0;
                     if self.listing {
                         sink.event(Event::Init);
@@ -504,12 +605,18 @@ impl<S: Source> Watcher<S> {
             }
             match list.continue_token {
                 Some(token) if !token.is_empty() => {
+                    // The server forbids a resourceVersion(Match) with `continue`;
+                    // the token carries the list's resourceVersion.
                     lp.continue_token = Some(token);
+                    lp.resource_version = None;
+                    lp.version_match = None;
                 }
                 _ => {
                     WatcherStats::inc(&self.stats.lists);
                     self.objects = seen;
                     self.listing = false;
+                    self.last_sync_rv.clone_from(&list.resource_version);
+                    self.last_sync_rv_unavailable = false;
                     sink.event(Event::InitDone { resource_version: list.resource_version.clone() });
                     return Ok(Next::Rewatch(list.resource_version));
                 }
@@ -543,10 +650,26 @@ impl<S: Source> Watcher<S> {
     ) -> Next {
         let mut framer = Framer::watch_with_limit(self.config.max_frame_bytes);
         let mut end = WatchEnd { opened: Instant::now(), events: 0, failed: false };
+        let timeout = self.config.initial_events_timeout;
+        let mut initial_deadline = initial.then(|| Box::pin(tokio::time::sleep(timeout)));
         loop {
+            let no_end_bookmark = async {
+                match initial_deadline.as_mut() {
+                    Some(deadline) => deadline.as_mut().await,
+                    None => std::future::pending().await,
+                }
+            };
             let chunk = tokio::select! {
                 chunk = body.next() => chunk,
                 _ = shutdown.changed() => if *shutdown.borrow() { return Next::Stop } else { continue },
+                () = no_end_bookmark => {
+                    // An older server took sendInitialEvents for a plain watch:
+                    // the end bookmark will never come. client-go has no such
+                    // bound (its servers all know the parameter or refuse it).
+                    self.report(&WatcherError::InitialEventsTimeout { after: timeout });
+                    self.config.streaming_list = false;
+                    return Next::Relist;
+                }
             };
             let chunk = match chunk {
                 None => break,
@@ -600,16 +723,22 @@ impl<S: Source> Watcher<S> {
                         self.objects = self.objects.saturating_sub(1);
                         rv.clear();
                         rv.push_str(obj.resource_version());
+                        if !initial {
+                            self.last_sync_rv.clone_from(&rv);
+                        }
                         sink.event(Event::Delete(obj));
                     }
                     WatchEvent::Bookmark { resource_version, initial_events_end } => {
                         rv.clone_from(&resource_version);
                         if initial && initial_events_end {
                             initial = false;
+                            initial_deadline = None;
                             self.listing = false;
+                            self.last_sync_rv.clone_from(&resource_version);
                             WatcherStats::inc(&self.stats.lists);
                             sink.event(Event::InitDone { resource_version });
                         } else if !initial {
+                            self.last_sync_rv.clone_from(&resource_version);
                             sink.event(Event::Bookmark(resource_version));
                         }
                     }
@@ -645,6 +774,11 @@ impl<S: Source> Watcher<S> {
         WatcherStats::inc(&self.stats.events);
         rv.clear();
         rv.push_str(obj.resource_version());
+        if !initial {
+            // A streaming list's initial events come in no resourceVersion
+            // order: only its end bookmark syncs.
+            self.last_sync_rv.clone_from(rv);
+        }
         sink.event(if initial { Event::InitApply(obj) } else { Event::Apply(obj) });
     }
 

@@ -35,17 +35,17 @@ use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 use std::ops::Deref;
 use std::ptr;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
-use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize};
-use std::sync::{Mutex, PoisonError};
-
-use seize::{Collector, Guard, LocalGuard};
 
 use super::shard::key_eq;
 use crate::Obj;
+use crate::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use crate::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize};
+use crate::sync::reclaim::{Collector, Guard, LocalGuard};
+use crate::sync::{Mutex, PoisonError};
 
-/// Slots of the smallest table.
-const MIN_SLOTS: usize = 16;
+/// Slots of the smallest table; under loom, few enough that a model grows and
+/// shrinks it within a handful of writes.
+const MIN_SLOTS: usize = if cfg!(kcache_loom) { 4 } else { 16 };
 
 /// Retired objects (and tables) the collector gathers before it starts reclaiming
 /// them: the cost of a reclamation is shared by a batch.
@@ -362,8 +362,9 @@ impl Drop for ObjectTable {
     fn drop(&mut self) {
         // SAFETY: `&mut self`: no other thread can reach this table any more, and the
         // current table was never retired, so this is its only owner. (The collector,
-        // dropped after this, reclaims what was retired.)
-        let t = unsafe { Box::from_raw(*self.table.get_mut()) };
+        // dropped after this, reclaims what was retired.) A load rather than
+        // `get_mut`, which loom's atomics lack.
+        let t = unsafe { Box::from_raw(self.table.load(Relaxed)) };
         for slot in t.slots.iter() {
             let p = slot.obj.load(Relaxed);
             if is_object(p) {
@@ -374,7 +375,7 @@ impl Drop for ObjectTable {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(kcache_loom)))]
 mod tests {
     use std::collections::HashMap;
     use std::sync::Arc;
@@ -576,5 +577,202 @@ mod tests {
             assert!(r.join().expect("reader panicked") > 0);
         }
         assert_eq!(t.len(), KEYS);
+    }
+}
+
+/// Loom models of the table: one writer inserting, replacing, removing, growing and
+/// shrinking against a concurrent reader, under every interleaving up to a
+/// preemption bound and every value each load may return under the memory model.
+///
+/// The properties are the module's invariants as a reader sees them: a `get` returns
+/// the object of the key asked for, the old or the new one while a key changes and
+/// never an older one after a newer; a key present throughout (including one whose
+/// probe chain runs through a removal's tombstone, or one a rebuild moves) is always
+/// found; a removed key is not found once the removal is observed; and, with the
+/// table dropped, every reference it held was given back exactly once.
+///
+/// loom sees the table's own atomics (the table pointer, each slot's hash and
+/// pointer, the length) and its writer lock. seize is replaced by the model in
+/// [`crate::sync::reclaim`], which reclaims as early as the guards allow and fails a
+/// load of anything it reclaimed: that is how a pointer retired while still
+/// reachable, or a table or object freed under a reader, would show. loom does not
+/// see: inside an object (its bytes and reference counts are std's, so a reader's key
+/// check reads memory loom does not track), seize's own fences and batches (the
+/// model's lock synchronises more than they do, so orderings are checked only for a
+/// reader whose guard overlaps the writer's change), the same object inserted twice
+/// (the model tells pointers apart by address, so each model inserts fresh objects),
+/// and interleavings past the bound.
+#[cfg(all(test, kcache_loom))]
+mod loom_tests {
+    use loom::sync::Arc;
+    use loom::sync::atomic::AtomicBool;
+    use loom::thread;
+
+    use super::*;
+    use crate::object::testing::pod;
+
+    /// Runs `model` under every interleaving with at most two preemptions: enough for
+    /// a reader to be preempted inside a lookup and again inside the next, and small
+    /// enough that every model here finishes in seconds in release mode.
+    fn check(model: impl Fn() + Sync + Send + 'static) {
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = Some(2);
+        builder.check(model);
+    }
+
+    fn obj(name: &str, rv: u64) -> Obj {
+        pod("ns", name, &rv.to_string(), &[])
+    }
+
+    /// The version `t` holds under `name` (hash `hash`), checking it is that key's object.
+    fn version(t: &ObjectTable, hash: u64, name: &str) -> Option<u64> {
+        let o = t.get(hash, &format!("ns/{name}"))?;
+        assert_eq!(o.name(), name, "a get of {name} returned another key's object");
+        Some(o.resource_version().parse().expect("numeric resourceVersion"))
+    }
+
+    /// Drops the table and fails unless each of `held` is referenced only by the test.
+    fn assert_released(t: Arc<ObjectTable>, held: &[Obj]) {
+        drop(t);
+        for o in held {
+            assert_eq!(o.ref_count(), 1, "{} version {} still referenced (or released twice)", o.name(), o.resource_version());
+        }
+    }
+
+    #[test]
+    fn a_reader_sees_the_old_or_the_new_object_of_a_replaced_key() {
+        check(|| {
+            let t = Arc::new(ObjectTable::default());
+            let (a1, a2, b1) = (obj("a", 1), obj("a", 2), obj("b", 1));
+            t.upsert(0, "ns/a", a1.clone());
+            t.upsert(1, "ns/b", b1.clone());
+            let writer = {
+                let (t, a2) = (Arc::clone(&t), a2.clone());
+                thread::spawn(move || {
+                    let old = t.upsert(0, "ns/a", a2).expect("a was present");
+                    assert_eq!(old.resource_version(), "1");
+                })
+            };
+            let first = version(&t, 0, "a").expect("a is present throughout");
+            let second = version(&t, 0, "a").expect("a is present throughout");
+            assert!(second >= first, "a went back from version {first} to {second}");
+            assert_eq!(version(&t, 1, "b"), Some(1));
+            writer.join().expect("writer");
+            assert_eq!(version(&t, 0, "a"), Some(2));
+            assert_released(t, &[a1, a2, b1]);
+        });
+    }
+
+    #[test]
+    fn a_removed_key_is_not_found_once_the_remove_is_observed() {
+        check(|| {
+            let t = Arc::new(ObjectTable::default());
+            let removed = Arc::new(AtomicBool::new(false));
+            let (a1, b1) = (obj("a", 1), obj("b", 1));
+            // One hash: b's probe chain runs through a's slot, a tombstone once removed.
+            t.upsert(0, "ns/a", a1.clone());
+            t.upsert(0, "ns/b", b1.clone());
+            let writer = {
+                let (t, removed) = (Arc::clone(&t), Arc::clone(&removed));
+                thread::spawn(move || {
+                    assert!(t.remove(0, "ns/a").is_some());
+                    removed.store(true, Release);
+                })
+            };
+            let observed = removed.load(Acquire);
+            let first = version(&t, 0, "a");
+            if observed {
+                assert_eq!(first, None, "a found after its removal was observed");
+            }
+            assert_eq!(version(&t, 0, "b"), Some(1), "b lost behind a's tombstone");
+            let second = version(&t, 0, "a");
+            if first.is_none() {
+                assert_eq!(second, None, "a came back after it was seen removed");
+            }
+            writer.join().expect("writer");
+            assert_eq!((version(&t, 0, "a"), t.len()), (None, 1));
+            assert_released(t, &[a1, b1]);
+        });
+    }
+
+    #[test]
+    fn a_reused_tombstone_never_answers_for_another_key() {
+        check(|| {
+            let t = Arc::new(ObjectTable::default());
+            let (a1, b1) = (obj("a", 1), obj("b", 1));
+            t.upsert(0, "ns/a", a1.clone());
+            let writer = {
+                let (t, b1) = (Arc::clone(&t), b1.clone());
+                thread::spawn(move || {
+                    t.remove(0, "ns/a");
+                    // Hash 4 starts at a's slot (4 slots): b reuses its tombstone, so
+                    // a reader may pair a's pointer with b's hash.
+                    t.upsert(4, "ns/b", b1);
+                    t.release_retired();
+                })
+            };
+            assert!(matches!(version(&t, 4, "b"), None | Some(1)));
+            assert!(matches!(version(&t, 0, "a"), None | Some(1)));
+            writer.join().expect("writer");
+            assert_eq!((version(&t, 0, "a"), version(&t, 4, "b")), (None, Some(1)));
+            assert_eq!(t.current(&t.collector.enter()).slots.len(), MIN_SLOTS, "b reused a's slot");
+            assert_released(t, &[a1, b1]);
+        });
+    }
+
+    #[test]
+    fn growing_keeps_every_entry_for_readers() {
+        check(|| {
+            let t = Arc::new(ObjectTable::default());
+            let held: Vec<Obj> = ["a", "b", "c", "d"].iter().map(|n| obj(n, 1)).collect();
+            // Three objects fill the smallest table (3/4 of 4 slots): the fourth grows it.
+            for (h, o) in held[..3].iter().enumerate() {
+                t.upsert(h as u64, &format!("ns/{}", o.name()), o.clone());
+            }
+            let writer = {
+                let (t, d) = (Arc::clone(&t), held[3].clone());
+                thread::spawn(move || assert!(t.upsert(3, "ns/d", d).is_none()))
+            };
+            assert_eq!(version(&t, 0, "a"), Some(1), "a lost while the table grew");
+            assert_eq!(version(&t, 2, "c"), Some(1), "c lost while the table grew");
+            let mut names = Vec::new();
+            t.for_each(|o| names.push(o.name().to_owned()));
+            names.sort();
+            assert!(names == ["a", "b", "c"] || names == ["a", "b", "c", "d"], "for_each saw {names:?}");
+            writer.join().expect("writer");
+            for (h, o) in held.iter().enumerate() {
+                assert_eq!(version(&t, h as u64, o.name()), Some(1));
+            }
+            assert!(t.current(&t.collector.enter()).slots.len() > MIN_SLOTS, "the table grew");
+            assert_released(t, &held);
+        });
+    }
+
+    #[test]
+    fn shrinking_keeps_every_entry_for_readers() {
+        check(|| {
+            let t = Arc::new(ObjectTable::default());
+            let held: Vec<Obj> = ["a", "b", "c", "d"].iter().map(|n| obj(n, 1)).collect();
+            for (h, o) in held.iter().enumerate() {
+                t.upsert(h as u64, &format!("ns/{}", o.name()), o.clone());
+            }
+            // Two objects left in 16 slots; the next remove leaves one in eight and
+            // shrinks the table.
+            t.remove(1, "ns/b");
+            t.remove(2, "ns/c");
+            let writer = {
+                let t = Arc::clone(&t);
+                thread::spawn(move || assert!(t.remove(0, "ns/a").is_some()))
+            };
+            let first = version(&t, 0, "a");
+            assert_eq!(version(&t, 3, "d"), Some(1), "d lost while the table shrank");
+            if first.is_none() {
+                assert_eq!(version(&t, 0, "a"), None, "a came back after it was seen removed");
+            }
+            writer.join().expect("writer");
+            assert_eq!((version(&t, 0, "a"), version(&t, 3, "d")), (None, Some(1)));
+            assert_eq!(t.current(&t.collector.enter()).slots.len(), MIN_SLOTS, "the table shrank");
+            assert_released(t, &held);
+        });
     }
 }

@@ -39,7 +39,7 @@
 //! # Why a hand-rolled scanner rather than simd-json
 //! simd-json 0.19 parses into a tape of values (strings unescaped in place in a
 //! mutable copy of the input) and since 0.19 exposes the stage-1 structural
-//! indexes ([`simd_json::Buffers::structural_indexes`]), but only as a side
+//! indexes (`simd_json::Buffers::structural_indexes`), but only as a side
 //! effect of a full parse: getting an object's byte span means running stage 1
 //! and stage 2 over a copy of the document and then walking the index list in
 //! step with the tape. That is more work than what kcache needs, which is
@@ -72,13 +72,22 @@
 //! [`Obj`]: crate::Obj
 //! [`Obj::decode`]: crate::Obj::decode
 
-mod decode;
+mod decoder;
 pub mod error;
+mod event;
+mod fields;
 mod framer;
+mod list;
+mod metadata;
 mod scan;
+mod status;
+mod transform;
+mod values;
 
-pub use decode::{
-    ApiStatus, DEFAULT_MAX_OBJECT_BYTES, Decoder, DecoderConfig, ObjectList, Transform, WatchEvent, decode_status,
-};
+pub use decoder::{DEFAULT_MAX_OBJECT_BYTES, Decoder, DecoderConfig};
 pub use error::{DecodeError, FrameError};
+pub use event::WatchEvent;
 pub use framer::{DEFAULT_MAX_DOCUMENT_BYTES, DEFAULT_MAX_FRAME_BYTES, Framer};
+pub use list::ObjectList;
+pub use status::{ApiStatus, decode_status};
+pub use transform::Transform;

@@ -23,12 +23,12 @@
 //!    threads (see [`reads`]); direct GET / LIST after them.
 
 mod engines;
+mod raw_watch;
 mod reads;
 mod recorder;
 mod target;
-mod writer;
-mod writes;
-mod wire;
+mod write_mix;
+mod writer_process;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -44,8 +44,8 @@ pub use engines::{CacheReader, Engine, EngineKind, EngineSettings, HandlerStyle}
 pub use reads::{CacheReads, ReadLoad, key_in_hand};
 pub use recorder::{Recorder, SENT_AT, SENT_AT_POINTER};
 pub use target::{Connection, OWNED_LABEL, Preload, Target, TargetKind, cleanup_owned};
-pub use writer::{WriteStats, Writer};
-pub use writes::{WritePlan, WriterKind, WriterMessage, Writes, serve_child};
+pub use write_mix::{WriteStats, Writer};
+pub use writer_process::{WritePlan, WriterKind, WriterMessage, Writes, serve_child};
 
 use crate::procstat;
 use crate::profile::{ProfileError, Profiler};
@@ -450,7 +450,7 @@ struct KeyList {
 }
 
 /// One object's key and resourceVersion: a LIST item, or the answer to a write
-/// (`writer`, which must not decode 2,000 typed pods a second either). `name`
+/// ([`write_mix`], which must not decode 2,000 typed pods a second either). `name`
 /// may be absent because a DELETE may answer with a Status.
 #[derive(serde::Deserialize)]
 struct KeyItem {

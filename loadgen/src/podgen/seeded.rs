@@ -1,4 +1,5 @@
-//! Realistic, seeded pod objects modelled on fixtures/real-apiserver/pod.json.
+//! Pods built field by field from a seed, modelled on fixtures/real-apiserver/pod.json:
+//! what `loadgen` creates and the simulator bulk-loads.
 //!
 //! # Guarantees
 //! * The same seed and index give the same pod, byte for byte (`StdRng::seed_from_u64`),

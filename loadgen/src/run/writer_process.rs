@@ -25,8 +25,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
 use super::target::Connection;
-use super::wire::WireWatch;
-use super::writer::{self, WriteStats, Writer};
+use super::raw_watch::RawWatch;
+use super::write_mix::{self, WriteStats, Writer};
 use super::RunError;
 
 /// Which process drives a run's writes.
@@ -65,7 +65,7 @@ pub struct WritePlan {
     pub write_qps: f64,
     /// Length of the write phase.
     pub duration: Duration,
-    /// Label selector of the run's pods, for the wire watch ([`super::wire`]).
+    /// Label selector of the run's pods, for the raw watch ([`super::raw_watch`]).
     pub selector: String,
 }
 
@@ -117,40 +117,40 @@ pub enum WriterMessage {
 /// Creates the namespaces and pods (or takes the preloaded ones); returns a
 /// writer over them.
 async fn prepare_writer(client: &kube::Client, plan: &WritePlan, bar: &ProgressBar) -> Result<Writer, RunError> {
-    writer::ensure_namespaces(client, &plan.namespaces).await?;
+    write_mix::ensure_namespaces(client, &plan.namespaces).await?;
     let keys = if plan.preloaded {
         let ns = plan.namespaces.first().cloned().unwrap_or_default();
         (0..plan.pods).map(|i| (ns.clone(), crate::podgen::PodGen::name(i))).collect()
     } else {
-        writer::create_pods(client, &plan.namespaces, plan.pods, plan.seed, bar).await?
+        write_mix::create_pods(client, &plan.namespaces, plan.pods, plan.seed, bar).await?
     };
     Ok(Writer::new(client.clone(), keys, plan.namespaces.clone(), plan.seed))
 }
 
-/// Opens the wire watch ([`super::wire`]) before the engine starts, so that
+/// Opens the raw watch ([`super::raw_watch`]) before the engine starts, so that
 /// the API calls counted for the engine exclude it; `None` (with a warning)
 /// when it cannot be opened, since the run is still worth its other figures.
-async fn open_wire(client: &kube::Client, plan: &WritePlan) -> Option<WireWatch> {
+async fn open_raw_watch(client: &kube::Client, plan: &WritePlan) -> Option<RawWatch> {
     if plan.duration.is_zero() {
         return None;
     }
-    WireWatch::open(client, &plan.selector)
+    RawWatch::open(client, &plan.selector)
         .await
-        .inspect_err(|e| tracing::warn!("no wire watch, so no event-latency floor for this run: {e}"))
+        .inspect_err(|e| tracing::warn!("no raw watch, so no event-latency floor for this run: {e}"))
         .ok()
 }
 
-/// Drives the writes, timing their events on the wire watch beside them.
-async fn drive_writer(mut w: Writer, wire: Option<WireWatch>, plan: &WritePlan, bar: &ProgressBar) -> WriteStats {
+/// Drives the writes, timing their events on the raw watch beside them.
+async fn drive_writer(mut w: Writer, raw_watch: Option<RawWatch>, plan: &WritePlan, bar: &ProgressBar) -> WriteStats {
     if plan.duration.is_zero() {
         return WriteStats::default();
     }
-    if let Some(wire) = &wire {
-        wire.start();
+    if let Some(raw_watch) = &raw_watch {
+        raw_watch.start();
     }
     let mut stats = w.drive(plan.write_qps, plan.duration, bar).await;
-    if let Some(wire) = wire {
-        stats.wire_latency_ms = wire.finish(stats.updates + stats.creates).await;
+    if let Some(raw_watch) = raw_watch {
+        stats.wire_latency_ms = raw_watch.finish(stats.updates + stats.creates).await;
     }
     stats
 }
@@ -161,8 +161,8 @@ pub enum Writes {
     InProcess {
         /// The writer.
         writer: Writer,
-        /// The wire watch, open.
-        wire: Option<WireWatch>,
+        /// The raw watch timing the event-latency floor, open.
+        raw_watch: Option<RawWatch>,
         /// Its plan.
         plan: WritePlan,
     },
@@ -192,8 +192,8 @@ impl Writes {
         match kind {
             WriterKind::InProcess => {
                 let writer = prepare_writer(client, &plan, bar).await?;
-                let wire = open_wire(client, &plan).await;
-                Ok(Writes::InProcess { writer, wire, plan })
+                let raw_watch = open_raw_watch(client, &plan).await;
+                Ok(Writes::InProcess { writer, raw_watch, plan })
             }
             WriterKind::Child => {
                 let exe = std::env::current_exe()
@@ -229,7 +229,7 @@ impl Writes {
     /// has been answered. `bar` counts seconds.
     pub async fn drive(self, bar: &ProgressBar) -> Result<WriteStats, RunError> {
         match self {
-            Writes::InProcess { writer, wire, plan } => Ok(drive_writer(writer, wire, &plan, bar).await),
+            Writes::InProcess { writer, raw_watch, plan } => Ok(drive_writer(writer, raw_watch, &plan, bar).await),
             Writes::Child { mut child, mut stdin, mut lines, plan } => {
                 let go = async {
                     stdin.write_all(b"go\n").await?;
@@ -327,7 +327,7 @@ async fn serve_child_inner(connection: &Connection, plan: &WritePlan) -> Result<
     let writer = prepare_writer(&client, plan, &bar).await;
     progress.abort();
     let writer = writer?;
-    let wire = open_wire(&client, plan).await;
+    let raw_watch = open_raw_watch(&client, plan).await;
     emit(&WriterMessage::Ready);
     let go = tokio::task::spawn_blocking(|| {
         let mut line = String::new();
@@ -340,7 +340,7 @@ async fn serve_child_inner(connection: &Connection, plan: &WritePlan) -> Result<
         // Stdin closed (or nonsense): the run is gone, so nothing is written.
         return Ok(());
     }
-    let stats = drive_writer(writer, wire, plan, &ProgressBar::hidden()).await;
+    let stats = drive_writer(writer, raw_watch, plan, &ProgressBar::hidden()).await;
     emit(&WriterMessage::Done(stats));
     Ok(())
 }

@@ -22,12 +22,12 @@ use super::RunError;
 use super::recorder::{Recorder, SENT_AT, now_nanos};
 use crate::report::Percentiles;
 
-/// How long [`WireWatch::finish`] waits for the last writes' events.
+/// How long [`RawWatch::finish`] waits for the last writes' events.
 const DRAIN: Duration = Duration::from_secs(3);
 
 /// A raw watch of the run's pods, timing each stamped ADDED or MODIFIED event
 /// from the write's stamp to the moment its line was read.
-pub struct WireWatch {
+pub struct RawWatch {
     recorder: Arc<Recorder>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -53,29 +53,29 @@ async fn open_stream(
     let pods = Request::new("/api/v1/pods");
     let list = pods
         .list(&ListParams::default().labels(selector).limit(1))
-        .map_err(|e| RunError::Target(format!("cannot build the wire watch's list: {e}")))?;
+        .map_err(|e| RunError::Target(format!("cannot build the raw watch's list: {e}")))?;
     let listed: k8s_openapi::List<k8s_openapi::api::core::v1::Pod> = client
         .request(list)
         .await
-        .map_err(|source| RunError::Api { during: "listing for the wire watch", source })?;
+        .map_err(|source| RunError::Api { during: "listing for the raw watch", source })?;
     let rv = listed.metadata.resource_version.unwrap_or_default();
     // The API server ends a watch after its timeout; the loop in `open` reopens it.
     let watch = pods
         .watch(&WatchParams::default().labels(selector).timeout(290), &rv)
-        .map_err(|e| RunError::Target(format!("cannot build the wire watch: {e}")))?;
+        .map_err(|e| RunError::Target(format!("cannot build the raw watch: {e}")))?;
     client
         .request_stream(watch)
         .await
-        .map_err(|source| RunError::Api { during: "opening the wire watch", source })
+        .map_err(|source| RunError::Api { during: "opening the raw watch", source })
 }
 
-impl WireWatch {
+impl RawWatch {
     /// Opens the watch at the current resourceVersion of the pods `selector`
-    /// picks (so no initial events); [`WireWatch::start`] starts the timing.
+    /// picks (so no initial events); [`RawWatch::start`] starts the timing.
     ///
     /// # Errors
     /// [`RunError::Api`] when the list or the watch request fails.
-    pub async fn open(client: &kube::Client, selector: &str) -> Result<WireWatch, RunError> {
+    pub async fn open(client: &kube::Client, selector: &str) -> Result<RawWatch, RunError> {
         let first = open_stream(client, selector).await?;
         // Nothing is timed before `start`.
         let recorder = Arc::new(Recorder::default());
@@ -93,7 +93,7 @@ impl WireWatch {
                             match open_stream(&client, &selector).await {
                                 Ok(s) => s,
                                 Err(e) => {
-                                    tracing::warn!("wire watch ended: {e}");
+                                    tracing::warn!("raw watch ended: {e}");
                                     return;
                                 }
                             }
@@ -108,7 +108,7 @@ impl WireWatch {
                 }
             })
         };
-        Ok(WireWatch { recorder, task })
+        Ok(RawWatch { recorder, task })
     }
 
     /// Times stamps sent from now on (the write phase's start).

@@ -80,7 +80,7 @@ pub async fn create_pods(
 }
 
 /// What the write phase did. Serialized when a `loadgen write` child reports
-/// it to the run (see [`super::writes`]).
+/// it to the run (see [`super::writer_process`]).
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct WriteStats {
     /// Acknowledged updates.
@@ -96,7 +96,7 @@ pub struct WriteStats {
     /// Per key, the resourceVersion of its last acknowledged write (`None`: deleted).
     pub last_write: HashMap<String, Option<String>>,
     /// Write sent to its event read off a raw watch by the writer's process,
-    /// milliseconds: the floor under the engine's event latency ([`super::wire`]).
+    /// milliseconds: the floor under the engine's event latency ([`super::raw_watch`]).
     #[serde(default)]
     pub wire_latency_ms: Percentiles,
 }
