@@ -255,8 +255,18 @@ async fn the_cached_client_reads_from_the_cache_and_writes_through() {
         client.list(&ListOptions { label_selector: Some("touched=yes".into()), ..ListOptions::default() }).await.unwrap();
     assert_eq!(touched.len(), 1);
 
+    // The pod is bound to a node: the server deletes it gracefully. The cache
+    // first sees it terminating, then gone once the (simulated) kubelet
+    // confirms after the grace period.
     client.delete::<Pod>("apps", &PodGen::name(2)).await.unwrap();
+    let marked_rv = sim.resource_version().to_string();
+    client.wait_for_cache::<Pod>(&marked_rv, Duration::from_secs(10)).await.unwrap();
+    let terminating: Pod = client.get(Some("apps"), &PodGen::name(2)).await.unwrap().unwrap();
+    assert!(terminating.metadata.deletion_timestamp.is_some());
+    assert_eq!(terminating.metadata.deletion_grace_period_seconds, Some(30));
+    sim.advance_clock(Duration::from_secs(31));
     let gone_rv = sim.resource_version().to_string();
+    assert_ne!(gone_rv, marked_rv, "the kubelet's confirmation is a write");
     client.wait_for_cache::<Pod>(&gone_rv, Duration::from_secs(10)).await.unwrap();
     assert!(client.get::<Pod>(Some("apps"), &PodGen::name(2)).await.unwrap().is_none());
     assert!(client.list::<Pod>(&ListOptions { label_selector: Some("app in (".into()), ..Default::default() }).await.is_err());

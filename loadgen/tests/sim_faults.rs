@@ -337,7 +337,8 @@ async fn stats_count_requests_by_verb_watches_and_events() {
         ),
         (1, 2, 1, 1, 1, 1, 1)
     );
-    assert_eq!(s.events_sent, 4);
+    // The delete is a MODIFIED (deletionTimestamp) then a DELETED, as on the real server.
+    assert_eq!(s.events_sent, 5);
     assert_eq!(s.watches_active, 1);
     assert_eq!(s.objects, 0);
 }

@@ -279,15 +279,25 @@ async fn watch_events_and_bookmarks_match_the_real_servers_shape() {
             .await
             .expect("patch");
         c.request("DELETE", "/api/v1/namespaces/fixtures/pods/web-0?gracePeriodSeconds=0", &[], "").await.expect("delete");
-        let got = lines(&mut w, 3).await;
-        assert_eq!(got.iter().map(|e| e["type"].as_str().unwrap_or("")).collect::<Vec<_>>(), ["ADDED", "MODIFIED", "DELETED"]);
+        // As the real server: the delete is a MODIFIED that sets the
+        // deletionTimestamp, then the DELETED.
+        let got = lines(&mut w, 4).await;
+        assert_eq!(
+            got.iter().map(|e| e["type"].as_str().unwrap_or("")).collect::<Vec<_>>(),
+            ["ADDED", "MODIFIED", "MODIFIED", "DELETED"]
+        );
+        let real_deleting = real.iter().find(|e| e["type"] == "MODIFIED" && !e["object"]["metadata"]["deletionTimestamp"].is_null()).cloned().expect("fixture has the deletion's MODIFIED");
         assert_same_shape(&real_of("ADDED"), &got[0]);
         assert_same_shape(&real_of("MODIFIED"), &got[1]);
-        assert_same_shape(&real_of("DELETED"), &got[2]);
+        assert_same_shape(&real_deleting, &got[2]);
+        assert_same_shape(&real_of("DELETED"), &got[3]);
+        assert!(got[1]["object"]["metadata"]["deletionTimestamp"].is_null());
+        assert!(!got[2]["object"]["metadata"]["deletionTimestamp"].is_null());
+        assert_eq!(got[2]["object"]["metadata"]["deletionGracePeriodSeconds"], 0);
         let bookmark = w.until(T, |e| e["type"] == "BOOKMARK").await.expect("a bookmark");
         assert_same_shape(&real_of("BOOKMARK"), &bookmark);
         assert_eq!(bookmark["object"]["spec"]["containers"], Value::Null);
-        assert_eq!(bookmark["object"]["metadata"]["resourceVersion"], got[2]["object"]["metadata"]["resourceVersion"]);
+        assert_eq!(bookmark["object"]["metadata"]["resourceVersion"], got[3]["object"]["metadata"]["resourceVersion"]);
     })
     .await
     .expect("in time");

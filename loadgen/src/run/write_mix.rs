@@ -221,7 +221,9 @@ impl Writer {
                         Err(e) => return (key, op, Err(kube::Error::SerdeError(e))),
                     }
                 }
-                Op::Delete => pods.delete(&key.1, &DeleteParams::default()),
+                // Grace 0: loadgen's pods name nodes no kubelet serves, so a graceful
+                // delete would wait for a kubelet that never confirms (docs/KIND.md).
+                Op::Delete => pods.delete(&key.1, &DeleteParams::default().grace_period(0)),
             };
             let result = match request {
                 // Only the new resourceVersion is read from the answer: decoding

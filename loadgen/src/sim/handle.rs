@@ -12,7 +12,13 @@ use super::error::{Result, SimError};
 use super::faults::{Counters, FaultRequest, Faults, Stats};
 use super::resource::ResourceDef;
 use super::server::{self, Config, Shared};
-use super::store::{DeleteOptions, PatchKind, ResourceId, Store};
+use super::selector::LabelSelector;
+use super::store::{Collector, Controllers, DeleteOptions, PatchKind, ResourceId, Store};
+use super::time::Clock;
+
+/// How often the simulated controllers (kubelet, namespace controller, garbage
+/// collector, [`Collector`]) take a pass, in real time.
+const CONTROLLER_TICK: Duration = Duration::from_millis(10);
 
 /// Builder for a simulated API server. See the [module docs](super) for what it serves.
 #[derive(Clone, Debug)]
@@ -22,6 +28,8 @@ pub struct SimServer {
     watch_buffer: usize,
     bookmark_interval: Duration,
     resources: Vec<ResourceDef>,
+    clock_scale: f64,
+    controllers: Controllers,
 }
 
 impl SimServer {
@@ -35,6 +43,8 @@ impl SimServer {
             watch_buffer: 4096,
             bookmark_interval: Duration::from_secs(1),
             resources: ResourceDef::defaults(),
+            clock_scale: 1.0,
+            controllers: Controllers::default(),
         }
     }
 
@@ -82,6 +92,23 @@ impl SimServer {
         self
     }
 
+    /// How fast the simulator's clock runs: `100.0` makes a pod's 30 s grace
+    /// period pass in 0.3 s of real time (deletion timestamps are in the sped-up
+    /// time). Default 1.0. See also [`SimHandle::advance_clock`].
+    #[must_use]
+    pub fn clock_scale(mut self, scale: f64) -> Self {
+        self.clock_scale = scale;
+        self
+    }
+
+    /// Adds another writer: a [`Collector`] that deletes objects of a label at
+    /// a rate (off by default).
+    #[must_use]
+    pub fn collector(mut self, collector: Collector) -> Self {
+        self.controllers.collector = Some(collector);
+        self
+    }
+
     /// Binds and starts serving on the current tokio runtime.
     ///
     /// # Errors
@@ -101,8 +128,21 @@ impl SimServer {
             addr: self.addr,
             source,
         })?;
+        let store = Store::new(self.resources, self.history, self.watch_buffer)
+            .with_clock(Clock::scaled(self.clock_scale));
+        let collector = match &self.controllers.collector {
+            Some(c) => Some((
+                store
+                    .lookup_name(&c.resource)
+                    .map(|(id, _)| id)
+                    .ok_or_else(|| SimError::UnknownResource(c.resource.clone()))?,
+                LabelSelector::parse(&c.label_selector)?,
+                c.clone(),
+            )),
+            None => None,
+        };
         let shared = Arc::new(Shared {
-            store: Store::new(self.resources, self.history, self.watch_buffer),
+            store,
             faults: Faults::new(),
             counters: Counters::default(),
             config: Config {
@@ -110,6 +150,7 @@ impl SimServer {
             },
         });
         let shutdown = CancellationToken::new();
+        tokio::spawn(run_controllers(shared.clone(), collector, shutdown.clone()));
         let task = tokio::spawn(server::accept_loop(
             listener,
             shared.clone(),
@@ -121,6 +162,35 @@ impl SimServer {
             shutdown,
             task: Some(task),
         })
+    }
+}
+
+/// The simulated controllers' loop: a pass every [`CONTROLLER_TICK`] until
+/// shutdown; the collector deletes as many objects as its rate allows for the
+/// simulator-clock time since its last pass.
+async fn run_controllers(
+    shared: Arc<Shared>,
+    collector: Option<(ResourceId, LabelSelector, Collector)>,
+    shutdown: CancellationToken,
+) {
+    let mut last_ms = shared.store.clock().now_ms();
+    let mut budget = 0.0_f64;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(CONTROLLER_TICK) => {}
+        }
+        shared.store.reconcile();
+        if let Some((res, selector, c)) = &collector {
+            let now_ms = shared.store.clock().now_ms();
+            budget += c.per_second.max(0.0) * (now_ms - last_ms) as f64 / 1000.0;
+            last_ms = now_ms;
+            let n = budget.floor();
+            if n >= 1.0 {
+                budget -= n;
+                shared.store.collect(*res, selector, &c.options, n as usize);
+            }
+        }
     }
 }
 
@@ -294,7 +364,10 @@ impl SimHandle {
             .to_value())
     }
 
-    /// Deletes an object; returns its last version.
+    /// Removes an object at once: one DELETED event, whatever its grace period
+    /// or finalizers (as if it vanished from etcd). Returns its last version,
+    /// with `deletionTimestamp`. For the API server's deletion rules (graceful
+    /// deletion, finalizers, preconditions) use [`SimHandle::delete_with`].
     ///
     /// # Errors
     /// [`SimError::Api`] (404 when missing).
@@ -302,13 +375,44 @@ impl SimHandle {
         Ok(self
             .shared
             .store
-            .delete(
-                self.resource(resource)?,
-                namespace,
-                name,
-                &DeleteOptions::default(),
-            )?
+            .remove_now(self.resource(resource)?, namespace, name)?
             .to_value())
+    }
+
+    /// Deletes an object as a DELETE request with `options` does: a pod bound
+    /// to a node is only marked (graceful deletion; the simulated kubelet
+    /// removes it when the grace period ends), an object with finalizers waits
+    /// for them, anything else is removed. Returns the object's version after
+    /// the delete (its last version when removed).
+    ///
+    /// # Errors
+    /// [`SimError::Api`] with the Status the HTTP API would answer.
+    pub fn delete_with(
+        &self,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+        options: &DeleteOptions,
+    ) -> Result<Value> {
+        Ok(self
+            .shared
+            .store
+            .delete(self.resource(resource)?, namespace, name, options)?
+            .object()
+            .to_value())
+    }
+
+    /// Moves the simulator's clock forward by `by` and lets the controllers
+    /// act at once (pods whose grace period ended are removed, ...).
+    pub fn advance_clock(&self, by: Duration) {
+        self.shared.store.clock().advance(by);
+        self.reconcile();
+    }
+
+    /// Runs one pass of the simulated controllers now (they also run on their
+    /// own every few milliseconds).
+    pub fn reconcile(&self) {
+        self.shared.store.reconcile();
     }
 
     /// The current global resourceVersion.

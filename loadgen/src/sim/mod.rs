@@ -23,8 +23,13 @@
 //!   [`SimServer::resource`]. Minimal discovery (`/version`, `/api`, `/api/v1`,
 //!   `/apis`, `/apis/{g}/{v}`) and the `status` subresource.
 //! * GET, LIST, WATCH, POST (201), PUT (409 on a stale resourceVersion), PATCH
-//!   (merge and JSON patch; strategic-merge and apply answer 415), DELETE
-//!   (immediate: returns the object with `deletionTimestamp`, emits DELETED).
+//!   (merge and JSON patch; strategic-merge and apply answer 415), DELETE and
+//!   DELETE of a collection with the real server's deletion semantics: graceful
+//!   deletion of pods bound to a node (the simulated kubelet removes them when
+//!   the grace period ends, on a clock tests can speed up), finalizers,
+//!   `propagationPolicy`, preconditions, and namespaces that terminate (their
+//!   content is deleted by a simulated namespace controller; creates in them
+//!   answer 403). See [`DeleteOptions`].
 //! * LIST: `limit`/`continue` (tokens in the real server's format), exact and
 //!   not-older-than `resourceVersion` reads (exact reads are answered from the
 //!   event history; 410 once compacted), label and field selectors, and
@@ -73,4 +78,7 @@ pub use resource::ResourceDef;
 pub use selector::{FieldSelector, LabelSelector};
 pub use server::MAX_BODY;
 pub use status::ApiError;
-pub use time::{rfc3339, uuid_from};
+pub use store::{
+    Collector, DEFAULT_POD_GRACE_SECONDS, DeleteOptions, FINALIZER_FOREGROUND, FINALIZER_ORPHAN,
+};
+pub use time::{Clock, parse_rfc3339, rfc3339, uuid_from};

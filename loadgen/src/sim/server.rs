@@ -21,7 +21,10 @@ use tokio_util::sync::CancellationToken;
 use super::faults::{Counters, FaultRequest, Faults};
 use super::selector::{FieldSelector, LabelSelector};
 use super::status::ApiError;
-use super::store::{DeleteOptions, ListQuery, PatchKind, ResourceId, Store};
+use super::store::{
+    DeleteOptions, DeleteOutcome, ListQuery, PatchKind, ResourceId, Store,
+    returns_deleted_object,
+};
 use super::watch;
 
 /// Request bodies larger than this answer 413 (the real server's limit).
@@ -371,6 +374,88 @@ fn parse_json_body(body: &[u8]) -> Result<Value, ApiError> {
     })
 }
 
+/// `DeleteOptions` from the query, overlaid by those of the body (the delete
+/// handler decodes both, the body last).
+fn delete_options(query: &Query, body: &[u8]) -> Result<DeleteOptions, ApiError> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Preconditions {
+        uid: Option<String>,
+        resource_version: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Body {
+        grace_period_seconds: Option<i64>,
+        preconditions: Option<Preconditions>,
+        propagation_policy: Option<String>,
+        orphan_dependents: Option<bool>,
+    }
+    let mut opts = DeleteOptions {
+        grace_period_seconds: match query.get("gracePeriodSeconds").filter(|g| !g.is_empty()) {
+            Some(g) => Some(g.parse().map_err(|_| {
+                ApiError::bad_request(format!("invalid gracePeriodSeconds: {g:?}: not an integer"))
+            })?),
+            None => None,
+        },
+        propagation_policy: query.get("propagationPolicy").map(str::to_owned),
+        orphan_dependents: query.flag("orphanDependents"),
+        ..DeleteOptions::default()
+    };
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(opts);
+    }
+    let b: Body = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the body of the request could not be decoded as DeleteOptions: {e}"
+        ))
+    })?;
+    if b.grace_period_seconds.is_some() {
+        opts.grace_period_seconds = b.grace_period_seconds;
+    }
+    if b.propagation_policy.is_some() {
+        opts.propagation_policy = b.propagation_policy;
+    }
+    if b.orphan_dependents.is_some() {
+        opts.orphan_dependents = b.orphan_dependents;
+    }
+    if let Some(p) = b.preconditions {
+        opts.uid = p.uid;
+        opts.resource_version = p.resource_version;
+    }
+    Ok(opts)
+}
+
+/// The answer to a DELETE: the object, or for kinds whose registry does not
+/// return it a `Status` of Success (store.go `finalizeDelete`); 202 only when a
+/// deletion that has not finished was asked for with `orphanDependents=false`
+/// (k8s.io/apiserver/pkg/endpoints/handlers/delete.go).
+fn delete_response(target: &Target, opts: &DeleteOptions, outcome: &DeleteOutcome) -> Response<SimBody> {
+    match outcome {
+        DeleteOutcome::Removed(o) if !returns_deleted_object(&target.def) => {
+            let uid = o.to_value().pointer("/metadata/uid").cloned().unwrap_or(Value::Null);
+            let mut details = serde_json::Map::new();
+            details.insert("name".into(), Value::from(o.name.clone()));
+            if !target.def.group.is_empty() {
+                details.insert("group".into(), Value::from(target.def.group.clone()));
+            }
+            details.insert("kind".into(), Value::from(target.def.plural.clone()));
+            details.insert("uid".into(), uid);
+            let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details});
+            respond(StatusCode::OK, serde_json::to_vec(&status).unwrap_or_default())
+        }
+        DeleteOutcome::Removed(o) => respond(StatusCode::OK, o.body.clone()),
+        DeleteOutcome::Marked(o) => {
+            let code = if opts.orphan_dependents == Some(false) {
+                StatusCode::ACCEPTED
+            } else {
+                StatusCode::OK
+            };
+            respond(code, o.body.clone())
+        }
+    }
+}
+
 async fn handle(
     shared: Arc<Shared>,
     req: Request<Incoming>,
@@ -508,29 +593,48 @@ async fn dispatch(
         }
         (Method::DELETE, Some(name)) if !status_only => {
             c.delete.fetch_add(1, Relaxed);
-            let mut opts = DeleteOptions {
-                grace_period_seconds: query.get("gracePeriodSeconds").and_then(|g| g.parse().ok()),
-                ..DeleteOptions::default()
-            };
             let body = read_body(req).await?;
-            if !body.iter().all(u8::is_ascii_whitespace) {
-                let v = parse_json_body(&body)?;
-                if let Some(g) = v.get("gracePeriodSeconds").and_then(Value::as_i64) {
-                    opts.grace_period_seconds = Some(g);
-                }
-                opts.uid = v
-                    .pointer("/preconditions/uid")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned);
-                opts.resource_version = v
-                    .pointer("/preconditions/resourceVersion")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned);
-            }
-            let o = shared
+            let opts = delete_options(&query, &body)?;
+            let outcome = shared
                 .store
                 .delete(target.res, &target.namespace, &name, &opts)?;
-            Ok(respond(StatusCode::OK, o.body.clone()))
+            Ok(delete_response(&target, &opts, &outcome))
+        }
+        (Method::DELETE, None) if !status_only => {
+            c.delete.fetch_add(1, Relaxed);
+            if target.def.namespaced && target.namespace.is_empty() {
+                return Err(ApiError::method_not_allowed());
+            }
+            let body = read_body(req).await?;
+            let opts = delete_options(&query, &body)?;
+            opts.validate()?;
+            let labels = LabelSelector::parse(query.get("labelSelector").unwrap_or(""))?;
+            let fields = FieldSelector::parse(query.get("fieldSelector").unwrap_or(""))?;
+            let q = ListQuery {
+                namespace: (!target.namespace.is_empty()).then(|| target.namespace.clone()),
+                labels: labels.clone(),
+                fields: fields.clone(),
+                limit: None,
+                continue_token: None,
+                resource_version: None,
+                resource_version_match: None,
+                metadata_only: false,
+            };
+            // The registry's DeleteCollection answers the list it was about to
+            // delete, then deletes each item by the ordinary rules.
+            let listed = shared.store.list(target.res, &q)?;
+            let ns = (!target.namespace.is_empty()).then_some(target.namespace.as_str());
+            for o in shared.store.snapshot(target.res, ns) {
+                if !o.matches(&labels, &fields) {
+                    continue;
+                }
+                match shared.store.delete(target.res, &o.namespace, &o.name, &opts) {
+                    Ok(_) => {}
+                    Err(e) if e.code == 404 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(respond(StatusCode::OK, listed))
         }
         _ => {
             c.other.fetch_add(1, Relaxed);

@@ -80,6 +80,70 @@ impl ApiError {
         }
     }
 
+    /// 409 Conflict with the reason the real server gives (`resource` as it
+    /// names it: `Pod` for a failed delete precondition, `namespaces` for a
+    /// namespace still being emptied).
+    pub fn conflict_because(resource: &str, name: &str, cause: &str) -> Self {
+        ApiError {
+            details: details(name, resource),
+            ..Self::new(
+                409,
+                "Conflict",
+                format!("Operation cannot be fulfilled on {resource} \"{name}\": {cause}"),
+            )
+        }
+    }
+
+    /// 403 Forbidden from the NamespaceLifecycle admission plugin: a create in a
+    /// namespace that is being deleted (k8s.io/apiserver/pkg/admission/plugin/
+    /// namespace/lifecycle/admission.go, `admission.NewForbidden` plus the
+    /// `NamespaceTerminating` cause).
+    pub fn namespace_terminating(plural: &str, name: &str, namespace: &str) -> Self {
+        let what = if name.is_empty() {
+            format!("{plural} is forbidden")
+        } else {
+            format!("{plural} \"{name}\" is forbidden")
+        };
+        let mut d = serde_json::Map::new();
+        if !name.is_empty() {
+            d.insert("name".into(), Value::from(name));
+        }
+        d.insert("kind".into(), Value::from(plural));
+        d.insert(
+            "causes".into(),
+            serde_json::json!([{
+                "reason": "NamespaceTerminating",
+                "message": format!("namespace {namespace} is being terminated"),
+                "field": "metadata.namespace",
+            }]),
+        );
+        ApiError {
+            details: Some(Value::Object(d)),
+            ..Self::new(
+                403,
+                "Forbidden",
+                format!("{what}: unable to create new content in namespace {namespace} because it is being terminated"),
+            )
+        }
+    }
+
+    /// 422 Invalid for a `DeleteOptions` field (the delete handler's
+    /// `errors.NewInvalid(GroupKind{meta.k8s.io, DeleteOptions}, "", errs)`).
+    pub fn invalid_delete_options(field: &str, cause_reason: &str, detail: &str) -> Self {
+        ApiError {
+            details: Some(serde_json::json!({
+                "group": "meta.k8s.io",
+                "kind": "DeleteOptions",
+                "causes": [{ "reason": cause_reason, "message": detail, "field": field }],
+            })),
+            ..Self::new(
+                422,
+                "Invalid",
+                format!("DeleteOptions.meta.k8s.io \"\" is invalid: {field}: {detail}"),
+            )
+        }
+    }
+
     /// 409 AlreadyExists: a create named an existing object.
     pub fn already_exists(plural: &str, name: &str) -> Self {
         ApiError {

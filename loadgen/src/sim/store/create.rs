@@ -6,6 +6,8 @@
 //!   namespaced resource, `namespace`; a name comes from `generateName` plus
 //!   five random characters of the real server's alphabet when absent.
 //! * A create of an existing key answers 409 AlreadyExists and commits nothing.
+//! * A create in a namespace being deleted answers the NamespaceLifecycle
+//!   admission plugin's 403 (the bulk load does not check).
 
 use std::sync::Arc;
 
@@ -15,7 +17,7 @@ use super::object::{EventType, ResourceId, Stored, key_of};
 use super::prepare::{check_type, into_object, meta_mut, prepare};
 use super::state::Store;
 use crate::sim::status::ApiError;
-use crate::sim::time::{new_uid, now_rfc3339};
+use crate::sim::time::new_uid;
 
 /// A `generateName` suffix: five characters of the alphabet apimachinery's
 /// `utilrand.String` draws from.
@@ -37,14 +39,15 @@ impl Store {
         let def = self.def(res);
         let mut obj = into_object(obj, &def.kind)?;
         check_type(&def, &obj)?;
-        let ts = now_rfc3339();
+        let ts = self.clock.now_rfc3339();
         let meta = meta_mut(&mut obj);
         let mut name = meta
             .get("name")
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_owned();
-        if name.is_empty() {
+        let generated = name.is_empty();
+        if generated {
             let generate = meta
                 .get("generateName")
                 .and_then(Value::as_str)
@@ -81,6 +84,11 @@ impl Store {
             meta.remove("namespace");
             String::new()
         };
+        // NamespaceLifecycle admission (k8s.io/apiserver/pkg/admission/plugin/
+        // namespace/lifecycle/admission.go) runs before the name is generated.
+        if def.namespaced && self.namespace_terminating(&ns) {
+            return Err(ApiError::namespace_terminating(&def.plural, if generated { "" } else { name.as_str() }, &ns));
+        }
         meta.insert("uid".into(), Value::String(new_uid()));
         meta.insert("generation".into(), Value::from(1));
         meta.insert("creationTimestamp".into(), Value::String(ts));
@@ -102,7 +110,7 @@ impl Store {
         objs: impl IntoIterator<Item = Value>,
     ) -> Result<usize, ApiError> {
         let def = self.def(res);
-        let ts = now_rfc3339();
+        let ts = self.clock.now_rfc3339();
         let mut prepared = Vec::new();
         for obj in objs {
             let mut obj = into_object(obj, &def.kind)?;

@@ -21,7 +21,9 @@
 //! shared state and the history are the pieces they share.
 
 mod create;
+mod controllers;
 mod delete;
+mod finalize;
 mod history;
 mod list;
 mod object;
@@ -30,7 +32,11 @@ mod prepare;
 mod state;
 mod update;
 
-pub use delete::DeleteOptions;
+pub use controllers::{Collector, Controllers};
+pub use delete::{
+    DEFAULT_POD_GRACE_SECONDS, DeleteOptions, DeleteOutcome, FINALIZER_FOREGROUND, FINALIZER_ORPHAN,
+    returns_deleted_object,
+};
 pub(crate) use history::{WatchSeed, WatchStart};
 pub use list::ListQuery;
 pub(crate) use object::{Event, ResourceId, frame};

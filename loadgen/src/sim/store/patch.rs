@@ -7,11 +7,13 @@
 //!   parsed, and the bytes written are exactly the full path's.
 //! * A patch carrying a `metadata.resourceVersion` other than the stored one
 //!   answers 409 Conflict, on either path.
+//! * The finalizer rules of [`super::finalize`] apply.
 
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
+use super::finalize::settle;
 use super::object::{EventType, ResourceId, Stored, key_of};
 use super::prepare::{
     CARRIED_METADATA, FieldRef, Prepared, RV_PLACEHOLDER, encode, into_object, label_pairs,
@@ -77,9 +79,9 @@ impl Store {
                 }
                 continue;
             }
-            let prepared = prepare_patch_full(&def, name, &cur, &patch_doc, json_patch.as_ref(), status_only)?;
-            if let Some(done) =
-                self.commit_if_unchanged(res, &def, name, &cur, prepared, EventType::Modified)?
+            let (prepared, ty) =
+                prepare_patch_full(&def, name, &cur, &patch_doc, json_patch.as_ref(), status_only)?;
+            if let Some(done) = self.commit_if_unchanged(res, &def, name, &cur, prepared, ty)?
             {
                 return Ok(done);
             }
@@ -89,7 +91,9 @@ impl Store {
 
 /// `patch` (a JSON patch when `json_patch` is given, else a merge patch) of
 /// `cur`, prepared by parsing the whole object: every patch the lazy path
-/// declines, and the reference the lazy path is tested against.
+/// declines, and the reference the lazy path is tested against. The event type
+/// is DELETED when the patch removed the last finalizer of an object waiting
+/// for it ([`super::finalize`]).
 fn prepare_patch_full(
     def: &ResourceDef,
     name: &str,
@@ -97,7 +101,7 @@ fn prepare_patch_full(
     patch: &Value,
     json_patch: Option<&json_patch::Patch>,
     status_only: bool,
-) -> Result<Prepared, ApiError> {
+) -> Result<(Prepared, EventType), ApiError> {
     let old = into_object(cur.to_value(), &def.kind)?;
     let mut doc = Value::Object(old.clone());
     match json_patch {
@@ -121,7 +125,9 @@ fn prepare_patch_full(
         return Err(ApiError::conflict(&def.plural, name));
     }
     let next = merge_server_fields(&old, patched, status_only);
-    Ok(prepare(def, cur.key.clone(), next))
+    let ty = settle(def, name, &old, &next)?;
+    let body = if ty == EventType::Deleted { old } else { next };
+    Ok((prepare(def, cur.key.clone(), body), ty))
 }
 
 /// The merge patch `patch` of `cur`, prepared without parsing what the patch
@@ -147,6 +153,12 @@ fn prepare_merge_lazy(
     if let Some(m) = meta_patch {
         // The full path restores these; the lazy one takes only patches that leave them alone.
         if m.contains_key("generation") || CARRIED_METADATA.iter().any(|k| m.contains_key(*k)) {
+            return None;
+        }
+        // Finalizer changes of a terminating object may delete it or be refused.
+        if m.contains_key("finalizers")
+            && cur.metadata_json().windows(19).any(|w| w == br#""deletionTimestamp""#)
+        {
             return None;
         }
         let want_rv = m.get("resourceVersion").and_then(Value::as_str).unwrap_or("");
@@ -242,7 +254,7 @@ mod tests {
             let lazy = prepare_merge_lazy(&def, &name, &cur, p)
                 .unwrap_or_else(|| panic!("lazy path declined {patch}"))
                 .expect("patch applies");
-            let full = prepare_patch_full(&def, &name, &cur, patch, None, false).expect("patch applies");
+            let (full, _) = prepare_patch_full(&def, &name, &cur, patch, None, false).expect("patch applies");
             same(&lazy, &full);
         }
     }

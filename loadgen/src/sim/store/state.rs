@@ -18,6 +18,7 @@ use super::object::{Event, EventType, ResourceId, Stored, frame, key_of};
 use super::prepare::Prepared;
 use crate::sim::resource::ResourceDef;
 use crate::sim::status::ApiError;
+use crate::sim::time::Clock;
 
 /// Everything behind the store's lock.
 pub(super) struct State {
@@ -35,6 +36,13 @@ pub struct Store {
     pub(super) state: Mutex<State>,
     pub(super) history_cap: usize,
     pub(super) tx: broadcast::Sender<Arc<Event>>,
+    /// What timestamps and grace periods are measured in.
+    pub(super) clock: Clock,
+    /// Objects a deletion has marked but not removed (grace period running,
+    /// finalizers pending, namespace terminating), each with the second of the
+    /// clock at which it may next need work: what the simulated kubelet,
+    /// namespace controller and garbage collector look at.
+    pub(super) terminating: Mutex<BTreeMap<(ResourceId, String), i64>>,
 }
 
 /// The objects of `map` under `prefix` (all of them without one), in key order.
@@ -68,7 +76,30 @@ impl Store {
             }),
             history_cap: history_cap.max(1),
             tx,
+            clock: Clock::default(),
+            terminating: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// The same store measuring time with `clock`.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The store's clock.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Remembers that `key` was marked for deletion and needs another look
+    /// when the clock reaches second `due`.
+    pub(super) fn track_terminating(&self, res: ResourceId, key: &str, due: i64) {
+        self.terminating
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert((res, key.to_owned()), due);
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, State> {

@@ -6,11 +6,13 @@
 //!   server.
 //! * The server-owned metadata survives the update; `generation` moves only when
 //!   `spec` changes.
+//! * The finalizer rules of [`super::finalize`] apply.
 
 use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::finalize::settle;
 use super::object::{EventType, ResourceId, Stored, key_of};
 use super::prepare::{check_type, into_object, merge_server_fields, meta_mut, prepare};
 use super::state::Store;
@@ -60,9 +62,9 @@ impl Store {
             }
             let old = into_object(cur.to_value(), &def.kind)?;
             let next = merge_server_fields(&old, obj.clone(), status_only);
-            let prepared = prepare(&def, key.clone(), next);
-            if let Some(done) =
-                self.commit_if_unchanged(res, &def, name, &cur, prepared, EventType::Modified)?
+            let ty = settle(&def, name, &old, &next)?;
+            let prepared = prepare(&def, key.clone(), if ty == EventType::Deleted { old } else { next });
+            if let Some(done) = self.commit_if_unchanged(res, &def, name, &cur, prepared, ty)?
             {
                 return Ok(done);
             }
