@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kcache::Obj;
-use kcache::fifo::Handler;
+use kcache::Handler;
 use kcache::reflector::Backoff;
 use kcache::controller::{Action, Controller};
 use kcache::informer::{Informer, InformerConfig, InformerKey, SharedInformerFactory};

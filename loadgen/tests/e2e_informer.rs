@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Pod;
 use kcache::Obj;
 use kcache::client::{CachedClient, ListOptions};
-use kcache::fifo::Handler;
+use kcache::Handler;
 use kcache::reflector::Backoff;
 use kcache::informer::{Informer, InformerConfig};
 use kcache::reflector::KubeSource;

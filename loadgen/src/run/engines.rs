@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
-use kcache::fifo::Handler;
+use kcache::Handler;
 use kcache::queue::WorkQueue;
 use kcache::informer::{Informer, InformerConfig};
 use kcache::reflector::KubeSource;
