@@ -19,9 +19,13 @@
 //! is given: what happens to the events is the sink's business.
 
 mod backoff;
+mod config;
+mod error;
 mod source;
 mod watcher;
 
 pub use backoff::Backoff;
 pub use source::{BodyStream, KubeSource, Source, SourceError};
-pub use watcher::{ErrorCallback, Event, EventSink, Watcher, WatcherConfig, WatcherError, WatcherStats};
+pub use config::WatcherConfig;
+pub use error::{ErrorCallback, WatcherError};
+pub use watcher::{Event, EventSink, Watcher, WatcherStats};

@@ -62,7 +62,7 @@
 //!   fails on a bad frame again before delivering anything (the bad event is in
 //!   the server's history and replays first), the watcher relists instead.
 //! * Transport and server errors: capped exponential backoff with jitter
-//!   ([`Backoff`]) before the next request, so a flapping API server is not hammered.
+//!   ([`Backoff`](super::Backoff)) before the next request, so a flapping API server is not hammered.
 //! * Too many objects ([`WatcherConfig::max_objects`]): the list or watch is
 //!   abandoned, [`WatcherError::TooManyObjects`] is reported, the cache keeps its
 //!   last good state, and the watcher relists after backoff.
@@ -70,8 +70,8 @@
 //! # Rate of requests under failure
 //! Every failure — a failed LIST or WATCH request, a 410 (so a relist), an ERROR
 //! event, a watch that ends before delivering anything, too many objects — waits
-//! [`Backoff::next_delay`] before the next request. A successful LIST does not
-//! reset the backoff: only [`Backoff::reset_after`] without failures does
+//! [`Backoff::next_delay`](super::Backoff::next_delay) before the next request. A successful LIST does not
+//! reset the backoff: only [`Backoff::reset_after`](super::Backoff::reset_after) without failures does
 //! (client-go's reflector runs `ListAndWatch` under the same kind of backoff
 //! manager: 800 ms doubling to 30 s, reset after 2 min of quiet). So a server that
 //! answers every watch with 410 sees LIST+WATCH pairs at the backoff's pace —
@@ -87,10 +87,9 @@ use kube::api::{ListParams, VersionMatch, WatchParams};
 use rand::Rng;
 use tokio::sync::watch;
 
-use super::backoff::Backoff;
-use super::source::{Source, SourceError};
+use super::{Source, SourceError, WatcherConfig, WatcherError};
 use crate::Obj;
-use crate::wire::{DecodeError, Decoder, DecoderConfig, FrameError, Framer, WatchEvent};
+use crate::wire::{Decoder, DecoderConfig, Framer, WatchEvent};
 
 /// A watch that ends (cleanly) sooner than this without delivering a single
 /// event counts as a failure: client-go's reflector calls it a "very short watch".
@@ -137,151 +136,6 @@ impl<F: FnMut(Event) + Send> EventSink for F {
     }
 }
 
-/// Why one watch or list attempt failed (the watcher recovers from all of them).
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum WatcherError {
-    /// The LIST request failed.
-    #[error("list failed")]
-    List(#[source] SourceError),
-    /// The WATCH request failed.
-    #[error("watch failed")]
-    Watch(#[source] SourceError),
-    /// The watch stream broke mid-body.
-    #[error("watch stream broke")]
-    Stream(#[source] SourceError),
-    /// A watch frame or a list body could not be decoded.
-    #[error("could not decode {}", match key { Some(k) => format!("object key={k}"), None => "a response".to_owned() })]
-    Decode {
-        /// `namespace/name` (or `name`) of the object that failed, when its
-        /// metadata could still be read; `None` when the document is not JSON
-        /// or names no object.
-        key: Option<String>,
-        /// What was wrong.
-        #[source]
-        source: DecodeError,
-    },
-    /// A watch frame was over the size limit.
-    #[error("watch frame rejected")]
-    Frame(#[source] FrameError),
-    /// The server sent an ERROR event.
-    #[error("watch error event {code} {reason}: {message}")]
-    ErrorEvent {
-        /// HTTP-style status code from the Status object.
-        code: u16,
-        /// Status reason.
-        reason: String,
-        /// Status message.
-        message: String,
-    },
-    /// The watch ended without delivering a single event, sooner than a second
-    /// after it opened; the next watch waits for the backoff.
-    #[error("watch closed after {lasted:?} without an event")]
-    ShortWatch {
-        /// How long the watch was open.
-        lasted: Duration,
-    },
-    /// A streaming list sent no `k8s.io/initial-events-end` bookmark within
-    /// [`WatcherConfig::initial_events_timeout`]: the server ignores
-    /// `sendInitialEvents`; the watcher lists with LIST from now on.
-    #[error("no initial-events-end bookmark within {after:?}: the server ignores sendInitialEvents; falling back to paginated LIST")]
-    InitialEventsTimeout {
-        /// How long the watcher waited.
-        after: Duration,
-    },
-    /// The collection holds more objects than [`WatcherConfig::max_objects`]:
-    /// the list or watch was abandoned and the cache left as it was.
-    #[error(
-        "collection has at least {seen} objects, over the limit of {limit}: raise WatcherConfig::max_objects or narrow the label/field selector"
-    )]
-    TooManyObjects {
-        /// The configured limit.
-        limit: usize,
-        /// Objects counted (or announced by the server's `remainingItemCount`)
-        /// when reading stopped: the collection holds at least this many.
-        seen: usize,
-    },
-}
-
-/// A hook called with every error a watcher recovers from
-/// ([`WatcherConfig::on_error`]).
-pub type ErrorCallback = Arc<dyn Fn(&WatcherError) + Send + Sync>;
-
-/// Settings of a [`Watcher`].
-#[derive(Clone)]
-pub struct WatcherConfig {
-    /// `labelSelector` for list and watch.
-    pub label_selector: Option<String>,
-    /// `fieldSelector` for list and watch.
-    pub field_selector: Option<String>,
-    /// LIST page size (`limit`); `None` lists in one request. Default 500, as client-go.
-    pub page_size: Option<u32>,
-    /// resourceVersion of the first LIST: `"0"` (default) lets the server answer
-    /// from its watch cache; `""` asks for a quorum read. Later lists ask for
-    /// the last synced resourceVersion with `resourceVersionMatch=NotOlderThan`,
-    /// or `""` after a LIST was answered 410 (as client-go's reflector).
-    pub list_resource_version: String,
-    /// Use a streaming list (`sendInitialEvents=true`) instead of LIST.
-    pub streaming_list: bool,
-    /// How long a streaming list may go without its `k8s.io/initial-events-end`
-    /// bookmark before the watcher concludes the server ignores
-    /// `sendInitialEvents` and lists with LIST instead. Default 30 s: a server
-    /// that supports it streams a large collection (100k objects) well within
-    /// that, and one that does not costs at most that much delay once.
-    pub initial_events_timeout: Duration,
-    /// Watch timeouts are drawn from `[min_watch_timeout, 2 * min_watch_timeout)`. Default 5 min.
-    pub min_watch_timeout: Duration,
-    /// Backoff between failed requests.
-    pub backoff: Backoff,
-    /// Called with every recovered error (they are also logged and counted).
-    pub on_error: Option<ErrorCallback>,
-    /// Largest watch frame accepted, in bytes. Default 16 MiB.
-    pub max_frame_bytes: usize,
-    /// Most objects the collection may hold; `None` (default) for no limit.
-    ///
-    /// A LIST is read no further than `limit + 1` objects (page sizes are cut
-    /// to what is left, and a page whose `remainingItemCount` already says the
-    /// total is too big ends the list), a streaming list stops at the first
-    /// initial event over the limit, and a watch stops at the ADDED event that
-    /// would take the count over it (the count follows ADDED and DELETED events).
-    /// Each time, [`WatcherError::TooManyObjects`] is reported, the cache keeps
-    /// its last complete state, and the watcher relists after backoff until the
-    /// collection is small enough again. Never a silent truncation.
-    pub max_objects: Option<usize>,
-}
-
-impl Default for WatcherConfig {
-    fn default() -> Self {
-        WatcherConfig {
-            label_selector: None,
-            field_selector: None,
-            page_size: Some(500),
-            list_resource_version: "0".to_owned(),
-            streaming_list: false,
-            initial_events_timeout: Duration::from_secs(30),
-            min_watch_timeout: Duration::from_secs(300),
-            backoff: Backoff::default(),
-            on_error: None,
-            max_frame_bytes: 16 << 20,
-            max_objects: None,
-        }
-    }
-}
-
-impl std::fmt::Debug for WatcherConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WatcherConfig")
-            .field("label_selector", &self.label_selector)
-            .field("field_selector", &self.field_selector)
-            .field("page_size", &self.page_size)
-            .field("list_resource_version", &self.list_resource_version)
-            .field("streaming_list", &self.streaming_list)
-            .field("initial_events_timeout", &self.initial_events_timeout)
-            .field("min_watch_timeout", &self.min_watch_timeout)
-            .field("max_objects", &self.max_objects)
-            .finish_non_exhaustive()
-    }
-}
 
 /// Counters of one watcher; cheap to read from any thread.
 #[derive(Debug, Default)]
