@@ -20,7 +20,10 @@ pub struct ResourceDef {
 }
 
 impl ResourceDef {
-    /// A resource definition; `group` is `""` for the core group.
+    /// A resource definition; `group` is `""` for the core group. Fits a
+    /// custom resource as it is: a real server's BOOKMARK for one is an
+    /// unstructured object with metadata only, which an empty
+    /// [`ResourceDef::bookmark_tail`] gives.
     pub fn new(group: &str, version: &str, kind: &str, plural: &str, namespaced: bool) -> Self {
         ResourceDef {
             group: group.to_owned(),
@@ -63,6 +66,18 @@ impl ResourceDef {
         }
     }
 
+    /// apps/v1 Deployments (namespaced), served at `/apis/apps/v1/...`.
+    pub fn deployments() -> Self {
+        // The BOOKMARK object is the Go zero value of apps/v1 Deployment
+        // (k8s.io/api/apps/v1/types.go: `selector` and `template` carry no
+        // omitempty, `strategy` and `status` are structs), serialized as the
+        // captured pod bookmark is (fixtures/real-apiserver/watch-events.jsonl:
+        // no null creationTimestamp).
+        ResourceDef::new("apps", "v1", "Deployment", "deployments", true).with_bookmark_tail(
+            r#","spec":{"selector":null,"template":{"metadata":{},"spec":{"containers":null}},"strategy":{}},"status":{}"#,
+        )
+    }
+
     /// The resources served by default: pods, nodes, namespaces, configmaps.
     pub fn defaults() -> Vec<ResourceDef> {
         vec![
@@ -72,5 +87,20 @@ impl ResourceDef {
             ResourceDef::new("", "v1", "Namespace", "namespaces", false),
             ResourceDef::new("", "v1", "ConfigMap", "configmaps", true),
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deployments_live_in_the_apps_group() {
+        let d = ResourceDef::deployments();
+        assert_eq!((d.api_version(), d.name(), d.list_kind()), ("apps/v1".into(), "deployments.apps".into(), "DeploymentList".into()));
+        assert!(d.namespaced);
+        let bookmark = format!(r#"{{"kind":"Deployment","apiVersion":"apps/v1","metadata":{{"resourceVersion":"1"}}{}}}"#, d.bookmark_tail);
+        let v: serde_json::Value = serde_json::from_str(&bookmark).expect("the tail completes a JSON object");
+        assert_eq!(v["spec"]["template"]["spec"]["containers"], serde_json::Value::Null);
     }
 }
