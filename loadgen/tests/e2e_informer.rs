@@ -1,7 +1,7 @@
 //! End to end: kcache informers over HTTP (kube-client) against the simulator,
 //! at scale and under every fault the simulator can inject.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,7 @@ use kcache::reflector::Backoff;
 use kcache::informer::{Informer, InformerConfig};
 use kcache::reflector::KubeSource;
 use kcache_loadgen::podgen::{self, PodGen};
-use kcache_loadgen::sim::{SimHandle, SimServer};
+use kcache_loadgen::sim::{DeleteOptions, SimHandle, SimServer};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
@@ -78,28 +78,118 @@ async fn ten_thousand_pods_sync_over_http_and_match_the_server() {
     sim.shutdown().await;
 }
 
+/// What a handler was handed: `A`dd, `U`pdate or `D`elete, the resourceVersion,
+/// and whether the object carried `metadata.deletionTimestamp`.
+type Call = (char, String, bool);
+
 /// Records, per key, the sequence of what handlers saw.
 #[derive(Default)]
 struct History {
-    per_key: Mutex<HashMap<String, Vec<(char, String)>>>,
+    per_key: Mutex<HashMap<String, Vec<Call>>>,
 }
 
 impl History {
-    fn push(&self, key: String, kind: char, rv: &str) {
-        self.per_key.lock().unwrap().entry(key).or_default().push((kind, rv.to_owned()));
+    fn push(&self, kind: char, obj: &Obj) {
+        let call = (kind, obj.resource_version().to_owned(), obj.deletion_timestamp().is_some());
+        self.per_key.lock().unwrap().entry(obj.key()).or_default().push(call);
+    }
+
+    /// Asserts what must hold of every prefix of a key's calls: no update or
+    /// delete while absent, no add while present, resourceVersions never going
+    /// back, and a deletionTimestamp never going away while the object lives
+    /// (names are not reused, so a key is one object).
+    fn assert_consistent(&self) {
+        for (key, seq) in self.per_key.lock().unwrap().iter() {
+            let mut present = false;
+            let mut terminating = false;
+            let mut last_rv = 0u64;
+            for (kind, rv, marked) in seq {
+                let rv: u64 = rv.parse().unwrap();
+                match kind {
+                    'A' => {
+                        assert!(!present, "{key}: add while present: {seq:?}");
+                        present = true;
+                    }
+                    'U' => {
+                        assert!(present, "{key}: update while absent: {seq:?}");
+                        assert!(*marked || !terminating, "{key}: deletionTimestamp went away: {seq:?}");
+                    }
+                    _ => {
+                        assert!(present, "{key}: delete while absent: {seq:?}");
+                        present = false;
+                    }
+                }
+                terminating = present && *marked;
+                if *kind != 'D' {
+                    assert!(rv >= last_rv, "{key}: resourceVersion went back: {seq:?}");
+                    last_rv = rv;
+                }
+            }
+        }
+    }
+
+    /// Whether each key's last handler state is the server's: present with the
+    /// server's resourceVersion, or deleted; `Err` names the first key that is not.
+    fn matches(&self, server: &BTreeMap<String, String>) -> Result<(), String> {
+        let per_key = self.per_key.lock().unwrap();
+        for (key, seq) in per_key.iter() {
+            let (kind, rv, _) = seq.last().unwrap();
+            match server.get(key) {
+                Some(want) if *kind == 'D' => return Err(format!("{key} exists on the server ({want}) but handlers last saw a delete")),
+                Some(want) if rv != want => return Err(format!("{key}: handlers last saw {rv}, the server has {want}")),
+                None if *kind != 'D' => return Err(format!("{key} was deleted on the server but handlers never saw it go")),
+                _ => {}
+            }
+        }
+        match server.keys().find(|k| !per_key.contains_key(*k)) {
+            Some(key) => Err(format!("{key} never reached a handler")),
+            None => Ok(()),
+        }
     }
 }
 
 impl Handler for History {
     fn on_add(&self, obj: &Obj, _initial: bool) {
-        self.push(obj.key(), 'A', obj.resource_version());
+        self.push('A', obj);
     }
     fn on_update(&self, old: &Obj, new: &Obj) {
         assert_eq!(old.key(), new.key());
-        self.push(new.key(), 'U', new.resource_version());
+        self.push('U', new);
     }
     fn on_delete(&self, obj: &Obj, _unknown: bool) {
-        self.push(obj.key(), 'D', obj.resource_version());
+        self.push('D', obj);
+    }
+}
+
+/// The finalizer some chaos pods are created with; the run's own writes
+/// remove it, as the finalizer's controller would.
+const CHAOS_FINALIZER: &str = "chaos.kcache.dev/hold";
+
+/// Keys of the pods that carry `metadata.deletionTimestamp`.
+fn terminating(objects: impl IntoIterator<Item = (String, bool)>) -> BTreeSet<String> {
+    objects.into_iter().filter(|(_, marked)| *marked).map(|(k, _)| k).collect()
+}
+
+fn terminating_on_server(sim: &SimHandle) -> BTreeSet<String> {
+    terminating(sim.objects("pods", None).unwrap().iter().map(|o| {
+        let m = &o["metadata"];
+        (format!("{}/{}", m["namespace"].as_str().unwrap(), m["name"].as_str().unwrap()), m["deletionTimestamp"].is_string())
+    }))
+}
+
+fn terminating_in_cache(i: &Informer) -> BTreeSet<String> {
+    terminating(i.store().list().iter().map(|o| (o.key(), o.deletion_timestamp().is_some())))
+}
+
+/// Polls `check` until it passes; panics with its last complaint after `within`.
+async fn eventually(within: Duration, mut check: impl FnMut() -> Result<(), String>) {
+    let start = Instant::now();
+    loop {
+        match check() {
+            Ok(()) => return,
+            Err(e) => assert!(start.elapsed() < within, "{e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -107,7 +197,14 @@ impl Handler for History {
 async fn random_writes_under_every_fault_end_with_the_cache_equal_to_the_server() {
     let sim = sim().await;
     let pods_gen = PodGen::new(3, "chaos");
+    let key = |name: &str| format!("chaos/{name}");
+    // Pods not being deleted (and which of them carry the chaos finalizer);
+    // pods deleted and held by that finalizer; pods deleted gracefully, which
+    // the simulated kubelet removes once the clock passes their grace period.
     let mut live: Vec<String> = Vec::new();
+    let mut finalized: HashSet<String> = HashSet::new();
+    let mut held: Vec<String> = Vec::new();
+    let mut graceful: HashSet<String> = HashSet::new();
     for i in 0..200 {
         sim.create("pods", pods_gen.pod(i)).unwrap();
         live.push(PodGen::name(i));
@@ -123,22 +220,65 @@ async fn random_writes_under_every_fault_end_with_the_cache_equal_to_the_server(
     let mut rng = StdRng::seed_from_u64(seed);
     let mut next = 200;
     let mut faults = 0;
+    let (mut graceful_deletes, mut finalizer_releases, mut clock_advances) = (0, 0, 0);
+    // A pod created with the finalizer, or a bound, running one (deleted
+    // gracefully when its grace period is not 0).
+    let create = |i: usize, with_finalizer: bool| {
+        let mut pod = pods_gen.pod(i);
+        if with_finalizer {
+            pod["metadata"]["finalizers"] = json!([CHAOS_FINALIZER]);
+        }
+        sim.create("pods", pod).unwrap();
+        PodGen::name(i)
+    };
     let chaos_started = Instant::now();
     for step in 0..steps {
         match rng.random_range(0..100) {
-            0..=69 if !live.is_empty() => {
-                let name = &live[rng.random_range(0..live.len())];
+            // The finalizer's controller is done: the last finalizer goes, and
+            // with it the pod (or, within its grace period, it turns graceful).
+            63..=69 if !held.is_empty() => {
+                let name = held.swap_remove(rng.random_range(0..held.len()));
+                sim.merge_patch("pods", "chaos", &name, &json!({"metadata": {"finalizers": null}})).unwrap();
+                if sim.get("pods", "chaos", &name).unwrap().is_some() {
+                    graceful.insert(name);
+                }
+                finalizer_releases += 1;
+            }
+            // Terminating pods take writes too (held ones stay until released).
+            0..=69 if !live.is_empty() || !held.is_empty() => {
+                let i = rng.random_range(0..live.len() + held.len());
+                let name = if i < live.len() { &live[i] } else { &held[i - live.len()] };
                 let patch = json!({"metadata": {"annotations": {"step": step.to_string()}}});
                 sim.merge_patch("pods", "chaos", name, &patch).unwrap();
             }
             70..=84 => {
-                sim.create("pods", pods_gen.pod(next)).unwrap();
-                live.push(PodGen::name(next));
+                let with_finalizer = rng.random_range(0..4) == 0;
+                let name = create(next, with_finalizer);
+                if with_finalizer {
+                    finalized.insert(name.clone());
+                }
+                live.push(name);
                 next += 1;
             }
-            _ if !live.is_empty() => {
+            // Gone at once, whatever its finalizers (as if removed from etcd).
+            85..=89 if !live.is_empty() => {
                 let name = live.swap_remove(rng.random_range(0..live.len()));
+                finalized.remove(&name);
                 sim.delete("pods", "chaos", &name).unwrap();
+            }
+            // A DELETE by the server's rules: the pod's own grace period (30 s;
+            // 0 for a finished pod) or grace 0; a finalizer holds it either way.
+            roll @ 90..=99 if !live.is_empty() => {
+                let name = live.swap_remove(rng.random_range(0..live.len()));
+                let grace_period_seconds = (roll >= 97).then_some(0);
+                sim.delete_with("pods", "chaos", &name, &DeleteOptions { grace_period_seconds, ..DeleteOptions::default() })
+                    .unwrap();
+                if finalized.remove(&name) {
+                    held.push(name);
+                } else if sim.get("pods", "chaos", &name).unwrap().is_some() {
+                    graceful_deletes += 1;
+                    graceful.insert(name);
+                }
             }
             _ => {}
         }
@@ -156,10 +296,28 @@ async fn random_writes_under_every_fault_end_with_the_cache_equal_to_the_server(
                 _ => sim.set_latency(Duration::from_millis(if step % 200 == 50 { 20 } else { 0 })),
             }
         }
+        if step % 100 == 75 {
+            // Every grace period so far ends: the kubelet removes those pods
+            // (MODIFIED with grace 0, then DELETED) and confirms the held ones.
+            sim.advance_clock(Duration::from_secs(31));
+            graceful.retain(|name| sim.get("pods", "chaos", name).unwrap().is_some());
+            clock_advances += 1;
+        }
         if step % 25 == 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
+    // End with both kinds of terminating pod on the server, whatever the mix drew.
+    let name = create(next, true);
+    sim.delete_with("pods", "chaos", &name, &DeleteOptions::default()).unwrap();
+    held.push(name);
+    let mut running = pods_gen.pod(next + 1);
+    running["status"]["phase"] = json!("Running");
+    sim.create("pods", running).unwrap();
+    let name = PodGen::name(next + 1);
+    sim.delete_with("pods", "chaos", &name, &DeleteOptions::default()).unwrap();
+    graceful.insert(name);
+
     sim.close_watches_every(0);
     sim.set_latency(Duration::ZERO);
     let took = converge(&sim, &informer, Duration::from_secs(60)).await;
@@ -173,44 +331,38 @@ async fn random_writes_under_every_fault_end_with_the_cache_equal_to_the_server(
     );
     assert!(stats.watch_restarts.load(std::sync::atomic::Ordering::Relaxed) > 0);
 
-    // Handler sequences are consistent per key, and their last state is the server's.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let server = server_state(&sim);
-    {
-        let per_key = history.per_key.lock().unwrap();
-        for (key, seq) in per_key.iter() {
-            let mut present = false;
-            let mut last_rv = 0u64;
-            for (kind, rv) in seq {
-                let rv: u64 = rv.parse().unwrap();
-                match kind {
-                    'A' => {
-                        assert!(!present, "{key}: add while present: {seq:?}");
-                        present = true;
-                    }
-                    'U' => assert!(present, "{key}: update while absent: {seq:?}"),
-                    _ => {
-                        assert!(present, "{key}: delete while absent: {seq:?}");
-                        present = false;
-                    }
-                }
-                if *kind != 'D' {
-                    assert!(rv >= last_rv, "{key}: resourceVersion went back: {seq:?}");
-                    last_rv = rv;
-                }
-            }
-            match server.get(key) {
-                Some(rv) => {
-                    assert!(present, "{key} exists on the server but handlers last saw a delete");
-                    assert_eq!(seq.last().unwrap().1, *rv, "{key}: handlers' last state is not the server's");
-                }
-                None => assert!(!present, "{key} was deleted on the server but handlers never saw it go"),
-            }
-        }
-        for key in server.keys() {
-            assert!(per_key.contains_key(key), "{key} never reached a handler");
-        }
+    // Terminating pods are still on the server, and the cache holds them as such.
+    // (Only the kubelet writes now, removing graceful pods whose grace period
+    // passed on the real clock: compare until both sides agree.)
+    eventually(Duration::from_secs(60), || {
+        let (server, cache) = (terminating_on_server(&sim), terminating_in_cache(&informer));
+        if server == cache { Ok(()) } else { Err(format!("terminating on the server {server:?}, in the cache {cache:?}")) }
+    })
+    .await;
+    let on_server = terminating_on_server(&sim);
+    for name in &held {
+        assert!(on_server.contains(&key(name)), "{name} is held by its finalizer");
     }
+    for k in &on_server {
+        let name = k.trim_start_matches("chaos/");
+        assert!(held.iter().any(|h| h == name) || graceful.contains(name), "{k} terminates but was never deleted");
+    }
+    let server = server_state(&sim);
+    for name in &live {
+        assert!(server.contains_key(&key(name)) && !on_server.contains(&key(name)), "{name} should be live");
+    }
+    eprintln!(
+        "graceful deletes {graceful_deletes}, finalizers released {finalizer_releases}, clock advances {clock_advances}; \
+         at the end {} pods, {} terminating ({} held by the finalizer)",
+        server.len(),
+        on_server.len(),
+        held.len()
+    );
+
+    // Handler sequences are consistent per key, and their last state is the server's.
+    history.assert_consistent();
+    eventually(Duration::from_secs(60), || history.matches(&server_state(&sim))).await;
+    history.assert_consistent();
     sim.shutdown().await;
 }
 

@@ -112,8 +112,14 @@ fn shorts(seen: &[Seen]) -> Vec<(char, String)> {
 async fn spawn(source: KubeSource) -> (Informer, Arc<Recorder>) {
     let informer = Informer::spawn(source, informer_config()).expect("informer");
     let recorder = Arc::new(Recorder::default());
-    informer.add_handler(recorder.clone()).expect("handler");
+    let id = informer.add_handler(recorder.clone()).expect("handler");
     assert!(informer.wait_for_sync(T).await, "informer synced");
+    // The store syncs first; the handler once its initial adds were delivered.
+    let start = Instant::now();
+    while !informer.handler_synced(id) {
+        assert!(start.elapsed() < T, "handler synced");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     (informer, recorder)
 }
 
@@ -262,8 +268,7 @@ async fn nodes_are_cluster_scoped_in_the_cache_and_follow_the_server() {
         )
         .await
         .expect("PATCH node");
-    let gone = nodes.delete("node-005", &DeleteParams::default()).await.expect("DELETE node");
-    assert!(gone.is_right() || gone.is_left());
+    nodes.delete("node-005", &DeleteParams::default()).await.expect("DELETE node");
 
     let added = rec.wait_calls("node-012", 1).await;
     assert!(matches!(&added[..], [Seen::Add(o, false)] if o.namespace().is_none()), "{:?}", shorts(&added));
