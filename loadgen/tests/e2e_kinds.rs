@@ -445,8 +445,10 @@ fn widget(name: &str, finalizers: &[&str]) -> DynamicObject {
 /// removes its last finalizer deletes it. The real server sends only DELETED
 /// for that write, no MODIFIED (k8s.io/apiserver/pkg/registry/generic/registry/store.go:
 /// `Update` -> `ShouldDeleteDuringUpdate` -> `deleteWithoutFinalizers`), and the
-/// DELETED object is the last stored version, finalizers and all (the etcd3
-/// watcher sends the previous value of a deleted key).
+/// DELETED object is the last stored version, finalizers and all, at the
+/// deletion's resourceVersion (k8s.io/apiserver/pkg/storage/etcd3/watcher.go
+/// `prepareObjects`: "this sends the *old* object with the etcd revision for
+/// the time at which it gets deleted").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_custom_resource_with_a_finalizer_is_deleted_only_when_the_finalizer_goes() {
     let sim = sim_with(vec![ResourceDef::new(WIDGET_GROUP, "v1", "Widget", "widgets", true)]).await;
