@@ -5,8 +5,9 @@
 //! relists at its last resourceVersion with `NotOlderThan`, never at `"0"`.
 //!
 //! The lag and the 3 s block timeout run on the simulator's clock: the tests
-//! move it with `advance_clock`, and slow it down (`clock_scale` below 1) where
-//! real time must not reach a deadline while a request waits.
+//! move it with `advance_clock`, and slow it down (`clock_scale(0.1)`) so that
+//! real time on a loaded machine neither catches the cache up nor reaches a
+//! deadline while a test looks; the informer test alone runs on real time.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::Ordering::Relaxed;
@@ -75,7 +76,7 @@ fn server_state(sim: &SimHandle) -> BTreeMap<String, u64> {
 #[tokio::test]
 async fn a_resource_version_0_list_goes_back_in_time_until_the_lag_has_passed() {
     let lag = Duration::from_secs(10);
-    let sim = SimServer::builder().watch_cache_lag(lag).start().await.expect("sim");
+    let sim = SimServer::builder().clock_scale(0.1).watch_cache_lag(lag).start().await.expect("sim");
     let kept = create(&sim, "kept");
     let old_touched = create(&sim, "touched");
     let old_deleted = create(&sim, "deleted");
@@ -150,7 +151,7 @@ async fn events(sim: &SimHandle, query: &str, n: usize) -> Vec<(String, String, 
 #[tokio::test]
 async fn a_resource_version_0_watch_starts_from_the_cache_then_sends_what_it_missed() {
     let lag = Duration::from_secs(10);
-    let sim = SimServer::builder().watch_cache_lag(lag).start().await.expect("sim");
+    let sim = SimServer::builder().clock_scale(0.1).watch_cache_lag(lag).start().await.expect("sim");
     let a = create(&sim, "a");
     let b = create(&sim, "b");
     sim.advance_clock(lag);
@@ -308,7 +309,7 @@ async fn page_through(sim: &SimHandle, first: &str, limit: usize) -> (Vec<u64>, 
 #[tokio::test]
 async fn paging_a_cached_list_returns_every_object_once() {
     let lag = Duration::from_secs(10);
-    let sim = SimServer::builder().history(100_000).watch_cache_lag(lag).start().await.expect("sim");
+    let sim = SimServer::builder().history(100_000).clock_scale(0.1).watch_cache_lag(lag).start().await.expect("sim");
     for i in 0..40 {
         create(&sim, &format!("p{i:02}"));
     }
@@ -353,7 +354,7 @@ async fn paging_a_cached_list_returns_every_object_once() {
 #[tokio::test]
 async fn a_naive_reflector_relisting_at_resource_version_0_goes_back_in_time() {
     let lag = Duration::from_secs(10);
-    let sim = SimServer::builder().watch_cache_lag(lag).start().await.expect("sim");
+    let sim = SimServer::builder().clock_scale(0.1).watch_cache_lag(lag).start().await.expect("sim");
     for name in ["a", "b", "c"] {
         create(&sim, name);
     }
