@@ -30,6 +30,7 @@ pub struct SimServer {
     resources: Vec<ResourceDef>,
     clock_scale: f64,
     controllers: Controllers,
+    watch_cache_lag: Option<Duration>,
 }
 
 impl SimServer {
@@ -45,6 +46,7 @@ impl SimServer {
             resources: ResourceDef::defaults(),
             clock_scale: 1.0,
             controllers: Controllers::default(),
+            watch_cache_lag: None,
         }
     }
 
@@ -101,6 +103,17 @@ impl SimServer {
         self
     }
 
+    /// Makes the simulated watch cache trail the writes by `lag` on the
+    /// simulator's clock: `resourceVersion=0` and not-older-than LISTs and
+    /// watches from `resourceVersion=0` see only the writes made at least
+    /// `lag` ago, as on a real server whose watch cache lags etcd (see the
+    /// [module docs](super#watch-cache)). Off by default: every read is current.
+    #[must_use]
+    pub fn watch_cache_lag(mut self, lag: Duration) -> Self {
+        self.watch_cache_lag = Some(lag);
+        self
+    }
+
     /// Adds another writer: a [`Collector`] that deletes objects of a label at
     /// a rate (off by default).
     #[must_use]
@@ -130,6 +143,7 @@ impl SimServer {
         })?;
         let store = Store::new(self.resources, self.history, self.watch_buffer)
             .with_clock(Clock::scaled(self.clock_scale));
+        store.set_watch_cache_lag(self.watch_cache_lag);
         let collector = match &self.controllers.collector {
             Some(c) => Some((
                 store
@@ -418,6 +432,19 @@ impl SimHandle {
     /// The current global resourceVersion.
     pub fn resource_version(&self) -> u64 {
         self.shared.store.resource_version()
+    }
+
+    /// Sets how far the watch cache trails the writes from now on (`None`:
+    /// not at all); writes made before count as old. See
+    /// [`SimServer::watch_cache_lag`].
+    pub fn set_watch_cache_lag(&self, lag: Option<Duration>) {
+        self.shared.store.set_watch_cache_lag(lag);
+    }
+
+    /// The resourceVersion the watch cache has reached: what a
+    /// `resourceVersion=0` LIST answers at (the current one without a lag).
+    pub fn watch_cache_resource_version(&self) -> u64 {
+        self.shared.store.watch_cache_resource_version()
     }
 
     /// The oldest resourceVersion history still serves (watches from older ones get 410).

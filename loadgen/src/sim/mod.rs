@@ -33,13 +33,16 @@
 //! * LIST: `limit`/`continue` (tokens in the real server's format), exact and
 //!   not-older-than `resourceVersion` reads (exact reads are answered from the
 //!   event history; 410 once compacted), label and field selectors, and
-//!   `PartialObjectMetadataList` via the `Accept` header. Unlike the real watch
-//!   cache, `limit` is honoured for `resourceVersion=0` too.
+//!   `PartialObjectMetadataList` via the `Accept` header. `limit` is honoured
+//!   for lists the watch cache serves too (`resourceVersion=0`, NotOlderThan),
+//!   with continue tokens at the cache's resourceVersion, as a 1.36 server
+//!   paginates from its cache snapshots.
 //! * WATCH: see [`watch`](self#watch-semantics) below.
 //! * Errors are `Status` bodies shaped like fixtures/real-apiserver/status-*.json.
 //!
 //! # Watch semantics
-//! * `resourceVersion` unset or `"0"`: synthetic ADDED for the current state, then
+//! * `resourceVersion` unset or `"0"`: synthetic ADDED for the current state
+//!   (the watch cache's, when it lags: see [below](self#watch-cache)), then
 //!   live events (Kubernetes API concepts, "Semantics for watch"); an explicit RV
 //!   replays history after it, or sends one ERROR event with a 410 Expired
 //!   Status and closes when the RV is older than the history.
@@ -51,6 +54,31 @@
 //! * Slow watchers never block writers: a watcher more than
 //!   [`SimServer::watch_buffer`] events behind is closed cleanly (the client
 //!   re-watches from its last resourceVersion), as the real apiserver does.
+//!
+//! # Watch cache
+//! A real server answers `resourceVersion=0` and not-older-than LISTs, and
+//! watches from `resourceVersion=0`, from its watch cache, which can lag etcd:
+//! such a read may be older than what a client has already seen.
+//! [`SimServer::watch_cache_lag`] (or [`SimHandle::set_watch_cache_lag`]) makes
+//! the simulator's cache trail the writes by a duration on its clock:
+//! * LIST `resourceVersion=0`: the state at the cache's resourceVersion
+//!   ([`SimHandle::watch_cache_resource_version`]), old values and deleted
+//!   objects included.
+//! * LIST `resourceVersionMatch=NotOlderThan` (or a legacy `resourceVersion=N`
+//!   without `limit`): waits up to [`WATCH_CACHE_BLOCK_TIMEOUT`] (3 s of the
+//!   simulator's clock) for the cache to reach `N`, then answers 504 Timeout
+//!   with the `ResourceVersionTooLarge` cause.
+//! * LIST `resourceVersion=""`, `Exact` reads and continue tokens: exact, as
+//!   without a cache (a real server answers them consistently, from etcd or a
+//!   cache snapshot).
+//! * WATCH from `resourceVersion="0"`, or unset without `sendInitialEvents`:
+//!   synthetic ADDED for the cache's state, then every event after it.
+//!
+//! Events reach watchers without the lag, and compacting history catches the
+//! cache up (its state is an exact read from history). A watch-list
+//! (`sendInitialEvents=true`) starts from the current state even from `"0"`,
+//! where a real server may start from its cache. Without a lag (the default)
+//! every read is current.
 //!
 //! # Faults
 //! [`SimHandle`] methods, or `POST /_sim/faults` with a [`FaultRequest`] JSON
@@ -80,5 +108,6 @@ pub use server::MAX_BODY;
 pub use status::ApiError;
 pub use store::{
     Collector, DEFAULT_POD_GRACE_SECONDS, DeleteOptions, FINALIZER_FOREGROUND, FINALIZER_ORPHAN,
+    WATCH_CACHE_BLOCK_TIMEOUT,
 };
 pub use time::{Clock, parse_rfc3339, rfc3339, uuid_from};

@@ -88,10 +88,22 @@ fn respond(code: StatusCode, body: impl Into<Bytes>) -> Response<SimBody> {
 }
 
 fn error_response(e: &ApiError) -> Response<SimBody> {
-    respond(
+    let mut r = respond(
         StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         e.to_bytes(),
-    )
+    );
+    // k8s.io/apiserver/pkg/endpoints/handlers/responsewriters/writers.go
+    // `ErrorNegotiated`: a Status with `retryAfterSeconds` sets Retry-After.
+    if let Some(secs) = e
+        .details
+        .as_ref()
+        .and_then(|d| d.get("retryAfterSeconds"))
+        .and_then(Value::as_u64)
+        .filter(|s| *s > 0)
+    {
+        r.headers_mut().insert(header::RETRY_AFTER, http::HeaderValue::from(secs));
+    }
+    r
 }
 
 /// Accepts connections until `shutdown` fires. Each connection is dropped at once
@@ -531,7 +543,7 @@ async fn dispatch(
                 resource_version_match: query.get("resourceVersionMatch").map(str::to_owned),
                 metadata_only,
             };
-            let body = shared.store.list(target.res, &q)?;
+            let body = shared.store.serve_list(target.res, &q).await?;
             Ok(respond(StatusCode::OK, body))
         }
         (Method::GET, Some(name)) => {

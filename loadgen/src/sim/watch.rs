@@ -208,6 +208,18 @@ pub(crate) fn start(
             requested,
             shared.store.resource_version() + 1,
         ))
+    } else if ((rv == "0" && send_initial != Some(true)) || (rv.is_empty() && send_initial.is_none()))
+        && shared.store.watch_cache_lags()
+    {
+        // cacher.go `getWatchCacheResourceVersion`: a watch from "0", or unset
+        // without sendInitialEvents (the legacy case), starts from the watch
+        // cache, however far it lags; unset with sendInitialEvents starts from
+        // etcd's current revision.
+        Ok(shared.store.seed_watch_from_cache(
+            target.res,
+            namespace.as_deref(),
+            start == WatchStart::InitialState,
+        ))
     } else {
         shared
             .store

@@ -7,6 +7,11 @@
 //!   current objects with every later write undone from history; older than the
 //!   history answers 410 (a continue token's 410 carries a fresh token, as the
 //!   real server's does).
+//! * A not-older-than read (`resourceVersion=0`, `resourceVersionMatch=NotOlderThan`,
+//!   or a legacy unpaginated `resourceVersion=N`) is what the real server serves
+//!   from its watch cache: an exact read at the cache's resourceVersion
+//!   ([`super::watch_cache`]; the latest one while the cache does not lag), or
+//!   504 "Too large resource version" when the cache has not reached `N`.
 //! * Pages follow key order and a continue token resumes right after the last
 //!   item sent, at the same resourceVersion, so paging never repeats or skips an
 //!   object.
@@ -104,6 +109,9 @@ fn list_start(q: &ListQuery) -> Result<ListStart, ApiError> {
                 "Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided",
             ));
         }
+        // storage/cacher/delegator.go `shouldDelegateList`: "0" with no match or
+        // NotOlderThan is served from the watch cache, whatever state it holds.
+        ("0", "" | "NotOlderThan") => ReadAt::NotOlderThan(0),
         ("0", _) => ReadAt::Latest,
         (rv, "Exact") => ReadAt::Exact(parse_rv(rv)?),
         (rv, "NotOlderThan") => ReadAt::NotOlderThan(parse_rv(rv)?),
@@ -129,16 +137,33 @@ fn list_start(q: &ListQuery) -> Result<ListStart, ApiError> {
 /// for each key written since, its version then (`None`: it did not exist).
 type Overlay = BTreeMap<String, Option<Arc<Stored>>>;
 
+/// The minimum resourceVersion of a LIST the watch cache serves (`Some(0)`:
+/// any state), or `None` for one read from the store itself (latest or exact).
+pub(super) fn cache_read_min(q: &ListQuery) -> Option<u64> {
+    match list_start(q).ok()?.at {
+        ReadAt::NotOlderThan(rv) => Some(rv),
+        ReadAt::Latest | ReadAt::Exact(_) => None,
+    }
+}
+
 /// The resourceVersion a LIST answers at, and the overlay that turns the
-/// current objects into the state at that version.
-fn snapshot_at(st: &State, res: ResourceId, start: &ListStart) -> Result<(u64, Overlay), ApiError> {
+/// current objects into the state at that version. `cache_rv` is the watch
+/// cache's resourceVersion, never older than `st.compacted`.
+fn snapshot_at(
+    st: &State,
+    res: ResourceId,
+    start: &ListStart,
+    cache_rv: u64,
+) -> Result<(u64, Overlay), ApiError> {
     match start.at {
         ReadAt::Latest => Ok((st.rv, BTreeMap::new())),
         ReadAt::NotOlderThan(rv) => {
-            if rv > st.rv {
-                return Err(ApiError::too_large_resource_version(rv, st.rv));
+            // watch_cache.go `waitUntilFreshAndBlock`: the error names the
+            // cache's resourceVersion as the current one.
+            if rv > cache_rv {
+                return Err(ApiError::too_large_resource_version(rv, cache_rv));
             }
-            Ok((st.rv, BTreeMap::new()))
+            Ok((cache_rv, undo_since(st, res, cache_rv)))
         }
         ReadAt::Exact(rv) => {
             if rv > st.rv {
@@ -283,8 +308,17 @@ fn write_list(list_kind: &str, api_version: &str, snapshot_rv: u64, page: &Page,
     out
 }
 
+/// The objects of `res` under `prefix` (all of them when empty) as of `rv`, in
+/// key order; `rv` must not be older than `st.compacted`.
+pub(super) fn objects_at(st: &State, res: ResourceId, rv: u64, prefix: &str) -> Vec<Arc<Stored>> {
+    let overlay = undo_since(st, res, rv);
+    collect_page(&st.objects[res], &overlay, prefix, prefix, &ListQuery::default(), usize::MAX).items
+}
+
 impl Store {
-    /// Serves a LIST: returns the response body.
+    /// Serves a LIST at once: returns the response body. A not-older-than read
+    /// the watch cache has not caught up with answers 504 here; see
+    /// [`Store::serve_list`] for the wait the real server does first.
     pub(crate) fn list(&self, res: ResourceId, q: &ListQuery) -> Result<Vec<u8>, ApiError> {
         let start = list_start(q)?;
         let limit = q.limit.filter(|l| *l > 0).unwrap_or(usize::MAX);
@@ -298,8 +332,9 @@ impl Store {
         } else {
             start.start_key.clone().max(prefix.clone())
         };
-        let st = self.lock();
-        let (snapshot_rv, overlay) = snapshot_at(&st, res, &start)?;
+        let mut st = self.lock();
+        let cache_rv = self.cache_resource_version(&mut st);
+        let (snapshot_rv, overlay) = snapshot_at(&st, res, &start, cache_rv)?;
         let page = collect_page(&st.objects[res], &overlay, &lower, &prefix, q, limit);
         let def = st.resources[res].clone();
         drop(st);

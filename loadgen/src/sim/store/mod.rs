@@ -18,7 +18,9 @@
 //!   `BTreeMap`, so pagination order is stable and a namespace is one key range.
 //!
 //! Each verb has a file of its own; the object model, write preparation, the
-//! shared state and the history are the pieces they share.
+//! shared state and the history are the pieces they share. The watch cache
+//! (what `resourceVersion=0` and not-older-than reads see, trailing the writes
+//! when a lag is set) is a view of that history.
 
 mod create;
 mod controllers;
@@ -31,6 +33,7 @@ mod patch;
 mod prepare;
 mod state;
 mod update;
+mod watch_cache;
 
 pub use controllers::{Collector, Controllers};
 pub use delete::{
@@ -43,3 +46,4 @@ pub(crate) use object::{Event, ResourceId, frame};
 pub use object::{EventType, Stored};
 pub use patch::PatchKind;
 pub use state::Store;
+pub use watch_cache::WATCH_CACHE_BLOCK_TIMEOUT;

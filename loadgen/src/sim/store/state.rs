@@ -16,6 +16,7 @@ use tokio::sync::broadcast;
 
 use super::object::{Event, EventType, ResourceId, Stored, frame, key_of};
 use super::prepare::Prepared;
+use super::watch_cache::WatchCache;
 use crate::sim::resource::ResourceDef;
 use crate::sim::status::ApiError;
 use crate::sim::time::Clock;
@@ -29,6 +30,8 @@ pub(super) struct State {
     /// Every event with `rv <= compacted` may be gone from history: reads and
     /// watches at an older resourceVersion answer 410 Expired.
     pub(super) compacted: u64,
+    /// How far the simulated watch cache trails the writes (off by default).
+    pub(super) watch_cache: WatchCache,
 }
 
 /// The in-memory API state. See the [module docs](super) for its guarantees.
@@ -73,6 +76,7 @@ impl Store {
                 objects: (0..n).map(|_| BTreeMap::new()).collect(),
                 history: VecDeque::with_capacity(history_cap.min(1 << 16)),
                 compacted: 0,
+                watch_cache: WatchCache::default(),
             }),
             history_cap: history_cap.max(1),
             tx,
@@ -206,6 +210,9 @@ impl Store {
     ) -> Arc<Stored> {
         st.rv += 1;
         let rv = st.rv;
+        if st.watch_cache.is_on() {
+            st.watch_cache.record(rv, self.clock.now_ms());
+        }
         let stored = Arc::new(prepared.finish(rv));
         if ty == EventType::Deleted {
             st.objects[res].remove(&stored.key);
