@@ -418,9 +418,10 @@ fn delete_options(query: &Query, body: &[u8]) -> Result<DeleteOptions, ApiError>
         return Ok(opts);
     }
     let b: Body = serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request(format!(
-            "the body of the request could not be decoded as DeleteOptions: {e}"
-        ))
+        let go = serde_json::from_slice::<Value>(body).ok().and_then(|v| go_type_error(&v));
+        ApiError::bad_request(go.unwrap_or_else(|| {
+            format!("the body of the request could not be decoded as DeleteOptions: {e}")
+        }))
     })?;
     if b.grace_period_seconds.is_some() {
         opts.grace_period_seconds = b.grace_period_seconds;
@@ -436,6 +437,61 @@ fn delete_options(query: &Query, body: &[u8]) -> Result<DeleteOptions, ApiError>
         opts.resource_version = p.resource_version;
     }
     Ok(opts)
+}
+
+/// The message Go's encoding/json gives when a `DeleteOptions` field has a
+/// JSON type its Go field cannot take, e.g. `json: cannot unmarshal string into
+/// Go struct field DeleteOptions.gracePeriodSeconds of type int64` (what
+/// kube-apiserver v1.36 answers, with 400 BadRequest).
+fn go_type_error(body: &Value) -> Option<String> {
+    fn json_kind(v: &Value) -> String {
+        match v {
+            Value::String(_) => "string".into(),
+            Value::Number(n) => format!("number {n}"),
+            Value::Bool(_) => "bool".into(),
+            Value::Array(_) => "array".into(),
+            Value::Object(_) => "object".into(),
+            Value::Null => "null".into(),
+        }
+    }
+    fn fits(v: &Value, go: &str) -> bool {
+        match go {
+            "int64" => v.is_i64() || v.is_null(),
+            "bool" => v.is_boolean() || v.is_null(),
+            "[]string" => v.is_null() || v.as_array().is_some_and(|a| a.iter().all(|x| x.is_string() || x.is_null())),
+            "v1.Preconditions" => v.is_object() || v.is_null(),
+            _ => v.is_string() || v.is_null(),
+        }
+    }
+    const FIELDS: [(&str, &str); 5] = [
+        ("gracePeriodSeconds", "int64"),
+        ("orphanDependents", "bool"),
+        ("propagationPolicy", "v1.DeletionPropagation"),
+        ("dryRun", "[]string"),
+        ("preconditions", "v1.Preconditions"),
+    ];
+    let obj = body.as_object()?;
+    for (field, go) in FIELDS {
+        if let Some(v) = obj.get(field)
+            && !fits(v, go)
+        {
+            // Go names a number by its text only when it is a number of the wrong kind.
+            let kind = if go == "int64" { json_kind(v) } else { json_kind(v).split(' ').next()?.to_owned() };
+            return Some(format!("json: cannot unmarshal {kind} into Go struct field DeleteOptions.{field} of type {go}"));
+        }
+    }
+    let pre = obj.get("preconditions")?.as_object()?;
+    for (field, go) in [("uid", "types.UID"), ("resourceVersion", "string")] {
+        if let Some(v) = pre.get(field)
+            && !v.is_string()
+            && !v.is_null()
+        {
+            let kind = json_kind(v);
+            let kind = kind.split(' ').next()?;
+            return Some(format!("json: cannot unmarshal {kind} into Go struct field Preconditions.preconditions.{field} of type {go}"));
+        }
+    }
+    None
 }
 
 /// The answer to a DELETE: the object, or for kinds whose registry does not

@@ -144,6 +144,23 @@ impl ApiError {
         }
     }
 
+    /// 422 Invalid of `ListOptions` (the query of a LIST or WATCH), as
+    /// apimachinery's validation words it.
+    pub fn invalid_list_options(field: &str, cause_reason: &str, detail: &str) -> Self {
+        ApiError {
+            details: Some(serde_json::json!({
+                "group": "meta.k8s.io",
+                "kind": "ListOptions",
+                "causes": [{ "reason": cause_reason, "message": detail, "field": field }],
+            })),
+            ..Self::new(
+                422,
+                "Invalid",
+                format!("ListOptions.meta.k8s.io \"\" is invalid: {field}: {detail}"),
+            )
+        }
+    }
+
     /// 409 AlreadyExists: a create named an existing object.
     pub fn already_exists(plural: &str, name: &str) -> Self {
         ApiError {
@@ -228,11 +245,22 @@ impl ApiError {
 
     /// 422 Invalid for one field, with a `causes` entry like the real server's.
     pub fn invalid(kind: &str, name: &str, field: &str, cause_reason: &str, detail: &str) -> Self {
+        Self::invalid_n(kind, name, field, cause_reason, detail, 1)
+    }
+
+    /// [`ApiError::invalid`] for an error that two validations of the real
+    /// server both report: one message, the cause listed twice.
+    pub fn invalid_twice(kind: &str, name: &str, field: &str, cause_reason: &str, detail: &str) -> Self {
+        Self::invalid_n(kind, name, field, cause_reason, detail, 2)
+    }
+
+    fn invalid_n(kind: &str, name: &str, field: &str, cause_reason: &str, detail: &str, times: usize) -> Self {
+        let cause = serde_json::json!({ "reason": cause_reason, "message": detail, "field": field });
         ApiError {
             details: Some(serde_json::json!({
                 "name": name,
                 "kind": kind,
-                "causes": [{ "reason": cause_reason, "message": detail, "field": field }],
+                "causes": vec![cause; times],
             })),
             ..Self::new(
                 422,

@@ -168,18 +168,14 @@ pub(crate) fn start(
         None => None,
     };
     if send_initial == Some(true) && rv_match != "NotOlderThan" {
-        return Err(ApiError::invalid(
-            "ListOptions",
-            "",
+        return Err(ApiError::invalid_list_options(
             "resourceVersionMatch",
             "FieldValueForbidden",
             "Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
         ));
     }
     if send_initial == Some(true) && !bookmarks {
-        return Err(ApiError::invalid(
-            "ListOptions",
-            "",
+        return Err(ApiError::invalid_list_options(
             "allowWatchBookmarks",
             "FieldValueForbidden",
             "Forbidden: sendInitialEvents requires allowWatchBookmarks=true",

@@ -16,6 +16,7 @@ use serde_json::Value;
 use super::object::{EventType, ResourceId, Stored, key_of};
 use super::prepare::{check_type, into_object, meta_mut, prepare};
 use super::state::Store;
+use super::strategy::prepare_for_create;
 use crate::sim::status::ApiError;
 use crate::sim::time::new_uid;
 
@@ -39,6 +40,7 @@ impl Store {
         let def = self.def(res);
         let mut obj = into_object(obj, &def.kind)?;
         check_type(&def, &obj)?;
+        prepare_for_create(&def, &mut obj);
         let ts = self.clock.now_rfc3339();
         let meta = meta_mut(&mut obj);
         let mut name = meta

@@ -271,23 +271,6 @@ fn gc_finalizers(current: &[String], opts: &DeleteOptions) -> (bool, Vec<String>
     }
 }
 
-/// The storage layer's precondition error, as `InterpretDeleteError` and
-/// `InterpretUpdateError` turn it into a 409.
-fn storage_precondition_error(def: &ResourceDef, key: &str, what: &str, want: &str, have: &str) -> ApiError {
-    let prefix = if def.group.is_empty() {
-        format!("/registry/{}/{key}", def.plural)
-    } else {
-        format!("/registry/{}/{}/{key}", def.group, def.plural)
-    };
-    ApiError::conflict_because(
-        &def.plural,
-        key.rsplit('/').next().unwrap_or(key),
-        &format!(
-            "StorageError: invalid object, Code: 4, Key: {prefix}, ResourceVersion: 0, AdditionalErrorMsg: Precondition failed: {what} in precondition: {want}, {what} in object meta: {have}"
-        ),
-    )
-}
-
 impl Store {
     /// Deletes an object (DELETE) by the real server's rules: see the
     /// [module docs](self).
@@ -310,7 +293,8 @@ impl Store {
                 .ok_or_else(|| ApiError::not_found(&def.plural, name))?;
             let original = into_object(cur.to_value(), &def.kind)?;
             let uid = original.get("metadata").and_then(|m| m.get("uid")).and_then(Value::as_str).unwrap_or("").to_owned();
-            // rest/delete.go BeforeDelete checks the uid first, naming the kind.
+            // rest/delete.go BeforeDelete checks the uid, then the resourceVersion,
+            // naming the kind.
             if let Some(want) = &opts.uid
                 && *want != uid
             {
@@ -325,7 +309,14 @@ impl Store {
             if let Some(want) = &opts.resource_version
                 && *want != cur.rv.to_string()
             {
-                return Err(storage_precondition_error(&def, &key, "ResourceVersion", want, &cur.rv.to_string()));
+                return Err(ApiError::conflict_because(
+                    &def.kind,
+                    name,
+                    &format!(
+                        "the ResourceVersion in the precondition ({want}) does not match the ResourceVersion in record ({}). The object might have been modified",
+                        cur.rv
+                    ),
+                ));
             }
             let now = self.clock.now_secs();
             let mut obj = original.clone();

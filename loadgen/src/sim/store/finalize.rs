@@ -10,12 +10,16 @@
 //!   with `deletionGracePeriodSeconds: 0` deletes it instead
 //!   (k8s.io/apiserver/pkg/registry/generic/registry/store.go
 //!   `shouldDeleteDuringUpdate`, `deleteWithoutFinalizers`): one DELETED event
-//!   carrying the last stored version.
+//!   carrying the last stored version; the write itself is answered with the
+//!   object as written.
+
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
 use super::delete::finalizers;
-use super::object::EventType;
+use super::object::{EventType, Stored};
+use super::prepare::prepare;
 use crate::sim::resource::ResourceDef;
 use crate::sim::status::ApiError;
 
@@ -43,7 +47,10 @@ pub(super) fn settle(
         added.dedup();
         if !added.is_empty() {
             let list = added.iter().map(|f| format!("{f:?}")).collect::<Vec<_>>().join(", ");
-            return Err(ApiError::invalid(
+            // Both the generic BeforeUpdate and the strategy's ValidateUpdate
+            // run ValidateObjectMetaUpdate: the real Status lists the cause
+            // twice under one message.
+            return Err(ApiError::invalid_twice(
                 &def.kind,
                 name,
                 "metadata.finalizers",
@@ -59,4 +66,12 @@ pub(super) fn settle(
         return Ok(EventType::Deleted);
     }
     Ok(EventType::Modified)
+}
+
+/// The answer to a write that deleted its object by removing the last
+/// finalizer: the object as written (no finalizers) at the deletion's
+/// resourceVersion, while the DELETED event carries the last stored version
+/// (what kube-apiserver v1.36 answered: loadgen/tests/data/real-apiserver-transcript.txt).
+pub(super) fn answer_to_deleting_write(def: &ResourceDef, written: Map<String, Value>, deleted: &Stored) -> Arc<Stored> {
+    Arc::new(prepare(def, deleted.key.clone(), written).finish(deleted.rv))
 }

@@ -101,9 +101,7 @@ fn list_start(q: &ListQuery) -> Result<ListStart, ApiError> {
     let at = match (rv_param, rv_match) {
         ("", "") => ReadAt::Latest,
         ("", _) => {
-            return Err(ApiError::invalid(
-                "ListOptions",
-                "",
+            return Err(ApiError::invalid_list_options(
                 "resourceVersionMatch",
                 "FieldValueForbidden",
                 "Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided",

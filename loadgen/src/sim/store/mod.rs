@@ -32,6 +32,7 @@ mod object;
 mod patch;
 mod prepare;
 mod state;
+mod strategy;
 mod update;
 mod watch_cache;
 

@@ -13,13 +13,14 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use super::finalize::settle;
+use super::finalize::{answer_to_deleting_write, settle};
 use super::object::{EventType, ResourceId, Stored, key_of};
 use super::prepare::{
     CARRIED_METADATA, FieldRef, Prepared, RV_PLACEHOLDER, encode, into_object, label_pairs,
     merge_server_fields, prepare, str_at,
 };
 use super::state::Store;
+use super::strategy::patch_reaches_guarded_fields;
 use crate::sim::lazy::{Field, LazyObject};
 use crate::sim::resource::ResourceDef;
 use crate::sim::status::ApiError;
@@ -79,11 +80,14 @@ impl Store {
                 }
                 continue;
             }
-            let (prepared, ty) =
+            let (prepared, ty, written) =
                 prepare_patch_full(&def, name, &cur, &patch_doc, json_patch.as_ref(), status_only)?;
             if let Some(done) = self.commit_if_unchanged(res, &def, name, &cur, prepared, ty)?
             {
-                return Ok(done);
+                return Ok(match written {
+                    Some(w) => answer_to_deleting_write(&def, w, &done),
+                    None => done,
+                });
             }
         }
     }
@@ -93,7 +97,8 @@ impl Store {
 /// `cur`, prepared by parsing the whole object: every patch the lazy path
 /// declines, and the reference the lazy path is tested against. The event type
 /// is DELETED when the patch removed the last finalizer of an object waiting
-/// for it ([`super::finalize`]).
+/// for it ([`super::finalize`]); the patched object is then also returned, as
+/// the write's answer.
 fn prepare_patch_full(
     def: &ResourceDef,
     name: &str,
@@ -101,7 +106,7 @@ fn prepare_patch_full(
     patch: &Value,
     json_patch: Option<&json_patch::Patch>,
     status_only: bool,
-) -> Result<(Prepared, EventType), ApiError> {
+) -> Result<(Prepared, EventType, Option<Map<String, Value>>), ApiError> {
     let old = into_object(cur.to_value(), &def.kind)?;
     let mut doc = Value::Object(old.clone());
     match json_patch {
@@ -124,10 +129,12 @@ fn prepare_patch_full(
     if !patched_rv.is_empty() && patched_rv != cur.rv.to_string() {
         return Err(ApiError::conflict(&def.plural, name));
     }
-    let next = merge_server_fields(&old, patched, status_only);
+    let next = merge_server_fields(def, &old, patched, status_only);
     let ty = settle(def, name, &old, &next)?;
-    let body = if ty == EventType::Deleted { old } else { next };
-    Ok((prepare(def, cur.key.clone(), body), ty))
+    if ty == EventType::Deleted {
+        return Ok((prepare(def, cur.key.clone(), old), ty, Some(next)));
+    }
+    Ok((prepare(def, cur.key.clone(), next), ty, None))
 }
 
 /// The merge patch `patch` of `cur`, prepared without parsing what the patch
@@ -142,7 +149,9 @@ fn prepare_merge_lazy(
     cur: &Stored,
     patch: &Map<String, Value>,
 ) -> Option<Result<Prepared, ApiError>> {
-    if ["spec", "kind", "apiVersion"].iter().any(|k| patch.contains_key(*k)) {
+    if ["spec", "kind", "apiVersion"].iter().any(|k| patch.contains_key(*k))
+        || patch_reaches_guarded_fields(def, patch)
+    {
         return None;
     }
     let meta_patch = match patch.get("metadata") {
@@ -241,9 +250,6 @@ mod tests {
             json!({"metadata": {"annotations": null}}),
             json!({"metadata": {"labels": {"app": "other", "new": "x", "pod-template-hash": null}}}),
             json!({"metadata": {"finalizers": ["a/b"], "ownerReferences": null}}),
-            json!({"status": {"phase": "Failed", "conditions": null}}),
-            json!({"status": "gone"}),
-            json!({"status": null}),
             json!({"aaa": {"b": 1}, "zzz": [1, 2], "metadata": {"resourceVersion": null}}),
             json!({}),
         ];
@@ -254,7 +260,7 @@ mod tests {
             let lazy = prepare_merge_lazy(&def, &name, &cur, p)
                 .unwrap_or_else(|| panic!("lazy path declined {patch}"))
                 .expect("patch applies");
-            let (full, _) = prepare_patch_full(&def, &name, &cur, patch, None, false).expect("patch applies");
+            let (full, _, _) = prepare_patch_full(&def, &name, &cur, patch, None, false).expect("patch applies");
             same(&lazy, &full);
         }
     }
@@ -270,6 +276,9 @@ mod tests {
             json!({"metadata": {"uid": "x"}}),
             json!({"metadata": {"generation": 5}}),
             json!({"metadata": null}),
+            // A pod's status is its subresource's: the full path restores it.
+            json!({"status": {"phase": "Failed", "conditions": null}}),
+            json!({"status": null}),
         ] {
             assert!(prepare_merge_lazy(&def, &name, &cur, patch.as_object().unwrap()).is_none(), "{patch}");
         }

@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 use super::object::Stored;
 use crate::sim::lazy::{Field, write_key};
 use crate::sim::resource::ResourceDef;
+use super::strategy::{drop_empty_metadata, prepare_for_update};
 use crate::sim::status::{ApiError, write_json};
 
 /// The string at JSON pointer `ptr` in `v` (empty when absent or not a string).
@@ -110,6 +111,7 @@ pub(crate) struct Prepared {
 /// Serialises `obj` with a placeholder resourceVersion and extracts what
 /// selectors need: all the per-write CPU work, done without the lock.
 pub(super) fn prepare(def: &ResourceDef, key: String, mut obj: Map<String, Value>) -> Prepared {
+    drop_empty_metadata(meta_mut(&mut obj));
     meta_mut(&mut obj).insert(
         "resourceVersion".into(),
         Value::String(RV_PLACEHOLDER.to_owned()),
@@ -199,6 +201,7 @@ pub(super) const CARRIED_METADATA: [&str; 6] = [
 /// Carries the server-owned fields (uid, creationTimestamp, generation, name,
 /// namespace) from `old` into the next version built from `new`.
 pub(super) fn merge_server_fields(
+    def: &ResourceDef,
     old: &Map<String, Value>,
     mut new: Map<String, Value>,
     status_only: bool,
@@ -211,6 +214,7 @@ pub(super) fn merge_server_fields(
         };
         return next;
     }
+    prepare_for_update(def, old, &mut new);
     let spec_changed = old.get("spec") != new.get("spec");
     let empty = Map::new();
     let old_meta = old

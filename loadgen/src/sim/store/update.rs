@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::finalize::settle;
+use super::finalize::{answer_to_deleting_write, settle};
 use super::object::{EventType, ResourceId, Stored, key_of};
 use super::prepare::{check_type, into_object, merge_server_fields, meta_mut, prepare};
 use super::state::Store;
@@ -61,12 +61,19 @@ impl Store {
                 return Err(ApiError::conflict(&def.plural, name));
             }
             let old = into_object(cur.to_value(), &def.kind)?;
-            let next = merge_server_fields(&old, obj.clone(), status_only);
+            let next = merge_server_fields(&def, &old, obj.clone(), status_only);
             let ty = settle(&def, name, &old, &next)?;
-            let prepared = prepare(&def, key.clone(), if ty == EventType::Deleted { old } else { next });
+            let (prepared, written) = if ty == EventType::Deleted {
+                (prepare(&def, key.clone(), old), Some(next))
+            } else {
+                (prepare(&def, key.clone(), next), None)
+            };
             if let Some(done) = self.commit_if_unchanged(res, &def, name, &cur, prepared, ty)?
             {
-                return Ok(done);
+                return Ok(match written {
+                    Some(w) => answer_to_deleting_write(&def, w, &done),
+                    None => done,
+                });
             }
         }
     }
