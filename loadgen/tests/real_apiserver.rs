@@ -39,7 +39,6 @@ struct Server {
     lines: Vec<String>,
     /// Strings replaced by placeholders in the transcript (uids, versions).
     masks: Vec<(String, String)>,
-    started: Instant,
 }
 
 impl Server {
@@ -65,7 +64,6 @@ impl Server {
         let path = path.replace("{ns}", &self.ns);
         let (code, v) = self.call(method, &path, body, ct).await;
         let line = format!("{step}: {code} {}", self.shape(&v));
-        eprintln!("{:?} {line}", self.started.elapsed());
         self.lines.push(line);
         (code, v)
     }
@@ -151,10 +149,10 @@ impl Server {
                 buf.extend_from_slice(&chunk);
                 while let Some(i) = buf.iter().position(|&b| b == b'\n') {
                     let line: Vec<u8> = buf.drain(..=i).collect();
-                    if let Ok(v) = serde_json::from_slice::<Value>(&line) {
-                        if tx.send(v).is_err() {
-                            return;
-                        }
+                    if let Ok(v) = serde_json::from_slice::<Value>(&line)
+                        && tx.send(v).is_err()
+                    {
+                        return;
                     }
                 }
             }
@@ -359,7 +357,7 @@ async fn scenario(s: &mut Server) {
 
 async fn transcript(client: kube::Client, sim: Option<SimHandle>) -> String {
     let ns = format!("kcache-real-{}", std::process::id());
-    let mut s = Server { client, sim, ns, lines: Vec::new(), masks: Vec::new(), started: Instant::now() };
+    let mut s = Server { client, sim, ns, lines: Vec::new(), masks: Vec::new() };
     scenario(&mut s).await;
     s.lines.join("\n") + "\n"
 }

@@ -93,6 +93,10 @@ impl Store {
     }
 }
 
+/// What the full patch path prepares: the version to commit, its event type,
+/// and for a patch that deleted the object, the patched object (the answer).
+type FullPatch = (Prepared, EventType, Option<Map<String, Value>>);
+
 /// `patch` (a JSON patch when `json_patch` is given, else a merge patch) of
 /// `cur`, prepared by parsing the whole object: every patch the lazy path
 /// declines, and the reference the lazy path is tested against. The event type
@@ -106,7 +110,7 @@ fn prepare_patch_full(
     patch: &Value,
     json_patch: Option<&json_patch::Patch>,
     status_only: bool,
-) -> Result<(Prepared, EventType, Option<Map<String, Value>>), ApiError> {
+) -> Result<FullPatch, ApiError> {
     let old = into_object(cur.to_value(), &def.kind)?;
     let mut doc = Value::Object(old.clone());
     match json_patch {
