@@ -102,5 +102,11 @@ fn loadgen_write_without_a_reachable_server_reports_failed_and_exits_2() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let last = stdout.lines().last().expect("a message");
     let message: serde_json::Value = serde_json::from_str(last).expect("json line");
-    assert!(message["failed"]["error"].as_str().is_some_and(|e| e.contains("namespaces")), "{stdout}");
+    let error = message["failed"]["error"].as_str().expect("an error");
+    // One line: what it was doing, what went wrong, what to do.
+    assert!(error.starts_with("creating namespace a: "), "{stdout}");
+    assert!(error.contains("is the API server reachable?"), "{stdout}");
+    // Reported once, on stdout, for the parent to print; nothing on stderr.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("creating namespace"), "{stderr}");
 }
