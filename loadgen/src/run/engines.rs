@@ -21,7 +21,7 @@ use kcache::store::NAMESPACE_INDEX;
 use kcache::Obj;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 
-use super::recorder::{DELETION_TIMESTAMP_POINTER, Recorder, SENT_AT, SENT_AT_POINTER};
+use super::recorder::{Recorder, SENT_AT, SENT_AT_POINTER};
 
 /// How handlers consume events (the three styles the field compares).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -118,12 +118,12 @@ fn pod_rv(p: &Pod) -> &str {
 
 /// Records an add or update of a kcache object.
 fn observe_obj(recorder: &Recorder, obj: &Obj) {
-    recorder.observe(obj.field(0), obj.resource_version(), obj.field(1).is_some(), || obj.key());
+    recorder.observe(obj.field(0), obj.resource_version(), || obj.key());
 }
 
 /// Records an add or update of a kube-rs pod.
 fn observe_pod(recorder: &Recorder, pod: &Pod) {
-    recorder.observe(stamp_of(pod), pod_rv(pod), pod.metadata.deletion_timestamp.is_some(), || pod_key(pod));
+    recorder.observe(stamp_of(pod), pod_rv(pod), || pod_key(pod));
 }
 
 struct RecordingHandler {
@@ -201,7 +201,6 @@ impl Handler for EnqueueHandler {
 struct Cached {
     stamp: Option<String>,
     rv: String,
-    marked: bool,
 }
 
 /// Looks a key up in a cache: `None` when absent.
@@ -216,7 +215,7 @@ fn spawn_workers(queue: &WorkQueue<String>, recorder: &Arc<Recorder>, lookup: Lo
         std::thread::spawn(move || {
             while let Some(key) = queue.get() {
                 match lookup(&key) {
-                    Some(c) => recorder.observe(c.stamp.as_deref(), &c.rv, c.marked, || key.clone()),
+                    Some(c) => recorder.observe(c.stamp.as_deref(), &c.rv, || key.clone()),
                     None => recorder.observe_delete(None, || key.clone()),
                 }
                 queue.forget(&key);
@@ -251,7 +250,7 @@ impl Engine {
         let source = KubeSource::for_type::<Pod>(client, None);
         let mut config = InformerConfig::default();
         config.watcher.label_selector = Some(s.label_selector.clone());
-        config.decoder.index_fields = vec![SENT_AT_POINTER.to_owned(), DELETION_TIMESTAMP_POINTER.to_owned()];
+        config.decoder.index_fields = vec![SENT_AT_POINTER.to_owned()];
         config.decoder.strip_managed_fields = s.strip_managed_fields;
         config.watcher.streaming_list = s.streaming_list;
         config.resync = s.resync;
@@ -285,7 +284,6 @@ impl Engine {
                         store.get_by_key(key).map(|o| Cached {
                             stamp: o.field(0).map(str::to_owned),
                             rv: o.resource_version().to_owned(),
-                            marked: o.field(1).is_some(),
                         })
                     }),
                 );
@@ -338,7 +336,6 @@ impl Engine {
                         reader.get(&r).map(|p| Cached {
                             stamp: stamp_of(&p).map(str::to_owned),
                             rv: pod_rv(&p).to_owned(),
-                            marked: p.metadata.deletion_timestamp.is_some(),
                         })
                     }),
                 );

@@ -7,7 +7,7 @@
 //!    default, so RSS and CPU figures are this process's alone), in-process, or a
 //!    real cluster through a kubeconfig (guarded, see [`crate::guard`]).
 //! 2. Create `--namespaces` namespaces and `--pods` realistic pods, named and
-//!    labelled with the run's id ([`config`]) so that nothing else is touched,
+//!    labelled with the run's id ([`RunConfig::run_id`]) so that nothing else is touched,
 //!    not even a previous run's namespaces that are still terminating (or, with `--preload`, let the
 //!    simulator bulk-load them into one namespace; see [`RunConfig::preload`]).
 //!    Pods are created, and writes driven, by a `loadgen write` child process
@@ -24,7 +24,7 @@
 //!    the run's own writes' (matched by resourceVersion); other writers' events
 //!    are counted apart.
 //! 6. Cache Get / List(namespace) are timed during the writes by `--readers`
-//!    threads (see [`reads`]); direct GET / LIST after them.
+//!    threads (see [`ReadLoad`]); direct GET / LIST after them.
 
 mod config;
 mod engines;

@@ -115,7 +115,7 @@ impl RawWatch {
                     let mut lines = lines.lines();
                     while let Some(Ok(line)) = lines.next().await {
                         if let Some(stamp) = stamp_of(&line, &key) {
-                            recorder.observe(Some(stamp), resource_version_of(&line), false, String::new);
+                            recorder.observe(Some(stamp), resource_version_of(&line), String::new);
                         }
                     }
                 }

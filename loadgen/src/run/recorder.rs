@@ -24,10 +24,6 @@ pub const SENT_AT: &str = "loadgen.kcache.io/sent-at";
 /// The JSON pointer of [`SENT_AT`] (RFC 6901: `/` in a key is `~1`).
 pub const SENT_AT_POINTER: &str = "/metadata/annotations/loadgen.kcache.io~1sent-at";
 
-/// The JSON pointer of `metadata.deletionTimestamp` (a second index field, so
-/// a handler sees that an update marks a deletion without a parse).
-pub const DELETION_TIMESTAMP_POINTER: &str = "/metadata/deletionTimestamp";
-
 /// Nanoseconds since the Unix epoch.
 pub fn now_nanos() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
@@ -42,8 +38,6 @@ pub struct Seen {
     pub rv: u64,
     /// A delete.
     pub deleted: bool,
-    /// An update of an object marked for deletion (`deletionTimestamp` set).
-    pub marked: bool,
     /// Microseconds from the object's [`SENT_AT`] stamp to this event, when it
     /// carries one sent during the write phase.
     pub latency_us: Option<u64>,
@@ -112,9 +106,8 @@ impl Recorder {
     }
 
     /// Records an add or update of the object `key()` at resourceVersion `rv`
-    /// whose [`SENT_AT`] stamp is `stamp` (if any); `marked`: it carries a
-    /// deletionTimestamp.
-    pub fn observe(&self, stamp: Option<&str>, rv: &str, marked: bool, key: impl FnOnce() -> String) {
+    /// whose [`SENT_AT`] stamp is `stamp` (if any).
+    pub fn observe(&self, stamp: Option<&str>, rv: &str, key: impl FnOnce() -> String) {
         self.events.fetch_add(1, Ordering::Relaxed);
         let rv = parse_rv(rv);
         self.max_rv.fetch_max(rv, Ordering::Relaxed);
@@ -123,7 +116,7 @@ impl Recorder {
             (now_nanos().saturating_sub(sent) / 1000).max(1)
         });
         if self.logging.load(Ordering::Relaxed) {
-            let seen = Seen { key: key(), rv, deleted: false, marked, latency_us };
+            let seen = Seen { key: key(), rv, deleted: false, latency_us };
             self.log.lock().unwrap_or_else(|p| p.into_inner()).push(seen);
         }
         self.work();
@@ -143,7 +136,7 @@ impl Recorder {
         let rv = rv.map_or(0, parse_rv);
         self.max_rv.fetch_max(rv, Ordering::Relaxed);
         if self.logging.load(Ordering::Relaxed) {
-            let seen = Seen { key: key(), rv, deleted: true, marked: false, latency_us: None };
+            let seen = Seen { key: key(), rv, deleted: true, latency_us: None };
             self.log.lock().unwrap_or_else(|p| p.into_inner()).push(seen);
         }
         self.work();
@@ -167,11 +160,11 @@ mod tests {
     #[test]
     fn only_events_of_the_write_phase_are_logged_and_only_its_stamps_timed() {
         let r = Recorder::default();
-        r.observe(Some("1"), "5", false, || "ns/sync".into());
+        r.observe(Some("1"), "5", || "ns/sync".into());
         r.start_at(1_000);
-        r.observe(Some("999"), "6", false, || "ns/old-stamp".into());
-        r.observe(None, "7", true, || "ns/marked".into());
-        r.observe(Some(&now_nanos().to_string()), "9", false, || "ns/new".into());
+        r.observe(Some("999"), "6", || "ns/old-stamp".into());
+        r.observe(None, "7", || "ns/unstamped".into());
+        r.observe(Some(&now_nanos().to_string()), "9", || "ns/new".into());
         r.observe_delete(Some("8"), || "ns/gone".into());
         r.observe_delete(None, || "ns/worker".into());
         r.observe_resync();
@@ -182,16 +175,16 @@ mod tests {
         assert_eq!(r.max_resource_version(), 9);
         let log = r.log();
         let keys: Vec<&str> = log.iter().map(|s| s.key.as_str()).collect();
-        assert_eq!(keys, ["ns/old-stamp", "ns/marked", "ns/new", "ns/gone", "ns/worker"]);
+        assert_eq!(keys, ["ns/old-stamp", "ns/unstamped", "ns/new", "ns/gone", "ns/worker"]);
         assert_eq!(log.iter().filter(|s| s.latency_us.is_some()).count(), 1);
-        assert!(log[1].marked && log[3].deleted && log[4].rv == 0);
+        assert!(log[1].latency_us.is_none() && log[3].deleted && log[4].rv == 0);
     }
 
     #[test]
     fn a_handler_cost_is_spent_on_every_event_after_recording_it() {
         let r = Recorder::with_handler_cost(std::time::Duration::from_millis(20));
         let t = std::time::Instant::now();
-        r.observe(None, "1", false, String::new);
+        r.observe(None, "1", String::new);
         r.observe_delete(None, String::new);
         r.observe_resync();
         assert!(t.elapsed() >= std::time::Duration::from_millis(60), "{:?}", t.elapsed());

@@ -236,9 +236,9 @@ pub struct Accounting {
 /// is the run's own when its resourceVersion is one a write of the run was
 /// answered with (`stats.upsert_rvs`); only those are timed, since another
 /// writer's update keeps the pod's last stamp. A delete is the run's own when
-/// the run deleted the key, and so is the MODIFIED that marked it for deletion
-/// just before (`deletionTimestamp` set): a grace-0 DELETE is an update that
-/// marks the object, then its removal (`k8s.io/apiserver/pkg/registry/generic/registry/store.go`,
+/// the run deleted the key, and so is the key's last update before it, the
+/// MODIFIED that marked it for deletion: a grace-0 DELETE is an update that
+/// marks the object (`deletionTimestamp`), then its removal (`k8s.io/apiserver/pkg/registry/generic/registry/store.go`,
 /// `Delete`), so it causes both events. (The real server answers the DELETE
 /// with the mark's version, `storage/etcd3/store.go` `conditionalDelete`; the
 /// simulator with the removal's, so the mark is found by its place, not its version.)
@@ -252,7 +252,7 @@ pub fn account(log: &[Seen], stats: &WriteStats) -> Accounting {
         latency_us: super::reads::histogram(),
     };
     // The run's delete marks: the key's last update before its DELETED, when
-    // it carries the deletion mark and the run deleted the key.
+    // the run deleted the key (and the update is not one of the run's own).
     let mut own_marks: HashSet<usize> = HashSet::new();
     let mut last_update: HashMap<&str, usize> = HashMap::new();
     for (i, s) in log.iter().enumerate() {
@@ -260,7 +260,6 @@ pub fn account(log: &[Seen], stats: &WriteStats) -> Accounting {
             last_update.insert(s.key.as_str(), i);
         } else if stats.delete_rvs.contains_key(&s.key)
             && let Some(&j) = last_update.get(s.key.as_str())
-            && log[j].marked
             && !upserts.contains(&log[j].rv)
         {
             own_marks.insert(j);
@@ -325,8 +324,8 @@ mod tests {
         assert_eq!(missing_from_cache(&server, &cached), vec!["ns/gone".to_owned()]);
     }
 
-    fn seen(key: &str, rv: u64, deleted: bool, marked: bool, latency: Option<u64>) -> Seen {
-        Seen { key: key.into(), rv, deleted, marked, latency_us: latency }
+    fn seen(key: &str, rv: u64, deleted: bool, latency: Option<u64>) -> Seen {
+        Seen { key: key.into(), rv, deleted, latency_us: latency }
     }
 
     #[test]
@@ -338,17 +337,17 @@ mod tests {
         stats.last_write.insert("ns/d".into(), None);
         stats.delete_rvs.insert("ns/d".into(), 21);
         let log = vec![
-            seen("ns/a", 10, false, false, Some(500)),
+            seen("ns/a", 10, false, Some(500)),
             // Another writer's status update of a: same stamp, newer version.
-            seen("ns/a", 12, false, false, Some(60_000_000)),
-            seen("ns/b", 11, false, false, Some(700)),
+            seen("ns/a", 12, false, Some(60_000_000)),
+            seen("ns/b", 11, false, Some(700)),
             // Another writer deletes b gracefully, then for good.
-            seen("ns/b", 13, false, true, Some(60_000_000)),
-            seen("ns/b", 14, true, false, None),
+            seen("ns/b", 13, false, Some(60_000_000)),
+            seen("ns/b", 14, true, None),
             // The run's update of d (20), its delete's mark (21) and DELETED (22).
-            seen("ns/d", 20, false, false, Some(900)),
-            seen("ns/d", 21, false, true, Some(60_000_000)),
-            seen("ns/d", 22, true, false, None),
+            seen("ns/d", 20, false, Some(900)),
+            seen("ns/d", 21, false, Some(60_000_000)),
+            seen("ns/d", 22, true, None),
         ];
         let acc = account(&log, &stats);
         assert_eq!((acc.own_upsert_events, acc.own_delete_events, acc.other_events), (3, 2, 3));

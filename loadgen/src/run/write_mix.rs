@@ -86,7 +86,7 @@ pub async fn create_pods(
 }
 
 /// What the write phase did. Serialized when a `loadgen write` child reports
-/// it to the run (see [`super::writer_process`]).
+/// it to the run (see `run/writer_process.rs`).
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct WriteStats {
     /// Acknowledged updates.
@@ -112,7 +112,7 @@ pub struct WriteStats {
     #[serde(default)]
     pub delete_rvs: HashMap<String, u64>,
     /// Write sent to its event read off a raw watch by the writer's process,
-    /// milliseconds: the floor under the engine's event latency ([`super::raw_watch`]).
+    /// milliseconds: the floor under the engine's event latency (`run/raw_watch.rs`).
     #[serde(default)]
     pub wire_latency_ms: Percentiles,
 }

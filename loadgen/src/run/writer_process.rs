@@ -65,9 +65,9 @@ pub struct WritePlan {
     pub write_qps: f64,
     /// Length of the write phase.
     pub duration: Duration,
-    /// Label selector of the run's pods, for the raw watch ([`super::raw_watch`]).
+    /// Label selector of the run's pods, for the raw watch (`run/raw_watch.rs`).
     pub selector: String,
-    /// The run's id: the value of the pods' run label ([`super::config`]).
+    /// The run's id: the value of the pods' run label ([`super::RUN_LABEL`]).
     pub run_id: String,
 }
 
@@ -131,7 +131,7 @@ async fn prepare_writer(client: &kube::Client, plan: &WritePlan, bar: &ProgressB
     Ok(Writer::new(client.clone(), keys, plan.namespaces.clone(), plan.seed, &plan.run_id))
 }
 
-/// Opens the raw watch ([`super::raw_watch`]) before the engine starts, so that
+/// Opens the raw watch (`run/raw_watch.rs`) before the engine starts, so that
 /// the API calls counted for the engine exclude it; `None` (with a warning)
 /// when it cannot be opened, since the run is still worth its other figures.
 async fn open_raw_watch(client: &kube::Client, plan: &WritePlan) -> Option<RawWatch> {
@@ -294,7 +294,7 @@ fn emit(message: &WriterMessage) {
 
 /// The child side (`loadgen write`): connects, creates the pods, reports
 /// `ready`, waits for `go` on stdin and drives the writes, reporting on stdout
-/// as the [module docs](self) describe. Returns when done; an error has
+/// as `run/writer_process.rs`'s module docs describe. Returns when done; an error has
 /// already been reported as `failed`.
 pub async fn serve_child(connection: &Connection, plan: &WritePlan) -> Result<(), RunError> {
     let result = serve_child_inner(connection, plan).await;
