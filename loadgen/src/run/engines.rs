@@ -420,6 +420,18 @@ impl Engine {
         out
     }
 
+    /// The highest resourceVersion among the cached objects (0: none); no
+    /// copy of the keys is made.
+    pub fn max_resource_version(&self) -> u64 {
+        let rv = |s: &str| s.parse::<u64>().unwrap_or(0);
+        match self {
+            Engine::Kcache { informer, .. } => {
+                informer.store().list().iter().map(|o| rv(o.resource_version())).max().unwrap_or(0)
+            }
+            Engine::KubeRs { store, .. } => store.state().iter().map(|p| rv(pod_rv(p))).max().unwrap_or(0),
+        }
+    }
+
     /// Bytes of object JSON the cache holds (kcache only; 0 for kube-rs, whose
     /// typed objects have no byte form — compare RSS instead).
     pub fn store_bytes(&self) -> u64 {

@@ -107,6 +107,10 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, RunError> {
         (load, keys, namespace)
     });
     let bar = spinner(cfg.progress, cfg.duration.as_secs().max(1), "writing");
+    // Handlers may still be delivering the initial list (a channel's consumer,
+    // a workqueue's workers): events at or below this version are not writes
+    // of the write phase, by the run or anyone else.
+    let start_rv = engine.max_resource_version();
     recorder.start_at(recorder::now_nanos());
     let timeline = Arc::new(std::sync::Mutex::new(Vec::new()));
     // No write phase, no timeline: a sampler's immediate first tick would
@@ -169,7 +173,7 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, RunError> {
         tracing::warn!("the cache disagrees with the server at {}: {}", snapshot.at, verdict.disagreeing.join("; "));
     }
     let wire_bytes = snapshot.wire_bytes;
-    let accounting = verify::account(&log, &stats);
+    let accounting = verify::account(&log, &stats, start_rv);
     let cpu_seconds = procstat::cpu_seconds().unwrap_or(0.0) - cpu_before;
 
     // 5. Read latencies.
