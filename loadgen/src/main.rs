@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use kcache_loadgen::run::{self, Connection, EngineKind, HandlerStyle, RunConfig, TargetKind, WritePlan, WriterKind};
-use kcache_loadgen::{podgen, sim::SimServer};
+use kcache_loadgen::{cleanup, podgen, sim::SimServer};
 
 /// mimalloc returns freed memory to the OS promptly and keeps per-thread heaps
 /// small; glibc's malloc, with an arena per thread, let RSS climb by hundreds
@@ -78,8 +78,9 @@ enum Mode {
         #[arg(long, default_value_t = 25)]
         top: usize,
     },
-    /// Delete every namespace loadgen created on a cluster (labelled as its own).
-    Cleanup(ClusterArgs),
+    /// Delete every namespace loadgen created on a cluster (labelled as its
+    /// own), deleting its pods at once first so that the namespace goes quickly.
+    Cleanup(CleanupArgs),
 }
 
 /// Which cluster a mode talks to, from a kubeconfig (for `run`, giving
@@ -95,6 +96,15 @@ struct ClusterArgs {
     /// Allow a context that is not a local kind cluster.
     #[arg(long)]
     allow_remote: bool,
+}
+
+#[derive(clap::Args)]
+struct CleanupArgs {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// Wait until the namespaces are gone, up to this many seconds (0: do not wait).
+    #[arg(long, default_value_t = 0, value_name = "SECONDS")]
+    wait: u64,
 }
 
 #[derive(clap::Args)]
@@ -154,7 +164,7 @@ struct RunArgs {
     #[arg(long)]
     preload: bool,
     /// Label selector of the engine and the verification LIST
-    /// (default `loadgen.kcache.io/run=true`, or `app` with `--preload`).
+    /// (default `loadgen.kcache.io/run=<run id>`, or `app` with `--preload`).
     #[arg(long)]
     label_selector: Option<String>,
     /// Skip timing cache Get / List (during the writes) and direct GET / LIST
@@ -211,6 +221,9 @@ struct WriteArgs {
     /// Label selector of the run's pods (for the raw watch timing the event-latency floor).
     #[arg(long, default_value = "")]
     selector: String,
+    /// The run's id (the value of the pods' run label).
+    #[arg(long, default_value = "")]
+    run_id: String,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -219,6 +232,14 @@ enum SimMode {
     Child,
     /// The simulator in this process.
     InProcess,
+}
+
+/// Logs to stderr as `RUST_LOG` says; by default errors only, and none from
+/// kube's client, whose failed requests loadgen reports itself, on one line.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error,kube_client=off"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
 fn main() -> ExitCode {
@@ -252,14 +273,17 @@ fn main() -> ExitCode {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(1),
             Err(e) => {
-                eprintln!("loadgen run: {e:#}");
+                eprintln!("loadgen run: {e}");
                 ExitCode::from(2)
             }
         },
         Mode::Write(args) => match write(args) {
             Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("loadgen write: {e:#}");
+            // Already reported as a `failed` line on stdout, which the parent
+            // `loadgen run` prints: printing it here too would show it twice.
+            Err(WriteFailed::Reported) => ExitCode::from(2),
+            Err(WriteFailed::Other(e)) => {
+                eprintln!("loadgen write: {e}");
                 ExitCode::from(2)
             }
         },
@@ -270,18 +294,20 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Mode::Cleanup(cluster) => match cleanup(cluster) {
-            Ok(()) => ExitCode::SUCCESS,
+        Mode::Cleanup(args) => match cleanup(args) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
             Err(e) => {
-                eprintln!("loadgen cleanup: {e:#}");
+                eprintln!("loadgen cleanup: {e}");
                 ExitCode::from(2)
             }
         },
     }
 }
 
-/// Runs the scenario; `Ok(false)` when a check failed (events lost, cache differs).
-fn run_scenario(args: RunArgs) -> anyhow::Result<bool> {
+/// Runs the scenario; `Ok(false)` when a check failed (events lost, cache
+/// differs). An error is one line (see `run::RunError`), printed once by `main`.
+fn run_scenario(args: RunArgs) -> Result<bool, String> {
     let ClusterArgs { kubeconfig, context, allow_remote } = args.cluster;
     let target = if kubeconfig.is_some() || context.is_some() {
         TargetKind::Kubeconfig { path: kubeconfig, context, allow_remote }
@@ -313,13 +339,14 @@ fn run_scenario(args: RunArgs) -> anyhow::Result<bool> {
         readers: args.readers,
         profile: args.profile.map(|name| args.profile_dir.join(name)),
         profile_hz: args.profile_hz,
+        run_id: run::new_run_id(),
     };
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_writer(std::io::stderr).init();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    init_tracing();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| format!("cannot start the runtime: {e}"))?;
     let report = rt.block_on(async {
         tokio::select! {
-            r = run::run(&cfg) => r.map_err(anyhow::Error::from),
-            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted; run `loadgen cleanup` if this was a real cluster")),
+            r = run::run(&cfg) => r.map_err(|e| e.to_string()),
+            _ = tokio::signal::ctrl_c() => Err("interrupted; run 'loadgen cleanup' if this was a real cluster".to_owned()),
         }
     })?;
     println!("{}", report.table());
@@ -327,8 +354,8 @@ fn run_scenario(args: RunArgs) -> anyhow::Result<bool> {
         println!("  profile: {} and {}", stem.with_extension("svg").display(), stem.with_extension("pb").display());
     }
     if let Some(path) = &args.report {
-        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
-            .map_err(|e| anyhow::anyhow!("cannot write the report to {}: {e}", path.display()))?;
+        let json = serde_json::to_vec_pretty(&report).map_err(|e| format!("cannot encode the report: {e}"))?;
+        std::fs::write(path, json).map_err(|e| format!("cannot write the report to {}: {e}", path.display()))?;
     }
     let ok = report.events_lost == 0 && report.cache_matches_server;
     if !ok {
@@ -337,7 +364,15 @@ fn run_scenario(args: RunArgs) -> anyhow::Result<bool> {
     Ok(ok)
 }
 
-fn write(args: WriteArgs) -> anyhow::Result<()> {
+/// Why `loadgen write` failed.
+enum WriteFailed {
+    /// Reported on stdout as a `failed` message already.
+    Reported,
+    /// Before the protocol started.
+    Other(String),
+}
+
+fn write(args: WriteArgs) -> Result<(), WriteFailed> {
     let connection = match args.server {
         Some(url) => Connection::Url(url),
         None => Connection::Kubeconfig {
@@ -354,11 +389,14 @@ fn write(args: WriteArgs) -> anyhow::Result<()> {
         write_qps: args.write_qps,
         duration: Duration::from_secs_f64(args.duration.max(0.0)),
         selector: args.selector,
+        run_id: args.run_id,
     };
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_writer(std::io::stderr).init();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    rt.block_on(run::serve_child(&connection, &plan))?;
-    Ok(())
+    init_tracing();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| WriteFailed::Other(format!("cannot start the runtime: {e}")))?;
+    rt.block_on(run::serve_child(&connection, &plan)).map_err(|_| WriteFailed::Reported)
 }
 
 fn profile_diff(a: &std::path::Path, b: &std::path::Path, top: usize) -> anyhow::Result<()> {
@@ -369,20 +407,40 @@ fn profile_diff(a: &std::path::Path, b: &std::path::Path, top: usize) -> anyhow:
     Ok(())
 }
 
-fn cleanup(ClusterArgs { kubeconfig, context, allow_remote }: ClusterArgs) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+/// Deletes loadgen's namespaces; with `--wait`, waits for them to go.
+/// `Ok(false)` when some were still there when the wait ended.
+fn cleanup(args: CleanupArgs) -> Result<bool, String> {
+    let ClusterArgs { kubeconfig, context, allow_remote } = args.cluster;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| format!("cannot start the runtime: {e}"))?;
     rt.block_on(async {
-        let kc = match &kubeconfig {
-            Some(p) => kube::config::Kubeconfig::read_from(p)?,
-            None => kube::config::Kubeconfig::read()?,
-        };
-        let name = kcache_loadgen::guard::check_context(&kc, context.as_deref(), allow_remote)?;
-        let options = kube::config::KubeConfigOptions { context: Some(name), ..Default::default() };
-        let client = kube::Client::try_from(kube::Config::from_custom_kubeconfig(kc, &options).await?)?;
-        for ns in kcache_loadgen::run::cleanup_owned(&client).await? {
-            println!("deleted namespace {ns}");
+        let connection = Connection::Kubeconfig { path: kubeconfig, context, allow_remote };
+        let client = connection.client().await.map_err(|e| e.to_string())?;
+        let cleaned = cleanup::cleanup_owned(&client)
+            .await
+            .map_err(|(during, e)| format!("{during}: {}", run::describe_kube_error(&e)))?;
+        if cleaned.is_empty() {
+            println!("no loadgen namespaces");
         }
-        Ok(())
+        for (ns, how) in &cleaned {
+            println!("namespace {ns}: {}", how.as_str());
+        }
+        if args.wait == 0 || cleaned.is_empty() {
+            return Ok(true);
+        }
+        let names: Vec<String> = cleaned.into_iter().map(|(ns, _)| ns).collect();
+        let left = cleanup::wait_gone(&client, &names, Duration::from_secs(args.wait), true)
+            .await
+            .map_err(|e| format!("waiting for the namespaces to go: {}", run::describe_kube_error(&e)))?;
+        if left.is_empty() {
+            println!("all gone");
+            return Ok(true);
+        }
+        eprintln!(
+            "loadgen cleanup: still terminating after {} s: {}; wait longer (`kubectl get ns`) or look for a finalizer that holds them",
+            args.wait,
+            left.join(", ")
+        );
+        Ok(false)
     })
 }
 

@@ -126,15 +126,40 @@ pub struct Report {
     pub duration_seconds: f64,
     /// Seconds from informer start to synced.
     pub sync_seconds: f64,
-    /// Write operations acknowledged by the server during the write phase.
+    /// The run's own writes acknowledged by the server during the write phase.
     pub events_expected: u64,
-    /// Of those, events the handler saw.
+    /// Of those, writes at least one of whose events the handlers saw (an
+    /// event is the run's when its resourceVersion is the one the write was
+    /// answered with; coalescing may skip a write's event, not a key's last state).
     pub events_received: u64,
-    /// `events_expected - events_received` (never negative).
+    /// Keys whose last write by the run never reached the handlers (a later
+    /// change by another writer counts as reaching them).
     pub events_lost: u64,
-    /// The cache held exactly the server's keys and resourceVersions at the end.
+    /// Handler events the run's own writes caused (a delete causes two: the
+    /// MODIFIED marking it and DELETED).
+    #[serde(default)]
+    pub events_own: u64,
+    /// Of those, the updates' and creates' events: the samples of `event_latency_ms`.
+    #[serde(default)]
+    pub events_own_timed: u64,
+    /// Handler events other writers caused (kubelets, controllers, garbage
+    /// collectors), during the write phase and verification; not timed.
+    #[serde(default)]
+    pub events_from_others: u64,
+    /// The run's writes the server refused (e.g. a pod another writer deleted).
+    #[serde(default)]
+    pub write_errors: u64,
+    /// The cache agreed with the server's state at `verified_at_resource_version`,
+    /// keys changed after it excepted (docs/KIND.md, "How a run verifies").
     pub cache_matches_server: bool,
-    /// Write sent to handler saw it, milliseconds.
+    /// What the verification read and found, in words.
+    #[serde(default)]
+    pub verification: String,
+    /// The resourceVersion of the server state the cache was compared with.
+    #[serde(default)]
+    pub verified_at_resource_version: u64,
+    /// The run's own update or create sent to the handler seeing its event,
+    /// milliseconds (other writers' events are not timed).
     pub event_latency_ms: Percentiles,
     /// Write sent to its event read off a raw watch of the same pods by the
     /// writer's process (no decode, no store, no handler), milliseconds: the
@@ -192,6 +217,12 @@ pub struct Report {
     pub strip_managed_fields: bool,
     /// The simulator bulk-loaded the pods itself (no HTTP creates).
     pub preload: bool,
+    /// The run's id (its namespaces' names and its pods' run label).
+    #[serde(default)]
+    pub run_id: String,
+    /// The run's namespaces.
+    #[serde(default)]
+    pub namespaces: Vec<String>,
 }
 
 impl Report {
@@ -201,6 +232,7 @@ impl Report {
         let mut row = |k: &str, v: String| {
             out.push_str(&format!("  {k:<28} {v}\n"));
         };
+        row("run", format!("{} ({} namespaces)", self.run_id, self.namespaces.len()));
         row("engine / handler", format!("{} / {}", self.engine, self.handler));
         row("writer", self.writer.clone());
         row("pods", self.pods.to_string());
@@ -210,7 +242,14 @@ impl Report {
             "events (expected/recv/lost)",
             format!("{} / {} / {}", self.events_expected, self.events_received, self.events_lost),
         );
+        row("events from other writers", self.events_from_others.to_string());
+        if self.write_errors > 0 {
+            row("writes refused", self.write_errors.to_string());
+        }
         row("cache matches server", self.cache_matches_server.to_string());
+        if !self.verification.is_empty() {
+            row("verified against", self.verification.clone());
+        }
         // A measurement the run skipped (`--no-read-timings`, `--duration 0`) has no
         // samples: say so rather than print zeros that read as very fast (a report
         // from before `samples` was recorded has percentiles and no count).

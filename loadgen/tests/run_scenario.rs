@@ -32,6 +32,11 @@ async fn check(cfg: RunConfig) -> kcache_loadgen::report::Report {
     assert_eq!(report.events_lost, 0, "{}", report.table());
     assert!(report.cache_matches_server, "{}", report.table());
     assert!(report.events_expected > 50, "writes were acknowledged: {}", report.table());
+    // No other writer: every event is the run's own, and every own update's or
+    // create's event is one latency sample.
+    assert_eq!(report.events_from_others, 0, "{}", report.table());
+    assert_eq!(report.event_latency_ms.samples, report.events_own_timed, "{}", report.table());
+    assert!(report.verification.starts_with("exact LIST at "), "{}", report.table());
     assert!(report.sync_seconds > 0.0);
     // Only the engine's own requests are counted: one list (300 pods fit one page) and one watch.
     let calls = report.api_calls.expect("the simulator reports API calls");

@@ -108,23 +108,41 @@ fn stamp_of(pod: &Pod) -> Option<&str> {
     pod.metadata.annotations.as_ref().and_then(|a| a.get(SENT_AT)).map(String::as_str)
 }
 
+fn pod_key(p: &Pod) -> String {
+    format!("{}/{}", p.metadata.namespace.as_deref().unwrap_or(""), p.metadata.name.as_deref().unwrap_or(""))
+}
+
+fn pod_rv(p: &Pod) -> &str {
+    p.metadata.resource_version.as_deref().unwrap_or("")
+}
+
+/// Records an add or update of a kcache object.
+fn observe_obj(recorder: &Recorder, obj: &Obj) {
+    recorder.observe(obj.field(0), obj.resource_version(), || obj.key());
+}
+
+/// Records an add or update of a kube-rs pod.
+fn observe_pod(recorder: &Recorder, pod: &Pod) {
+    recorder.observe(stamp_of(pod), pod_rv(pod), || pod_key(pod));
+}
+
 struct RecordingHandler {
     recorder: Arc<Recorder>,
 }
 
 impl Handler for RecordingHandler {
     fn on_add(&self, obj: &Obj, _initial: bool) {
-        self.recorder.observe(obj.field(0));
+        observe_obj(&self.recorder, obj);
     }
     fn on_update(&self, old: &Obj, new: &Obj) {
         if is_resync(old, new) {
             self.recorder.observe_resync();
         } else {
-            self.recorder.observe(new.field(0));
+            observe_obj(&self.recorder, new);
         }
     }
-    fn on_delete(&self, _obj: &Obj, _unknown: bool) {
-        self.recorder.observe_delete();
+    fn on_delete(&self, obj: &Obj, _unknown: bool) {
+        self.recorder.observe_delete(Some(obj.resource_version()), || obj.key());
     }
 }
 
@@ -138,7 +156,7 @@ fn is_resync(old: &Obj, new: &Obj) -> bool {
 enum Msg {
     Upsert(Obj),
     Resync,
-    Delete,
+    Delete(Obj),
 }
 
 struct ChannelHandler {
@@ -152,8 +170,8 @@ impl Handler for ChannelHandler {
     fn on_update(&self, old: &Obj, new: &Obj) {
         let _ = self.tx.send(if is_resync(old, new) { Msg::Resync } else { Msg::Upsert(new.clone()) });
     }
-    fn on_delete(&self, _obj: &Obj, _unknown: bool) {
-        let _ = self.tx.send(Msg::Delete);
+    fn on_delete(&self, obj: &Obj, _unknown: bool) {
+        let _ = self.tx.send(Msg::Delete(obj.clone()));
     }
 }
 
@@ -179,8 +197,14 @@ impl Handler for EnqueueHandler {
     }
 }
 
-/// Looks a key up in a cache: `None` when absent, else the object's stamp (if any).
-type Lookup = Arc<dyn Fn(&str) -> Option<Option<String>> + Send + Sync>;
+/// What a workqueue worker reads back from the cache for a key.
+struct Cached {
+    stamp: Option<String>,
+    rv: String,
+}
+
+/// Looks a key up in a cache: `None` when absent.
+type Lookup = Arc<dyn Fn(&str) -> Option<Cached> + Send + Sync>;
 
 /// Spawns `n` worker threads that take keys, look them up with `lookup`, and record.
 fn spawn_workers(queue: &WorkQueue<String>, recorder: &Arc<Recorder>, lookup: Lookup) {
@@ -191,8 +215,8 @@ fn spawn_workers(queue: &WorkQueue<String>, recorder: &Arc<Recorder>, lookup: Lo
         std::thread::spawn(move || {
             while let Some(key) = queue.get() {
                 match lookup(&key) {
-                    Some(stamp) => recorder.observe(stamp.as_deref()),
-                    None => recorder.observe_delete(),
+                    Some(c) => recorder.observe(c.stamp.as_deref(), &c.rv, || key.clone()),
+                    None => recorder.observe_delete(None, || key.clone()),
                 }
                 queue.forget(&key);
                 queue.done(&key);
@@ -242,9 +266,9 @@ impl Engine {
                 std::thread::spawn(move || {
                     for msg in rx {
                         match msg {
-                            Msg::Upsert(obj) => recorder.observe(obj.field(0)),
+                            Msg::Upsert(obj) => observe_obj(&recorder, &obj),
                             Msg::Resync => recorder.observe_resync(),
-                            Msg::Delete => recorder.observe_delete(),
+                            Msg::Delete(obj) => recorder.observe_delete(Some(obj.resource_version()), || obj.key()),
                         }
                     }
                 });
@@ -256,7 +280,12 @@ impl Engine {
                 spawn_workers(
                     &q,
                     &recorder,
-                    Arc::new(move |key: &str| store.get_by_key(key).map(|o| o.field(0).map(str::to_owned))),
+                    Arc::new(move |key: &str| {
+                        store.get_by_key(key).map(|o| Cached {
+                            stamp: o.field(0).map(str::to_owned),
+                            rv: o.resource_version().to_owned(),
+                        })
+                    }),
                 );
                 queue = Some(q.clone());
                 Arc::new(EnqueueHandler { queue: q, recorder })
@@ -277,18 +306,19 @@ impl Engine {
         let mut queue = None;
         enum Sink {
             Sync(Arc<Recorder>),
-            Channel(tokio::sync::mpsc::UnboundedSender<Option<Arc<Pod>>>),
+            Channel(tokio::sync::mpsc::UnboundedSender<(Arc<Pod>, bool)>),
             Queue(WorkQueue<String>),
         }
         let sink = match s.handler {
             HandlerStyle::Sync => Sink::Sync(recorder),
             HandlerStyle::Channel => {
-                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Option<Arc<Pod>>>();
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Arc<Pod>, bool)>();
                 std::thread::spawn(move || {
-                    while let Some(msg) = rx.blocking_recv() {
-                        match msg {
-                            Some(pod) => recorder.observe(stamp_of(&pod)),
-                            None => recorder.observe_delete(),
+                    while let Some((pod, deleted)) = rx.blocking_recv() {
+                        if deleted {
+                            recorder.observe_delete(Some(pod_rv(&pod)), || pod_key(&pod));
+                        } else {
+                            observe_pod(&recorder, &pod);
                         }
                     }
                 });
@@ -303,15 +333,15 @@ impl Engine {
                     Arc::new(move |key: &str| {
                         let (ns, name) = key.split_once('/').unwrap_or(("", key));
                         let r = reflector::ObjectRef::<Pod>::new(name).within(ns);
-                        reader.get(&r).map(|p| stamp_of(&p).map(str::to_owned))
+                        reader.get(&r).map(|p| Cached {
+                            stamp: stamp_of(&p).map(str::to_owned),
+                            rv: pod_rv(&p).to_owned(),
+                        })
                     }),
                 );
                 queue = Some(q.clone());
                 Sink::Queue(q)
             }
-        };
-        let key_of = |p: &Pod| {
-            format!("{}/{}", p.metadata.namespace.as_deref().unwrap_or(""), p.metadata.name.as_deref().unwrap_or(""))
         };
         let task = tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
@@ -326,9 +356,9 @@ impl Engine {
                     Sink::Sync(r) => {
                         let observe = || {
                             if deleted {
-                                r.observe_delete();
+                                r.observe_delete(Some(pod_rv(&pod)), || pod_key(&pod));
                             } else {
-                                r.observe(stamp_of(&pod));
+                                observe_pod(r, &pod);
                             }
                         };
                         // A slow sync handler blocks the stream, as it would in a
@@ -340,9 +370,9 @@ impl Engine {
                         if blocking { tokio::task::block_in_place(observe) } else { observe() }
                     }
                     Sink::Channel(tx) => {
-                        let _ = tx.send((!deleted).then(|| Arc::new(pod)));
+                        let _ = tx.send((Arc::new(pod), deleted));
                     }
-                    Sink::Queue(q) => q.add(key_of(&pod)),
+                    Sink::Queue(q) => q.add(pod_key(&pod)),
                 }
             }
         });
@@ -388,6 +418,18 @@ impl Engine {
         };
         out.sort();
         out
+    }
+
+    /// The highest resourceVersion among the cached objects (0: none); no
+    /// copy of the keys is made.
+    pub fn max_resource_version(&self) -> u64 {
+        let rv = |s: &str| s.parse::<u64>().unwrap_or(0);
+        match self {
+            Engine::Kcache { informer, .. } => {
+                informer.store().list().iter().map(|o| rv(o.resource_version())).max().unwrap_or(0)
+            }
+            Engine::KubeRs { store, .. } => store.state().iter().map(|p| rv(pod_rv(p))).max().unwrap_or(0),
+        }
     }
 
     /// Bytes of object JSON the cache holds (kcache only; 0 for kube-rs, whose

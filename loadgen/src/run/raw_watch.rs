@@ -6,19 +6,21 @@
 //! the machine's cores. A watch of the same pods that only finds the
 //! [`SENT_AT`](super::recorder::SENT_AT) stamp in each event's bytes (no
 //! decode, no store, no handler) pays all of that and nothing of an engine's,
-//! so its latency is the floor both engines stand on. It runs in the writer's
+//! so its latency is the floor both engines stand on. As for the engine, only
+//! events at a resourceVersion one of the run's own writes was answered with
+//! are timed: another writer's update keeps the pod's last stamp. It runs in the writer's
 //! process (a `loadgen write` child by default), so the engine's process holds
 //! nothing of it.
 
+use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures::{AsyncBufReadExt, StreamExt};
 use kube::api::{ListParams, WatchParams};
 use kube::core::Request;
 
-use super::RunError;
+use super::error::RunError;
 use super::recorder::{Recorder, SENT_AT, now_nanos};
 use crate::report::Percentiles;
 
@@ -38,10 +40,21 @@ fn stamp_of<'l>(line: &'l str, key: &str) -> Option<&'l str> {
     if !(line.starts_with(r#"{"type":"ADDED""#) || line.starts_with(r#"{"type":"MODIFIED""#)) {
         return None;
     }
+    string_after(line, key)
+}
+
+/// The string value that follows `key` (`"name":"`) in `line`.
+fn string_after<'l>(line: &'l str, key: &str) -> Option<&'l str> {
     let at = line.find(key)? + key.len();
     let rest = &line[at..];
     let end = rest.find('"')?;
     Some(&rest[..end])
+}
+
+/// The event object's resourceVersion: the first `resourceVersion` of the
+/// line is its metadata's (no field before metadata carries one).
+fn resource_version_of(line: &str) -> &str {
+    string_after(line, r#""resourceVersion":""#).unwrap_or("")
 }
 
 /// Lists the pods `selector` picks (one item) for the current resourceVersion
@@ -57,7 +70,7 @@ async fn open_stream(
     let listed: k8s_openapi::List<k8s_openapi::api::core::v1::Pod> = client
         .request(list)
         .await
-        .map_err(|source| RunError::Api { during: "listing for the raw watch", source })?;
+        .map_err(|source| RunError::api("listing for the raw watch", source))?;
     let rv = listed.metadata.resource_version.unwrap_or_default();
     // The API server ends a watch after its timeout; the loop in `open` reopens it.
     let watch = pods
@@ -66,7 +79,7 @@ async fn open_stream(
     client
         .request_stream(watch)
         .await
-        .map_err(|source| RunError::Api { during: "opening the raw watch", source })
+        .map_err(|source| RunError::api("opening the raw watch", source))
 }
 
 impl RawWatch {
@@ -102,7 +115,7 @@ impl RawWatch {
                     let mut lines = lines.lines();
                     while let Some(Ok(line)) = lines.next().await {
                         if let Some(stamp) = stamp_of(&line, &key) {
-                            recorder.observe(Some(stamp));
+                            recorder.observe(Some(stamp), resource_version_of(&line), String::new);
                         }
                     }
                 }
@@ -116,15 +129,25 @@ impl RawWatch {
         self.recorder.start_at(now_nanos());
     }
 
-    /// Waits (up to a few seconds) until `expected` stamped events were read,
-    /// then stops; the latencies in milliseconds.
-    pub async fn finish(self, expected: u64) -> Percentiles {
+    /// Waits (up to a few seconds) until the events of the writes answered
+    /// with the resourceVersions `own` were read, then stops; their latencies
+    /// in milliseconds (other writers' events are not timed).
+    pub async fn finish(self, own: &HashSet<u64>) -> Percentiles {
         let deadline = Instant::now() + DRAIN;
-        while self.recorder.stamped_events.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        let mine = |recorder: &Recorder| {
+            let mut h = super::reads::histogram();
+            for seen in recorder.log().iter().filter(|s| own.contains(&s.rv)) {
+                if let Some(us) = seen.latency_us {
+                    let _ = h.record(us);
+                }
+            }
+            h
+        };
+        while (mine(&self.recorder).len() as usize) < own.len() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         self.task.abort();
-        Percentiles::from_histogram(&self.recorder.latency(), 1000.0)
+        Percentiles::from_histogram(&mine(&self.recorder), 1000.0)
     }
 }
 
@@ -144,5 +167,8 @@ mod tests {
         assert_eq!(stamp_of(&line("DELETED", "7")), None);
         assert_eq!(stamp_of(&line("BOOKMARK", "7")), None);
         assert_eq!(stamp_of(r#"{"type":"MODIFIED","object":{"metadata":{}}}"#), None);
+        let line = r#"{"type":"MODIFIED","object":{"kind":"Pod","metadata":{"name":"p","resourceVersion":"42","uid":"u"}}}"#;
+        assert_eq!(resource_version_of(line), "42");
+        assert_eq!(resource_version_of(r#"{"type":"BOOKMARK"}"#), "");
     }
 }

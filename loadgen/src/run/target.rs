@@ -4,17 +4,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, DeleteParams, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use super::RunError;
+use super::error::RunError;
 use crate::guard;
 use crate::sim::{SimHandle, SimServer};
 
-/// The label on every namespace loadgen creates; `loadgen cleanup` deletes them.
-pub const OWNED_LABEL: &str = "loadgen.kcache.io/owned";
 
 /// Which API server to run against.
 #[derive(Clone, Debug)]
@@ -23,6 +19,10 @@ pub enum TargetKind {
     SimChild,
     /// The simulator inside this process.
     SimInProcess,
+    /// An API server already running at this URL, without credentials: a
+    /// `loadgen sim` started by hand, or a test's simulator with other writers.
+    /// Shared, like a cluster: the run deletes its namespaces when it ends.
+    Url(String),
     /// A real cluster.
     Kubeconfig {
         /// Kubeconfig file; `None` = the usual lookup (`KUBECONFIG`, `~/.kube/config`).
@@ -126,7 +126,8 @@ pub struct Target {
     pub connection: Connection,
     child: Option<tokio::process::Child>,
     sim: Option<SimHandle>,
-    real_cluster: bool,
+    /// Others may use the server after the run: delete the run's namespaces.
+    shared: bool,
 }
 
 impl Target {
@@ -141,7 +142,7 @@ impl Target {
                 }
                 let client = sim.client().map_err(|e| RunError::Target(e.to_string()))?;
                 let connection = Connection::Url(sim.url());
-                Ok(Target { client, connection, child: None, sim: Some(sim), real_cluster: false })
+                Ok(Target { client, connection, child: None, sim: Some(sim), shared: false })
             }
             TargetKind::SimChild => {
                 let exe = std::env::current_exe().map_err(|e| RunError::Target(format!("cannot find loadgen's own binary: {e}")))?;
@@ -175,22 +176,32 @@ impl Target {
                 tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
                 let connection = Connection::Url(url);
                 let client = connection.client().await?;
-                Ok(Target { client, connection, child: Some(child), sim: None, real_cluster: false })
+                Ok(Target { client, connection, child: Some(child), sim: None, shared: false })
             }
             TargetKind::Kubeconfig { path, context, allow_remote } => {
                 let (client, context) = kubeconfig_client(path.as_ref(), context.as_deref(), *allow_remote).await?;
                 let connection = Connection::Kubeconfig { path: path.clone(), context: Some(context), allow_remote: *allow_remote };
-                Ok(Target { client, connection, child: None, sim: None, real_cluster: true })
+                Ok(Target { client, connection, child: None, sim: None, shared: true })
+            }
+            TargetKind::Url(url) => {
+                if preload.is_some() {
+                    return Err(RunError::PreloadNeedsSim);
+                }
+                let connection = Connection::Url(url.clone());
+                let client = connection.client().await?;
+                Ok(Target { client, connection, child: None, sim: None, shared: true })
             }
         }
     }
 
-    /// Removes what the run created (a real cluster's namespaces); stops a simulator.
+    /// Removes what the run created on a shared server (its namespaces, see
+    /// [`crate::cleanup`]); stops a simulator the run started.
     pub async fn cleanup(mut self, namespaces: &[String]) {
-        if self.real_cluster {
-            let api: Api<Namespace> = Api::all(self.client.clone());
+        if self.shared {
             for ns in namespaces {
-                let _ = api.delete(ns, &DeleteParams::default()).await;
+                if let Err(e) = crate::cleanup::delete_namespace(&self.client, ns).await {
+                    tracing::warn!("could not delete namespace {ns}: {}; run 'loadgen cleanup'", super::error::describe_kube_error(&e));
+                }
             }
         }
         if let Some(mut child) = self.child.take() {
@@ -200,18 +211,4 @@ impl Target {
             sim.shutdown().await;
         }
     }
-}
-
-/// Deletes every namespace labelled [`OWNED_LABEL`] (`loadgen cleanup`); returns their names.
-pub async fn cleanup_owned(client: &kube::Client) -> Result<Vec<String>, kube::Error> {
-    let api: Api<Namespace> = Api::all(client.clone());
-    let owned = api.list(&ListParams::default().labels(&format!("{OWNED_LABEL}=true"))).await?;
-    let mut names = Vec::new();
-    for ns in owned.items {
-        if let Some(name) = ns.metadata.name {
-            api.delete(&name, &DeleteParams::default()).await?;
-            names.push(name);
-        }
-    }
-    Ok(names)
 }

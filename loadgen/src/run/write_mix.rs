@@ -13,8 +13,10 @@ use serde_json::json;
 use tokio::task::JoinSet;
 
 use super::recorder::{SENT_AT, now_nanos};
-use super::target::OWNED_LABEL;
-use super::{KeyItem, RUN_LABEL, RunError};
+use crate::cleanup::OWNED_LABEL;
+use super::config::RUN_LABEL;
+use super::error::RunError;
+use super::verify::KeyItem;
 use crate::podgen;
 use crate::report::Percentiles;
 
@@ -23,7 +25,9 @@ const CREATE_CONCURRENCY: usize = 32;
 /// Most writes in flight during the write phase.
 const MAX_IN_FLIGHT: usize = 256;
 
-/// Creates the run's namespaces (an existing one is fine).
+/// Creates the run's namespaces (an existing one is fine; one that is
+/// terminating is refused by the server when pods are created in it, which
+/// [`RunError`] explains).
 pub async fn ensure_namespaces(client: &kube::Client, namespaces: &[String]) -> Result<(), RunError> {
     let api: Api<Namespace> = Api::all(client.clone());
     for ns in namespaces {
@@ -34,24 +38,26 @@ pub async fn ensure_namespaces(client: &kube::Client, namespaces: &[String]) -> 
         match api.create(&PostParams::default(), &body).await {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 409 => {}
-            Err(source) => return Err(RunError::Api { during: "creating namespaces", source }),
+            Err(source) => return Err(RunError::api(format!("creating namespace {ns}"), source)),
         }
     }
     Ok(())
 }
 
-fn run_pod(namespace: &str, index: usize, seed: u64) -> Result<Pod, RunError> {
+fn run_pod(namespace: &str, index: usize, seed: u64, run_id: &str) -> Result<Pod, RunError> {
     let mut value = podgen::PodGen::new(seed, namespace).pod(index);
-    value["metadata"]["labels"][RUN_LABEL] = json!("true");
+    value["metadata"]["labels"][RUN_LABEL] = json!(run_id);
     serde_json::from_value(value).map_err(|e| RunError::Target(format!("generated pod does not decode: {e}")))
 }
 
-/// Creates `n` pods spread over `namespaces`; returns their `(namespace, name)`.
+/// Creates `n` pods of run `run_id` spread over `namespaces`; returns their
+/// `(namespace, name)`.
 pub async fn create_pods(
     client: &kube::Client,
     namespaces: &[String],
     n: usize,
     seed: u64,
+    run_id: &str,
     bar: &ProgressBar,
 ) -> Result<Vec<(String, String)>, RunError> {
     // Pods are generated as the stream pulls them, so at most
@@ -62,13 +68,13 @@ pub async fn create_pods(
         let ns = namespaces[i % namespaces.len()].clone();
         let client = client.clone();
         async move {
-            let pod = run_pod(&ns, i, seed)?;
+            let pod = run_pod(&ns, i, seed, run_id)?;
             let api: Api<Pod> = Api::namespaced(client, &ns);
             let name = pod.metadata.name.clone().unwrap_or_default();
             match api.create(&PostParams::default(), &pod).await {
                 Ok(_) => Ok((ns, name)),
                 Err(kube::Error::Api(s)) if s.code == 409 => Ok((ns, name)),
-                Err(source) => Err(RunError::Api { during: "creating pods", source }),
+                Err(source) => Err(RunError::api(format!("creating pod {ns}/{name}"), source)),
             }
         }
     }))
@@ -80,7 +86,7 @@ pub async fn create_pods(
 }
 
 /// What the write phase did. Serialized when a `loadgen write` child reports
-/// it to the run (see [`super::writer_process`]).
+/// it to the run (see `run/writer_process.rs`).
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct WriteStats {
     /// Acknowledged updates.
@@ -95,8 +101,18 @@ pub struct WriteStats {
     pub elapsed: Duration,
     /// Per key, the resourceVersion of its last acknowledged write (`None`: deleted).
     pub last_write: HashMap<String, Option<String>>,
+    /// The resourceVersion every acknowledged update and create was answered
+    /// with: the version of the event it causes, by which a run tells its own
+    /// events from other writers'.
+    #[serde(default)]
+    pub upsert_rvs: Vec<u64>,
+    /// Per deleted key, the resourceVersion its DELETE was answered with (a
+    /// real API server answers a grace-0 delete with the version of the
+    /// MODIFIED event that marked it; its DELETED event comes after).
+    #[serde(default)]
+    pub delete_rvs: HashMap<String, u64>,
     /// Write sent to its event read off a raw watch by the writer's process,
-    /// milliseconds: the floor under the engine's event latency ([`super::raw_watch`]).
+    /// milliseconds: the floor under the engine's event latency (`run/raw_watch.rs`).
     #[serde(default)]
     pub wire_latency_ms: Percentiles,
 }
@@ -126,14 +142,16 @@ pub struct Writer {
     namespaces: Vec<String>,
     rng: StdRng,
     seed: u64,
+    run_id: String,
     next_index: usize,
 }
 
 impl Writer {
-    /// A writer over the pods `keys`.
-    pub fn new(client: kube::Client, keys: Vec<(String, String)>, namespaces: Vec<String>, seed: u64) -> Self {
+    /// A writer over the pods `keys` of run `run_id`.
+    pub fn new(client: kube::Client, keys: Vec<(String, String)>, namespaces: Vec<String>, seed: u64, run_id: &str) -> Self {
         let next_index = keys.len();
-        Writer { client, keys, namespaces, rng: StdRng::seed_from_u64(seed ^ 0x5eed), seed, next_index }
+        let rng = StdRng::seed_from_u64(seed ^ 0x5eed);
+        Writer { client, keys, namespaces, rng, seed, run_id: run_id.to_owned(), next_index }
     }
 
     /// The client the writes go through.
@@ -180,7 +198,7 @@ impl Writer {
         let roll = self.rng.random_range(0..100);
         if roll < 5 || self.keys.is_empty() {
             let ns = self.namespaces[self.next_index % self.namespaces.len()].clone();
-            let pod = run_pod(&ns, self.next_index, self.seed).ok()?;
+            let pod = run_pod(&ns, self.next_index, self.seed, &self.run_id).ok()?;
             self.next_index += 1;
             let name = pod.metadata.name.clone().unwrap_or_default();
             return Some(((ns, name), Op::Create(Box::new(pod))));
@@ -251,15 +269,20 @@ impl Writer {
         match (op, result) {
             (Op::Update, Ok(rv)) => {
                 stats.updates += 1;
+                stats.upsert_rvs.extend(rv.parse::<u64>().ok());
                 stats.last_write.insert(k, Some(rv));
             }
             (Op::Create(_), Ok(rv)) => {
                 stats.creates += 1;
+                stats.upsert_rvs.extend(rv.parse::<u64>().ok());
                 stats.last_write.insert(k, Some(rv));
                 self.keys.push(key);
             }
-            (Op::Delete, Ok(_)) => {
+            (Op::Delete, Ok(rv)) => {
                 stats.deletes += 1;
+                if let Ok(rv) = rv.parse::<u64>() {
+                    stats.delete_rvs.insert(k.clone(), rv);
+                }
                 stats.last_write.insert(k, None);
             }
             (Op::Delete, Err(_)) => {

@@ -27,7 +27,7 @@ use tokio::process::{Child, ChildStdin, ChildStdout};
 use super::target::Connection;
 use super::raw_watch::RawWatch;
 use super::write_mix::{self, WriteStats, Writer};
-use super::RunError;
+use super::error::{RunError, chain};
 
 /// Which process drives a run's writes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
@@ -65,8 +65,10 @@ pub struct WritePlan {
     pub write_qps: f64,
     /// Length of the write phase.
     pub duration: Duration,
-    /// Label selector of the run's pods, for the raw watch ([`super::raw_watch`]).
+    /// Label selector of the run's pods, for the raw watch (`run/raw_watch.rs`).
     pub selector: String,
+    /// The run's id: the value of the pods' run label ([`super::RUN_LABEL`]).
+    pub run_id: String,
 }
 
 impl WritePlan {
@@ -86,6 +88,8 @@ impl WritePlan {
             self.duration.as_secs_f64().to_string(),
             "--selector".to_owned(),
             self.selector.clone(),
+            "--run-id".to_owned(),
+            self.run_id.clone(),
         ];
         if self.preloaded {
             args.push("--preloaded".to_owned());
@@ -122,12 +126,12 @@ async fn prepare_writer(client: &kube::Client, plan: &WritePlan, bar: &ProgressB
         let ns = plan.namespaces.first().cloned().unwrap_or_default();
         (0..plan.pods).map(|i| (ns.clone(), crate::podgen::PodGen::name(i))).collect()
     } else {
-        write_mix::create_pods(client, &plan.namespaces, plan.pods, plan.seed, bar).await?
+        write_mix::create_pods(client, &plan.namespaces, plan.pods, plan.seed, &plan.run_id, bar).await?
     };
-    Ok(Writer::new(client.clone(), keys, plan.namespaces.clone(), plan.seed))
+    Ok(Writer::new(client.clone(), keys, plan.namespaces.clone(), plan.seed, &plan.run_id))
 }
 
-/// Opens the raw watch ([`super::raw_watch`]) before the engine starts, so that
+/// Opens the raw watch (`run/raw_watch.rs`) before the engine starts, so that
 /// the API calls counted for the engine exclude it; `None` (with a warning)
 /// when it cannot be opened, since the run is still worth its other figures.
 async fn open_raw_watch(client: &kube::Client, plan: &WritePlan) -> Option<RawWatch> {
@@ -150,7 +154,8 @@ async fn drive_writer(mut w: Writer, raw_watch: Option<RawWatch>, plan: &WritePl
     }
     let mut stats = w.drive(plan.write_qps, plan.duration, bar).await;
     if let Some(raw_watch) = raw_watch {
-        stats.wire_latency_ms = raw_watch.finish(stats.updates + stats.creates).await;
+        let own = stats.upsert_rvs.iter().copied().collect();
+        stats.wire_latency_ms = raw_watch.finish(&own).await;
     }
     stats
 }
@@ -287,26 +292,14 @@ fn emit(message: &WriterMessage) {
     let _ = out.flush();
 }
 
-/// `e` and its sources, joined by ": ".
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
-
 /// The child side (`loadgen write`): connects, creates the pods, reports
 /// `ready`, waits for `go` on stdin and drives the writes, reporting on stdout
-/// as the [module docs](self) describe. Returns when done; an error has
+/// as `run/writer_process.rs`'s module docs describe. Returns when done; an error has
 /// already been reported as `failed`.
 pub async fn serve_child(connection: &Connection, plan: &WritePlan) -> Result<(), RunError> {
     let result = serve_child_inner(connection, plan).await;
     if let Err(e) = &result {
-        emit(&WriterMessage::Failed { error: error_chain(e) });
+        emit(&WriterMessage::Failed { error: chain(e) });
     }
     result
 }

@@ -17,7 +17,7 @@ use super::store::{Collector, Controllers, DeleteOptions, PatchKind, ResourceId,
 use super::time::Clock;
 
 /// How often the simulated controllers (kubelet, namespace controller, garbage
-/// collector, [`Collector`]) take a pass, in real time.
+/// collector, [`Collector`], status writer) take a pass, in real time.
 const CONTROLLER_TICK: Duration = Duration::from_millis(10);
 
 /// Builder for a simulated API server. See the [module docs](super) for what it serves.
@@ -122,6 +122,16 @@ impl SimServer {
         self
     }
 
+    /// Adds another writer: updates the status of up to `per_second` objects
+    /// of `resource` matching `label_selector` a second, in turn, as kubelets
+    /// report their pods' status (off by default). Each update is a MODIFIED
+    /// event that keeps the object's labels and annotations.
+    #[must_use]
+    pub fn status_writer(mut self, resource: &str, label_selector: &str, per_second: f64) -> Self {
+        self.controllers.set_status_writer(resource, label_selector, per_second);
+        self
+    }
+
     /// Binds and starts serving on the current tokio runtime.
     ///
     /// # Errors
@@ -155,6 +165,17 @@ impl SimServer {
             )),
             None => None,
         };
+        let status_writer = match &self.controllers.status_writer {
+            Some(w) => Some((
+                store
+                    .lookup_name(&w.resource)
+                    .map(|(id, _)| id)
+                    .ok_or_else(|| SimError::UnknownResource(w.resource.clone()))?,
+                LabelSelector::parse(&w.label_selector)?,
+                w.per_second,
+            )),
+            None => None,
+        };
         let shared = Arc::new(Shared {
             store,
             faults: Faults::new(),
@@ -164,7 +185,7 @@ impl SimServer {
             },
         });
         let shutdown = CancellationToken::new();
-        tokio::spawn(run_controllers(shared.clone(), collector, shutdown.clone()));
+        tokio::spawn(run_controllers(shared.clone(), collector, status_writer, shutdown.clone()));
         let task = tokio::spawn(server::accept_loop(
             listener,
             shared.clone(),
@@ -180,15 +201,19 @@ impl SimServer {
 }
 
 /// The simulated controllers' loop: a pass every [`CONTROLLER_TICK`] until
-/// shutdown; the collector deletes as many objects as its rate allows for the
-/// simulator-clock time since its last pass.
+/// shutdown; the collector and the status writer each write as many objects
+/// as their rate allows for the simulator-clock time since their last pass.
 async fn run_controllers(
     shared: Arc<Shared>,
     collector: Option<(ResourceId, LabelSelector, Collector)>,
+    status_writer: Option<(ResourceId, LabelSelector, f64)>,
     shutdown: CancellationToken,
 ) {
     let mut last_ms = shared.store.clock().now_ms();
     let mut budget = 0.0_f64;
+    let mut status_last_ms = last_ms;
+    let mut status_budget = 0.0_f64;
+    let mut status_cursor = String::new();
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
@@ -203,6 +228,16 @@ async fn run_controllers(
             if n >= 1.0 {
                 budget -= n;
                 shared.store.collect(*res, selector, &c.options, n as usize);
+            }
+        }
+        if let Some((res, selector, per_second)) = &status_writer {
+            let now_ms = shared.store.clock().now_ms();
+            status_budget += per_second.max(0.0) * (now_ms - status_last_ms) as f64 / 1000.0;
+            status_last_ms = now_ms;
+            let n = status_budget.floor();
+            if n >= 1.0 {
+                status_budget -= n;
+                status_cursor = shared.store.write_statuses(*res, selector, &status_cursor, n as usize).0;
             }
         }
     }

@@ -1,9 +1,10 @@
 //! The cluster's other writers, played by the simulator: the kubelet (removes a
 //! pod once its grace period has passed), the namespace controller (empties a
 //! terminating namespace, then removes it), the garbage collector (the
-//! `orphan` and `foregroundDeletion` finalizers), and an optional [`Collector`]
-//! that deletes objects of a label at a rate, for tests that need another
-//! writer.
+//! `orphan` and `foregroundDeletion` finalizers), and, for tests that need
+//! other writers, an optional [`Collector`] that deletes objects of a label at
+//! a rate and a status writer ([`crate::sim::SimServer::status_writer`]) that updates their status at a rate
+//! (as kubelets do).
 //!
 //! # Guarantees
 //! * Every write they make goes through the same verbs a client's would
@@ -43,11 +44,38 @@ pub struct Collector {
     pub options: DeleteOptions,
 }
 
+/// Another writer for tests: patches the status of up to `per_second`
+/// objects of `resource` that match `label_selector` every second, taking
+/// them in turn, the way kubelets report their pods' status. Each patch sets
+/// `status.message` to a new value, so each is a real write (a new
+/// resourceVersion and a MODIFIED event) that keeps the object's metadata.
+///
+/// Set with [`SimServer::status_writer`](crate::sim::SimServer::status_writer).
+#[derive(Clone, Debug)]
+pub(crate) struct StatusWriter {
+    /// The resource (`pods`).
+    pub(crate) resource: String,
+    /// Which objects it updates (a label selector, `""` for all).
+    pub(crate) label_selector: String,
+    /// How many updates per second of the simulator's clock.
+    pub(crate) per_second: f64,
+}
+
 /// Settings of the simulated controllers; the built-in ones always run.
 #[derive(Clone, Debug, Default)]
 pub struct Controllers {
     /// An extra deleting writer; off by default.
     pub collector: Option<Collector>,
+    /// An extra status-updating writer; off by default.
+    pub(crate) status_writer: Option<StatusWriter>,
+}
+
+impl Controllers {
+    /// Turns the status writer on.
+    pub(crate) fn set_status_writer(&mut self, resource: &str, label_selector: &str, per_second: f64) {
+        self.status_writer =
+            Some(StatusWriter { resource: resource.to_owned(), label_selector: label_selector.to_owned(), per_second });
+    }
 }
 
 /// What the controllers do next with a marked object.
@@ -258,5 +286,30 @@ impl Store {
             .iter()
             .filter(|o| self.delete(res, &o.namespace, &o.name, opts).is_ok())
             .count()
+    }
+
+    /// The [`StatusWriter`]'s work for one pass: patches the status of up to
+    /// `n` objects of `res` matching `selector`, the first after `cursor` (a
+    /// key) in key order, wrapping around. Returns the last key it updated
+    /// (the next pass's cursor) and how many updates it made.
+    pub(crate) fn write_statuses(&self, res: ResourceId, selector: &LabelSelector, cursor: &str, n: usize) -> (String, usize) {
+        if n == 0 {
+            return (cursor.to_owned(), 0);
+        }
+        let matching: Vec<Arc<Stored>> = self.snapshot(res, None).into_iter().filter(|o| selector.matches(&o.labels)).collect();
+        let start = matching.iter().position(|o| o.key.as_str() > cursor).unwrap_or(0);
+        let mut last = cursor.to_owned();
+        let mut made = 0;
+        for o in matching.iter().cycle().skip(start).take(n.min(matching.len())) {
+            let message = format!("status update at resourceVersion {}", self.resource_version());
+            let patch = serde_json::json!({"status": {"message": message}});
+            let body = serde_json::to_vec(&patch).unwrap_or_default();
+            // The status subresource: only `.status` changes, as a kubelet's update.
+            if self.patch(res, &o.namespace, &o.name, super::patch::PatchKind::Merge, &body, true).is_ok() {
+                made += 1;
+            }
+            last.clone_from(&o.key);
+        }
+        (last, made)
     }
 }
