@@ -9,8 +9,9 @@
 //!
 //! # Guarantees
 //! * Lazy: an object is decoded when it is read, never when it is written, and only
-//!   the [`DEFAULT_CACHE_CAPACITY`] (or [`Store::with_cache_capacity`]) most recently
-//!   read decodes are kept, so the memory of a view over N objects does not grow with N.
+//!   a bounded number of recently read decodes are kept ([`DEFAULT_CACHE_CAPACITY`]:
+//!   one per ten stored objects; [`Store::with_cache`]), never a decoded copy of
+//!   every object.
 //! * Never stale: every read looks the object up in the store first and returns a
 //!   kept decode only when it was made from that same version (resourceVersion and
 //!   length); otherwise it decodes again. A deleted object reads as `None`.
@@ -28,7 +29,7 @@ mod error;
 mod object_ref;
 mod store;
 
-pub use cache::CacheStats;
+pub use cache::{CacheStats, Capacity};
 pub use error::{DecodeError, WriterDropped};
 pub use object_ref::ObjectRef;
 pub use store::{DEFAULT_CACHE_CAPACITY, Store};

@@ -9,16 +9,20 @@ use std::time::Duration;
 use kube::Resource;
 use serde::de::DeserializeOwned;
 
-use super::cache::{CacheStats, DecodedCache, Version};
+use super::cache::{CacheStats, Capacity, DecodedCache, Version};
 use super::{DecodeError, ObjectRef, WriterDropped};
 use crate::Obj;
 use crate::informer::Informer;
 
-/// Decoded objects a view keeps unless told otherwise ([`Store::with_cache_capacity`]).
+/// Decoded objects a view keeps unless told otherwise ([`Store::with_cache_capacity`]):
+/// one per ten stored objects, and at least 64.
 ///
-/// At 10,000 realistic pods the 1,024 most recently read hold ~10% of what kube-rs's
-/// store holds for all of them; see docs/ARCHITECTURE.md, "Typed views".
-pub const DEFAULT_CACHE_CAPACITY: usize = 1_024;
+/// A decoded object costs about what kube-rs's store holds per object (~38 KB for the
+/// benches' realistic pods, against ~4.5 KB in kcache's store), so this keeps a view's
+/// memory near a tenth of kube-rs's on top of kcache's store: at 10,000 pods the
+/// store and a full cache measured 0.24x kube-rs's store (docs/ARCHITECTURE.md,
+/// "Typed views").
+pub const DEFAULT_CACHE_CAPACITY: Capacity = Capacity::ShareOfStore { per: 10, min: 64 };
 
 thread_local! {
     /// Scratch buffer for building keys from an `ObjectRef` without allocating.
@@ -29,13 +33,15 @@ thread_local! {
 /// `kube::runtime::reflector::Store<K>` over kcache's untyped [`crate::Store`].
 ///
 /// The store keeps each object as its JSON bytes; the view decodes an object into
-/// `K` when it is read and keeps the most recently read decodes in a bounded cache
-/// ([`DEFAULT_CACHE_CAPACITY`] entries; [`Store::with_cache_capacity`]), each
-/// entry tagged with the resourceVersion it was decoded from. So:
-/// * memory stays kcache's: no decoded copy of every object, as kube-rs keeps;
-/// * a read of an object read before, and unchanged since, is a lookup and an `Arc`
-///   clone; the first read after the object changed decodes it once (a full serde
-///   parse: tens of µs for a pod);
+/// `K` when it is read and keeps recently read decodes in a bounded cache (by
+/// default one per ten stored objects, [`DEFAULT_CACHE_CAPACITY`];
+/// [`Store::with_cache`]), each entry tagged with the resourceVersion it was decoded
+/// from. So:
+/// * memory stays close to kcache's: no decoded copy of every object, as kube-rs keeps;
+/// * a read of a kept object, unchanged since it was decoded, is a lookup and an `Arc`
+///   clone, as fast as kube-rs's `get`; any other read decodes the object (a full
+///   serde parse: ~17 µs for the benches' realistic pods) and keeps it, evicting
+///   the least recently read (CLOCK);
 /// * a read never returns a decode of an older version than the store holds at that
 ///   moment, and a deleted object reads as `None`.
 ///
@@ -114,6 +120,12 @@ where
     /// read, which approaches kube-rs's memory once every object has been read).
     #[must_use]
     pub fn with_cache_capacity(self, capacity: usize) -> Self {
+        self.with_cache(Capacity::Fixed(capacity))
+    }
+
+    /// The same view with a cache bounded by `capacity`, replacing this one's.
+    #[must_use]
+    pub fn with_cache(self, capacity: Capacity) -> Self {
         Store { cache: Arc::new(DecodedCache::new(capacity)), ..self }
     }
 
@@ -233,7 +245,7 @@ where
 
     /// What the view's cache holds and did.
     pub fn cache_stats(&self) -> CacheStats {
-        self.cache.stats()
+        self.cache.stats(self.store.len())
     }
 
     fn typed_or_skip(&self, obj: &Obj) -> Option<Arc<K>> {
@@ -258,7 +270,7 @@ where
             DecodeError { key: key.to_owned(), kind: K::kind(&self.dyntype).into_owned(), source }
         })?);
         if cacheable && keep {
-            self.cache.insert(key, version, &value);
+            self.cache.insert(key, version, &value, self.store.len());
         }
         Ok(value)
     }
@@ -281,7 +293,7 @@ where
         f.debug_struct("Store")
             .field("dyntype", &self.dyntype)
             .field("len", &self.store.len())
-            .field("cache", &self.cache.stats())
+            .field("cache", &self.cache.stats(self.store.len()))
             .finish()
     }
 }
