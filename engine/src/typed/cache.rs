@@ -30,7 +30,7 @@ const SHARDS: usize = 32;
 /// reused resourceVersions.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Version<'a> {
-    pub(crate) resource_version: &'a str,
+    pub(crate) resource_version: &'a [u8],
     pub(crate) json_len: usize,
 }
 
@@ -46,8 +46,8 @@ struct Slot<K> {
 }
 
 impl<K> Slot<K> {
-    fn id(key: &str, v: Version<'_>) -> Box<[u8]> {
-        [key.as_bytes(), v.resource_version.as_bytes()].concat().into_boxed_slice()
+    fn id(key: &[u8], v: Version<'_>) -> Box<[u8]> {
+        [key, v.resource_version].concat().into_boxed_slice()
     }
 
     fn key(&self) -> &[u8] {
@@ -55,7 +55,7 @@ impl<K> Slot<K> {
     }
 
     fn is(&self, v: Version<'_>) -> bool {
-        self.json_len == v.json_len && self.id[self.key_len..] == *v.resource_version.as_bytes()
+        self.json_len == v.json_len && self.id[self.key_len..] == *v.resource_version
     }
 }
 
@@ -71,9 +71,9 @@ struct Shard<K> {
 }
 
 impl<K> Shard<K> {
-    fn find(&self, hash: u64, key: &str) -> Option<usize> {
+    fn find(&self, hash: u64, key: &[u8]) -> Option<usize> {
         let slots = &self.slots;
-        self.index.find(hash, |&i| slots[i].hash == hash && slots[i].key() == key.as_bytes()).copied()
+        self.index.find(hash, |&i| slots[i].hash == hash && slots[i].key() == key).copied()
     }
 
     /// Removes slot `i`, moving the last slot into its place; returns its decode.
@@ -183,7 +183,7 @@ impl<K> DecodedCache<K> {
         }
     }
 
-    fn shard(&self, key: &str) -> Option<(u64, MutexGuard<'_, Shard<K>>)> {
+    fn shard(&self, key: &[u8]) -> Option<(u64, MutexGuard<'_, Shard<K>>)> {
         if self.shards.is_empty() {
             return None;
         }
@@ -195,7 +195,7 @@ impl<K> DecodedCache<K> {
     }
 
     /// The decode of `key` at version `v`, if kept.
-    pub(crate) fn get(&self, key: &str, v: Version<'_>) -> Option<Arc<K>> {
+    pub(crate) fn get(&self, key: &[u8], v: Version<'_>) -> Option<Arc<K>> {
         let (hash, mut shard) = self.shard(key)?;
         let i = shard.find(hash, key)?;
         if !shard.slots[i].is(v) {
@@ -230,7 +230,7 @@ impl<K> DecodedCache<K> {
 
     /// Keeps `value`, the decode of `key` at version `v`, replacing any other version;
     /// `stored` is the store's object count (for [`Capacity::ShareOfStore`]).
-    pub(crate) fn insert(&self, key: &str, v: Version<'_>, value: &Arc<K>, stored: usize) {
+    pub(crate) fn insert(&self, key: &[u8], v: Version<'_>, value: &Arc<K>, stored: usize) {
         let per_shard = self.per_shard(stored);
         let Some((hash, mut guard)) = self.shard(key) else { return };
         let shard = &mut *guard;
@@ -266,7 +266,7 @@ impl<K> DecodedCache<K> {
     }
 
     /// Drops what is kept for `key` (its object left the store).
-    pub(crate) fn forget(&self, key: &str) {
+    pub(crate) fn forget(&self, key: &[u8]) {
         let Some((hash, mut shard)) = self.shard(key) else { return };
         let removed = shard.find(hash, key).map(|i| shard.remove(i));
         drop(shard);
@@ -279,21 +279,21 @@ mod tests {
     use super::*;
 
     fn v(rv: &str) -> Version<'_> {
-        Version { resource_version: rv, json_len: 10 }
+        Version { resource_version: rv.as_bytes(), json_len: 10 }
     }
 
     #[test]
     fn a_hit_needs_the_same_version() {
         let c = DecodedCache::new(Capacity::Fixed(64));
-        c.insert("ns/a", v("1"), &Arc::new(1), 0);
-        assert_eq!(c.get("ns/a", v("1")).as_deref(), Some(&1));
-        assert_eq!(c.get("ns/a", v("2")), None);
-        assert_eq!(c.get("ns/a", Version { resource_version: "1", json_len: 11 }), None);
-        c.insert("ns/a", v("2"), &Arc::new(2), 0);
-        assert_eq!(c.get("ns/a", v("2")).as_deref(), Some(&2));
-        assert_eq!(c.get("ns/a", v("1")), None);
-        c.forget("ns/a");
-        assert_eq!(c.get("ns/a", v("2")), None);
+        c.insert(b"ns/a", v("1"), &Arc::new(1), 0);
+        assert_eq!(c.get(b"ns/a", v("1")).as_deref(), Some(&1));
+        assert_eq!(c.get(b"ns/a", v("2")), None);
+        assert_eq!(c.get(b"ns/a", Version { resource_version: b"1", json_len: 11 }), None);
+        c.insert(b"ns/a", v("2"), &Arc::new(2), 0);
+        assert_eq!(c.get(b"ns/a", v("2")).as_deref(), Some(&2));
+        assert_eq!(c.get(b"ns/a", v("1")), None);
+        c.forget(b"ns/a");
+        assert_eq!(c.get(b"ns/a", v("2")), None);
         let s = c.stats(0);
         assert_eq!((s.entries, s.hits, s.inserts), (0, 2, 2));
     }
@@ -303,25 +303,25 @@ mod tests {
         let c = DecodedCache::new(Capacity::Fixed(SHARDS * 4));
         for i in 0..10_000 {
             let key = format!("ns/p-{i}");
-            c.insert(&key, v("1"), &Arc::new(i), 0);
+            c.insert(key.as_bytes(), v("1"), &Arc::new(i), 0);
             // Key 0 is read after every insert, so CLOCK keeps giving it a second chance.
-            assert!(i == 0 || c.get("ns/p-0", v("1")).is_some(), "evicted the hot key at {i}");
+            assert!(i == 0 || c.get(b"ns/p-0", v("1")).is_some(), "evicted the hot key at {i}");
             assert!(c.stats(0).entries <= SHARDS * 4);
         }
         let s = c.stats(0);
         assert_eq!(s.capacity, SHARDS * 4);
         assert_eq!(s.evictions, 10_000 - s.entries as u64);
         // Every kept entry is still found through the index after the swaps.
-        let found = (0..10_000).filter(|i| c.get(&format!("ns/p-{i}"), v("1")).as_deref() == Some(i)).count();
+        let found = (0..10_000).filter(|i| c.get(format!("ns/p-{i}").as_bytes(), v("1")).as_deref() == Some(i)).count();
         assert_eq!(found, s.entries);
     }
 
     #[test]
     fn capacity_zero_keeps_nothing() {
         let c = DecodedCache::new(Capacity::Fixed(0));
-        c.insert("a", v("1"), &Arc::new(1), 0);
-        assert_eq!(c.get("a", v("1")), None);
-        c.forget("a");
+        c.insert(b"a", v("1"), &Arc::new(1), 0);
+        assert_eq!(c.get(b"a", v("1")), None);
+        c.forget(b"a");
         assert_eq!(c.stats(0), CacheStats::default());
     }
 
@@ -332,12 +332,12 @@ mod tests {
         assert_eq!(Capacity::Fixed(usize::MAX).limit(3), usize::MAX);
         let c = DecodedCache::new(share);
         for i in 0..1_000 {
-            c.insert(&format!("k{i}"), v("1"), &Arc::new(i), 640);
+            c.insert(format!("k{i}").as_bytes(), v("1"), &Arc::new(i), 640);
         }
         // 64 entries over 32 shards: 2 each.
         assert_eq!(c.stats(640).entries, 64);
         for i in 0..1_000 {
-            c.insert(&format!("k{i}"), v("1"), &Arc::new(i), 100_000);
+            c.insert(format!("k{i}").as_bytes(), v("1"), &Arc::new(i), 100_000);
         }
         let s = c.stats(100_000);
         assert_eq!(s.capacity, 10_016, "10,000 rounded up to 32 shards of 313");

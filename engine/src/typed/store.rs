@@ -17,8 +17,8 @@ use crate::informer::Informer;
 /// Decoded objects a view keeps unless told otherwise ([`Store::with_cache_capacity`]):
 /// one per ten stored objects, and at least 64.
 ///
-/// A decoded object costs about what kube-rs's store holds per object (~38 KB for the
-/// benches' realistic pods, against ~4.5 KB in kcache's store), so this keeps a view's
+/// A decoded object costs about what kube-rs's store holds per object (~35–38 KB for the
+/// benches' realistic pods, against ~4.7 KB in kcache's store), so this keeps a view's
 /// memory near a tenth of kube-rs's on top of kcache's store: at 10,000 pods the
 /// store and a full cache measured 0.24x kube-rs's store (docs/ARCHITECTURE.md,
 /// "Typed views").
@@ -40,7 +40,7 @@ thread_local! {
 /// * memory stays close to kcache's: no decoded copy of every object, as kube-rs keeps;
 /// * a read of a kept object, unchanged since it was decoded, is a lookup and an `Arc`
 ///   clone, as fast as kube-rs's `get`; any other read decodes the object (a full
-///   serde parse: ~17 µs for the benches' realistic pods) and keeps it, evicting
+///   serde parse: ~16 µs for the benches' realistic pods) and keeps it, evicting
 ///   the least recently read (CLOCK);
 /// * a read never returns a decode of an older version than the store holds at that
 ///   moment, and a deleted object reads as `None`.
@@ -178,7 +178,7 @@ where
         match self.store.get_by_key(key) {
             Some(obj) => self.typed(&obj, true).map(Some),
             None => {
-                self.cache.forget(key);
+                self.cache.forget(key.as_bytes());
                 Ok(None)
             }
         }
@@ -257,8 +257,9 @@ where
     /// `obj` decoded: from the cache when it holds this version, else by a decode that
     /// is kept when `keep`.
     fn typed(&self, obj: &Obj, keep: bool) -> Result<Arc<K>, DecodeError> {
-        let key = obj.key_str();
-        let rv = obj.resource_version();
+        // Bytes, not `&str`s: the store checked them when the object was decoded.
+        let key = obj.key_bytes();
+        let rv = resource_version_bytes(obj);
         let version = Version { resource_version: rv, json_len: obj.json().len() };
         // Without a resourceVersion two versions cannot be told apart: decode every time.
         let cacheable = !rv.is_empty();
@@ -267,13 +268,22 @@ where
         }
         let value = Arc::new(obj.decode::<K>().map_err(|source| {
             self.cache.decode_errors.fetch_add(1, Relaxed);
-            DecodeError { key: key.to_owned(), kind: K::kind(&self.dyntype).into_owned(), source }
+            DecodeError { key: obj.key(), kind: K::kind(&self.dyntype).into_owned(), source }
         })?);
         if cacheable && keep {
             self.cache.insert(key, version, &value, self.store.len());
         }
         Ok(value)
     }
+}
+
+/// `metadata.resourceVersion`'s bytes, as [`Obj::resource_version`] reads them but
+/// without its UTF-8 check (empty when the span is out of range, as there).
+fn resource_version_bytes(obj: &Obj) -> &[u8] {
+    let span = obj.meta().resource_version;
+    let buf = if span.is_spill() { obj.meta().spill.as_bytes() } else { obj.json() };
+    let start = span.offset() as usize;
+    buf.get(start..start + span.len() as usize).unwrap_or_default()
 }
 
 impl<K: Resource> Clone for Store<K>
