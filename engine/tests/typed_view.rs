@@ -135,6 +135,46 @@ fn hand_built_versions_with_one_resource_version_are_told_apart_by_length() {
     assert_eq!(view.cache_stats().entries, 1);
 }
 
+#[test]
+fn readers_racing_a_writer_never_get_a_version_older_than_the_store_held_before_the_read() {
+    const WRITES: u64 = 3_000;
+    let (reader, mut writer) = store(StoreConfig::default().shards(2));
+    writer.upsert(kcache::testing::pod("ns", "a", "1", &[("v", "1")]));
+    let view = Store::<Pod>::new(reader).with_cache_capacity(8);
+    let rv_of = |p: &Pod| p.metadata.resource_version.as_deref().and_then(|v| v.parse::<u64>().ok()).expect("numeric rv");
+    std::thread::scope(|s| {
+        let w = s.spawn(move || {
+            for rv in 2..=WRITES {
+                let v = rv.to_string();
+                writer.upsert(kcache::testing::pod("ns", "a", &v, &[("v", &v)]));
+            }
+        });
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let view = view.clone();
+                s.spawn(move || {
+                    let r = ObjectRef::new("a").within("ns");
+                    let mut last = 0;
+                    while last < WRITES {
+                        let before: u64 = view.untyped().get_by_key("ns/a").expect("stored").resource_version().parse().unwrap();
+                        let pod = view.get(&r).expect("stored");
+                        let rv = rv_of(&pod);
+                        assert!(rv >= before, "read version {rv} after the store held {before}");
+                        assert!(rv >= last, "read version {rv} after reading {last}");
+                        let label = pod.metadata.labels.as_ref().and_then(|l| l.get("v")).cloned();
+                        assert_eq!(label, Some(rv.to_string()), "the decode is of the version it is tagged with");
+                        last = rv;
+                    }
+                })
+            })
+            .collect();
+        w.join().expect("writer");
+        for r in readers {
+            r.join().expect("reader");
+        }
+    });
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_object_reads_as_none_and_its_decode_is_dropped() {
     let src = MemorySource::new("Pod");
