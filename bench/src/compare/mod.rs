@@ -152,6 +152,7 @@ pub fn run(opts: &Options) -> Result<Results, CompareError> {
     }
     if opts.only.as_deref().is_none_or(|o| "typed-get".contains(o)) {
         results.typed_get = measure_typed_get(opts.quick, &mut results.failures);
+        results.goals = goals::goals(&results);
     }
     results.wall_seconds = started.elapsed().as_secs_f64();
     let docs = opts.root.join("docs");

@@ -189,6 +189,7 @@ pub(crate) fn complete() -> Results {
     let mut r = build(&outcomes, machine(), false, 1234.4);
     r.sim = Some(SimRow::from(&sim_figures()));
     r.typed_get = Some(typed_get_row());
+    r.goals = super::goals::goals(&r);
     r
 }
 
