@@ -244,12 +244,14 @@ impl<K> DecodedCache<K> {
             drop(replaced);
             return;
         }
-        // Freed once the lock is released.
-        let evicted = (shard.slots.len() >= per_shard.max(1)).then(|| {
+        // Freed once the lock is released. More than one when the bound fell since
+        // the shard filled (a store that shrank under `ShareOfStore`).
+        let mut evicted = Vec::new();
+        while shard.slots.len() >= per_shard.max(1) {
             let victim = shard.victim();
             shard.evictions += 1;
-            shard.remove(victim)
-        });
+            evicted.push(shard.remove(victim));
+        }
         let i = shard.slots.len();
         shard.slots.push(Slot {
             hash,
@@ -342,6 +344,11 @@ mod tests {
         let s = c.stats(100_000);
         assert_eq!(s.capacity, 10_016, "10,000 rounded up to 32 shards of 313");
         assert_eq!(s.entries, 1_000, "room for every one once the store is large");
+        // The store shrinks back: the next decodes kept bring each shard under its bound.
+        for i in 1_000..2_000 {
+            c.insert(format!("k{i}").as_bytes(), v("1"), &Arc::new(i), 640);
+        }
+        assert_eq!(c.stats(640).entries, 64);
         assert_eq!(DecodedCache::<u8>::new(Capacity::Fixed(usize::MAX)).stats(0).capacity, usize::MAX);
     }
 }
