@@ -109,6 +109,23 @@ impl<K> Shard<K> {
 }
 
 /// How many decoded objects a view keeps.
+///
+/// ```
+/// use k8s_openapi::api::core::v1::Pod;
+/// use kcache::store::{StoreConfig, store};
+/// use kcache::typed::{Capacity, DEFAULT_CACHE_CAPACITY, ObjectRef, Store};
+///
+/// assert_eq!(DEFAULT_CACHE_CAPACITY.limit(10_000), 1_000);
+/// assert_eq!(DEFAULT_CACHE_CAPACITY.limit(100), 64);
+///
+/// let (reader, mut writer) = store(StoreConfig::default());
+/// writer.upsert(kcache::testing::pod("default", "web-0", "7", &[]));
+/// let view = Store::<Pod>::new(reader).with_cache(Capacity::Fixed(0));
+/// let r = ObjectRef::new("web-0").within("default");
+/// let (a, b) = (view.get(&r).unwrap(), view.get(&r).unwrap());
+/// assert!(!std::sync::Arc::ptr_eq(&a, &b), "nothing kept: each read decodes");
+/// assert_eq!(view.cache_stats().entries, 0);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Capacity {
     /// At most this many (0: none, every read decodes).

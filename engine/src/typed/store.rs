@@ -143,6 +143,21 @@ where
 
     /// [`Store::get`], with the reason when the stored object does not decode as `K`.
     ///
+    /// ```
+    /// use k8s_openapi::api::core::v1::Pod;
+    /// use kcache::store::{StoreConfig, store};
+    /// use kcache::typed::{ObjectRef, Store};
+    ///
+    /// let (reader, mut writer) = store(StoreConfig::default());
+    /// // A Node where the view expects Pods.
+    /// writer.upsert(kcache::testing::object("Node", "default", "n1", "3", &[]));
+    /// let view = Store::<Pod>::new(reader);
+    /// let err = view.try_get(&ObjectRef::new("n1").within("default")).unwrap_err();
+    /// assert_eq!((err.key.as_str(), err.kind.as_str()), ("default/n1", "Pod"));
+    /// assert!(view.get(&ObjectRef::new("n1").within("default")).is_none());
+    /// assert!(view.try_get(&ObjectRef::new("n2").within("default")).unwrap().is_none());
+    /// ```
+    ///
     /// # Errors
     /// [`DecodeError`] when the stored object does not decode as `K`.
     pub fn try_get(&self, r: &ObjectRef<K>) -> Result<Option<Arc<K>>, DecodeError> {
