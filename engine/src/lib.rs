@@ -76,6 +76,7 @@ pub mod selector;
 pub mod store;
 pub(crate) mod sync;
 pub mod testing;
+pub mod typed;
 pub mod wire;
 
 /// The README's examples, compiled by `cargo test --doc` so that they keep up
@@ -91,3 +92,4 @@ pub use object::{Obj, ObjectRef};
 pub use queue::WorkQueue;
 pub use reflector::{KubeSource, WatcherConfig};
 pub use store::{Store, StoreConfig, StoreError};
+pub use typed::Store as TypedStore;

@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::goals::{Goal, OVERLOAD_BOUND_WIRE};
 use super::plan::OVERLOAD_HANDLER_COST_US;
 use super::results::{Failure, Results};
-use super::rows::{Engines, Lat, ReadLatencies, ResyncRow, SimRow, SimWrites, SyncRow, WriteRow, WriteSide};
+use super::rows::{Engines, Lat, ReadLatencies, ResyncRow, SimRow, SimWrites, SyncRow, TypedGetRow, WriteRow, WriteSide};
 use super::stats::ratio_of;
 
 /// The whole document.
@@ -47,6 +47,7 @@ struct Document<'a> {
     scale: Option<Scale>,
     #[serde(skip_serializing_if = "Option::is_none")]
     sim: Option<Sim>,
+    typed_get_p99_ns: TypedP99,
     goals: Vec<GoalEntry<'a>>,
     failures: Vec<FailureEntry<'a>>,
 }
@@ -93,6 +94,28 @@ impl ReadP99 {
     fn of(l: &ReadLatencies, ratio: Option<f64>) -> ReadP99 {
         let p99 = |l: Option<Lat>| l.map(|l| l.p99);
         ReadP99 { kcache: p99(l.kcache), kube_rs: p99(l.kube_rs), direct: p99(l.direct), ratio }
+    }
+}
+
+/// Typed Get p99 (ns): kcache's typed view reading kept objects, kube-rs's
+/// `Store<Pod>::get` on the same keys, their ratio (the median of the rounds'), and
+/// kcache reading objects it does not keep (a decode each).
+#[derive(Serialize)]
+struct TypedP99 {
+    kcache: Option<f64>,
+    kube_rs: Option<f64>,
+    ratio: Option<f64>,
+    kcache_decode: Option<f64>,
+}
+
+impl TypedP99 {
+    fn of(row: Option<&TypedGetRow>) -> TypedP99 {
+        TypedP99 {
+            kcache: row.map(|r| r.kcache.p99),
+            kube_rs: row.map(|r| r.kube_rs.p99),
+            ratio: row.and_then(|r| r.p99_ratio),
+            kcache_decode: row.map(|r| r.kcache_decode.p99),
+        }
     }
 }
 
@@ -431,6 +454,7 @@ impl<'a> Document<'a> {
             },
             scale: r.scale.as_ref().map(Scale::of),
             sim: r.sim.as_ref().map(Sim::of),
+            typed_get_p99_ns: TypedP99::of(r.typed_get.as_ref()),
             goals: r.goals.iter().map(GoalEntry::of).collect(),
             failures: r.failures.iter().map(FailureEntry::of).collect(),
         }
@@ -459,7 +483,7 @@ mod tests {
     use crate::compare::plan::Group;
     use crate::compare::results::build;
     use crate::compare::stats::MIB;
-    use crate::compare::synthetic::{complete, key_paths, machine, outcome, pct, synthetic};
+    use crate::compare::synthetic::{complete, key_paths, machine, outcome, pct, synthetic, typed_get_row};
     use serde_json::json;
 
     #[test]
@@ -505,6 +529,31 @@ mod tests {
         assert_eq!(event.floor, Some(0.3));
         assert!(r.goals.iter().filter(|g| !g.name.starts_with("event p99 at 2,000")).all(|g| g.floor.is_none()));
         assert_eq!(j["resync"].as_array().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn typed_gets_reach_the_json_and_the_markdown_as_medians_of_rounds() {
+        let mut r = build(&synthetic(), machine(), false, 1.0);
+        let j = to_json(&r).unwrap();
+        for key in ["kcache", "kube_rs", "ratio", "kcache_decode"] {
+            assert!(j["typed_get_p99_ns"][key].is_null(), "not measured: {key} is null");
+        }
+        assert!(!crate::compare::markdown::results_md(&r, &[]).contains("## 9. Typed reads"));
+        r.typed_get = Some(typed_get_row());
+        let j = to_json(&r).unwrap();
+        // Medians of 100/300/120 and 100/200/200; paired ratios 1.0, 1.5, 0.6.
+        assert_eq!(j["typed_get_p99_ns"]["kcache"], json!(120.0));
+        assert_eq!(j["typed_get_p99_ns"]["kube_rs"], json!(200.0));
+        assert_eq!(j["typed_get_p99_ns"]["ratio"], json!(1.0));
+        assert_eq!(j["typed_get_p99_ns"]["kcache_decode"], json!(20_000.0));
+        let md = crate::compare::markdown::results_md(&r, &[]);
+        assert!(md.contains("## 9. Typed reads"), "{md}");
+        assert!(md.contains("| kcache, kept | 60 ns | 108 ns | 120 ns | 3000 |"), "{md}");
+        assert!(md.contains("| kcache, not kept (a decode) | 10.0 µs | 18.0 µs | 20.0 µs | 3000 |"), "{md}");
+        assert!(
+            md.contains("Typed Get p99 kcache / kube-rs (median of the rounds' ratios): 1.00x; each round: 100 ns / 100 ns; 300 ns / 200 ns; 120 ns / 200 ns."),
+            "{md}"
+        );
     }
 
     /// The key paths and value types of docs/results.json for [`complete`], as

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use super::results::Results;
-use super::rows::{Lat, SYNC_VARIANTS, WriteSide};
+use super::rows::{Lat, SYNC_VARIANTS, TypedGetRow, WriteSide};
 
 /// README marker opening the generated block.
 pub const BEGIN: &str = "<!-- results:begin -->";
@@ -551,6 +551,11 @@ pub fn results_md(r: &Results, charts: &[String]) -> String {
         let _ = writeln!(o);
     }
 
+    // 9. Typed reads.
+    if let Some(x) = &r.typed_get {
+        typed_get_section(&mut o, x);
+    }
+
     let _ = writeln!(o, "## Micro-benchmarks\n");
     let _ = writeln!(
         o,
@@ -567,6 +572,38 @@ pub fn results_md(r: &Results, charts: &[String]) -> String {
          the summary is in [`results.json`](results.json)."
     );
     o
+}
+
+/// Section 9: kcache's typed view against kube-rs's `Store<Pod>`.
+fn typed_get_section(o: &mut String, x: &TypedGetRow) {
+    let _ = writeln!(o, "## 9. Typed reads: `kcache::typed::Store<Pod>` vs kube-rs's `Store<Pod>`\n");
+    let _ = writeln!(
+        o,
+        "Measured in the `compare` process itself (`kcache_bench::compare::typed`; the `typed_get` criterion \
+         bench measures every design of the view and its memory): {} realistic pods in each cache, one thread, \
+         no writer, each Get timed on its own. The Gets cycle through {} keys, which kcache's view keeps \
+         decoded (its default bound keeps one decode per ten stored objects); kube-rs reads the same keys. \
+         A read of an object the view does not keep decodes it (\"not kept\"). {} round(s), engines timed \
+         one after the other in each; percentiles are medians over the rounds.\n",
+        x.pods,
+        x.hot_keys,
+        x.p99_by_round.len()
+    );
+    let _ = writeln!(o, "| typed Get | p50 | p95 | p99 | samples |\n|---|---|---|---|---|");
+    lat_row(o, "kcache, kept", &Some(x.kcache));
+    lat_row(o, "kube-rs", &Some(x.kube_rs));
+    lat_row(o, "kcache, not kept (a decode)", &Some(x.kcache_decode));
+    let rounds: Vec<String> = x
+        .p99_by_round
+        .iter()
+        .map(|e| format!("{} / {}", fmt_ns(e.kcache), fmt_ns(e.kube_rs)))
+        .collect();
+    let _ = writeln!(
+        o,
+        "\nTyped Get p99 kcache / kube-rs (median of the rounds' ratios): {}; each round: {}.\n",
+        fmt_ratio(x.p99_ratio),
+        rounds.join("; ")
+    );
 }
 
 /// The short block between the README markers.

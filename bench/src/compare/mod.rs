@@ -10,6 +10,8 @@
 //! * [`goals`]: the goals and whether they were met.
 //! * [`results`]: everything a comparison measured, built from its outcomes.
 //! * [`json`]: the docs/results.json document.
+//! * [`typed`]: typed Gets (kcache's typed view against kube-rs's `Store<Pod>`),
+//!   measured in this process.
 //! * [`markdown`] and [`charts`]: the documents.
 
 pub mod charts;
@@ -24,6 +26,7 @@ pub mod rows;
 pub mod stats;
 #[cfg(test)]
 mod synthetic;
+pub mod typed;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -102,6 +105,15 @@ fn measure_sim(quick: bool, failures: &mut Vec<results::Failure>) -> Option<rows
     }
 }
 
+/// Measures typed Gets ([`typed`]); a failure is recorded in `failures` and
+/// leaves the section out.
+fn measure_typed_get(quick: bool, failures: &mut Vec<results::Failure>) -> Option<rows::TypedGetRow> {
+    let t = Instant::now();
+    let measured = typed::measure(quick);
+    eprintln!("compare: typed Get {:>6.1} s", t.elapsed().as_secs_f64());
+    measured.map_err(|e| failures.push(results::Failure { job: "typed-get".into(), error: e.to_string() })).ok()
+}
+
 /// Runs every job of the plan and writes the documents; returns the results.
 ///
 /// # Errors
@@ -137,6 +149,10 @@ pub fn run(opts: &Options) -> Result<Results, CompareError> {
     let mut results = results::build(&outcomes, machine, opts.quick, started.elapsed().as_secs_f64());
     if opts.only.as_deref().is_none_or(|o| "sim".contains(o)) {
         results.sim = measure_sim(opts.quick, &mut results.failures);
+    }
+    if opts.only.as_deref().is_none_or(|o| "typed-get".contains(o)) {
+        results.typed_get = measure_typed_get(opts.quick, &mut results.failures);
+        results.goals = goals::goals(&results);
     }
     results.wall_seconds = started.elapsed().as_secs_f64();
     let docs = opts.root.join("docs");

@@ -15,7 +15,7 @@ use super::exec::Outcome;
 use super::goals::{Goal, goals};
 use super::machine::Machine;
 use super::plan::Group;
-use super::rows::{Engines, Reads, ResyncRow, SimRow, SyncRow, WriteRow, WriteSide};
+use super::rows::{Engines, Reads, ResyncRow, SimRow, SyncRow, TypedGetRow, WriteRow, WriteSide};
 use super::stats::Index;
 
 /// A job that failed or whose checks failed.
@@ -50,6 +50,9 @@ pub struct Results {
     pub scale: Option<Report>,
     /// The simulator on its own; `None` when not measured.
     pub sim: Option<SimRow>,
+    /// Typed Gets, kcache's typed view against kube-rs's `Store<Pod>`; `None` when
+    /// not measured.
+    pub typed_get: Option<TypedGetRow>,
     /// Goals.
     pub goals: Vec<Goal>,
     /// Jobs that failed or whose checks failed.
@@ -84,6 +87,7 @@ pub fn build(outcomes: &[Outcome], machine: Machine, quick: bool, wall_seconds: 
         overload: Engines::by_variant(|v| ix.first(Group::Overload, "sync", v).map(WriteSide::from)),
         scale: outcomes.iter().find(|o| o.job.group == Group::Scale).and_then(|o| o.report.clone()),
         sim: None,
+        typed_get: None,
         goals: Vec::new(),
         failures,
         runs: outcomes.iter().filter(|o| o.report.is_some()).count(),

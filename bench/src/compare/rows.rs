@@ -446,3 +446,70 @@ impl SimRow {
         }
     }
 }
+
+/// One round of typed Gets: each engine timed next to the other.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct TypedGetRound {
+    /// kcache's typed view, default cache bound, reads of kept objects.
+    pub kcache: Lat,
+    /// kube-rs's `Store<Pod>::get` on the same keys.
+    pub kube_rs: Lat,
+    /// kcache's typed view reading objects it does not keep: one decode each.
+    pub kcache_decode: Lat,
+}
+
+/// Typed Get: `kcache::typed::Store<Pod>::get` against kube-rs's
+/// `reflector::Store<Pod>::get`, measured in the `compare` process
+/// ([`super::typed`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TypedGetRow {
+    /// Pods in each cache.
+    pub pods: usize,
+    /// Keys the hit-path Gets cycle through (within kcache's default cache bound).
+    pub hot_keys: usize,
+    /// kcache, reads of kept objects: each percentile the median over the rounds.
+    pub kcache: Lat,
+    /// kube-rs, as `kcache`.
+    pub kube_rs: Lat,
+    /// kcache, reads of objects not kept (a decode each), as `kcache`.
+    pub kcache_decode: Lat,
+    /// p99 (ns) of each round.
+    pub p99_by_round: Vec<Engines<f64>>,
+    /// p99 kcache / kube-rs: the median of the rounds' ratios.
+    pub p99_ratio: Option<f64>,
+}
+
+impl TypedGetRow {
+    /// The row of `rounds` (`None` without one).
+    pub fn from_rounds(pods: usize, hot_keys: usize, rounds: &[TypedGetRound]) -> Option<TypedGetRow> {
+        if rounds.is_empty() {
+            return None;
+        }
+        let med = |f: fn(&TypedGetRound) -> Lat| {
+            let lats: Vec<Lat> = rounds.iter().map(f).collect();
+            let of = |g: fn(&Lat) -> f64| median(lats.iter().map(g).collect()).unwrap_or(f64::NAN);
+            Lat { p50: of(|l| l.p50), p95: of(|l| l.p95), p99: of(|l| l.p99), samples: lats.iter().map(|l| l.samples).sum() }
+        };
+        Some(TypedGetRow {
+            pods,
+            hot_keys,
+            kcache: med(|r| r.kcache),
+            kube_rs: med(|r| r.kube_rs),
+            kcache_decode: med(|r| r.kcache_decode),
+            p99_by_round: rounds.iter().map(|r| Engines { kcache: r.kcache.p99, kube_rs: r.kube_rs.p99 }).collect(),
+            p99_ratio: median(rounds.iter().filter_map(|r| ratio_of(Some(r.kcache.p99), Some(r.kube_rs.p99))).collect()),
+        })
+    }
+}
+
+impl Lat {
+    /// Percentiles of a histogram recorded in nanoseconds.
+    pub fn from_ns_histogram(h: &hdrhistogram::Histogram<u64>) -> Lat {
+        Lat {
+            p50: h.value_at_quantile(0.5) as f64,
+            p95: h.value_at_quantile(0.95) as f64,
+            p99: h.value_at_quantile(0.99) as f64,
+            samples: h.len(),
+        }
+    }
+}

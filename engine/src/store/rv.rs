@@ -186,6 +186,10 @@ impl BarrierState {
         false
     }
 
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(SeqCst)
+    }
+
     fn wake(&self) {
         if self.waiters.load(SeqCst) > 0 {
             drop(self.lock.lock().unwrap_or_else(PoisonError::into_inner));

@@ -212,6 +212,12 @@ impl Store {
         self.inner.barrier.has_synced()
     }
 
+    /// Whether the writer side shut down (the fifo closed): no write will be applied
+    /// any more, and a store that has not synced by now never will.
+    pub fn is_closed(&self) -> bool {
+        self.inner.barrier.is_closed()
+    }
+
     /// Blocks until [`Store::has_synced`] or `timeout`; returns whether synced.
     pub fn wait_synced_blocking(&self, timeout: Duration) -> bool {
         Barrier { state: Arc::clone(&self.inner) }.wait_synced_blocking(timeout)
