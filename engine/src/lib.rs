@@ -17,6 +17,7 @@
 //! | | [`informer`] | reflector -> fifo -> store + handlers, and the shared factory |
 //! | | [`controller`] | workqueue-driven reconcile loop |
 //! | | [`queue`] | client-go compatible workqueue with rate limiters (knows nothing of objects) |
+//! | | [`typed`] | typed views (`Store<K>` of `Arc<K>`) over an informer's store, decoding lazily with a bounded cache of decoded objects |
 //! | | [`client`] | reads from the cache, writes to the API server |
 //! | support | [`testing`] | an in-memory source and object builders for tests and examples |
 //!
