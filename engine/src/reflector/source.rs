@@ -106,6 +106,23 @@ impl SourceError {
 /// A [`Source`] that talks to a Kubernetes API server through kube-client,
 /// streaming raw response bytes so that they reach the decoder untouched.
 ///
+/// The watcher retries and backs off on its own. A client built with
+/// kube-client's default `Config::default_retry = true` also retries every
+/// 429/503/504 beneath it, up to 15 times with exponential backoff: a relist
+/// at a version the server's watch cache has not reached (504 "Too large
+/// resource version" after the server's 3 s wait) then takes minutes to reach
+/// the watcher, which would otherwise relist at once with `""` (measured
+/// against the simulator: about 240 s with the default, 3 s without). Build the
+/// informers' client with `default_retry = false`:
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut config = kube::Config::infer().await?;
+/// config.default_retry = false;
+/// let client = kube::Client::try_from(config)?;
+/// # Ok(()) }
+/// ```
+///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// use kcache::reflector::KubeSource;
