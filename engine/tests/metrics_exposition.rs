@@ -255,6 +255,33 @@ fn reconcile_times_fall_into_controller_runtime_buckets() {
 }
 
 #[test]
+fn handles_are_shared_across_threads() {
+    fn shared<T: Send + Sync + 'static>() {}
+    shared::<Metrics>();
+    shared::<kcache::metrics::ControllerMetrics>();
+    shared::<kcache::metrics::Reconciling>();
+    let mut registry = Registry::default();
+    let metrics = Metrics::register(&mut registry);
+    let c = metrics.controller("threads");
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let c = c.clone();
+            std::thread::spawn(move || {
+                for _ in 0..100 {
+                    c.reconcile_started().finish(ReconcileResult::Success);
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let text = render(&registry);
+    assert_eq!(value(&text, r#"controller_runtime_reconcile_total{controller="threads",result="success"}"#), Some(400.0));
+    assert_eq!(value(&text, r#"controller_runtime_active_workers{controller="threads"}"#), Some(0.0));
+}
+
+#[test]
 fn two_handles_of_one_controller_update_the_same_series() {
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
