@@ -187,9 +187,21 @@ fn respond(registry: &Registry, method: &Method, path: &str) -> Response<Full<By
         tracing::warn!(%error, "metrics endpoint: encoding the registry failed");
         return plain(StatusCode::INTERNAL_SERVER_ERROR, "encoding the metrics failed\n");
     }
+    if let Some(family) = described_twice(&text) {
+        // Prometheus rejects the whole scrape; say why where the operator looks.
+        tracing::warn!(family, "metrics endpoint: a family is described twice; register one kcache::metrics::Metrics per registry");
+    }
     let mut response = Response::new(Full::new(Bytes::from(text)));
     response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(OPENMETRICS_CONTENT_TYPE));
     response
+}
+
+/// The first family with more than one `# TYPE` line in `text`, if any.
+fn described_twice(text: &str) -> Option<&str> {
+    let mut seen = std::collections::HashSet::new();
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next())
+        .find(|name| !seen.insert(*name))
 }
 
 fn plain(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
@@ -197,4 +209,17 @@ fn plain(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     *response.status_mut() = status;
     response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; charset=utf-8"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::described_twice;
+
+    #[test]
+    fn a_family_described_twice_is_found() {
+        let once = "# TYPE a counter\na_total 1\n# TYPE b gauge\nb 2\n# EOF\n";
+        assert_eq!(described_twice(once), None);
+        let twice = "# TYPE a counter\na_total 1\n# TYPE b gauge\n# TYPE a counter\na_total 2\n# EOF\n";
+        assert_eq!(described_twice(twice), Some("a"));
+    }
 }
