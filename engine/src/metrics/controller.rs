@@ -182,15 +182,17 @@ struct Handles {
 ///    the controller does with the key: `Success` when it forgets it, `Requeue`
 ///    when it re-adds it rate limited, `RequeueAfter` when it adds it after a
 ///    delay, `Error` on an error (an error wins over a requested requeue, as in
-///    controller-runtime), `Panic` on a caught panic. `finish` records the
-///    duration in `controller_runtime_reconcile_time_seconds`, counts the result,
-///    and lowers the active-worker gauge.
+///    controller-runtime), `Panic` on a caught panic. With
+///    [`Action`](crate::controller::Action): `Ok(Action::Done)` is `Success`,
+///    `Ok(Action::Requeue)` is `Requeue`, `Ok(Action::RequeueAfter(_))` is
+///    `RequeueAfter`, `Err(_)` is `Error`. `finish` records the duration in
+///    `controller_runtime_reconcile_time_seconds`, counts the result, and lowers
+///    the active-worker gauge.
 /// 4. A [`Reconciling`] dropped without `finish` (the reconcile future was
 ///    cancelled at shutdown) only lowers the active-worker gauge: the reconcile
 ///    did not end, so nothing is counted.
 ///
 /// ```
-/// use std::sync::Arc;
 /// use prometheus_client::registry::Registry;
 /// use kcache::metrics::{Metrics, ReconcileResult, render};
 ///
