@@ -8,16 +8,27 @@
 //! | `kcache_informer_decode_errors_total` | counter | frames or bodies that failed to decode |
 //! | `kcache_informer_errors_total` | counter | errors of any kind recovered from |
 //! | `kcache_informer_received_bytes_total` | counter | response bytes received |
+//! | `kcache_informer_handler_panics_total` | counter | handler panics caught |
 //! | `kcache_informer_store_objects` | gauge | objects in the store |
 //! | `kcache_informer_store_bytes` | gauge | JSON bytes the store's objects hold |
 //! | `kcache_informer_arena_segment_bytes` | gauge | arena memory allocated for object bytes |
+//! | `kcache_informer_fifo_backlog_keys` | gauge | keys with deltas waiting for their shard thread |
 //! | `kcache_informer_synced` | gauge | 1 once the first list is in the store |
 //! | `kcache_informer_sync_duration_seconds` | gauge | start to first complete list |
 //!
 //! Every series carries the label `informer` = the name given at registration.
 //! Values are read from the informer's own counters when the registry is
 //! encoded, so an informer pays nothing for being registered.
+//!
+//! # Guarantees
+//! * One collector per [`InformerMetrics`], so each family is described once in
+//!   the exposition however many informers report into it.
+//! * A dropped informer's series disappear at the next scrape.
+//! * Informers registered under the same name are reported as one: counters and
+//!   sizes are summed, `synced` is 1 only when all of them synced, and the sync
+//!   duration is the longest.
 
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use prometheus_client::collector::Collector;
@@ -30,7 +41,7 @@ use prometheus_client::registry::Registry;
 use super::informer::{Informer, InformerInner};
 
 /// One gauge per informer, holding a float.
-type GaugeFamily = Family<InformerLabels, Gauge<f64, std::sync::atomic::AtomicU64>>;
+type GaugeFamily = Family<InformerLabels, Gauge<f64, AtomicU64>>;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct InformerLabels {
@@ -38,6 +49,38 @@ struct InformerLabels {
 }
 
 type Registered = Arc<Mutex<Vec<(InformerLabels, Weak<InformerInner>)>>>;
+
+/// The informer side of a metrics set: one collector in one [`Registry`], to
+/// which any number of informers are added, each under its own name.
+///
+/// Built by `kcache::metrics::Metrics::register`, which is the public way in.
+#[derive(Clone, Default)]
+pub(crate) struct InformerMetrics {
+    informers: Registered,
+}
+
+impl std::fmt::Debug for InformerMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.informers.lock().unwrap_or_else(PoisonError::into_inner).len();
+        f.debug_struct("InformerMetrics").field("informers", &n).finish()
+    }
+}
+
+impl InformerMetrics {
+    /// Registers the informer families in `registry` (one collector for all of them).
+    pub(crate) fn register(registry: &mut Registry) -> Self {
+        let metrics = InformerMetrics::default();
+        registry.register_collector(Box::new(InformerCollector { informers: Arc::clone(&metrics.informers) }));
+        metrics
+    }
+
+    /// Reports `informer` under the label `informer = name` from the next scrape on.
+    pub(crate) fn add(&self, name: &str, informer: &Informer) {
+        let mut informers = self.informers.lock().unwrap_or_else(PoisonError::into_inner);
+        informers.retain(|(_, i)| i.strong_count() > 0);
+        informers.push((InformerLabels { informer: name.to_owned() }, Arc::downgrade(&informer.inner)));
+    }
+}
 
 struct InformerCollector {
     informers: Registered,
@@ -49,49 +92,25 @@ impl std::fmt::Debug for InformerCollector {
     }
 }
 
-/// Registers `informer`'s metrics in `registry` under the label `informer = name`.
-///
-/// ```
-/// use prometheus_client::registry::Registry;
-/// use kcache::informer::{Informer, InformerConfig};
-/// use kcache::testing::MemorySource;
-/// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
-/// let src = MemorySource::new("Pod");
-/// src.apply(serde_json::json!({"metadata": {"namespace": "default", "name": "a"}}));
-/// let informer = Informer::spawn(src, InformerConfig::default()).unwrap();
-/// assert!(informer.wait_for_sync(std::time::Duration::from_secs(10)).await);
-/// let mut registry = Registry::default();
-/// kcache::metrics::register_informer(&mut registry, "pods", &informer);
-/// let text = kcache::metrics::render(&registry);
-/// assert!(text.contains(r#"kcache_informer_store_objects{informer="pods"} 1"#), "{text}");
-/// # });
-/// ```
-pub fn register_informer(registry: &mut Registry, name: &str, informer: &Informer) {
-    let informers: Registered = Arc::new(Mutex::new(vec![(
-        InformerLabels { informer: name.to_owned() },
-        Arc::downgrade(&informer.inner),
-    )]));
-    registry.register_collector(Box::new(InformerCollector { informers }));
-}
-
 impl Collector for InformerCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        use std::sync::atomic::Ordering::Relaxed;
-        let counters: [(&str, &str, Family<InformerLabels, Counter>); 6] = [
+        let counters: [(&str, &str, Family<InformerLabels, Counter>); 7] = [
             ("kcache_informer_events", "Object events decoded (list items included).", Family::default()),
             ("kcache_informer_relists", "Lists caused by an expired resourceVersion.", Family::default()),
             ("kcache_informer_watch_restarts", "Watches reopened after a close, timeout or error.", Family::default()),
             ("kcache_informer_decode_errors", "Frames or bodies that failed to decode.", Family::default()),
             ("kcache_informer_errors", "Errors of any kind recovered from.", Family::default()),
             ("kcache_informer_received_bytes", "Response bytes received.", Family::default()),
+            ("kcache_informer_handler_panics", "Handler panics caught.", Family::default()),
         ];
-        let gauges: [(&str, &str, GaugeFamily); 5] = [
+        let sizes: [(&str, &str, GaugeFamily); 4] = [
             ("kcache_informer_store_objects", "Objects in the store.", Family::default()),
             ("kcache_informer_store_bytes", "JSON bytes the store's objects hold.", Family::default()),
             ("kcache_informer_arena_segment_bytes", "Arena memory allocated for object bytes.", Family::default()),
-            ("kcache_informer_synced", "1 once the first list is in the store.", Family::default()),
-            ("kcache_informer_sync_duration_seconds", "Seconds from start to the first complete list.", Family::default()),
+            ("kcache_informer_fifo_backlog_keys", "Keys with deltas waiting for their shard thread.", Family::default()),
         ];
+        let synced: GaugeFamily = Family::default();
+        let sync_duration: GaugeFamily = Family::default();
         {
             let mut informers = self.informers.lock().unwrap_or_else(PoisonError::into_inner);
             informers.retain(|(_, i)| i.strong_count() > 0);
@@ -99,6 +118,7 @@ impl Collector for InformerCollector {
                 let Some(inner) = inner.upgrade() else { continue };
                 let informer = Informer { inner };
                 let w = informer.stats();
+                let fifo = informer.fifo_stats();
                 let values = [
                     w.events.load(Relaxed),
                     w.relists.load(Relaxed),
@@ -106,31 +126,52 @@ impl Collector for InformerCollector {
                     w.decode_errors.load(Relaxed),
                     w.errors.load(Relaxed),
                     w.bytes.load(Relaxed),
+                    fifo.handler_panics,
                 ];
                 for ((_, _, family), v) in counters.iter().zip(values) {
                     let _ = family.get_or_create(labels).inc_by(v);
                 }
                 let store = informer.store().stats();
-                let gauge_values = [
+                let size_values = [
                     store.objects as f64,
                     store.json_bytes as f64,
                     informer.arena_stats().segment_bytes as f64,
-                    if informer.has_synced() { 1.0 } else { 0.0 },
-                    informer.sync_duration().map_or(0.0, |d| d.as_secs_f64()),
+                    fifo.backlog_keys.iter().sum::<usize>() as f64,
                 ];
-                for ((_, _, family), v) in gauges.iter().zip(gauge_values) {
-                    family.get_or_create(labels).set(v);
+                for ((_, _, family), v) in sizes.iter().zip(size_values) {
+                    family.get_or_create(labels).inc_by(v);
                 }
+                // Same-name informers: synced only when all are, the slowest sync.
+                let first = synced.get(labels).is_none();
+                let is_synced = if informer.has_synced() { 1.0 } else { 0.0 };
+                let gauge = synced.get_or_create(labels);
+                gauge.set(if first { is_synced } else { gauge.get().min(is_synced) });
+                let took = informer.sync_duration().map_or(0.0, |d| d.as_secs_f64());
+                let gauge = sync_duration.get_or_create(labels);
+                gauge.set(gauge.get().max(took));
             }
         }
         for (name, help, family) in &counters {
             let e = encoder.encode_descriptor(name, help, None, family.metric_type())?;
             family.encode(e)?;
         }
-        for (name, help, family) in &gauges {
+        for (name, help, family) in &sizes {
             let e = encoder.encode_descriptor(name, help, None, family.metric_type())?;
             family.encode(e)?;
         }
-        Ok(())
+        let e = encoder.encode_descriptor(
+            "kcache_informer_synced",
+            "1 once the first list is in the store.",
+            None,
+            synced.metric_type(),
+        )?;
+        synced.encode(e)?;
+        let e = encoder.encode_descriptor(
+            "kcache_informer_sync_duration_seconds",
+            "Seconds from start to the first complete list.",
+            None,
+            sync_duration.metric_type(),
+        )?;
+        sync_duration.encode(e)
     }
 }

@@ -32,4 +32,4 @@ pub use crate::fifo::{Handler, HandlerId};
 pub use error::InformerError;
 pub use factory::{InformerKey, SharedInformerFactory};
 pub use informer::{Informer, InformerConfig};
-pub use metrics::register_informer;
+pub(crate) use metrics::InformerMetrics;

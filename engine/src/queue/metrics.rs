@@ -47,11 +47,14 @@ fn duration_histogram() -> Histogram {
 /// The metric families of work queues, registered once in a [`Registry`] and shared
 /// by every queue that reports into it.
 ///
-/// Use it when several queues report into one registry (registering the same
-/// names twice would produce an invalid exposition); for a single queue,
-/// [`WorkQueueBuilder::metrics`](super::WorkQueueBuilder::metrics) also accepts
-/// `&mut Registry` directly. Queues with the same name share their series, as in
-/// client-go.
+/// Register it once per registry and hand it to every queue (registering the
+/// same names twice would describe each family twice, an exposition Prometheus
+/// rejects). [`crate::metrics::Metrics`] holds one, with the informer and
+/// controller families, and is accepted by
+/// [`WorkQueueBuilder::metrics`](super::WorkQueueBuilder::metrics) too. The
+/// builder also accepts `&mut Registry`, which registers a new set: only for a
+/// registry with a single queue. Queues with the same name share their series,
+/// as in client-go.
 ///
 /// ```
 /// use prometheus_client::registry::Registry;
