@@ -199,9 +199,12 @@ fn readers_on_other_threads_see_consistent_objects_and_snapshots_while_a_writer_
         w.upsert(pod("ns", &format!("p{i}"), "0", &[("app", "x")]));
     }
     let stop = Arc::new(AtomicBool::new(false));
+    // The writer starts once both readers read: on a busy machine a reader
+    // thread may otherwise first run after the writer is done.
+    let reading = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let readers: Vec<_> = (0..2)
         .map(|t| {
-            let (r, stop) = (r.clone(), Arc::clone(&stop));
+            let (r, stop, reading) = (r.clone(), Arc::clone(&stop), Arc::clone(&reading));
             std::thread::spawn(move || {
                 let mut last = vec![0u64; 200];
                 let mut reads = 0u64;
@@ -213,6 +216,9 @@ fn readers_on_other_threads_see_consistent_objects_and_snapshots_while_a_writer_
                         *seen = rv;
                         reads += 1;
                     }
+                    if reads == 200 {
+                        reading.fetch_add(1, Ordering::Relaxed);
+                    }
                     let snap = r.index("label", "app=x").unwrap();
                     let keys: HashSet<&str> = snap.iter().map(|o| o.name()).collect();
                     assert_eq!(keys.len(), 200, "a snapshot has every member exactly once");
@@ -222,6 +228,9 @@ fn readers_on_other_threads_see_consistent_objects_and_snapshots_while_a_writer_
             })
         })
         .collect();
+    while reading.load(Ordering::Relaxed) < 2 {
+        std::thread::yield_now();
+    }
     for round in 1..=50u64 {
         for i in 0..200 {
             w.upsert(pod("ns", &format!("p{i}"), &round.to_string(), &[("app", "x")]));

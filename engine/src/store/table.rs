@@ -534,9 +534,12 @@ mod tests {
         let t = Arc::new(ObjectTable::default());
         let hash = |k: usize| (k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
         let stop = Arc::new(AtomicBool::new(false));
+        // The writer starts once both readers read: on a busy machine a reader
+        // thread may otherwise first run after the writer is done.
+        let reading = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let readers: Vec<_> = (0..2)
             .map(|r| {
-                let (t, stop) = (Arc::clone(&t), Arc::clone(&stop));
+                let (t, stop, reading) = (Arc::clone(&t), Arc::clone(&stop), Arc::clone(&reading));
                 std::thread::spawn(move || {
                     let mut last = vec![0u64; KEYS];
                     let mut reads = 0u64;
@@ -550,6 +553,9 @@ mod tests {
                             last[k] = v;
                         }
                         reads += 1;
+                        if reads == 1 {
+                            reading.fetch_add(1, Relaxed);
+                        }
                         if reads.is_multiple_of(4_096) {
                             t.for_each(|o| assert!(o.name().starts_with("pod-")));
                         }
@@ -558,6 +564,9 @@ mod tests {
                 })
             })
             .collect();
+        while reading.load(Relaxed) < 2 {
+            std::thread::yield_now();
+        }
         let mut version = 0u64;
         // Ends on an even round: every key present.
         for round in 0..7 {
