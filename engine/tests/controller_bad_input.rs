@@ -30,7 +30,7 @@ fn fast_queue(name: &str) -> WorkQueue<ReconcileKey> {
 }
 
 async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    for _ in 0..2000 {
+    for _ in 0..6000 {
         if f() {
             return;
         }

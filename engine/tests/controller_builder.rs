@@ -36,7 +36,7 @@ fn fast_queue(name: &str) -> WorkQueue<ReconcileKey> {
 }
 
 async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    for _ in 0..2000 {
+    for _ in 0..6000 {
         if f() {
             return;
         }
@@ -422,7 +422,29 @@ async fn shutdown_lets_the_running_reconcile_finish_then_stops() {
     assert!(finished.load(Ordering::SeqCst));
     // Nothing is reconciled after the controller stopped.
     cms.apply(json!({"metadata": {"namespace": "default", "name": "late"}}));
-    assert!(cm_informer.wait_for_sync(Duration::from_secs(5)).await);
+    let store = cm_informer.store();
+    eventually("the informer to cache the late object", || store.get(&kcache::ObjectRef::new_namespaced("default", "late")).is_some()).await;
     assert_eq!(stats.reconciles.load(Ordering::SeqCst), 1);
+    assert_eq!(stats.successes.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_whose_object_is_gone_is_skipped_and_counted() {
+    let cms = MemorySource::new("ConfigMap");
+    cms.apply(json!({"metadata": {"namespace": "default", "name": "short-lived"}}));
+    let cm_informer = informer(&cms);
+    let seen = Arc::new(Seen::default());
+    let (stop, signal) = stop_signal();
+    let controller = Controller::<ConfigMap>::new(&cm_informer).graceful_shutdown_on(signal);
+    let stats = controller.stats();
+    // A key added by hand for an object that never existed, and one of another kind.
+    controller.queue().add(ReconcileKey::of::<ConfigMap>(Some("default"), "never-existed"));
+    controller.queue().add(ReconcileKey::of::<Secret>(Some("default"), "short-lived"));
+    let run = tokio::spawn(controller.run(record, no_retry, Arc::clone(&seen)));
+    eventually("the object reconciled", || seen.count("default/short-lived") == 1).await;
+    cms.delete("default/short-lived").unwrap();
+    eventually("the delete's key skipped", || stats.skipped.load(Ordering::SeqCst) == 3).await;
+    finish(stop, run).await;
+    assert_eq!(seen.total(), 1, "no reconcile for a missing object");
     assert_eq!(stats.successes.load(Ordering::SeqCst), 1);
 }

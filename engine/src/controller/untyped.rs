@@ -52,6 +52,7 @@ pub struct KeyController {
     queue: WorkQueue<ReconcileKey>,
     workers: usize,
     stats: Arc<ControllerStats>,
+    shutdown_timeout: Option<std::time::Duration>,
 }
 
 impl Default for KeyController {
@@ -72,13 +73,21 @@ impl KeyController {
     pub fn with_queue(queue: WorkQueue<ReconcileKey>) -> Self {
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         let stats = Arc::new(ControllerStats::named(queue.name()));
-        KeyController { queue, workers, stats }
+        KeyController { queue, workers, stats, shutdown_timeout: None }
     }
 
     /// Number of concurrent reconciles.
     #[must_use]
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = n.max(1);
+        self
+    }
+
+    /// After the shutdown signal, waits at most `limit` for running reconciles, then
+    /// aborts them, logging their keys and counting them (`aborted_on_shutdown`).
+    #[must_use]
+    pub fn shutdown_timeout(mut self, limit: std::time::Duration) -> Self {
+        self.shutdown_timeout = Some(limit);
         self
     }
 
@@ -121,7 +130,7 @@ impl KeyController {
                 }
             }
         });
-        let runner = Runner { queue: self.queue, workers: self.workers, stats: self.stats, shutdown_timeout: None };
+        let runner = Runner { queue: self.queue, workers: self.workers, stats: self.stats, shutdown_timeout: self.shutdown_timeout };
         runner.run(reconcile, shutdown).await;
     }
 }
