@@ -448,3 +448,19 @@ async fn a_key_whose_object_is_gone_is_skipped_and_counted() {
     assert_eq!(seen.total(), 1, "no reconcile for a missing object");
     assert_eq!(stats.successes.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_before_the_informers_sync_returns_without_reconciling() {
+    let cms = MemorySource::new("ConfigMap");
+    cms.apply(json!({"metadata": {"namespace": "default", "name": "a"}}));
+    let (_gate, open) = tokio::sync::watch::channel(false);
+    let cm_informer = Informer::spawn(Gated { inner: cms.clone(), open }, config()).unwrap();
+    let seen = Arc::new(Seen::default());
+    let (stop, signal) = stop_signal();
+    let controller = Controller::<ConfigMap>::new(&cm_informer).graceful_shutdown_on(signal);
+    let stats = controller.stats();
+    let run = tokio::spawn(controller.run(record, no_retry, Arc::clone(&seen)));
+    finish(stop, run).await;
+    assert!(!cm_informer.has_synced());
+    assert_eq!(stats.reconciles.load(Ordering::SeqCst), 0);
+}
