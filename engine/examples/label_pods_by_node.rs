@@ -15,8 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use kcache::ObjectRef;
-use kcache::controller::{Action, Controller};
+use kcache::controller::{Action, KeyController, ReconcileKey, kind_of};
 use kcache::informer::{Informer, InformerConfig};
 use kcache::reflector::KubeSource;
 use k8s_openapi::api::core::v1::Pod;
@@ -36,8 +35,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = InformerConfig::default();
     config.decoder.index_fields = vec!["/spec/nodeName".into()];
     let informer = Informer::spawn(KubeSource::for_type::<Pod>(client.clone(), None), config)?;
-    let controller = Controller::new().workers(4);
-    informer.add_handler(controller.handler_for_self())?;
+    let controller = KeyController::new().workers(4);
+    informer.add_handler(controller.handler_for(kind_of::<Pod>(&())))?;
     let started = Instant::now();
     if !informer.wait_for_sync(Duration::from_secs(120)).await {
         return Err("the pod informer did not sync within 2 minutes".into());
@@ -47,11 +46,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let patched = Arc::new(AtomicUsize::new(0));
     let store = informer.store();
     let counter = Arc::clone(&patched);
-    let reconcile = move |key: ObjectRef| {
+    let reconcile = move |key: ReconcileKey| {
         let (store, client, counter) = (store.clone(), client.clone(), Arc::clone(&counter));
         async move {
             // Read from the cache: no API call unless there is something to change.
-            let Some(pod) = store.get(&key) else { return Ok(Action::Done) };
+            let Some(pod) = store.get(&key.object_ref()) else { return Ok(Action::Done) };
             let Some(node) = pod.field(0) else { return Ok(Action::Done) };
             if pod.label(LABEL) == Some(node) {
                 return Ok(Action::Done);

@@ -33,33 +33,33 @@
 //! ```
 //! use std::sync::Arc;
 //! use std::time::Duration;
-//! use kcache::{Action, Controller, Informer, InformerConfig, ObjectRef};
+//! use k8s_openapi::api::core::v1::Pod;
+//! use kcache::{Action, Controller, Informer, InformerConfig};
 //! use kcache::testing::MemorySource;
 //!
 //! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
 //! let pods = MemorySource::new("Pod");
 //! pods.apply(serde_json::json!({"metadata": {"namespace": "default", "name": "web-0"}}));
 //! let informer = Informer::spawn(pods.clone(), InformerConfig::default()).unwrap();
-//! let controller = Controller::new();
-//! informer.add_handler(controller.handler_for_self()).unwrap();
-//! assert!(informer.wait_for_sync(Duration::from_secs(10)).await);
 //!
-//! let store = informer.store();
-//! let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-//! let record = seen.clone();
+//! let (seen, mut reconciled) = tokio::sync::mpsc::unbounded_channel::<Arc<Pod>>();
 //! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-//! let run = tokio::spawn(controller.run(
-//!     move |key: ObjectRef| {
-//!         let pod = store.get(&key); // from memory, no API call
-//!         record.lock().unwrap().push((key.name.clone(), pod.is_some()));
-//!         async { Ok::<_, std::io::Error>(Action::Done) }
-//!     },
-//!     async move { let _ = stopped.await; },
-//! ));
-//! while seen.lock().unwrap().is_empty() { tokio::time::sleep(Duration::from_millis(1)).await; }
+//! let run = tokio::spawn(
+//!     Controller::<Pod>::new(&informer)
+//!         .graceful_shutdown_on(async move { let _ = stopped.await; })
+//!         .run(
+//!             |pod: Arc<Pod>, seen: Arc<tokio::sync::mpsc::UnboundedSender<Arc<Pod>>>| async move {
+//!                 seen.send(pod).unwrap(); // read from memory, no API call
+//!                 Ok::<_, std::io::Error>(Action::await_change())
+//!             },
+//!             |_pod, _error, _ctx| Action::requeue(Duration::from_secs(1)),
+//!             Arc::new(seen),
+//!         ),
+//! );
+//! let pod = reconciled.recv().await.unwrap();
+//! assert_eq!(pod.metadata.name.as_deref(), Some("web-0"));
 //! stop.send(()).unwrap();
 //! run.await.unwrap();
-//! assert_eq!(seen.lock().unwrap()[0], ("web-0".to_owned(), true));
 //! # });
 //! ```
 #![deny(missing_docs, unsafe_op_in_unsafe_fn)]

@@ -8,12 +8,11 @@ use std::time::Duration;
 use kcache::Obj;
 use kcache::Handler;
 use kcache::reflector::Backoff;
-use kcache::controller::{Action, Controller};
+use kcache::controller::{Action, KeyController, ReconcileKey};
 use kcache::informer::{Informer, InformerConfig, InformerKey, SharedInformerFactory};
 use kcache::store::CompactionConfig;
 use kcache::testing::MemorySource;
 use kcache::reflector::WatcherError;
-use kcache::ObjectRef;
 use serde_json::json;
 
 fn pod(ns: &str, name: &str, node: &str) -> serde_json::Value {
@@ -178,15 +177,15 @@ async fn a_controller_retries_errors_and_panics_and_reconciles_changes() {
         .name("test")
         .rate_limiter(kcache::queue::ItemExponentialFailureRateLimiter::new(Duration::from_millis(1), Duration::from_millis(20)))
         .build();
-    let controller = Controller::with_queue(queue).workers(2);
-    informer.add_handler(controller.handler_for_self()).unwrap();
+    let controller = KeyController::with_queue(queue).workers(2);
+    informer.add_handler(controller.handler_for(kcache::controller::kind_of::<k8s_openapi::api::core::v1::Pod>(&()))).unwrap();
     let stats = controller.stats();
     let calls = Arc::new(AtomicUsize::new(0));
     let seen = calls.clone();
     let store = informer.store();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let run = tokio::spawn(controller.run(
-        move |key: ObjectRef| {
+        move |key: ReconcileKey| {
             let n = seen.fetch_add(1, Ordering::SeqCst);
             let store = store.clone();
             async move {
@@ -194,7 +193,7 @@ async fn a_controller_retries_errors_and_panics_and_reconciles_changes() {
                     0 => Err("first attempt fails".to_owned()),
                     1 => panic!("second attempt panics"),
                     _ => {
-                        assert!(store.get(&key).is_some() || key.name == "y");
+                        assert!(store.get(&key.object_ref()).is_some() || key.name == "y");
                         Ok(Action::Done)
                     }
                 }

@@ -3,20 +3,30 @@
 
 use std::sync::Arc;
 
+use super::key::{Kind, ReconcileKey, Scope};
+use super::owner::{owner_keys, owners_differ};
+use super::predicates::{Predicate, any_changed};
+use crate::Obj;
 use crate::fifo::Handler;
 use crate::queue::WorkQueue;
-use crate::{Obj, ObjectRef};
 
 /// Maps a watched object to the keys of the objects to reconcile.
-pub type Mapper = Arc<dyn Fn(&Obj) -> Vec<ObjectRef> + Send + Sync>;
+pub type Mapper = Arc<dyn Fn(&Obj) -> Vec<ReconcileKey> + Send + Sync>;
 
-/// Enqueues keys from informer events. Cheap: it only adds to the queue.
+/// Enqueues keys from informer events. Cheap: it only adds to the queue (and, with
+/// predicates, reads the compared fields of both versions).
 pub(crate) struct EnqueueHandler {
-    pub(crate) queue: WorkQueue<ObjectRef>,
+    pub(crate) queue: WorkQueue<ReconcileKey>,
     pub(crate) map: Mapper,
+    /// Updates that pass none of these are dropped; empty: every update passes.
+    pub(crate) predicates: Vec<Predicate>,
 }
 
 impl EnqueueHandler {
+    pub(crate) fn new(queue: WorkQueue<ReconcileKey>, map: Mapper) -> Self {
+        EnqueueHandler { queue, map, predicates: Vec::new() }
+    }
+
     fn enqueue(&self, obj: &Obj) {
         for key in (self.map)(obj) {
             self.queue.add(key);
@@ -29,9 +39,11 @@ impl Handler for EnqueueHandler {
         self.enqueue(obj);
     }
     fn on_update(&self, old: &Obj, new: &Obj) {
-        // Owner changes must reach both the old and the new owner.
-        if old.meta().owners != new.meta().owners {
+        // An object that moved to another owner concerns its old owner too.
+        if owners_differ(old, new) {
             self.enqueue(old);
+        } else if !any_changed(&self.predicates, old, new) {
+            return;
         }
         self.enqueue(new);
     }
@@ -40,56 +52,53 @@ impl Handler for EnqueueHandler {
     }
 }
 
-/// The reference of an object itself.
-pub fn self_ref(obj: &Obj) -> Vec<ObjectRef> {
-    vec![obj.to_ref()]
+/// A mapper to the object's own key, as an object of `kind`.
+pub fn self_key(kind: Kind) -> Mapper {
+    Arc::new(move |obj: &Obj| vec![ReconcileKey::new(kind.clone(), obj.namespace(), obj.name())])
 }
 
-/// A mapper to the controlling owner of kind `owner_kind` (the ownerReference
-/// with `controller: true`), in the object's namespace — how a ReplicaSet
-/// controller hears about its pods.
-pub fn owner_ref(owner_kind: &str) -> Mapper {
-    let kind = owner_kind.to_owned();
+/// A mapper to the controlling owner of kind `owner` (the ownerReference with
+/// `controller: true`, matched by group and kind), in the object's namespace when the
+/// owner kind is namespaced — how a ReplicaSet controller hears about its pods.
+/// Malformed references are skipped and logged.
+pub fn owner_mapper(owner: Kind, scope: Scope) -> Mapper {
     Arc::new(move |obj: &Obj| {
-        obj.owner_references()
-            .filter(|o| o.controller && o.kind == kind)
-            .map(|o| ObjectRef { name: o.name.to_owned(), namespace: obj.namespace().map(str::to_owned) })
+        owner_keys(obj, &owner, scope, true)
+            .into_iter()
+            .filter_map(|k| k.map_err(|e| tracing::warn!(error = %e, "owner reference skipped")).ok())
             .collect()
     })
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use crate::object::{Meta, OwnerSpans, Span};
-    use bytes::Bytes;
+    use crate::controller::predicates::generation;
+    use crate::wire::{Decoder, DecoderConfig};
+    use k8s_openapi::api::apps::v1::Deployment;
 
-    /// A pod owned by two objects; only the ReplicaSet is its controller.
-    pub(crate) fn owned_pod() -> Obj {
-        let json = r#"{"metadata":{"namespace":"ns","name":"p","ownerReferences":[{"kind":"ReplicaSet","name":"rs-1","controller":true},{"kind":"Node","name":"n1"}]}}"#;
-        let find = |s: &str| {
-            let start = json.find(&format!("\"{s}\"")).expect("in fixture") + 1;
-            Span::new(start as u32, s.len() as u32)
-        };
-        let meta = Meta {
-            namespace: find("ns"),
-            name: find("p"),
-            owners: vec![
-                OwnerSpans { kind: find("ReplicaSet"), name: find("rs-1"), controller: true, ..OwnerSpans::default() },
-                OwnerSpans { kind: find("Node"), name: find("n1"), controller: false, ..OwnerSpans::default() },
-            ]
-            .into_boxed_slice(),
-            ..Meta::default()
-        };
-        Obj::from_parts(Bytes::from_static(json.as_bytes()), meta)
+    fn deployment(generation: i64, status: &str) -> Obj {
+        let json = format!(r#"{{"metadata":{{"namespace":"a","name":"d","generation":{generation}}},"status":{status}}}"#);
+        Decoder::new(DecoderConfig::default()).decode_object(json.as_bytes()).unwrap()
     }
 
     #[test]
-    fn owned_objects_map_to_their_controlling_owner_in_their_namespace() {
-        let pod = owned_pod();
-        assert_eq!(owner_ref("ReplicaSet")(&pod), vec![ObjectRef::new_namespaced("ns", "rs-1")]);
-        assert!(owner_ref("Node")(&pod).is_empty(), "a non-controller owner is not enqueued");
-        assert!(owner_ref("Deployment")(&pod).is_empty());
-        assert_eq!(self_ref(&pod), vec![ObjectRef::new_namespaced("ns", "p")]);
+    fn predicates_drop_updates_they_see_no_change_in_but_never_adds_or_deletes() {
+        let queue = WorkQueue::new();
+        let kind = crate::controller::kind_of::<Deployment>(&());
+        let handler = EnqueueHandler { queue: queue.clone(), map: self_key(kind), predicates: vec![generation()] };
+        let (v1, status_only, v2) = (deployment(1, "{}"), deployment(1, r#"{"replicas":3}"#), deployment(2, "{}"));
+        handler.on_update(&v1, &status_only);
+        assert!(queue.is_empty(), "a status-only update is dropped");
+        handler.on_update(&status_only, &v2);
+        assert_eq!(queue.len(), 1);
+        let key = queue.try_get().unwrap();
+        queue.done(&key);
+        handler.on_add(&v1, false);
+        assert_eq!(queue.len(), 1);
+        let key = queue.try_get().unwrap();
+        queue.done(&key);
+        handler.on_delete(&v1, false);
+        assert_eq!(queue.len(), 1);
     }
 }
