@@ -20,6 +20,7 @@ const NEVER: &[(&str, &[&str])] = &[
     ("controller", &["reflector", "wire", "client", "testing"]),
     ("queue", &["wire", "arena", "object", "store", "fifo", "reflector", "informer", "controller", "client", "selector", "testing"]),
     ("client", &["fifo", "wire", "testing"]),
+    ("metrics", &["controller", "client", "testing"]),
     ("typed", &["fifo", "reflector", "wire", "controller", "client", "queue", "testing"]),
     ("selector", &["fifo", "reflector", "informer", "controller", "client", "queue", "wire", "testing"]),
 ];

@@ -1,6 +1,7 @@
 //! [`Controller<K>`]: kube-rs's `Controller` over kcache's informers — a main kind,
 //! the kinds it owns and watches, predicates, and `run(reconcile, error_policy, ctx)`.
 
+use crate::metrics::Metrics;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -109,6 +110,7 @@ pub struct Controller<K: Resource> {
     reconcile_all: Vec<BoxStream<'static, ()>>,
     shutdown: Vec<BoxFuture<'static, ()>>,
     shutdown_timeout: Option<Duration>,
+    metrics: Option<Metrics>,
 }
 
 impl<K> Controller<K>
@@ -149,6 +151,7 @@ where
             reconcile_all: Vec::new(),
             shutdown: Vec::new(),
             shutdown_timeout: None,
+            metrics: None,
         }
     }
 
@@ -323,6 +326,14 @@ where
         self.queue.clone()
     }
 
+    /// Exports the controller's reconciles in `metrics` (controller-runtime's
+    /// `controller_runtime_reconcile_*` series, labelled with the controller's name).
+    #[must_use]
+    pub fn metrics(mut self, metrics: &Metrics) -> Self {
+        self.metrics = Some(metrics.clone());
+        self
+    }
+
     /// The controller's counters; they stay readable after `run` returns.
     pub fn stats(&self) -> Arc<ControllerStats> {
         Arc::clone(&self.stats)
@@ -341,7 +352,7 @@ where
         E: fmt::Display + Send + 'static,
         P: Fn(Arc<K>, &E, Arc<Ctx>) -> Action + Send + Sync + 'static,
     {
-        let Controller { main, store, dyntype, kind, queue, workers, stats, predicates, related, reconcile_all, shutdown, shutdown_timeout, .. } = self;
+        let Controller { main, store, dyntype, kind, queue, workers, stats, predicates, related, reconcile_all, shutdown, shutdown_timeout, metrics, .. } = self;
         let shutdown: Shared<BoxFuture<'static, ()>> = if shutdown.is_empty() {
             futures::future::pending().boxed().shared()
         } else {
@@ -403,7 +414,8 @@ where
                 }
             }
         });
-        Runner { queue, workers, stats, shutdown_timeout }.run(reconcile_key, shutdown).await;
+        let metrics = metrics.map(|m| m.controller(stats.name()));
+        Runner { queue, workers, stats, shutdown_timeout, metrics }.run(reconcile_key, shutdown).await;
         triggers.abort_all();
         unregister(&registered);
     }

@@ -9,6 +9,7 @@
 //!   shutdown timeout, reconciles still running when it expires are aborted, logged
 //!   with their keys and counted.
 
+use crate::metrics::{ControllerMetrics, ReconcileResult};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -119,6 +120,8 @@ pub(crate) struct Runner {
     pub(crate) workers: usize,
     pub(crate) stats: Arc<ControllerStats>,
     pub(crate) shutdown_timeout: Option<Duration>,
+    /// The controller's prometheus series, when it was given a metrics set.
+    pub(crate) metrics: Option<ControllerMetrics>,
 }
 
 impl Runner {
@@ -129,6 +132,9 @@ impl Runner {
         F: Fn(ReconcileKey) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Outcome> + Send + 'static,
     {
+        if let Some(m) = &self.metrics {
+            m.set_max_concurrent_reconciles(self.workers);
+        }
         let stopping = Arc::new(AtomicBool::new(false));
         let in_flight: Arc<Mutex<Vec<Option<ReconcileKey>>>> = Arc::new(Mutex::new(vec![None; self.workers]));
         let mut workers = tokio::task::JoinSet::new();
@@ -136,6 +142,7 @@ impl Runner {
             let queue = self.queue.clone();
             let reconcile = Arc::clone(&reconcile);
             let stats = Arc::clone(&self.stats);
+            let metrics = self.metrics.clone();
             let stopping = Arc::clone(&stopping);
             let in_flight = Arc::clone(&in_flight);
             workers.spawn(async move {
@@ -144,7 +151,7 @@ impl Runner {
                     // it starts (kube-rs: no new reconciles once shutdown began).
                     if !stopping.load(Ordering::SeqCst) {
                         set_slot(&in_flight, worker, Some(key.clone()));
-                        reconcile_one(&queue, &stats, &*reconcile, &key).await;
+                        reconcile_one(&queue, &stats, metrics.as_ref(), &*reconcile, &key).await;
                         set_slot(&in_flight, worker, None);
                     }
                     queue.done(&key);
@@ -180,7 +187,13 @@ fn set_slot(slots: &Mutex<Vec<Option<ReconcileKey>>>, worker: usize, key: Option
     lock(slots)[worker] = key;
 }
 
-async fn reconcile_one<F, Fut>(queue: &WorkQueue<ReconcileKey>, stats: &ControllerStats, reconcile: &F, key: &ReconcileKey)
+async fn reconcile_one<F, Fut>(
+    queue: &WorkQueue<ReconcileKey>,
+    stats: &ControllerStats,
+    metrics: Option<&ControllerMetrics>,
+    reconcile: &F,
+    key: &ReconcileKey,
+)
 where
     F: Fn(ReconcileKey) -> Fut,
     Fut: Future<Output = Outcome>,
@@ -189,15 +202,18 @@ where
     stats.reconciles.fetch_add(1, Ordering::Relaxed);
     stats.active.fetch_add(1, Ordering::Relaxed);
     let started = Instant::now();
+    let timing = metrics.map(ControllerMetrics::reconcile_started);
     let outcome = AssertUnwindSafe(async { reconcile(key.clone()).await }).catch_unwind().instrument(span.clone()).await;
     stats.active.fetch_sub(1, Ordering::Relaxed);
     let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
     stats.reconcile_nanos.fetch_add(nanos, Ordering::Relaxed);
     let _entered = span.enter();
-    let action = match outcome {
+    let (action, result) = match outcome {
         Ok(Outcome::Skipped) => {
             stats.skipped.fetch_add(1, Ordering::Relaxed);
             tracing::debug!("object gone before its reconcile; skipped");
+            // Not a reconcile: the series count none (the guard's drop frees the worker).
+            drop(timing);
             queue.forget(key);
             return;
         }
@@ -208,20 +224,28 @@ where
                 Action::RequeueAfter(_) => &stats.requeues_after,
             };
             counter.fetch_add(1, Ordering::Relaxed);
-            action
+            let result = match action {
+                Action::Done => ReconcileResult::Success,
+                Action::Requeue => ReconcileResult::Requeue,
+                Action::RequeueAfter(_) => ReconcileResult::RequeueAfter,
+            };
+            (action, result)
         }
         Ok(Outcome::Failed { retry, error }) => {
             stats.errors.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(error = %error, retry = ?retry, failures = queue.num_requeues(key), "reconcile failed");
-            retry
+            (retry, ReconcileResult::Error)
         }
         Err(panic) => {
             stats.panics.fetch_add(1, Ordering::Relaxed);
             let message = panic_message(panic.as_ref());
             tracing::error!(panic = %message, failures = queue.num_requeues(key), "reconcile panicked; retrying with backoff");
-            Action::Requeue
+            (Action::Requeue, ReconcileResult::Panic)
         }
     };
+    if let Some(t) = timing {
+        t.finish(result);
+    }
     match action {
         Action::Done => queue.forget(key),
         Action::RequeueAfter(delay) => {

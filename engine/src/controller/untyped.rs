@@ -1,6 +1,7 @@
 //! [`KeyController`]: the untyped reconcile loop over [`ReconcileKey`]s, for
 //! reconcilers that read [`crate::Obj`]s and may serve several kinds from one queue.
 
+use crate::metrics::Metrics;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -52,6 +53,7 @@ pub struct KeyController {
     queue: WorkQueue<ReconcileKey>,
     workers: usize,
     stats: Arc<ControllerStats>,
+    metrics: Option<Metrics>,
     shutdown_timeout: Option<std::time::Duration>,
 }
 
@@ -73,7 +75,7 @@ impl KeyController {
     pub fn with_queue(queue: WorkQueue<ReconcileKey>) -> Self {
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         let stats = Arc::new(ControllerStats::named(queue.name()));
-        KeyController { queue, workers, stats, shutdown_timeout: None }
+        KeyController { queue, workers, stats, shutdown_timeout: None, metrics: None }
     }
 
     /// Number of concurrent reconciles.
@@ -94,6 +96,14 @@ impl KeyController {
     /// The queue, to add keys by hand.
     pub fn queue(&self) -> WorkQueue<ReconcileKey> {
         self.queue.clone()
+    }
+
+    /// Exports the controller's reconciles in `metrics` (controller-runtime's
+    /// `controller_runtime_reconcile_*` series, labelled with the controller's name).
+    #[must_use]
+    pub fn metrics(mut self, metrics: &Metrics) -> Self {
+        self.metrics = Some(metrics.clone());
+        self
     }
 
     /// The controller's counters.
@@ -130,7 +140,14 @@ impl KeyController {
                 }
             }
         });
-        let runner = Runner { queue: self.queue, workers: self.workers, stats: self.stats, shutdown_timeout: self.shutdown_timeout };
+        let metrics = self.metrics.map(|m| m.controller(self.stats.name()));
+        let runner = Runner {
+            queue: self.queue,
+            workers: self.workers,
+            stats: self.stats,
+            shutdown_timeout: self.shutdown_timeout,
+            metrics,
+        };
         runner.run(reconcile, shutdown).await;
     }
 }

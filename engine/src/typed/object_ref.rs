@@ -106,8 +106,9 @@ impl<K: Resource> From<&crate::ObjectRef> for ObjectRef<K>
 where
     K::DynamicType: Default,
 {
-    /// The typed reference for a key the untyped layers hand out (a
-    /// [`crate::Controller`]'s reconcile key, for instance).
+    /// The typed reference for a key the untyped layers hand out (an
+    /// enqueue handler's `ObjectRef`, for instance; a controller's
+    /// [`crate::controller::ReconcileKey`] has its own `typed`).
     fn from(r: &crate::ObjectRef) -> Self {
         ObjectRef { dyntype: K::DynamicType::default(), name: r.name.clone(), namespace: r.namespace.clone() }
     }

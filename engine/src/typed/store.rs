@@ -176,8 +176,8 @@ where
     }
 
     /// The object under the client-go key `namespace/name` (or `name`), decoded: for
-    /// keys handed out by the untyped layers ([`crate::Controller`]'s reconcile keys,
-    /// [`crate::ObjectRef::key`]). `None` as for [`Store::get`].
+    /// keys handed out by the untyped layers ([`crate::ObjectRef::key`],
+    /// informer handlers' keys). `None` as for [`Store::get`].
     pub fn get_by_key(&self, key: &str) -> Option<Arc<K>> {
         self.try_get_by_key(key).unwrap_or_else(|e| {
             tracing::warn!(error = %e, "typed store read skipped an object");
