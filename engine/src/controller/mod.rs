@@ -15,3 +15,6 @@ mod enqueue;
 
 pub use controller::{Action, Controller, ControllerStats};
 pub use enqueue::{Mapper, owner_ref, self_ref};
+
+pub mod events;
+pub mod finalizer;
