@@ -183,7 +183,9 @@ struct Task {
 
 impl Task {
     async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
-        let mut tick = tokio::time::interval(self.config.series_flush.max(Duration::from_millis(1)));
+        let period = self.config.series_flush.max(Duration::from_millis(1));
+        // Not `interval`: its first tick is immediate.
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
