@@ -22,6 +22,16 @@ impl EventType {
 }
 
 /// One thing to report about an object.
+///
+/// ```
+/// use kcache::controller::events::{Event, EventType, Reporter};
+/// let e = Event::warning("BackOff", "Reconcile").note("image pull failed");
+/// assert_eq!((e.type_.as_str(), e.note.as_deref()), ("Warning", Some("image pull failed")));
+/// assert_eq!(e.type_, EventType::Warning);
+/// let r = Reporter { controller: "example.com/ctl".into(), instance: Some("ctl-0".into()) };
+/// assert_eq!(r.instance(), "ctl-0");
+/// assert!(Reporter::new("example.com/ctl").instance().starts_with("example.com/ctl"));
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct Event {
     /// `Normal` or `Warning`.
