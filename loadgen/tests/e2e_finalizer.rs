@@ -242,18 +242,43 @@ async fn a_restart_between_delete_and_cleanup_still_cleans_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_finalizer_changes_conflict_instead_of_clobbering() {
     let (sim, _client, api) = start().await;
-    let stale = Arc::new(api.create(&PostParams::default(), &config_map("e")).await.expect("created"));
+    conflicts_do_not_clobber(&api).await;
+    sim.shutdown().await;
+}
+
+/// The same on a real kube-apiserver, in a namespace of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a real kube-apiserver (KUBECONFIG, a kind- context on 127.0.0.1)"]
+async fn the_real_apiserver_refuses_stale_finalizer_patches_too() {
+    let client = kube::Client::try_default().await.expect("kubeconfig");
+    let name = format!("kcache-finalizer-e2e-{:x}", rand::random::<u32>());
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).expect("namespace");
+    namespaces.create(&PostParams::default(), &ns).await.expect("namespace created");
+    conflicts_do_not_clobber(&Api::namespaced(client, &name)).await;
+    namespaces.delete(&name, &DeleteParams::default()).await.expect("namespace deleted");
+}
+
+async fn finalizers_of(api: &Api<ConfigMap>, name: &str) -> Option<Vec<String>> {
+    api.get_opt(name).await.expect("get").map(|cm| cm.finalizers().to_vec())
+}
+
+async fn conflicts_do_not_clobber(api: &Api<ConfigMap>) {
+    let ns = api.namespace().expect("namespaced").to_owned();
+    let mut cm = config_map("e");
+    cm.metadata.namespace = Some(ns);
+    let stale = Arc::new(api.create(&PostParams::default(), &cm).await.expect("created"));
     let other: Patch<()> = Patch::Json(serde_json::from_value(json!([{"op": "add", "path": "/metadata/finalizers", "value": [OTHER]}])).unwrap());
     api.patch("e", &PatchParams::default(), &other).await.expect("another writer adds its finalizer");
 
     let never = |_: Event<ConfigMap>| async { Ok::<_, Refused>(Action::Done) };
-    let err = finalizer(&api, FIN, stale, never).await.expect_err("the add's test fails");
+    let err = finalizer(api, FIN, stale, never).await.expect_err("the add's test fails");
     assert!(matches!(err, FinalizerError::AddFailed { .. }) && err.is_conflict(), "{err:?}");
-    assert_eq!(server_finalizers(&sim, "e"), Some(vec![OTHER.to_owned()]), "the other finalizer is kept, ours not added");
+    assert_eq!(finalizers_of(api, "e").await, Some(vec![OTHER.to_owned()]), "the other finalizer is kept, ours not added");
 
     let fresh = Arc::new(api.get("e").await.expect("get"));
-    let _ = finalizer(&api, FIN, fresh, never).await.expect("added on the fresh object");
-    assert_eq!(server_finalizers(&sim, "e"), Some(vec![OTHER.to_owned(), FIN.to_owned()]));
+    let _ = finalizer(api, FIN, fresh, never).await.expect("added on the fresh object");
+    assert_eq!(finalizers_of(api, "e").await, Some(vec![OTHER.to_owned(), FIN.to_owned()]));
 
     api.delete("e", &DeleteParams::default()).await.expect("delete accepted");
     let stale = Arc::new(api.get("e").await.expect("get"));
@@ -265,7 +290,7 @@ async fn concurrent_finalizer_changes_conflict_instead_of_clobbering() {
 
     let cleaned = Arc::new(AtomicU32::new(0));
     let count = cleaned.clone();
-    let err = finalizer(&api, FIN, stale, |e| async move {
+    let err = finalizer(api, FIN, stale, |e| async move {
         assert!(matches!(e, Event::Cleanup(_)));
         count.fetch_add(1, Ordering::SeqCst);
         Ok::<_, Refused>(Action::Done)
@@ -274,10 +299,9 @@ async fn concurrent_finalizer_changes_conflict_instead_of_clobbering() {
     .expect_err("the removal's test of index 1 fails: the list moved");
     assert!(matches!(err, FinalizerError::RemoveFailed { .. }) && err.is_conflict(), "{err:?}");
     assert_eq!(cleaned.load(Ordering::SeqCst), 1);
-    assert_eq!(server_finalizers(&sim, "e"), Some(vec![FIN.to_owned()]), "nothing removed by the stale patch");
+    assert_eq!(finalizers_of(api, "e").await, Some(vec![FIN.to_owned()]), "nothing removed by the stale patch");
 
     let fresh = Arc::new(api.get("e").await.expect("get"));
-    let _ = finalizer(&api, FIN, fresh, never).await.expect("removed on the fresh object");
-    assert_eq!(server_finalizers(&sim, "e"), None, "the last finalizer gone, the object is deleted");
-    sim.shutdown().await;
+    let _ = finalizer(api, FIN, fresh, never).await.expect("removed on the fresh object");
+    assert_eq!(finalizers_of(api, "e").await, None, "the last finalizer gone, the object is deleted");
 }
