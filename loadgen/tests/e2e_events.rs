@@ -3,8 +3,8 @@
 //! series, the spam filter, and a slow server that must not block publishing.
 //!
 //! `the_real_apiserver_accepts_and_returns_the_event_as_written` is
-//! `#[ignore]`d: it needs a real server (`KUBECONFIG` pointing at a `kind-`
-//! context on 127.0.0.1); it creates and deletes its own namespace.
+//! `#[ignore]`d: it needs a real server (`KCACHE_REAL_KUBECONFIG`, a `kind-`
+//! context on a loopback address); it creates and deletes its own namespace.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -185,9 +185,9 @@ async fn a_slow_server_never_blocks_publish() {
 /// Writes an Event, then the same again (a series), on a real kube-apiserver
 /// and compares what it returns with what was written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs a real kube-apiserver (KUBECONFIG, a kind- context on 127.0.0.1)"]
+#[ignore = "needs a real kube-apiserver: KCACHE_REAL_KUBECONFIG, see docs/TESTING.md"]
 async fn the_real_apiserver_accepts_and_returns_the_event_as_written() {
-    let client = kube::Client::try_default().await.expect("kubeconfig");
+    let client = real_client().await;
     let ns = format!("kcache-events-e2e-{:x}", rand::random::<u32>());
     make_namespace(&client, &ns).await;
     let cm = config_map(&client, &ns, "web").await;
@@ -208,4 +208,14 @@ async fn the_real_apiserver_accepts_and_returns_the_event_as_written() {
     check_shape(&raw, &regarding, &related);
     assert_eq!(raw["series"]["count"], 3);
     Api::<Namespace>::all(client).delete(&ns, &DeleteParams::default()).await.expect("namespace deleted");
+}
+
+/// A client for the real server of docs/TESTING.md (`KCACHE_REAL_KUBECONFIG`),
+/// refused unless its context is a `kind-` one on a loopback address.
+async fn real_client() -> kube::Client {
+    let path = std::env::var("KCACHE_REAL_KUBECONFIG").expect("KCACHE_REAL_KUBECONFIG: the real server's kubeconfig");
+    let kubeconfig = kube::config::Kubeconfig::read_from(&path).expect("kubeconfig");
+    kcache_loadgen::guard::check_context(&kubeconfig, None, false).expect("a kind- context on a loopback server");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.expect("config");
+    kube::Client::try_from(config).expect("client")
 }

@@ -248,9 +248,9 @@ async fn concurrent_finalizer_changes_conflict_instead_of_clobbering() {
 
 /// The same on a real kube-apiserver, in a namespace of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs a real kube-apiserver (KUBECONFIG, a kind- context on 127.0.0.1)"]
+#[ignore = "needs a real kube-apiserver: KCACHE_REAL_KUBECONFIG, see docs/TESTING.md"]
 async fn the_real_apiserver_refuses_stale_finalizer_patches_too() {
-    let client = kube::Client::try_default().await.expect("kubeconfig");
+    let client = real_client().await;
     let name = format!("kcache-finalizer-e2e-{:x}", rand::random::<u32>());
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).expect("namespace");
@@ -304,4 +304,14 @@ async fn conflicts_do_not_clobber(api: &Api<ConfigMap>) {
     let fresh = Arc::new(api.get("e").await.expect("get"));
     let _ = finalizer(api, FIN, fresh, never).await.expect("removed on the fresh object");
     assert_eq!(finalizers_of(api, "e").await, None, "the last finalizer gone, the object is deleted");
+}
+
+/// A client for the real server of docs/TESTING.md (`KCACHE_REAL_KUBECONFIG`),
+/// refused unless its context is a `kind-` one on a loopback address.
+async fn real_client() -> kube::Client {
+    let path = std::env::var("KCACHE_REAL_KUBECONFIG").expect("KCACHE_REAL_KUBECONFIG: the real server's kubeconfig");
+    let kubeconfig = kube::config::Kubeconfig::read_from(&path).expect("kubeconfig");
+    kcache_loadgen::guard::check_context(&kubeconfig, None, false).expect("a kind- context on a loopback server");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.expect("config");
+    kube::Client::try_from(config).expect("client")
 }
