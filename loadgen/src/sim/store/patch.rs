@@ -8,6 +8,8 @@
 //! * A patch carrying a `metadata.resourceVersion` other than the stored one
 //!   answers 409 Conflict, on either path.
 //! * The finalizer rules of [`super::finalize`] apply.
+//! * A JSON patch's `test` passes and fails as on a real server (a `null` test
+//!   of a missing member passes), and a failed operation answers its 422.
 
 use std::sync::Arc;
 
@@ -49,11 +51,16 @@ impl Store {
         let patch_doc: Value = serde_json::from_slice(patch)
             .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
         let json_patch: Option<json_patch::Patch> = match kind {
-            PatchKind::Json => {
-                Some(serde_json::from_value(patch_doc.clone()).map_err(|e| {
+            PatchKind::Json => Some(serde_json::from_value(patch_doc.clone()).map_err(|e| {
+                // A real v1.36 server decodes the list first (400) and each
+                // operation only when applying it: an unknown `op` in a list
+                // is the 422 of any failed operation.
+                if patch_doc.is_array() {
+                    json_patch_rejected()
+                } else {
                     ApiError::bad_request(format!("error decoding json patch: {e}"))
-                })?)
-            }
+                }
+            })?),
             PatchKind::Merge => {
                 if !patch_doc.is_object() {
                     return Err(ApiError::bad_request(
@@ -147,23 +154,27 @@ fn prepare_patch_full(
 /// handler's `NewGenericServerResponse(422, ...)`: the patch error itself is
 /// not in the answer).
 fn apply_json_patch(doc: &mut Value, patch: &json_patch::Patch) -> Result<(), ApiError> {
-    let rejected = || ApiError {
-        code: 422,
-        reason: "Invalid",
-        message: "the server rejected our request due to an error in our request".to_owned(),
-        details: Some(Value::Object(Map::new())),
-        continue_token: None,
-    };
     for op in &patch.0 {
         let applied = match op {
             json_patch::PatchOperation::Test(t) => go_test(doc, t.path.as_str(), &t.value),
             other => json_patch::patch(doc, std::slice::from_ref(other)).is_ok(),
         };
         if !applied {
-            return Err(rejected());
+            return Err(json_patch_rejected());
         }
     }
     Ok(())
+}
+
+/// The real server's answer to a JSON patch operation that fails (see [`apply_json_patch`]).
+fn json_patch_rejected() -> ApiError {
+    ApiError {
+        code: 422,
+        reason: "Invalid",
+        message: "the server rejected our request due to an error in our request".to_owned(),
+        details: Some(Value::Object(Map::new())),
+        continue_token: None,
+    }
 }
 
 /// A JSON patch `test` as evanphx/json-patch v4 `Patch.test` decides it, which
@@ -382,6 +393,12 @@ mod tests {
         let remove_past_end = br#"[{"op":"remove","path":"/metadata/finalizers/5"}]"#;
         let err = store.patch(res, "ns", &name, PatchKind::Json, remove_past_end, false).expect_err("no such index");
         assert_eq!((err.code, err.reason), (422, "Invalid"));
+        let unknown_op = br#"[{"op":"bogus","path":"/metadata/labels"}]"#;
+        let err = store.patch(res, "ns", &name, PatchKind::Json, unknown_op, false).expect_err("no such op");
+        assert_eq!((err.code, err.reason), (422, "Invalid"), "a real server refuses it when applying");
+        let not_a_list = br#"{"op":"test"}"#;
+        let err = store.patch(res, "ns", &name, PatchKind::Json, not_a_list, false).expect_err("not a list");
+        assert_eq!((err.code, err.reason), (400, "BadRequest"));
         let unchanged = store.current(res, &key_of("ns", &name)).expect("pod exists").to_value();
         assert_eq!(unchanged["metadata"]["finalizers"], json!(["a/b"]));
     }
