@@ -658,7 +658,7 @@ async fn dispatch(
             let kind = match ct.split(';').next().unwrap_or("").trim() {
                 "application/merge-patch+json" => PatchKind::Merge,
                 "application/json-patch+json" => PatchKind::Json,
-                _ => return Err(ApiError::unsupported_patch(&ct)),
+                _ => return Err(ApiError::unsupported_patch()),
             };
             let body = read_body(req).await?;
             let o = shared.store.patch(

@@ -105,11 +105,14 @@ impl Entry {
 
     /// How the conflict message names the manager (conflict.go `printManager`).
     fn printed(&self) -> String {
-        if self.operation == "Update" {
-            format!("{:?} using {} at {}", self.manager, self.api_version, self.time)
-        } else {
-            format!("{:?}", self.manager)
+        let mut out = format!("{:?}", self.manager);
+        if let Some(sub) = &self.subresource {
+            out.push_str(&format!(" with subresource {sub:?}"));
         }
+        if self.operation == "Update" {
+            out.push_str(&format!(" using {} at {}", self.api_version, self.time));
+        }
+        out
     }
 }
 
@@ -141,7 +144,6 @@ impl Store {
             .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
         let body = into_object(body, &def.kind)?;
         check_applied_type(&def, &body)?;
-        check_names(&body, ns, name)?;
         let api_version = def.api_version();
         let config = applied_config(&def, &body, req.status_only);
         let mut applied = FieldSet::new();
@@ -159,9 +161,11 @@ impl Store {
                 fields: applied.clone(),
             };
             let Some(cur) = self.current(res, &key) else {
+                // The real server looks the object up before it compares names.
                 if req.status_only {
                     return Err(ApiError::not_found(&def.plural, name));
                 }
+                check_names(&body, ns, name)?;
                 let mut obj = body.clone();
                 if patch_reaches_guarded_fields(&def, &obj) {
                     obj.remove("status");
@@ -176,6 +180,7 @@ impl Store {
                     Err(e) => return Err(e),
                 }
             };
+            check_names(&body, ns, name)?;
             let old = into_object(cur.to_value(), &def.kind)?;
             let live = Value::Object(old.clone());
             let mut entries: Vec<Entry> = old

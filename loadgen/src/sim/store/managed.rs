@@ -7,7 +7,8 @@
 //!   `k:{"<key>":<value>}`), so a set read from `FieldsV1` and written back is
 //!   the same JSON (keys sorted, as serde_json writes them).
 //! * Lists named in [`merge_keys`] are maps keyed by their merge key; every
-//!   other list is atomic: one leaf, compared and replaced as a whole.
+//!   other list is atomic: one leaf, compared and replaced as a whole. So is
+//!   an object named `selector`; every other object is granular.
 
 use std::collections::BTreeSet;
 
@@ -28,6 +29,13 @@ pub(super) fn merge_keys(field: &str) -> Option<&'static [&'static str]> {
         "conditions" => Some(&["type"]),
         _ => None,
     }
+}
+
+/// Whether an object-valued field is owned as one leaf: a label selector
+/// (`metav1.LabelSelector` is `+structType=atomic`, a Service's and a pod's
+/// `selector` maps `+mapType=atomic`).
+fn atomic_object(field: Option<&str>) -> bool {
+    field == Some("selector")
 }
 
 /// The `k:{…}` segment of `item` in a list keyed by `keys`, when it carries them all.
@@ -54,7 +62,7 @@ fn last_field(path: &[String]) -> Option<&str> {
 /// and atomic list is a leaf; a keyed list item is its own path and its fields'.
 pub(super) fn collect(value: &Value, path: &mut FieldPath, out: &mut FieldSet) {
     match value {
-        Value::Object(m) if !m.is_empty() => {
+        Value::Object(m) if !m.is_empty() && !atomic_object(last_field(path)) => {
             for (k, v) in m {
                 path.push(format!("f:{k}"));
                 collect(v, path, out);
@@ -190,7 +198,7 @@ pub(super) fn remove_at(root: &mut Value, path: &[String]) {
 /// field, keyed lists item by item (new items appended), anything else replaced.
 pub(super) fn merge(live: &mut Value, applied: &Value, field: Option<&str>) {
     match (live, applied) {
-        (Value::Object(l), Value::Object(a)) => {
+        (Value::Object(l), Value::Object(a)) if !atomic_object(field) => {
             for (k, av) in a {
                 match l.get_mut(k) {
                     Some(lv) => merge(lv, av, Some(k)),
@@ -270,8 +278,11 @@ mod tests {
     }
 
     #[test]
-    fn other_lists_are_atomic() {
-        let set = set_of(&json!({"spec": {"args": ["a", "b"]}}));
-        assert_eq!(set.into_iter().collect::<Vec<_>>(), vec![vec!["f:spec".to_owned(), "f:args".to_owned()]]);
+    fn other_lists_and_selectors_are_atomic() {
+        let set = set_of(&json!({"spec": {"args": ["a", "b"], "selector": {"matchLabels": {"app": "x"}}}}));
+        assert_eq!(to_fields_v1(&set), json!({"f:spec": {"f:args": {}, "f:selector": {}}}));
+        let mut live = json!({"selector": {"matchLabels": {"app": "x"}}});
+        merge(&mut live, &json!({"selector": {"matchExpressions": []}}), None);
+        assert_eq!(live, json!({"selector": {"matchExpressions": []}}), "an atomic object is replaced");
     }
 }
