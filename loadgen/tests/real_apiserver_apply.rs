@@ -217,7 +217,7 @@ async fn the_simulator_applies_as_the_recorded_real_server() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs a real kube-apiserver: see docs/TESTING.md"]
+#[ignore = "needs a real kube-apiserver: KCACHE_REAL_KUBECONFIG (see the file's doc)"]
 async fn the_real_apiserver_applies_as_recorded() {
     let path = std::env::var("KCACHE_REAL_KUBECONFIG").expect("KCACHE_REAL_KUBECONFIG: the real server's kubeconfig");
     let kubeconfig = kube::config::Kubeconfig::read_from(&path).expect("kubeconfig");
