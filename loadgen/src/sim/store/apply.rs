@@ -360,3 +360,55 @@ fn conflict_error(conflicts: &[(String, String)]) -> ApiError {
     };
     ApiError { code: 409, reason: "Conflict", message, details: Some(json!({"causes": causes})), continue_token: None }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(manager: &str, operation: &str, subresource: Option<&str>) -> Entry {
+        Entry {
+            manager: manager.into(),
+            operation: operation.into(),
+            api_version: "v1".into(),
+            time: "2026-12-05T00:00:00Z".into(),
+            subresource: subresource.map(str::to_owned),
+            fields: FieldSet::new(),
+        }
+    }
+
+    /// conflict.go's `printManager` and `getConflictMessage`, for managers of
+    /// every kind and more than one of them.
+    #[test]
+    fn conflicts_are_worded_as_apimachinery_words_them() {
+        assert_eq!(entry("a", "Apply", None).printed(), r#""a""#);
+        assert_eq!(entry("a", "Apply", Some("status")).printed(), r#""a" with subresource "status""#);
+        assert_eq!(entry("k", "Update", None).printed(), r#""k" using v1 at 2026-12-05T00:00:00Z"#);
+        let e = conflict_error(&[
+            (r#""b""#.into(), ".data.y".into()),
+            (r#""a""#.into(), ".data.x".into()),
+            (r#""b""#.into(), ".data.z".into()),
+        ]);
+        assert_eq!((e.code, e.reason), (409, "Conflict"));
+        assert_eq!(e.message, "Apply failed with 3 conflicts: conflicts with \"a\":\n- .data.x\nconflicts with \"b\":\n- .data.y\n- .data.z");
+        let causes = e.details.expect("details")["causes"].clone();
+        assert_eq!(causes[0], json!({"reason": "FieldManagerConflict", "message": "conflict with \"b\"", "field": ".data.y"}));
+    }
+
+    #[test]
+    fn an_entry_survives_a_round_trip_through_managed_fields() {
+        let mut e = entry("a", "Apply", Some("status"));
+        collect(&json!({"status": {"phase": "x"}}), &mut Vec::new(), &mut e.fields);
+        assert_eq!(Entry::parse(&e.to_value()), Some(e));
+    }
+
+    #[test]
+    fn the_applied_configuration_leaves_out_server_metadata_and_guarded_status() {
+        let pod = ResourceDef::new("", "v1", "Pod", "pods", true);
+        let body = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "namespace": "n", "labels": {"a": "b"}},
+            "spec": {"x": 1}, "status": {"phase": "Running"}});
+        let body = body.as_object().expect("object");
+        assert_eq!(applied_config(&pod, body, false), json!({"metadata": {"labels": {"a": "b"}}, "spec": {"x": 1}}));
+        assert_eq!(applied_config(&pod, body, true), json!({"status": {"phase": "Running"}}));
+    }
+}
