@@ -45,7 +45,7 @@ pub enum ClientError {
     MissingName,
     /// The cache did not reach the resourceVersion in time (after a write:
     /// the write itself was made).
-    #[error("cache did not reach resourceVersion {0} in time")]
+    #[error("cache did not reach resourceVersion {0} in time (after a write, the write was made: do not repeat it; reads may not see it yet)")]
     Timeout(String),
 }
 
