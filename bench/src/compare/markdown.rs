@@ -617,8 +617,8 @@ fn reconcile_section(o: &mut String, x: &ReconcileRow) {
     let _ = writeln!(o, "## 10. Reconcile throughput: `kcache::controller::Controller<Pod>` vs kube-rs's `Controller<Pod>`\n");
     let _ = writeln!(
         o,
-        "Measured in the `compare` process itself (`kcache_bench::compare::reconcile`) against one in-process \
-         simulator holding {} realistic pods. Each run starts a fresh controller over all pods with {} concurrent \
+        "Measured in the `compare` process itself (`kcache_bench::compare::reconcile`; the system allocator, \
+         not mimalloc) against one in-process simulator holding {} realistic pods. Each run starts a fresh controller over all pods with {} concurrent \
          reconciles (one per core; kube-rs's `Config::concurrency`) on a tokio runtime of its own with as many \
          threads; the reconcile only counts and returns `Action::await_change()`. Two phases are timed: \
          **initial**, from the controller's start until every pod was reconciled once (the initial LIST, \
