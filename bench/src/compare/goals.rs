@@ -1,5 +1,5 @@
 //! The goals a comparison checks: each a measured figure against a limit it
-//! must not exceed.
+//! must not exceed (or, for a throughput, must reach).
 //!
 //! # Guarantees
 //! * A goal whose figure could not be measured is "not measured", never met.
@@ -16,8 +16,10 @@ pub struct Goal {
     pub target: String,
     /// The measured value (a ratio, or a growth fraction).
     pub measured: Option<f64>,
-    /// The limit `measured` must not exceed.
+    /// The limit `measured` must not exceed (must reach, with `at_least`).
     pub limit: f64,
+    /// The goal is a floor, as for a throughput: met when `measured >= limit`.
+    pub at_least: bool,
     /// The best value reachable in the same runs, where a floor was measured
     /// (the event-latency ratio cannot go below the wire's).
     pub floor: Option<f64>,
@@ -26,13 +28,14 @@ pub struct Goal {
 impl Goal {
     /// `Some(true)` when met, `None` when not measured.
     pub fn met(&self) -> Option<bool> {
-        self.measured.map(|m| m <= self.limit)
+        self.measured.map(|m| if self.at_least { m >= self.limit } else { m <= self.limit })
     }
 
     /// "met", or "missed by 1.7x", or "not measured".
     pub fn verdict(&self) -> String {
         match (self.measured, self.met()) {
             (Some(_), Some(true)) => "met".into(),
+            (Some(m), _) if self.at_least && self.limit > 0.0 => format!("missed: {:.2}x the goal", m / self.limit),
             (Some(m), _) if self.limit > 0.0 => format!("missed: {:.2}x the limit", m / self.limit),
             (Some(m), _) => format!("missed: {m:.3} over a limit of 0"),
             _ => "not measured".into(),
@@ -75,6 +78,7 @@ pub fn goals(r: &Results) -> Vec<Goal> {
             measured: small.and_then(|s| s.memory_ratio),
             limit: 0.2,
             floor: None,
+            at_least: false,
         },
         Goal {
             name: format!("initial sync of {label} pods, kcache / kube-rs"),
@@ -82,6 +86,7 @@ pub fn goals(r: &Results) -> Vec<Goal> {
             measured: small.and_then(|s| s.sync_ratio),
             limit: 0.5,
             floor: None,
+            at_least: false,
         },
         Goal {
             name: "Get one pod p99 (2 readers, 2,000 writes/s), kcache / kube-rs".into(),
@@ -89,6 +94,7 @@ pub fn goals(r: &Results) -> Vec<Goal> {
             measured: r.reads.get_p99_ratio,
             limit: 0.5,
             floor: None,
+            at_least: false,
         },
         Goal {
             name: "List 1,000 pods p99, kcache / kube-rs".into(),
@@ -96,6 +102,7 @@ pub fn goals(r: &Results) -> Vec<Goal> {
             measured: r.reads.list_p99_ratio,
             limit: 0.1,
             floor: None,
+            at_least: false,
         },
         Goal {
             name: "event p99 at 2,000 writes/s (sync handler), kcache / kube-rs".into(),
@@ -103,6 +110,7 @@ pub fn goals(r: &Results) -> Vec<Goal> {
             measured: sync_w.and_then(|w| w.p99_ratio),
             limit: 0.5,
             floor: sync_w.and_then(|w| w.floor_ratio),
+            at_least: false,
         },
         Goal {
             name: "kcache event p99 at 2,000 writes/s (sync handler), ms".into(),
@@ -110,6 +118,7 @@ pub fn goals(r: &Results) -> Vec<Goal> {
             measured: kcache_side(sync_w).map(|s| s.p99_ms),
             limit: 10.0,
             floor: None,
+            at_least: false,
         },
         Goal {
             name: "workqueue style RSS growth over the write phase, kcache (last third vs middle third)".into(),
@@ -117,6 +126,7 @@ pub fn goals(r: &Results) -> Vec<Goal> {
             measured: kcache_side(wq).and_then(|s| s.growth),
             limit: 0.05,
             floor: None,
+            at_least: false,
         },
         Goal {
             name: "extra API calls caused by resync, kcache".into(),
@@ -124,6 +134,7 @@ pub fn goals(r: &Results) -> Vec<Goal> {
             measured: extra_calls,
             limit: 0.0,
             floor: None,
+            at_least: false,
         },
         Goal {
             name: format!(
@@ -135,6 +146,7 @@ pub fn goals(r: &Results) -> Vec<Goal> {
             }),
             limit: OVERLOAD_BOUND_WIRE,
             floor: None,
+            at_least: false,
         },
         Goal {
             name: "typed Get p99 of objects kcache's typed view keeps, kcache / kube-rs".into(),
@@ -142,6 +154,18 @@ pub fn goals(r: &Results) -> Vec<Goal> {
             measured: r.typed_get.as_ref().and_then(|t| t.p99_ratio),
             limit: 2.0,
             floor: None,
+            at_least: false,
+        },
+        Goal {
+            name: format!(
+                "reconcile throughput of a no-op controller over {}k pods after a reconcile-all (workers = cores), kcache / kube-rs",
+                r.reconcile.as_ref().map_or(super::reconcile::PODS, |x| x.pods) / 1000
+            ),
+            target: ">= 2x".into(),
+            measured: r.reconcile.as_ref().and_then(|x| x.ratio),
+            limit: 2.0,
+            floor: None,
+            at_least: true,
         },
         Goal {
             name: "events lost in the 100k-pod scale run at 2,000 writes/s, kcache".into(),
@@ -149,6 +173,7 @@ pub fn goals(r: &Results) -> Vec<Goal> {
             measured: r.scale.as_ref().map(|s| if s.cache_matches_server { s.events_lost as f64 } else { f64::INFINITY }),
             limit: 0.0,
             floor: None,
+            at_least: false,
         },
     ]
 }
@@ -156,7 +181,7 @@ pub fn goals(r: &Results) -> Vec<Goal> {
 #[cfg(test)]
 mod tests {
     use crate::compare::results::build;
-    use crate::compare::synthetic::{machine, synthetic, typed_get_row};
+    use crate::compare::synthetic::{machine, reconcile_row, synthetic, typed_get_row};
 
     #[test]
     fn goals_report_met_and_missed_with_the_factor() {
@@ -188,5 +213,30 @@ mod tests {
         r.goals = super::goals(&r);
         // Paired ratios 1.0, 1.5, 0.6: the median 1.0 is within 2x.
         assert_eq!(typed(&r), (Some(1.0), Some(true)));
+    }
+
+    #[test]
+    fn the_reconcile_goal_is_a_floor_on_the_rounds_median_rate_ratio() {
+        let mut r = build(&synthetic(), machine(), false, 1.0);
+        let goal = |r: &crate::compare::results::Results| {
+            r.goals.iter().find(|g| g.name.starts_with("reconcile throughput")).cloned().unwrap()
+        };
+        assert_eq!((goal(&r).measured, goal(&r).met()), (None, None));
+        r.reconcile = Some(reconcile_row());
+        r.goals = super::goals(&r);
+        // Paired ratios 5, 2 and 3: the median 3 reaches 2x.
+        let g = goal(&r);
+        assert_eq!((g.measured, g.met(), g.target.as_str()), (Some(3.0), Some(true), ">= 2x"));
+        assert!(g.name.contains("10k pods"), "{}", g.name);
+        // Below the floor it is missed, by the fraction of the goal reached.
+        let mut row = reconcile_row();
+        row.ratio = Some(1.5);
+        r.reconcile = Some(row);
+        r.goals = super::goals(&r);
+        let g = goal(&r);
+        assert_eq!(g.met(), Some(false));
+        assert_eq!(g.verdict(), "missed: 0.75x the goal");
+        let md = crate::compare::markdown::results_md(&r, &[]);
+        assert!(md.contains("1.500x against at least 2.00x: 0.75 of the goal"), "{md}");
     }
 }

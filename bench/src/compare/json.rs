@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::goals::{Goal, OVERLOAD_BOUND_WIRE};
 use super::plan::OVERLOAD_HANDLER_COST_US;
 use super::results::{Failure, Results};
-use super::rows::{Engines, Lat, ReadLatencies, ResyncRow, SimRow, SimWrites, SyncRow, TypedGetRow, WriteRow, WriteSide};
+use super::rows::{Engines, Lat, ReadLatencies, ReconcileRow, ResyncRow, SimRow, SimWrites, SyncRow, TypedGetRow, WriteRow, WriteSide};
 use super::stats::ratio_of;
 
 /// The whole document.
@@ -48,6 +48,10 @@ struct Document<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     sim: Option<Sim>,
     typed_get_p99_ns: TypedP99,
+    /// Reconcile-all rate (reconciles/s); the ratio is kcache / kube-rs, higher is better.
+    reconcile_per_s: Compared,
+    /// Seconds until every pod was reconciled once, the initial LIST included.
+    reconcile_initial_seconds: Compared,
     goals: Vec<GoalEntry<'a>>,
     failures: Vec<FailureEntry<'a>>,
 }
@@ -116,6 +120,16 @@ impl TypedP99 {
             ratio: row.and_then(|r| r.p99_ratio),
             kcache_decode: row.map(|r| r.kcache_decode.p99),
         }
+    }
+}
+
+impl Compared {
+    /// A reconcile figure of each engine (medians over rounds) and the median of the
+    /// rounds' ratios; all `null` when not measured.
+    fn reconcile(row: Option<&ReconcileRow>, of: fn(&ReconcileRow) -> (Engines<f64>, Option<f64>)) -> Compared {
+        let Some((e, ratio)) = row.map(of) else { return Compared { kcache: None, kube_rs: None, ratio: None } };
+        let e = e.map(|v| Some(v).filter(|v| v.is_finite()));
+        Compared { kcache: e.kcache, kube_rs: e.kube_rs, ratio }
     }
 }
 
@@ -455,6 +469,8 @@ impl<'a> Document<'a> {
             scale: r.scale.as_ref().map(Scale::of),
             sim: r.sim.as_ref().map(Sim::of),
             typed_get_p99_ns: TypedP99::of(r.typed_get.as_ref()),
+            reconcile_per_s: Compared::reconcile(r.reconcile.as_ref(), |x| (x.per_s, x.ratio)),
+            reconcile_initial_seconds: Compared::reconcile(r.reconcile.as_ref(), |x| (x.initial_seconds, x.initial_ratio)),
             goals: r.goals.iter().map(GoalEntry::of).collect(),
             failures: r.failures.iter().map(FailureEntry::of).collect(),
         }
@@ -483,7 +499,7 @@ mod tests {
     use crate::compare::plan::Group;
     use crate::compare::results::build;
     use crate::compare::stats::MIB;
-    use crate::compare::synthetic::{complete, key_paths, machine, outcome, pct, synthetic, typed_get_row};
+    use crate::compare::synthetic::{complete, key_paths, machine, outcome, pct, reconcile_row, synthetic, typed_get_row};
     use serde_json::json;
 
     #[test]
@@ -552,6 +568,36 @@ mod tests {
         assert!(md.contains("| kcache, not kept (a decode) | 10.0 µs | 18.0 µs | 20.0 µs | 3000 |"), "{md}");
         assert!(
             md.contains("Typed Get p99 kcache / kube-rs (median of the rounds' ratios): 1.00x; each round: 100 ns / 100 ns; 300 ns / 200 ns; 120 ns / 200 ns."),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn reconcile_throughput_reaches_the_json_and_the_markdown_as_medians_of_rounds() {
+        let mut r = build(&synthetic(), machine(), false, 1.0);
+        let j = to_json(&r).unwrap();
+        for key in ["kcache", "kube_rs", "ratio"] {
+            assert!(j["reconcile_per_s"][key].is_null(), "not measured: {key} is null");
+            assert!(j["reconcile_initial_seconds"][key].is_null(), "not measured: {key} is null");
+        }
+        assert!(!crate::compare::markdown::results_md(&r, &[]).contains("## 10. Reconcile throughput"));
+        r.reconcile = Some(reconcile_row());
+        let j = to_json(&r).unwrap();
+        for key in ["kcache", "kube_rs", "ratio"] {
+            assert!(j["reconcile_per_s"][key].is_number(), "{key}: {}", j["reconcile_per_s"]);
+        }
+        // Medians of 100k/60k/90k and 20k/30k/30k; paired ratios 5, 2 and 3.
+        assert_eq!(j["reconcile_per_s"]["kcache"], json!(90_000.0));
+        assert_eq!(j["reconcile_per_s"]["kube_rs"], json!(30_000.0));
+        assert_eq!(j["reconcile_per_s"]["ratio"], json!(3.0));
+        assert_eq!(j["reconcile_initial_seconds"]["kcache"], json!(0.5));
+        assert_eq!(j["reconcile_initial_seconds"]["ratio"], json!(0.5));
+        let md = crate::compare::markdown::results_md(&r, &[]);
+        assert!(md.contains("## 10. Reconcile throughput"), "{md}");
+        assert!(md.contains("| kcache | 0.500 s | 90000 |"), "{md}");
+        assert!(md.contains("| kube-rs | 1.000 s | 30000 |"), "{md}");
+        assert!(
+            md.contains("Reconcile-all rate kcache / kube-rs (median of the rounds' ratios): 3.00x; each round (reconciles/s): 100000 / 20000; 60000 / 30000; 90000 / 30000."),
             "{md}"
         );
     }

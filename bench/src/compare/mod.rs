@@ -12,6 +12,8 @@
 //! * [`json`]: the docs/results.json document.
 //! * [`typed`]: typed Gets (kcache's typed view against kube-rs's `Store<Pod>`),
 //!   measured in this process.
+//! * [`reconcile`]: reconcile throughput of a no-op controller (kcache's
+//!   `Controller<Pod>` against kube-rs's), measured in this process.
 //! * [`markdown`] and [`charts`]: the documents.
 
 pub mod charts;
@@ -22,6 +24,7 @@ pub mod machine;
 pub mod markdown;
 pub mod plan;
 pub mod results;
+pub mod reconcile;
 pub mod rows;
 pub mod stats;
 #[cfg(test)]
@@ -114,6 +117,15 @@ fn measure_typed_get(quick: bool, failures: &mut Vec<results::Failure>) -> Optio
     measured.map_err(|e| failures.push(results::Failure { job: "typed-get".into(), error: e.to_string() })).ok()
 }
 
+/// Measures reconcile throughput ([`reconcile`]); a failure is recorded in
+/// `failures` and leaves the section out.
+fn measure_reconcile(quick: bool, failures: &mut Vec<results::Failure>) -> Option<rows::ReconcileRow> {
+    let t = Instant::now();
+    let measured = reconcile::measure(quick);
+    eprintln!("compare: reconcile throughput {:>6.1} s", t.elapsed().as_secs_f64());
+    measured.map_err(|e| failures.push(results::Failure { job: "reconcile".into(), error: e.to_string() })).ok()
+}
+
 /// Runs every job of the plan and writes the documents; returns the results.
 ///
 /// # Errors
@@ -152,8 +164,11 @@ pub fn run(opts: &Options) -> Result<Results, CompareError> {
     }
     if opts.only.as_deref().is_none_or(|o| "typed-get".contains(o)) {
         results.typed_get = measure_typed_get(opts.quick, &mut results.failures);
-        results.goals = goals::goals(&results);
     }
+    if opts.only.as_deref().is_none_or(|o| "reconcile".contains(o)) {
+        results.reconcile = measure_reconcile(opts.quick, &mut results.failures);
+    }
+    results.goals = goals::goals(&results);
     results.wall_seconds = started.elapsed().as_secs_f64();
     let docs = opts.root.join("docs");
     let charts = charts::draw_all(&results, &docs.join("img"))?;

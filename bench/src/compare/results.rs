@@ -15,7 +15,7 @@ use super::exec::Outcome;
 use super::goals::{Goal, goals};
 use super::machine::Machine;
 use super::plan::Group;
-use super::rows::{Engines, Reads, ResyncRow, SimRow, SyncRow, TypedGetRow, WriteRow, WriteSide};
+use super::rows::{Engines, Reads, ReconcileRow, ResyncRow, SimRow, SyncRow, TypedGetRow, WriteRow, WriteSide};
 use super::stats::Index;
 
 /// A job that failed or whose checks failed.
@@ -53,6 +53,9 @@ pub struct Results {
     /// Typed Gets, kcache's typed view against kube-rs's `Store<Pod>`; `None` when
     /// not measured.
     pub typed_get: Option<TypedGetRow>,
+    /// Reconcile throughput, kcache's `Controller<Pod>` against kube-rs's; `None`
+    /// when not measured.
+    pub reconcile: Option<ReconcileRow>,
     /// Goals.
     pub goals: Vec<Goal>,
     /// Jobs that failed or whose checks failed.
@@ -88,6 +91,7 @@ pub fn build(outcomes: &[Outcome], machine: Machine, quick: bool, wall_seconds: 
         scale: outcomes.iter().find(|o| o.job.group == Group::Scale).and_then(|o| o.report.clone()),
         sim: None,
         typed_get: None,
+        reconcile: None,
         goals: Vec::new(),
         failures,
         runs: outcomes.iter().filter(|o| o.report.is_some()).count(),

@@ -513,3 +513,64 @@ impl Lat {
         }
     }
 }
+
+/// One engine's figures in one round of the reconcile measurement ([`super::reconcile`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ReconcileRun {
+    /// Seconds from the controller's start until every pod was reconciled once: the
+    /// initial LIST, decode and cache fill included.
+    pub initial_seconds: f64,
+    /// Pods / the seconds from a reconcile-all trigger until every pod was
+    /// reconciled again: the steady-state rate.
+    pub reconcile_all_per_s: f64,
+}
+
+/// Reconcile throughput of a no-op controller over the same pods: kcache's
+/// `Controller<Pod>` against kube-rs's `Controller<Pod>`, measured in the
+/// `compare` process ([`super::reconcile`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ReconcileRow {
+    /// Pods reconciled in each phase.
+    pub pods: usize,
+    /// Concurrent reconciles of each controller (one per core).
+    pub workers: usize,
+    /// Median over the rounds of each engine's initial-phase seconds.
+    pub initial_seconds: Engines<f64>,
+    /// Median over the rounds of each engine's reconcile-all rate (reconciles/s).
+    pub per_s: Engines<f64>,
+    /// Each round's figures.
+    pub by_round: Vec<Engines<ReconcileRun>>,
+    /// Reconcile-all rate kcache / kube-rs: the median of the rounds' ratios (above 1
+    /// is kcache faster).
+    pub ratio: Option<f64>,
+    /// Initial-phase seconds kcache / kube-rs: the median of the rounds' ratios
+    /// (below 1 is kcache faster).
+    pub initial_ratio: Option<f64>,
+}
+
+impl ReconcileRow {
+    /// The row of `rounds` (`None` without one).
+    pub fn from_rounds(pods: usize, workers: usize, rounds: &[Engines<ReconcileRun>]) -> Option<ReconcileRow> {
+        if rounds.is_empty() {
+            return None;
+        }
+        let med = |f: fn(&ReconcileRun) -> f64| {
+            Engines {
+                kcache: median(rounds.iter().map(|r| f(&r.kcache)).collect()).unwrap_or(f64::NAN),
+                kube_rs: median(rounds.iter().map(|r| f(&r.kube_rs)).collect()).unwrap_or(f64::NAN),
+            }
+        };
+        let ratio = |f: fn(&ReconcileRun) -> f64| {
+            median(rounds.iter().filter_map(|r| ratio_of(Some(f(&r.kcache)), Some(f(&r.kube_rs)))).collect())
+        };
+        Some(ReconcileRow {
+            pods,
+            workers,
+            initial_seconds: med(|r| r.initial_seconds),
+            per_s: med(|r| r.reconcile_all_per_s),
+            by_round: rounds.to_vec(),
+            ratio: ratio(|r| r.reconcile_all_per_s),
+            initial_ratio: ratio(|r| r.initial_seconds),
+        })
+    }
+}

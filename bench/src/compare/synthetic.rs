@@ -10,7 +10,7 @@ use super::exec::Outcome;
 use super::machine::Machine;
 use super::plan::{Group, Job};
 use super::results::{Results, build};
-use super::rows::{Lat, SimRow, TypedGetRound, TypedGetRow};
+use super::rows::{Engines, Lat, ReconcileRow, ReconcileRun, SimRow, TypedGetRound, TypedGetRow};
 
 /// Percentiles around `p99`, 100 samples.
 pub(crate) fn pct(p99: f64) -> Percentiles {
@@ -156,9 +156,21 @@ pub(crate) fn typed_get_row() -> TypedGetRow {
     TypedGetRow::from_rounds(10_000, 512, &rounds).expect("three rounds")
 }
 
+/// Three rounds of reconciles over 10,000 pods with 2 workers: kcache's reconcile-all
+/// rates 100k, 60k and 90k/s against kube-rs's 20k, 30k and 30k/s (paired ratios 5, 2
+/// and 3), initial phases 0.5 s against 1 s each.
+pub(crate) fn reconcile_row() -> ReconcileRow {
+    let run = |initial_seconds: f64, reconcile_all_per_s: f64| ReconcileRun { initial_seconds, reconcile_all_per_s };
+    let rounds: Vec<Engines<ReconcileRun>> = [(100_000.0, 20_000.0), (60_000.0, 30_000.0), (90_000.0, 30_000.0)]
+        .into_iter()
+        .map(|(k, b)| Engines { kcache: run(0.5, k), kube_rs: run(1.0, b) })
+        .collect();
+    ReconcileRow::from_rounds(10_000, 2, &rounds).expect("three rounds")
+}
+
 /// [`synthetic`] with every section the documents can hold: a second sync
 /// size (100k), a kube-rs resync reference, an overload pair, the scale run,
-/// the simulator, typed Gets and a failed job.
+/// the simulator, typed Gets, reconcile throughput and a failed job.
 pub(crate) fn complete() -> Results {
     let mut outcomes = synthetic();
     for (rep, kr) in [(0, 2_000.0), (1, 2_100.0), (2, 1_900.0)] {
@@ -189,6 +201,7 @@ pub(crate) fn complete() -> Results {
     let mut r = build(&outcomes, machine(), false, 1234.4);
     r.sim = Some(SimRow::from(&sim_figures()));
     r.typed_get = Some(typed_get_row());
+    r.reconcile = Some(reconcile_row());
     r.goals = super::goals::goals(&r);
     r
 }
