@@ -178,8 +178,19 @@ async fn bad_requests_get_status_errors_and_the_server_keeps_serving() {
         &p,
         "application/apply-patch+yaml",
         b"{}".to_vec(),
-        415,
-        "UnsupportedMediaType",
+        // Server-side apply is served; without a fieldManager the real server answers 422.
+        422,
+        "Invalid",
+    )
+    .await;
+    check(
+        &mut c,
+        "PATCH",
+        &format!("{p}?fieldManager=m"),
+        "application/apply-patch+yaml",
+        b"{oops".to_vec(),
+        400,
+        "BadRequest",
     )
     .await;
     check(

@@ -34,3 +34,5 @@ pub use predicates::Predicate;
 pub use runner::{Action, ControllerStats};
 pub use untyped::KeyController;
 
+pub mod events;
+pub mod finalizer;

@@ -23,7 +23,8 @@
 //!   [`SimServer::resource`]. Minimal discovery (`/version`, `/api`, `/api/v1`,
 //!   `/apis`, `/apis/{g}/{v}`) and the `status` subresource.
 //! * GET, LIST, WATCH, POST (201), PUT (409 on a stale resourceVersion), PATCH
-//!   (merge and JSON patch; strategic-merge and apply answer 415), DELETE and
+//!   (merge and JSON patch, and server-side apply with `managedFields` and
+//!   conflicts, see `store/apply.rs`; strategic-merge answers 415), DELETE and
 //!   DELETE of a collection with the real server's deletion semantics: graceful
 //!   deletion of pods bound to a node (the simulated kubelet removes them when
 //!   the grace period ends, on a clock tests can speed up), finalizers,

@@ -78,7 +78,32 @@ impl ResourceDef {
         )
     }
 
-    /// The resources served by default: pods, nodes, namespaces, configmaps.
+    /// events.k8s.io/v1 Events (namespaced), served at `/apis/events.k8s.io/v1/...`.
+    ///
+    /// Not among [`ResourceDef::defaults`]: a default group would come first in
+    /// `/apis`, ahead of the groups a test registers. The simulator stores these
+    /// apart from the core [`ResourceDef::core_events`], where a real server keeps
+    /// one collection served in both versions.
+    pub fn events() -> Self {
+        // The bookmark tail of a real v1.36 server (a watch with
+        // sendInitialEvents=true on /apis/events.k8s.io/v1/namespaces/NS/events):
+        // the Go zero value of events/v1 Event, whose eventTime, regarding and
+        // deprecated* fields carry no omitempty that applies to structs.
+        ResourceDef::new("events.k8s.io", "v1", "Event", "events", true).with_bookmark_tail(
+            r#","eventTime":null,"regarding":{},"deprecatedSource":{},"deprecatedFirstTimestamp":null,"deprecatedLastTimestamp":null"#,
+        )
+    }
+
+    /// Core v1 Events (namespaced), served at `/api/v1/.../events`.
+    pub fn core_events() -> Self {
+        // The bookmark tail of a real v1.36 server on /api/v1/namespaces/NS/events.
+        ResourceDef::new("", "v1", "Event", "events", true).with_bookmark_tail(
+            r#","involvedObject":{},"source":{},"firstTimestamp":null,"lastTimestamp":null,"eventTime":null,"reportingComponent":"","reportingInstance":"""#,
+        )
+    }
+
+    /// The resources served by default: pods, nodes, namespaces, configmaps,
+    /// and core events.
     pub fn defaults() -> Vec<ResourceDef> {
         vec![
             ResourceDef::new("", "v1", "Pod", "pods", true)
@@ -86,6 +111,7 @@ impl ResourceDef {
             ResourceDef::new("", "v1", "Node", "nodes", false),
             ResourceDef::new("", "v1", "Namespace", "namespaces", false),
             ResourceDef::new("", "v1", "ConfigMap", "configmaps", true),
+            ResourceDef::core_events(),
         ]
     }
 }
@@ -102,5 +128,19 @@ mod tests {
         let bookmark = format!(r#"{{"kind":"Deployment","apiVersion":"apps/v1","metadata":{{"resourceVersion":"1"}}{}}}"#, d.bookmark_tail);
         let v: serde_json::Value = serde_json::from_str(&bookmark).expect("the tail completes a JSON object");
         assert_eq!(v["spec"]["template"]["spec"]["containers"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn both_event_kinds_are_named_apart_and_their_bookmarks_parse() {
+        let (e, core) = (ResourceDef::events(), ResourceDef::core_events());
+        assert_eq!((e.api_version(), e.name()), ("events.k8s.io/v1".into(), "events.events.k8s.io".into()));
+        assert_eq!((core.api_version(), core.name()), ("v1".into(), "events".into()));
+        assert!(e.namespaced && core.namespaced);
+        assert!(ResourceDef::defaults().contains(&core));
+        for d in [e, core] {
+            let bookmark = format!(r#"{{"kind":"Event","metadata":{{}}{}}}"#, d.bookmark_tail);
+            let v: serde_json::Value = serde_json::from_str(&bookmark).expect("the tail completes a JSON object");
+            assert_eq!(v["eventTime"], serde_json::Value::Null);
+        }
     }
 }

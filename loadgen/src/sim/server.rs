@@ -22,7 +22,7 @@ use super::faults::{Counters, FaultRequest, Faults};
 use super::selector::{FieldSelector, LabelSelector};
 use super::status::ApiError;
 use super::store::{
-    DeleteOptions, DeleteOutcome, ListQuery, PatchKind, ResourceId, Store,
+    ApplyRequest, DeleteOptions, DeleteOutcome, ListQuery, PatchKind, ResourceId, Store,
     returns_deleted_object,
 };
 use super::watch;
@@ -643,10 +643,22 @@ async fn dispatch(
         (Method::PATCH, Some(name)) => {
             c.patch.fetch_add(1, Relaxed);
             let ct = content_type(req.headers());
+            if ct.split(';').next().unwrap_or("").trim() == "application/apply-patch+yaml" {
+                let body = read_body(req).await?;
+                let apply = ApplyRequest {
+                    body: &body,
+                    manager: query.get("fieldManager"),
+                    force: query.flag("force").unwrap_or(false),
+                    status_only,
+                };
+                let (o, created) = shared.store.apply(target.res, &target.namespace, &name, &apply)?;
+                let code = if created { StatusCode::CREATED } else { StatusCode::OK };
+                return Ok(respond(code, o.body.clone()));
+            }
             let kind = match ct.split(';').next().unwrap_or("").trim() {
                 "application/merge-patch+json" => PatchKind::Merge,
                 "application/json-patch+json" => PatchKind::Json,
-                _ => return Err(ApiError::unsupported_patch(&ct)),
+                _ => return Err(ApiError::unsupported_patch()),
             };
             let body = read_body(req).await?;
             let o = shared.store.patch(

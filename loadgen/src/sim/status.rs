@@ -221,15 +221,11 @@ impl ApiError {
         )
     }
 
-    /// 415 UnsupportedMediaType for a PATCH content type the server does not take.
-    pub fn unsupported_patch(content_type: &str) -> Self {
-        Self::new(
-            415,
-            "UnsupportedMediaType",
-            format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json (got {content_type:?})"
-            ),
-        )
+    /// 415 UnsupportedMediaType for a PATCH content type the server does not
+    /// take: kube-apiserver v1.36 answers this generic Status (empty details)
+    /// whatever the type, as recorded in tests/data/real-apiserver-apply-transcript.txt.
+    pub fn unsupported_patch() -> Self {
+        ApiError { details: Some(serde_json::json!({})), ..Self::new(415, "UnsupportedMediaType", "415: Unsupported Media Type") }
     }
 
     /// 415 UnsupportedMediaType for a write body that is not JSON.

@@ -22,12 +22,14 @@
 //! (what `resourceVersion=0` and not-older-than reads see, trailing the writes
 //! when a lag is set) is a view of that history.
 
+mod apply;
 mod create;
 mod controllers;
 mod delete;
 mod finalize;
 mod history;
 mod list;
+mod managed;
 mod object;
 mod patch;
 mod prepare;
@@ -37,6 +39,7 @@ mod update;
 mod watch_cache;
 
 pub use controllers::{Collector, Controllers};
+pub(crate) use apply::ApplyRequest;
 pub use delete::{
     DEFAULT_POD_GRACE_SECONDS, DeleteOptions, DeleteOutcome, FINALIZER_FOREGROUND, FINALIZER_ORPHAN,
     returns_deleted_object,

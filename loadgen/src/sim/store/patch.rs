@@ -8,6 +8,8 @@
 //! * A patch carrying a `metadata.resourceVersion` other than the stored one
 //!   answers 409 Conflict, on either path.
 //! * The finalizer rules of [`super::finalize`] apply.
+//! * A JSON patch's `test` passes and fails as on a real server (a `null` test
+//!   of a missing member passes), and a failed operation answers its 422.
 
 use std::sync::Arc;
 
@@ -49,11 +51,16 @@ impl Store {
         let patch_doc: Value = serde_json::from_slice(patch)
             .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
         let json_patch: Option<json_patch::Patch> = match kind {
-            PatchKind::Json => {
-                Some(serde_json::from_value(patch_doc.clone()).map_err(|e| {
+            PatchKind::Json => Some(serde_json::from_value(patch_doc.clone()).map_err(|e| {
+                // A real v1.36 server decodes the list first (400) and each
+                // operation only when applying it: an unknown `op` in a list
+                // is the 422 of any failed operation.
+                if patch_doc.is_array() {
+                    json_patch_rejected()
+                } else {
                     ApiError::bad_request(format!("error decoding json patch: {e}"))
-                })?)
-            }
+                }
+            })?),
             PatchKind::Merge => {
                 if !patch_doc.is_object() {
                     return Err(ApiError::bad_request(
@@ -114,15 +121,7 @@ fn prepare_patch_full(
     let old = into_object(cur.to_value(), &def.kind)?;
     let mut doc = Value::Object(old.clone());
     match json_patch {
-        Some(p) => json_patch::patch(&mut doc, p).map_err(|e| {
-            ApiError::invalid(
-                &def.kind,
-                name,
-                "patch",
-                "FieldValueInvalid",
-                &format!("the patch could not be applied: {e}"),
-            )
-        })?,
+        Some(p) => apply_json_patch(&mut doc, p)?,
         None => json_patch::merge(&mut doc, patch),
     }
     let patched = into_object(doc, &def.kind)?;
@@ -139,6 +138,73 @@ fn prepare_patch_full(
         return Ok((prepare(def, cur.key.clone(), old), ty, Some(next)));
     }
     Ok((prepare(def, cur.key.clone(), next), ty, None))
+}
+
+/// Applies an RFC 6902 patch as the real server does (apiserver
+/// pkg/endpoints/handlers/patch.go `jsonPatcher.applyJSPatch`, with
+/// gopkg.in/evanphx/json-patch.v4).
+///
+/// Any operation that fails, a failed `test` included, answers what a real
+/// v1.36 server answered to each of: a `test` of `/metadata/finalizers` against
+/// a different list, of `/metadata/resourceVersion` against an old version, a
+/// `remove` of `/metadata/finalizers/5` past the list's end, a `test` below a
+/// missing member: HTTP 422 `{"kind":"Status","apiVersion":"v1","metadata":{},
+/// "status":"Failure","message":"the server rejected our request due to an
+/// error in our request","reason":"Invalid","details":{},"code":422}` (the
+/// handler's `NewGenericServerResponse(422, ...)`: the patch error itself is
+/// not in the answer).
+fn apply_json_patch(doc: &mut Value, patch: &json_patch::Patch) -> Result<(), ApiError> {
+    for op in &patch.0 {
+        let applied = match op {
+            json_patch::PatchOperation::Test(t) => go_test(doc, t.path.as_str(), &t.value),
+            other => json_patch::patch(doc, std::slice::from_ref(other)).is_ok(),
+        };
+        if !applied {
+            return Err(json_patch_rejected());
+        }
+    }
+    Ok(())
+}
+
+/// The real server's answer to a JSON patch operation that fails (see [`apply_json_patch`]).
+fn json_patch_rejected() -> ApiError {
+    ApiError {
+        code: 422,
+        reason: "Invalid",
+        message: "the server rejected our request due to an error in our request".to_owned(),
+        details: Some(Value::Object(Map::new())),
+        continue_token: None,
+    }
+}
+
+/// A JSON patch `test` as evanphx/json-patch v4 `Patch.test` decides it, which
+/// differs from RFC 6902 (and from the `json_patch` crate) where a member is
+/// missing: a missing member of an existing object, or one that holds `null`,
+/// passes a test for `null`. kube-rs's finalizer helper relies on it
+/// (`test /metadata/finalizers == null` on an object without finalizers), and a
+/// real v1.36 server passes it (`test /metadata/labels == null` on a configmap
+/// without labels answered 200). The parent must exist and an array index must
+/// be in range.
+fn go_test(doc: &Value, path: &str, expected: &Value) -> bool {
+    if path.is_empty() {
+        return doc == expected;
+    }
+    let Some((parent, key)) = path.rsplit_once('/') else {
+        return false;
+    };
+    let key = key.replace("~1", "/").replace("~0", "~");
+    let found = match doc.pointer(parent) {
+        Some(Value::Object(m)) => m.get(&key),
+        Some(Value::Array(a)) => match key.parse::<usize>() {
+            Ok(i) if i < a.len() => a.get(i),
+            _ => return false,
+        },
+        _ => return false,
+    };
+    match found {
+        None | Some(Value::Null) => expected.is_null(),
+        Some(v) => v == expected,
+    }
 }
 
 /// The merge patch `patch` of `cur`, prepared without parsing what the patch
@@ -298,6 +364,43 @@ mod tests {
         assert_eq!(r.err().map(|e| e.code), Some(409));
         let fresh = json!({"metadata": {"resourceVersion": cur.rv.to_string()}});
         assert!(prepare_merge_lazy(&def, &name, &cur, fresh.as_object().unwrap()).expect("taken").is_ok());
+    }
+
+    /// JSON patch `test` ops decide as the real server's: a test for null
+    /// passes on a missing member, and any failure is the real server's 422.
+    #[test]
+    fn json_patch_tests_follow_the_real_server() {
+        let doc = json!({"metadata": {"name": "a", "finalizers": ["x/y"], "labels": null}});
+        assert!(go_test(&doc, "/metadata/annotations", &Value::Null));
+        assert!(go_test(&doc, "/metadata/labels", &Value::Null));
+        assert!(go_test(&doc, "/metadata/finalizers", &json!(["x/y"])));
+        assert!(go_test(&doc, "/metadata/finalizers/0", &json!("x/y")));
+        assert!(!go_test(&doc, "/metadata/finalizers", &Value::Null));
+        assert!(!go_test(&doc, "/metadata/finalizers/1", &Value::Null), "index out of range");
+        assert!(!go_test(&doc, "/metadata/nothere/x", &Value::Null), "missing parent");
+        assert!(!go_test(&doc, "/metadata/name", &json!("b")));
+
+        let (store, res, _) = store_with_pods(1);
+        let name = PodGen::name(0);
+        let add = br#"[{"op":"test","path":"/metadata/finalizers","value":null},{"op":"add","path":"/metadata/finalizers","value":["a/b"]}]"#;
+        let after = store.patch(res, "ns", &name, PatchKind::Json, add, false).expect("test passes").to_value();
+        assert_eq!(after["metadata"]["finalizers"], json!(["a/b"]));
+        let err = store.patch(res, "ns", &name, PatchKind::Json, add, false).expect_err("the list is no longer null");
+        assert_eq!(
+            String::from_utf8(err.to_json()).unwrap(),
+            r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the server rejected our request due to an error in our request","reason":"Invalid","details":{},"code":422}"#
+        );
+        let remove_past_end = br#"[{"op":"remove","path":"/metadata/finalizers/5"}]"#;
+        let err = store.patch(res, "ns", &name, PatchKind::Json, remove_past_end, false).expect_err("no such index");
+        assert_eq!((err.code, err.reason), (422, "Invalid"));
+        let unknown_op = br#"[{"op":"bogus","path":"/metadata/labels"}]"#;
+        let err = store.patch(res, "ns", &name, PatchKind::Json, unknown_op, false).expect_err("no such op");
+        assert_eq!((err.code, err.reason), (422, "Invalid"), "a real server refuses it when applying");
+        let not_a_list = br#"{"op":"test"}"#;
+        let err = store.patch(res, "ns", &name, PatchKind::Json, not_a_list, false).expect_err("not a list");
+        assert_eq!((err.code, err.reason), (400, "BadRequest"));
+        let unchanged = store.current(res, &key_of("ns", &name)).expect("pod exists").to_value();
+        assert_eq!(unchanged["metadata"]["finalizers"], json!(["a/b"]));
     }
 
     /// Through the public path: a patch commits, bumps the resourceVersion and

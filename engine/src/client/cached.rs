@@ -1,22 +1,12 @@
-//! `CachedClient`: reads from informer caches, writes straight to the API server.
-//!
-//! # Guarantees
-//! * `get`/`list` are answered from the store once the resource's informer has
-//!   synced, and from the API server before that (so the first calls are
-//!   correct, just slower).
-//! * Writes (`create`, `replace`, `patch`, `delete`) always go to the API server
-//!   through kube-client; the cache catches up through the watch. Call
-//!   [`CachedClient::wait_for_cache`] with the returned resourceVersion to read
-//!   your own write from the cache.
+//! The client itself: configuration, informers and the reads from their stores.
 
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kube::api::{Api, DeleteParams, GetParams, ListParams, ObjectList, Patch, PatchParams, PostParams};
-use kube::core::{NamespaceResourceScope, Resource};
-use serde::Serialize;
+use kube::api::{GetParams, ListParams, ObjectList};
+use kube::core::{ApiResource, DynamicObject, Resource};
 use serde::de::DeserializeOwned;
 
 use crate::Obj;
@@ -50,8 +40,12 @@ pub enum ClientError {
     /// The informer could not be started.
     #[error("could not start the informer")]
     Informer(#[from] InformerError),
-    /// The cache did not reach the resourceVersion in time.
-    #[error("cache did not reach resourceVersion {0} in time")]
+    /// An applied object names no `metadata.name`.
+    #[error("an applied object needs metadata.name")]
+    MissingName,
+    /// The cache did not reach the resourceVersion in time (after a write:
+    /// the write itself was made).
+    #[error("cache did not reach resourceVersion {0} in time (after a write, the write was made: do not repeat it; reads may not see it yet)")]
     Timeout(String),
 }
 
@@ -88,10 +82,19 @@ struct FieldIndex {
 /// ```
 #[derive(Clone)]
 pub struct CachedClient {
-    client: kube::Client,
+    pub(super) client: kube::Client,
     factory: Arc<SharedInformerFactory<KubeSource>>,
     field_indexes: Arc<Mutex<HashMap<InformerKey, Vec<FieldIndex>>>>,
+    /// The informers this client started: the kinds whose writes wait for the cache.
+    started: Arc<Mutex<HashMap<InformerKey, Informer>>>,
+    /// How long a write waits for its kind's cache to catch up.
+    pub(super) write_wait: Duration,
+    /// The field manager of patches that need one and name none.
+    pub(super) field_manager: String,
 }
+
+/// How long a write waits for the cache by default.
+const DEFAULT_WRITE_WAIT: Duration = Duration::from_secs(10);
 
 impl CachedClient {
     /// A cached client over `client`.
@@ -100,7 +103,28 @@ impl CachedClient {
             factory: Arc::new(SharedInformerFactory::from_client(client.clone())),
             client,
             field_indexes: Arc::new(Mutex::new(HashMap::new())),
+            started: Arc::new(Mutex::new(HashMap::new())),
+            write_wait: DEFAULT_WRITE_WAIT,
+            field_manager: "kcache".to_owned(),
         }
+    }
+
+    /// How long each write waits for its kind's cache to hold it (10 s by
+    /// default; zero turns read-your-writes off). A write whose cache does not
+    /// catch up in time answers [`ClientError::Timeout`]: the write itself
+    /// was made.
+    #[must_use]
+    pub fn with_write_wait(mut self, wait: Duration) -> Self {
+        self.write_wait = wait;
+        self
+    }
+
+    /// The field manager sent with patches that need one (`kcache` by
+    /// default); [`CachedClient::apply`] names its own.
+    #[must_use]
+    pub fn with_field_manager(mut self, manager: &str) -> Self {
+        manager.clone_into(&mut self.field_manager);
+        self
     }
 
     /// Registers a field index for kind `K` (before its informer starts).
@@ -125,7 +149,19 @@ impl CachedClient {
     /// # Errors
     /// [`ClientError::Informer`] when its threads cannot be started.
     pub fn informer<K: Resource<DynamicType = ()>>(&self) -> Result<Informer, ClientError> {
-        let key = InformerKey::of::<K>();
+        self.informer_for(&InformerKey::of::<K>())
+    }
+
+    /// The shared informer for all objects of a dynamic `resource` (started on first use).
+    ///
+    /// # Errors
+    /// [`ClientError::Informer`] when its threads cannot be started.
+    pub fn dynamic_informer(&self, resource: &ApiResource) -> Result<Informer, ClientError> {
+        self.informer_for(&InformerKey::new(resource))
+    }
+
+    pub(super) fn informer_for(&self, key: &InformerKey) -> Result<Informer, ClientError> {
+        let key = key.clone();
         let fields = self.field_indexes.lock().unwrap_or_else(|p| p.into_inner()).get(&key).cloned().unwrap_or_default();
         let informer = self.factory.informer(&key, move || {
             let mut config = InformerConfig::default();
@@ -135,7 +171,14 @@ impl CachedClient {
             }
             config
         })?;
+        self.started.lock().unwrap_or_else(|p| p.into_inner()).insert(key, informer.clone());
         Ok(informer)
+    }
+
+    /// The informer of `key` when this client started it and it has synced:
+    /// the one whose store a read would be answered from.
+    pub(super) fn synced_informer(&self, key: &InformerKey) -> Option<Informer> {
+        self.started.lock().unwrap_or_else(|p| p.into_inner()).get(key).filter(|i| i.has_synced()).cloned()
     }
 
     /// The cached object, or `None`; falls back to a GET before the informer synced.
@@ -143,7 +186,27 @@ impl CachedClient {
     where
         K: Resource<DynamicType = ()> + DeserializeOwned + Clone + Debug,
     {
-        let informer = self.informer::<K>()?;
+        self.get_at(&InformerKey::of::<K>(), K::url_path(&(), namespace), namespace, name).await
+    }
+
+    /// [`CachedClient::get`] of a dynamic `resource` (a custom resource, for example).
+    pub async fn get_dynamic(
+        &self,
+        resource: &ApiResource,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<DynamicObject>, ClientError> {
+        self.get_at(&InformerKey::new(resource), DynamicObject::url_path(resource, namespace), namespace, name).await
+    }
+
+    async fn get_at<K: DeserializeOwned>(
+        &self,
+        key: &InformerKey,
+        url: String,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<K>, ClientError> {
+        let informer = self.informer_for(key)?;
         if informer.has_synced() {
             let key = match namespace {
                 Some(ns) => format!("{ns}/{name}"),
@@ -151,8 +214,7 @@ impl CachedClient {
             };
             return informer.store().get_by_key(&key).map(|o| decode(&o)).transpose();
         }
-        let request = kube::core::Request::new(K::url_path(&(), namespace));
-        let req = request.get(name, &GetParams::default()).map_err(kube::Error::BuildRequest)?;
+        let req = kube::core::Request::new(url).get(name, &GetParams::default()).map_err(kube::Error::BuildRequest)?;
         match self.client.request::<K>(req).await {
             Ok(obj) => Ok(Some(obj)),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
@@ -166,10 +228,24 @@ impl CachedClient {
     where
         K: Resource<DynamicType = ()> + DeserializeOwned + Clone + Debug,
     {
+        self.list_at(&InformerKey::of::<K>(), K::url_path(&(), opts.namespace.as_deref()), opts).await
+    }
+
+    /// [`CachedClient::list`] of a dynamic `resource`.
+    pub async fn list_dynamic(&self, resource: &ApiResource, opts: &ListOptions) -> Result<Vec<DynamicObject>, ClientError> {
+        self.list_at(&InformerKey::new(resource), DynamicObject::url_path(resource, opts.namespace.as_deref()), opts).await
+    }
+
+    async fn list_at<K: DeserializeOwned + Clone>(
+        &self,
+        key: &InformerKey,
+        url: String,
+        opts: &ListOptions,
+    ) -> Result<Vec<K>, ClientError> {
         let selector: LabelSelector = opts.label_selector.as_deref().unwrap_or("").parse()?;
-        let informer = self.informer::<K>()?;
+        let informer = self.informer_for(key)?;
         if !informer.has_synced() {
-            let request = kube::core::Request::new(K::url_path(&(), opts.namespace.as_deref()));
+            let request = kube::core::Request::new(url);
             let mut lp = ListParams::default();
             lp.label_selector.clone_from(&opts.label_selector);
             let req = request.list(&lp).map_err(kube::Error::BuildRequest)?;
@@ -208,44 +284,6 @@ impl CachedClient {
             .collect()
     }
 
-    /// Creates an object through the API server.
-    pub async fn create<K>(&self, namespace: &str, obj: &K) -> Result<K, ClientError>
-    where
-        K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Serialize + DeserializeOwned + Clone + Debug,
-    {
-        let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
-        Ok(api.create(&PostParams::default(), obj).await?)
-    }
-
-    /// Replaces an object through the API server (optimistic concurrency on its resourceVersion).
-    pub async fn replace<K>(&self, namespace: &str, name: &str, obj: &K) -> Result<K, ClientError>
-    where
-        K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Serialize + DeserializeOwned + Clone + Debug,
-    {
-        let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
-        Ok(api.replace(name, &PostParams::default(), obj).await?)
-    }
-
-    /// Patches an object through the API server.
-    pub async fn patch<K, P>(&self, namespace: &str, name: &str, patch: &Patch<P>) -> Result<K, ClientError>
-    where
-        K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + DeserializeOwned + Clone + Debug,
-        P: Serialize + Debug,
-    {
-        let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
-        Ok(api.patch(name, &PatchParams::default(), patch).await?)
-    }
-
-    /// Deletes an object through the API server.
-    pub async fn delete<K>(&self, namespace: &str, name: &str) -> Result<(), ClientError>
-    where
-        K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + DeserializeOwned + Clone + Debug,
-    {
-        let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
-        api.delete(name, &DeleteParams::default()).await?;
-        Ok(())
-    }
-
     /// Waits until `K`'s cache has applied everything up to `resource_version`
     /// (read-your-writes), or `timeout`.
     pub async fn wait_for_cache<K: Resource<DynamicType = ()>>(
@@ -253,7 +291,21 @@ impl CachedClient {
         resource_version: &str,
         timeout: Duration,
     ) -> Result<(), ClientError> {
-        let store = self.informer::<K>()?.store();
+        self.wait_for_key(&InformerKey::of::<K>(), resource_version, timeout).await
+    }
+
+    /// [`CachedClient::wait_for_cache`] for a dynamic `resource`.
+    pub async fn wait_for_dynamic_cache(
+        &self,
+        resource: &ApiResource,
+        resource_version: &str,
+        timeout: Duration,
+    ) -> Result<(), ClientError> {
+        self.wait_for_key(&InformerKey::new(resource), resource_version, timeout).await
+    }
+
+    async fn wait_for_key(&self, key: &InformerKey, resource_version: &str, timeout: Duration) -> Result<(), ClientError> {
+        let store = self.informer_for(key)?.store();
         match tokio::time::timeout(timeout, store.wait_for(resource_version)).await {
             Ok(r) => Ok(r?),
             Err(_) => Err(ClientError::Timeout(resource_version.to_owned())),
@@ -261,6 +313,6 @@ impl CachedClient {
     }
 }
 
-fn decode<K: DeserializeOwned>(obj: &Obj) -> Result<K, ClientError> {
+pub(super) fn decode<K: DeserializeOwned>(obj: &Obj) -> Result<K, ClientError> {
     obj.decode().map_err(|source| ClientError::Decode { key: obj.key(), source })
 }
