@@ -86,21 +86,24 @@ async fn the_generated_configmap_follows_its_generator_and_comes_back() {
     assert_eq!(recreated["data"]["content"], "second");
     assert_eq!(recreated["metadata"]["ownerReferences"][0]["uid"], uid.as_str());
 
-    // Changed by someone else: put back.
+    // Changed by someone else: the content is put back. A key the controller never
+    // applied belongs to the other writer and stays (server-side apply).
     configmaps
         .patch("hello", &PatchParams::default(), &Patch::Merge(json!({"data": {"content": "tampered", "extra": "x"}})))
         .await
         .expect("patch configmap");
     let restored = eventually("the configmap is restored", || {
-        configmap(&sim, "hello").filter(|c| c["data"] == json!({"content": "second"}))
+        configmap(&sim, "hello").filter(|c| c["data"] == json!({"content": "second", "extra": "x"}))
     })
     .await;
     assert_eq!(restored["metadata"]["uid"], recreated["metadata"]["uid"]);
+    let managers: Vec<&str> = restored["metadata"]["managedFields"].as_array().into_iter().flatten().filter_map(|m| m["manager"].as_str()).collect();
+    assert!(managers.contains(&configmapgen::MANAGER), "applied by the controller's manager: {managers:?}");
 
     // A second generator gets its own ConfigMap; the first's is untouched.
     generators.create(&PostParams::default(), &ConfigMapGenerator::new("other", "third")).await.expect("create");
     configmap_with(&sim, "other", "third").await;
-    assert_eq!(configmap(&sim, "hello").expect("still there")["data"], json!({"content": "second"}));
+    assert_eq!(configmap(&sim, "hello").expect("still there")["data"]["content"], "second");
 
     // Deleting the generator takes its ConfigMap with it. The simulator's garbage
     // collector removes dependents for the foreground policy only (it plays the

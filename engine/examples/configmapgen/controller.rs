@@ -16,7 +16,6 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kcache::{Action, CachedClient, ClientError, Controller};
 use kube::Resource;
-use kube::api::{Patch, PostParams};
 use serde::{Deserialize, Serialize};
 
 /// The custom resource, written out as `#[derive(CustomResource)]` would generate it
@@ -100,9 +99,13 @@ pub struct Data {
     pub client: CachedClient,
 }
 
+/// The field manager of the controller's server-side applies (kube-rs's example's).
+pub const MANAGER: &str = "configmapgenerator.kube-rt.nullable.se";
+
 /// Makes the generator's ConfigMap exist with its content and a controller
-/// reference back to it. Reads the ConfigMap from the cache and writes only when it
-/// differs, so an unchanged generator costs no API call.
+/// reference back to it, by server-side apply as kube-rs's example does. Reads the
+/// ConfigMap from the cache first and applies only when it differs, so an unchanged
+/// generator costs no API call.
 pub async fn reconcile(generator: Arc<ConfigMapGenerator>, ctx: Arc<Data>) -> Result<Action, Error> {
     if generator.metadata.deletion_timestamp.is_some() {
         // Going away: the garbage collector is deleting the ConfigMap, which must
@@ -112,36 +115,27 @@ pub async fn reconcile(generator: Arc<ConfigMapGenerator>, ctx: Arc<Data>) -> Re
     let name = generator.metadata.name.as_deref().ok_or(Error::MissingObjectKey(".metadata.name"))?;
     let namespace = generator.metadata.namespace.as_deref().ok_or(Error::MissingObjectKey(".metadata.namespace"))?;
     let owner = generator.controller_owner_ref(&()).ok_or(Error::MissingObjectKey(".metadata.uid"))?;
-    let data = BTreeMap::from([("content".to_owned(), generator.spec.content.clone())]);
 
-    match ctx.client.get::<ConfigMap>(Some(namespace), name).await? {
-        None => {
-            let cm = ConfigMap {
-                metadata: ObjectMeta {
-                    name: Some(name.to_owned()),
-                    owner_references: Some(vec![owner]),
-                    ..ObjectMeta::default()
-                },
-                data: Some(data),
-                ..ConfigMap::default()
-            };
-            let api = kube::Api::<ConfigMap>::namespaced(ctx.client.kube_client().clone(), namespace);
-            match api.create(&PostParams::default(), &cm).await {
-                Ok(_) => {}
-                // The cache had not seen it yet: its ADDED event reconciles again.
-                Err(kube::Error::Api(s)) if s.code == 409 => {}
-                Err(e) => return Err(Error::ConfigMap(e.into())),
-            }
-        }
-        Some(cm) if cm.data.as_ref() != Some(&data) || cm.metadata.owner_references.as_deref() != Some(std::slice::from_ref(&owner)) => {
-            // The generator owns all of `data`: keys someone else added are removed.
-            let mut patch_data: serde_json::Map<String, serde_json::Value> =
-                cm.data.iter().flatten().map(|(k, _)| (k.clone(), serde_json::Value::Null)).collect();
-            patch_data.extend(data.into_iter().map(|(k, v)| (k, v.into())));
-            let patch = serde_json::json!({"metadata": {"ownerReferences": [owner]}, "data": patch_data});
-            ctx.client.patch::<ConfigMap, _>(namespace, name, &Patch::Merge(&patch)).await?;
-        }
-        Some(_) => {}
+    let cached = ctx.client.get::<ConfigMap>(Some(namespace), name).await?;
+    let in_place = cached.is_some_and(|cm| {
+        cm.data.as_ref().and_then(|d| d.get("content")) == Some(&generator.spec.content)
+            && cm.metadata.owner_references.iter().flatten().any(|r| *r == owner)
+    });
+    if !in_place {
+        let cm = ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                namespace: Some(namespace.to_owned()),
+                owner_references: Some(vec![owner]),
+                ..ObjectMeta::default()
+            },
+            data: Some(BTreeMap::from([("content".to_owned(), generator.spec.content.clone())])),
+            ..ConfigMap::default()
+        };
+        // Creates the ConfigMap or sets the fields this manager owns; `force` takes
+        // `data.content` back from whoever changed it. The cache holds the answer
+        // when this returns (the cached client's writes wait for it).
+        ctx.client.apply(&cm, MANAGER, true).await?;
     }
     // As kube-rs's example: look again every five minutes whatever happens.
     Ok(Action::requeue(Duration::from_secs(300)))
