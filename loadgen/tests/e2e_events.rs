@@ -17,6 +17,9 @@ use kube::Resource;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::{Value, json};
 
+mod real_support;
+use real_support::real_client;
+
 const NS: &str = "ev";
 const CONTROLLER: &str = "kcache.dev/e2e";
 
@@ -208,14 +211,4 @@ async fn the_real_apiserver_accepts_and_returns_the_event_as_written() {
     check_shape(&raw, &regarding, &related);
     assert_eq!(raw["series"]["count"], 3);
     Api::<Namespace>::all(client).delete(&ns, &DeleteParams::default()).await.expect("namespace deleted");
-}
-
-/// A client for the real server of docs/TESTING.md (`KCACHE_REAL_KUBECONFIG`),
-/// refused unless its context is a `kind-` one on a loopback address.
-async fn real_client() -> kube::Client {
-    let path = std::env::var("KCACHE_REAL_KUBECONFIG").expect("KCACHE_REAL_KUBECONFIG: the real server's kubeconfig");
-    let kubeconfig = kube::config::Kubeconfig::read_from(&path).expect("kubeconfig");
-    kcache_loadgen::guard::check_context(&kubeconfig, None, false).expect("a kind- context on a loopback server");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.expect("config");
-    kube::Client::try_from(config).expect("client")
 }

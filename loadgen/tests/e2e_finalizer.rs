@@ -25,6 +25,9 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use tokio::sync::mpsc;
 
+mod real_support;
+use real_support::real_client;
+
 /// Bound for every wait: generous, for a loaded 2-core machine.
 const T: Duration = Duration::from_secs(30);
 const NS: &str = "fin";
@@ -304,14 +307,4 @@ async fn conflicts_do_not_clobber(api: &Api<ConfigMap>) {
     let fresh = Arc::new(api.get("e").await.expect("get"));
     let _ = finalizer(api, FIN, fresh, never).await.expect("removed on the fresh object");
     assert_eq!(finalizers_of(api, "e").await, None, "the last finalizer gone, the object is deleted");
-}
-
-/// A client for the real server of docs/TESTING.md (`KCACHE_REAL_KUBECONFIG`),
-/// refused unless its context is a `kind-` one on a loopback address.
-async fn real_client() -> kube::Client {
-    let path = std::env::var("KCACHE_REAL_KUBECONFIG").expect("KCACHE_REAL_KUBECONFIG: the real server's kubeconfig");
-    let kubeconfig = kube::config::Kubeconfig::read_from(&path).expect("kubeconfig");
-    kcache_loadgen::guard::check_context(&kubeconfig, None, false).expect("a kind- context on a loopback server");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.expect("config");
-    kube::Client::try_from(config).expect("client")
 }

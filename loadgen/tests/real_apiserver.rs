@@ -25,6 +25,9 @@ use kcache_loadgen::sim::{SimHandle, SimServer};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+mod real_support;
+use real_support::{compare_or_record, real_client, sim_client};
+
 const TRANSCRIPT: &str = "tests/data/real-apiserver-transcript.txt";
 /// How long a step's watch events may take to arrive; a step's events are the
 /// ones that arrive before the watch has been quiet this long.
@@ -362,51 +365,17 @@ async fn transcript(client: kube::Client, sim: Option<SimHandle>) -> String {
     s.lines.join("\n") + "\n"
 }
 
-fn read_recorded() -> String {
-    std::fs::read_to_string(TRANSCRIPT).expect("the recorded transcript")
-}
-
-/// Fails listing every line where the two transcripts differ.
-fn assert_same(ours: &str, recorded: &str, who: &str) {
-    let kept = std::env::temp_dir().join(format!("kcache-transcript-{}.txt", who.replace(' ', "-")));
-    std::fs::write(&kept, ours).expect("write the transcript");
-    let a: Vec<&str> = ours.lines().collect();
-    let b: Vec<&str> = recorded.lines().collect();
-    let mut diff = String::new();
-    for i in 0..a.len().max(b.len()) {
-        let (x, y) = (a.get(i).copied().unwrap_or("(none)"), b.get(i).copied().unwrap_or("(none)"));
-        if x != y {
-            diff.push_str(&format!("line {}:\n  {who}: {x}\n  recorded:  {y}\n", i + 1));
-        }
-    }
-    assert!(diff.is_empty(), "{who} differs from the recorded real server ({} kept):\n{diff}", kept.display());
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_simulator_answers_as_the_recorded_real_server() {
     let sim = SimServer::builder().start().await.expect("sim");
-    let mut config = kube::Config::new(sim.url().parse().expect("url"));
-    config.default_retry = false;
-    let client = kube::Client::try_from(config).expect("client");
+    let client = sim_client(&sim);
     let ours = transcript(client, Some(sim)).await;
-    assert_same(&ours, &read_recorded(), "the simulator");
+    compare_or_record(TRANSCRIPT, &ours, "the simulator", false);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a real kube-apiserver: see docs/TESTING.md"]
 async fn the_real_apiserver_answers_as_recorded() {
-    let path = std::env::var("KCACHE_REAL_KUBECONFIG").expect("KCACHE_REAL_KUBECONFIG: the real server's kubeconfig");
-    let kubeconfig = kube::config::Kubeconfig::read_from(&path).expect("kubeconfig");
-    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.expect("config");
-    // kube-client retries a 504 up to 15 times by default: the scenario wants
-    // to see the server's first answer.
-    config.default_retry = false;
-    let client = kube::Client::try_from(config).expect("client");
-    let real = transcript(client, None).await;
-    if std::env::var_os("KCACHE_REAL_RECORD").is_some() {
-        std::fs::create_dir_all("tests/data").expect("mkdir");
-        std::fs::write(TRANSCRIPT, &real).expect("write the transcript");
-        return;
-    }
-    assert_same(&real, &read_recorded(), "the real server");
+    let real = transcript(real_client().await, None).await;
+    compare_or_record(TRANSCRIPT, &real, "the real server", true);
 }

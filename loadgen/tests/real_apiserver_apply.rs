@@ -24,6 +24,9 @@ use http_body_util::BodyExt;
 use kcache_loadgen::sim::{ResourceDef, SimServer};
 use serde_json::{Value, json};
 
+mod real_support;
+use real_support::{compare_or_record, real_client, sim_client};
+
 const TRANSCRIPT: &str = "tests/data/real-apiserver-apply-transcript.txt";
 const APPLY: &str = "application/apply-patch+yaml";
 
@@ -190,44 +193,17 @@ async fn transcript(client: kube::Client) -> String {
     s.lines.join("\n") + "\n"
 }
 
-fn assert_same(ours: &str, recorded: &str, who: &str) {
-    let kept = std::env::temp_dir().join(format!("kcache-apply-transcript-{}.txt", who.replace(' ', "-")));
-    std::fs::write(&kept, ours).expect("write the transcript");
-    let a: Vec<&str> = ours.lines().collect();
-    let b: Vec<&str> = recorded.lines().collect();
-    let mut diff = String::new();
-    for i in 0..a.len().max(b.len()) {
-        let (x, y) = (a.get(i).copied().unwrap_or("(none)"), b.get(i).copied().unwrap_or("(none)"));
-        if x != y {
-            diff.push_str(&format!("line {}:\n  {who}: {x}\n  recorded:  {y}\n", i + 1));
-        }
-    }
-    assert!(diff.is_empty(), "{who} differs from the recorded real server ({} kept):\n{diff}", kept.display());
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_simulator_applies_as_the_recorded_real_server() {
     let sim = SimServer::builder().resource(ResourceDef::deployments()).start().await.expect("sim");
-    let mut config = kube::Config::new(sim.url().parse().expect("url"));
-    config.default_retry = false;
-    let ours = transcript(kube::Client::try_from(config).expect("client")).await;
-    let recorded = std::fs::read_to_string(TRANSCRIPT).expect("the recorded transcript");
-    assert_same(&ours, &recorded, "the simulator");
+    let ours = transcript(sim_client(&sim)).await;
+    compare_or_record(TRANSCRIPT, &ours, "the simulator", false);
     sim.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a real kube-apiserver: KCACHE_REAL_KUBECONFIG (see the file's doc)"]
 async fn the_real_apiserver_applies_as_recorded() {
-    let path = std::env::var("KCACHE_REAL_KUBECONFIG").expect("KCACHE_REAL_KUBECONFIG: the real server's kubeconfig");
-    let kubeconfig = kube::config::Kubeconfig::read_from(&path).expect("kubeconfig");
-    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.expect("config");
-    config.default_retry = false;
-    let real = transcript(kube::Client::try_from(config).expect("client")).await;
-    if std::env::var_os("KCACHE_REAL_RECORD").is_some() {
-        std::fs::create_dir_all("tests/data").expect("mkdir");
-        std::fs::write(TRANSCRIPT, &real).expect("write the transcript");
-        return;
-    }
-    assert_same(&real, &std::fs::read_to_string(TRANSCRIPT).expect("the recorded transcript"), "the real server");
+    let real = transcript(real_client().await).await;
+    compare_or_record(TRANSCRIPT, &real, "the real server", true);
 }
