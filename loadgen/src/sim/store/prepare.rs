@@ -111,8 +111,9 @@ pub(crate) struct Prepared {
 /// Serialises `obj` with a placeholder resourceVersion and extracts what
 /// selectors need: all the per-write CPU work, done without the lock.
 pub(super) fn prepare(def: &ResourceDef, key: String, mut obj: Map<String, Value>) -> Prepared {
-    drop_empty_metadata(meta_mut(&mut obj));
-    meta_mut(&mut obj).insert(
+    let meta = meta_mut(&mut obj);
+    drop_empty_metadata(meta);
+    meta.insert(
         "resourceVersion".into(),
         Value::String(RV_PLACEHOLDER.to_owned()),
     );
