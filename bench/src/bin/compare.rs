@@ -12,6 +12,12 @@ use std::process::ExitCode;
 
 use kcache_bench::compare::{self, Options};
 
+/// The allocator kcache's binaries use (loadgen's `main.rs` says why); the rows
+/// measured in this process (typed Get, reconcile throughput) run on it for both
+/// engines.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USAGE: &str = "usage: compare [--quick] [--only ID-PART] [--root REPO-DIR] [--work DIR]";
 
 fn main() -> ExitCode {

@@ -30,6 +30,7 @@ use futures::StreamExt;
 use futures::channel::{mpsc, oneshot};
 use k8s_openapi::api::core::v1::Pod;
 use kcache::controller::{Action as KcacheAction, Controller as KcacheController};
+use kcache::typed::Capacity;
 use kcache::{Informer, InformerConfig, KubeSource};
 use kcache_loadgen::sim::SimHandle;
 use kube::Api;
@@ -130,14 +131,26 @@ async fn phases(
     Ok(ReconcileRun { initial_seconds: initial.as_secs_f64(), reconcile_all_per_s: n as f64 / all.as_secs_f64().max(1e-9) })
 }
 
-/// One run of kcache's controller.
-async fn run_kcache(client: kube::Client, pods: usize, workers: usize, verify: bool, timeout: Duration) -> Result<ReconcileRun, ReconcileError> {
+/// One run of kcache's controller, with its default decoded-object cache or keeping
+/// every decode.
+async fn run_kcache(
+    client: kube::Client,
+    keep_every_decode: bool,
+    pods: usize,
+    workers: usize,
+    verify: bool,
+    timeout: Duration,
+) -> Result<ReconcileRun, ReconcileError> {
     let counter = Arc::new(Counter::new(verify));
     let (trigger, triggers) = mpsc::unbounded::<()>();
     let (stop, stopped) = oneshot::channel::<()>();
     let start = Instant::now();
     let informer = Informer::spawn(KubeSource::for_type::<Pod>(client, None), InformerConfig::default()).map_err(err)?;
-    let controller = KcacheController::<Pod>::new(&informer)
+    let mut controller = KcacheController::<Pod>::new(&informer);
+    if keep_every_decode {
+        controller = controller.decoded_cache(Capacity::ShareOfStore { per: 1, min: 0 });
+    }
+    let controller = controller
         .workers(workers)
         .reconcile_all_on(triggers)
         .graceful_shutdown_on(async move {
@@ -196,7 +209,10 @@ async fn run_kube_rs(client: kube::Client, pods: usize, workers: usize, verify: 
 /// Which controller a run measures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Engine {
+    /// kcache's controller with its default decoded-object cache.
     Kcache,
+    /// kcache's controller keeping every decoded object.
+    KcacheKeepingDecodes,
     KubeRs,
 }
 
@@ -207,7 +223,8 @@ fn run_engine(engine: Engine, sim: &SimHandle, pods: usize, workers: usize, veri
         // The client's connection pool and request buffer live on the engine's runtime.
         let client = sim.client().map_err(err)?;
         match engine {
-            Engine::Kcache => run_kcache(client, pods, workers, verify, timeout).await,
+            Engine::Kcache => run_kcache(client, false, pods, workers, verify, timeout).await,
+            Engine::KcacheKeepingDecodes => run_kcache(client, true, pods, workers, verify, timeout).await,
             Engine::KubeRs => run_kube_rs(client, pods, workers, verify, timeout).await,
         }
     })
@@ -247,18 +264,20 @@ impl ReconcileConfig {
 /// # Errors
 /// When the simulator cannot start, a controller cannot start, a phase times out, or
 /// (with `verify`) a pod was not reconciled exactly once per phase.
-pub fn measure_rounds(config: &ReconcileConfig) -> Result<Vec<Engines<ReconcileRun>>, ReconcileError> {
+pub fn measure_rounds(config: &ReconcileConfig) -> Result<(Vec<Engines<ReconcileRun>>, Vec<ReconcileRun>), ReconcileError> {
     // The simulator serves from its own thread so each engine's runtime holds only the engine.
     let sim_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().map_err(err)?;
     let sim = sim_rt.block_on(crate::simload::loaded_sim(config.pods)).map_err(err)?;
     let mut rounds = Vec::with_capacity(config.rounds);
+    let mut kept = Vec::with_capacity(config.rounds);
     for _ in 0..config.rounds {
         let kcache = run_engine(Engine::Kcache, &sim, config.pods, config.workers, config.verify, config.timeout)?;
+        kept.push(run_engine(Engine::KcacheKeepingDecodes, &sim, config.pods, config.workers, config.verify, config.timeout)?);
         let kube_rs = run_engine(Engine::KubeRs, &sim, config.pods, config.workers, config.verify, config.timeout)?;
         rounds.push(Engines { kcache, kube_rs });
     }
     sim_rt.block_on(async move { drop(sim) });
-    Ok(rounds)
+    Ok((rounds, kept))
 }
 
 /// Measures the row: [`PODS`] pods, 3 rounds (1 with `quick`).
@@ -267,8 +286,8 @@ pub fn measure_rounds(config: &ReconcileConfig) -> Result<Vec<Engines<ReconcileR
 /// As [`measure_rounds`].
 pub fn measure(quick: bool) -> Result<ReconcileRow, ReconcileError> {
     let config = ReconcileConfig::new(quick);
-    let rounds = measure_rounds(&config)?;
-    ReconcileRow::from_rounds(config.pods, config.workers, &rounds).ok_or_else(|| ReconcileError("no round".into()))
+    let (rounds, kept) = measure_rounds(&config)?;
+    ReconcileRow::from_rounds(config.pods, config.workers, &rounds, &kept).ok_or_else(|| ReconcileError("no round".into()))
 }
 
 #[cfg(test)]
@@ -278,14 +297,15 @@ mod tests {
     #[test]
     fn a_short_measurement_reconciles_every_pod_once_per_phase_in_both_engines() {
         let config = ReconcileConfig { pods: 200, rounds: 1, workers: 2, timeout: Duration::from_secs(120), verify: true };
-        let rounds = measure_rounds(&config).unwrap();
-        assert_eq!(rounds.len(), 1);
-        for (engine, run) in rounds[0].named() {
+        let (rounds, kept) = measure_rounds(&config).unwrap();
+        assert_eq!((rounds.len(), kept.len()), (1, 1));
+        for (engine, run) in rounds[0].named().into_iter().chain([("kcache keeping decodes", &kept[0])]) {
             assert!(run.initial_seconds > 0.0 && run.initial_seconds.is_finite(), "{engine}: {run:?}");
             assert!(run.reconcile_all_per_s > 0.0 && run.reconcile_all_per_s.is_finite(), "{engine}: {run:?}");
         }
-        let row = ReconcileRow::from_rounds(200, 2, &rounds).unwrap();
+        let row = ReconcileRow::from_rounds(200, 2, &rounds, &kept).unwrap();
         assert_eq!(row.ratio, Some(rounds[0].kcache.reconcile_all_per_s / rounds[0].kube_rs.reconcile_all_per_s));
+        assert_eq!(row.kept_ratio, Some(kept[0].reconcile_all_per_s / rounds[0].kube_rs.reconcile_all_per_s));
     }
 
     /// The comparison's measurement at a chosen size, for a look at the figures:
@@ -296,10 +316,10 @@ mod tests {
     fn reconcile_figures() {
         let env = |k: &str, d: usize| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
         let config = ReconcileConfig { pods: env("RECONCILE_PODS", PODS), rounds: env("RECONCILE_ROUNDS", 3), ..ReconcileConfig::new(false) };
-        let rounds = measure_rounds(&config).unwrap();
-        for r in &rounds {
-            eprintln!("round: {r:?}");
+        let (rounds, kept) = measure_rounds(&config).unwrap();
+        for (r, k) in rounds.iter().zip(&kept) {
+            eprintln!("round: {r:?}; kcache keeping decodes: {k:?}");
         }
-        eprintln!("{:#?}", ReconcileRow::from_rounds(config.pods, config.workers, &rounds).unwrap());
+        eprintln!("{:#?}", ReconcileRow::from_rounds(config.pods, config.workers, &rounds, &kept).unwrap());
     }
 }

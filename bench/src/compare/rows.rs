@@ -546,11 +546,19 @@ pub struct ReconcileRow {
     /// Initial-phase seconds kcache / kube-rs: the median of the rounds' ratios
     /// (below 1 is kcache faster).
     pub initial_ratio: Option<f64>,
+    /// Each round's figures of kcache's controller keeping every decoded object
+    /// (`Controller::decoded_cache`), run in the same rounds; empty when not measured.
+    pub kept_by_round: Vec<ReconcileRun>,
+    /// Median over the rounds of that controller's reconcile-all rate.
+    pub kept_per_s: Option<f64>,
+    /// Its reconcile-all rate / kube-rs's: the median of the rounds' ratios.
+    pub kept_ratio: Option<f64>,
 }
 
 impl ReconcileRow {
-    /// The row of `rounds` (`None` without one).
-    pub fn from_rounds(pods: usize, workers: usize, rounds: &[Engines<ReconcileRun>]) -> Option<ReconcileRow> {
+    /// The row of `rounds` (`None` without one); `kept` holds the same rounds' runs of
+    /// kcache keeping every decode (empty, or one per round).
+    pub fn from_rounds(pods: usize, workers: usize, rounds: &[Engines<ReconcileRun>], kept: &[ReconcileRun]) -> Option<ReconcileRow> {
         if rounds.is_empty() {
             return None;
         }
@@ -571,6 +579,11 @@ impl ReconcileRow {
             by_round: rounds.to_vec(),
             ratio: ratio(|r| r.reconcile_all_per_s),
             initial_ratio: ratio(|r| r.initial_seconds),
+            kept_by_round: kept.to_vec(),
+            kept_per_s: median(kept.iter().map(|k| k.reconcile_all_per_s).collect()),
+            kept_ratio: median(
+                kept.iter().zip(rounds).filter_map(|(k, r)| ratio_of(Some(k.reconcile_all_per_s), Some(r.kube_rs.reconcile_all_per_s))).collect(),
+            ),
         })
     }
 }

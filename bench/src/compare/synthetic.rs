@@ -165,7 +165,8 @@ pub(crate) fn reconcile_row() -> ReconcileRow {
         .into_iter()
         .map(|(k, b)| Engines { kcache: run(0.5, k), kube_rs: run(1.0, b) })
         .collect();
-    ReconcileRow::from_rounds(10_000, 2, &rounds).expect("three rounds")
+    let kept = [run(0.5, 200_000.0), run(0.5, 150_000.0), run(0.5, 180_000.0)];
+    ReconcileRow::from_rounds(10_000, 2, &rounds, &kept).expect("three rounds")
 }
 
 /// [`synthetic`] with every section the documents can hold: a second sync

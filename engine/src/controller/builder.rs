@@ -99,7 +99,6 @@ use crate::{Obj, typed};
 pub struct Controller<K: Resource> {
     main: Informer,
     store: typed::Store<K>,
-    dyntype: K::DynamicType,
     kind: Kind,
     scope: Scope,
     queue: WorkQueue<ReconcileKey>,
@@ -141,7 +140,6 @@ where
             main: informer.clone(),
             store: typed::Store::new_with(informer.store(), dyntype.clone()),
             stats: Arc::new(ControllerStats::named(queue.name())),
-            dyntype,
             kind,
             scope,
             queue,
@@ -162,6 +160,24 @@ where
     pub fn with_queue(mut self, queue: WorkQueue<ReconcileKey>) -> Self {
         self.stats = Arc::new(ControllerStats::named(queue.name()));
         self.queue = queue;
+        self
+    }
+
+    /// How many decoded objects of `K` the controller keeps between reconciles
+    /// (its [`typed::Store`]'s cache; [`typed::DEFAULT_CACHE_CAPACITY`] by default: one
+    /// per ten stored objects).
+    ///
+    /// Each reconcile is handed the latest stored object decoded as `K`: a kept decode
+    /// of that same version is an `Arc` clone, anything else is a full decode
+    /// (~20 µs for a realistic pod). Keeping every object
+    /// (`Capacity::ShareOfStore { per: 1, min: 0 }`) makes a reconcile that follows
+    /// another of the same version as cheap as kube-rs's, at kube-rs's memory for the
+    /// decoded copies; the default keeps kcache's memory and pays a decode per
+    /// reconcile of an object that was not read recently (docs/ARCHITECTURE.md,
+    /// "Typed views", has both figures).
+    #[must_use]
+    pub fn decoded_cache(mut self, capacity: typed::Capacity) -> Self {
+        self.store = self.store.with_cache(capacity);
         self
     }
 
@@ -352,7 +368,7 @@ where
         E: fmt::Display + Send + 'static,
         P: Fn(Arc<K>, &E, Arc<Ctx>) -> Action + Send + Sync + 'static,
     {
-        let Controller { main, store, dyntype, kind, queue, workers, stats, predicates, related, reconcile_all, shutdown, shutdown_timeout, metrics, .. } = self;
+        let Controller { main, store, kind, queue, workers, stats, predicates, related, reconcile_all, shutdown, shutdown_timeout, metrics, .. } = self;
         let shutdown: Shared<BoxFuture<'static, ()>> = if shutdown.is_empty() {
             futures::future::pending().boxed().shared()
         } else {
@@ -361,16 +377,20 @@ where
 
         let main_handler = EnqueueHandler { queue: queue.clone(), map: self_key(kind.clone()), predicates };
         let mut registered: Vec<(Informer, HandlerId)> = Vec::new();
-        for (informer, handler) in std::iter::once((main.clone(), main_handler))
-            .chain(related.into_iter().map(|(i, map)| (i, EnqueueHandler::new(queue.clone(), map))))
+        let mut main_registered = false;
+        for (is_main, (informer, handler)) in std::iter::once((true, (main.clone(), main_handler)))
+            .chain(related.into_iter().map(|(i, map)| (false, (i, EnqueueHandler::new(queue.clone(), map)))))
         {
             match informer.add_handler(Arc::new(handler)) {
-                Ok(id) => registered.push((informer, id)),
+                Ok(id) => {
+                    main_registered |= is_main;
+                    registered.push((informer, id));
+                }
                 Err(e) => tracing::error!(controller = stats.name(), error = %e, "informer shut down; its events will not reach the controller"),
             }
         }
 
-        let synced = wait_synced(&registered);
+        let synced = wait_synced(&registered, usize::from(main_registered), &stats);
         tokio::select! {
             () = synced => {}
             () = shutdown.clone() => {
@@ -395,7 +415,7 @@ where
         let reconcile = Arc::new(reconcile);
         let error_policy = Arc::new(error_policy);
         let reconcile_key = Arc::new(move |key: ReconcileKey| {
-            let read = if key.is_kind(&kind) { store.try_get(&key.typed::<K>(dyntype.clone())) } else { Ok(None) };
+            let read = if key.is_kind(&kind) { store.try_get_named(key.namespace.as_deref(), &key.name) } else { Ok(None) };
             let (ctx, reconcile, error_policy) = (Arc::clone(&ctx), Arc::clone(&reconcile), Arc::clone(&error_policy));
             async move {
                 let obj = match read {
@@ -422,9 +442,42 @@ where
 }
 
 /// Waits until every informer has listed and each handler has received its list.
-async fn wait_synced(registered: &[(Informer, HandlerId)]) {
+/// Waits until every informer has listed and each handler has received its list,
+/// except the related informers (from `related_from` on) whose LIST the server
+/// refuses for good (404: kind not served; 403: not allowed): those are reported once
+/// and counted in `unavailable_watches`, and the controller starts without them, so
+/// that one missing kind does not stop the reconciles of the others (their handlers
+/// stay registered: once the kind is served, its events reach the queue). The main
+/// informer is always waited for.
+async fn wait_synced(registered: &[(Informer, HandlerId)], related_from: usize, stats: &ControllerStats) {
     let mut delay = Duration::from_millis(1);
-    while !registered.iter().all(|(i, id)| i.has_synced() && i.handler_synced(*id)) {
+    let mut reported = vec![false; registered.len()];
+    loop {
+        let mut waiting = false;
+        for (n, (informer, id)) in registered.iter().enumerate() {
+            if informer.has_synced() && informer.handler_synced(*id) {
+                continue;
+            }
+            match informer.failed_list_status() {
+                Some(status @ (403 | 404)) if !reported[n] => {
+                    reported[n] = true;
+                    let what = if status == 404 { "the server does not serve this kind" } else { "listing this kind is forbidden" };
+                    if n >= related_from {
+                        stats.unavailable_watches.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(controller = stats.name(), status, "{what}: starting without its events; check the kind is installed and RBAC allows list and watch");
+                    } else {
+                        tracing::error!(controller = stats.name(), status, "{what}: the controller's own kind; waiting for it to be served");
+                    }
+                }
+                _ => {}
+            }
+            if n < related_from || !reported[n] {
+                waiting = true;
+            }
+        }
+        if !waiting {
+            return;
+        }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_millis(50));
     }

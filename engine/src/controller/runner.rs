@@ -86,6 +86,9 @@ pub struct ControllerStats {
     pub malformed_owner_refs: AtomicU64,
     /// Reconciles running now.
     pub active: AtomicU64,
+    /// Related informers (`owns`, `watches`) the controller started without because
+    /// the server refused their LIST for good (404: kind not served; 403: forbidden).
+    pub unavailable_watches: AtomicU64,
     /// Reconciles still running when the shutdown timeout expired, and aborted.
     pub aborted_on_shutdown: AtomicU64,
     /// Total time spent in finished reconciles, in nanoseconds.

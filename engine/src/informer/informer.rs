@@ -244,6 +244,16 @@ impl Informer {
         self.inner.store.has_synced()
     }
 
+    /// The HTTP status of the informer's last LIST when it failed with an API error:
+    /// `Some(404)` when the server does not serve the resource (a custom resource whose
+    /// definition is not installed), `Some(403)` when the credentials may not list it.
+    /// `None` before the first LIST and once one succeeds. The informer keeps retrying
+    /// with backoff whatever the status.
+    pub fn failed_list_status(&self) -> Option<u16> {
+        let status = self.inner.stats.failed_list_status.load(std::sync::atomic::Ordering::Relaxed);
+        u16::try_from(status).ok().filter(|&s| s != 0)
+    }
+
     /// Waits until [`has_synced`](Self::has_synced) or `timeout`; returns whether it synced.
     pub async fn wait_for_sync(&self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;

@@ -156,6 +156,10 @@ pub struct WatcherStats {
     pub decode_errors: AtomicU64,
     /// Errors of any kind recovered from.
     pub errors: AtomicU64,
+    /// The HTTP status of the last LIST if it failed with an API error (404: the
+    /// server does not serve the resource; 403: not allowed to list it); 0 before the
+    /// first LIST and once one succeeds.
+    pub failed_list_status: AtomicU64,
 }
 
 impl WatcherStats {
@@ -273,6 +277,11 @@ impl<S: Source> Watcher<S> {
                     } else {
                         self.paginated_list(sink).await
                     };
+                    let status = match &attempt {
+                        Err(WatcherError::List(SourceError::Api { code, .. }) | WatcherError::Watch(SourceError::Api { code, .. })) => u64::from(*code),
+                        _ => 0,
+                    };
+                    self.stats.failed_list_status.store(status, Ordering::Relaxed);
                     match attempt {
                         // No backoff reset here: a list that succeeds only to be
                         // followed by a 410 again is part of a failure streak.

@@ -185,6 +185,24 @@ where
         })
     }
 
+    /// [`Store::try_get`] for a reference given by its parts, without building one (a
+    /// controller's key names the object this way on every reconcile).
+    pub(crate) fn try_get_named(&self, namespace: Option<&str>, name: &str) -> Result<Option<Arc<K>>, DecodeError> {
+        let Some(ns) = namespace else { return self.try_get_by_key(name) };
+        let found = KEY.with(|k| {
+            let mut k = k.borrow_mut();
+            k.clear();
+            k.push_str(ns);
+            k.push('/');
+            k.push_str(name);
+            self.try_get_by_key(&k)
+        })?;
+        match found {
+            None => self.try_get_by_key(name),
+            found => Ok(found),
+        }
+    }
+
     /// [`Store::get_by_key`], with the reason when the stored object does not decode.
     ///
     /// # Errors
