@@ -74,6 +74,7 @@ pub mod object;
 pub mod queue;
 pub mod reflector;
 pub mod selector;
+pub mod shard;
 pub mod store;
 pub(crate) mod sync;
 pub mod testing;
