@@ -69,6 +69,7 @@ pub mod client;
 pub mod controller;
 pub mod fifo;
 pub mod informer;
+pub mod lease;
 pub mod metrics;
 pub mod object;
 pub mod queue;
