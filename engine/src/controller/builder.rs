@@ -20,6 +20,8 @@ use super::key::{Kind, ReconcileKey, Scope, kind_of};
 use super::owner::owner_key;
 use super::predicates::Predicate;
 use super::runner::{ControllerStats, Outcome, Runner};
+use super::sharding::{self, Sharding};
+use crate::shard::{ShardBy, ShardMembership};
 use crate::informer::{HandlerId, Informer};
 use crate::queue::WorkQueue;
 use crate::{Obj, typed};
@@ -111,6 +113,7 @@ pub struct Controller<K: Resource> {
     shutdown: Vec<BoxFuture<'static, ()>>,
     shutdown_timeout: Option<Duration>,
     metrics: Option<Metrics>,
+    shard: Option<Sharding>,
 }
 
 impl<K> Controller<K>
@@ -152,7 +155,21 @@ where
             shutdown: Vec::new(),
             shutdown_timeout: None,
             metrics: None,
+            shard: None,
         }
+    }
+
+    /// Reconciles only the keys `membership` admits: this replica's share of the ring,
+    /// each object placed by `by` ([`ShardBy`]). A key taken from the queue that is not
+    /// admitted is dropped without a reconcile (its owner reconciles it); a running
+    /// reconcile whose key is lost, or whose replica stops (renew deadline passed,
+    /// paused, leaving), is aborted at its next `.await`; keys gained when the ring
+    /// changes are enqueued from the main informer's store. See [`crate::shard`] for
+    /// the protocol and why no key is reconciled by two replicas at once.
+    #[must_use]
+    pub fn shard(mut self, membership: ShardMembership, by: ShardBy) -> Self {
+        self.shard = Some(Sharding { membership, by, store: self.main.store(), kind: self.kind.clone() });
+        self
     }
 
     /// Uses `queue` (its name, metrics and rate limiter); its name becomes the
@@ -352,7 +369,7 @@ where
         E: fmt::Display + Send + 'static,
         P: Fn(Arc<K>, &E, Arc<Ctx>) -> Action + Send + Sync + 'static,
     {
-        let Controller { main, store, dyntype, kind, queue, workers, stats, predicates, related, reconcile_all, shutdown, shutdown_timeout, metrics, .. } = self;
+        let Controller { main, store, dyntype, kind, queue, workers, stats, predicates, related, reconcile_all, shutdown, shutdown_timeout, metrics, shard, .. } = self;
         let shutdown: Shared<BoxFuture<'static, ()>> = if shutdown.is_empty() {
             futures::future::pending().boxed().shared()
         } else {
@@ -414,6 +431,10 @@ where
                 }
             }
         });
+        let reconcile_key = Arc::new(sharding::fence(shard.clone(), reconcile_key));
+        if let Some(shard) = shard {
+            triggers.spawn(shard.enqueue_gained(queue.clone()));
+        }
         let metrics = metrics.map(|m| m.controller(stats.name()));
         Runner { queue, workers, stats, shutdown_timeout, metrics }.run(reconcile_key, shutdown).await;
         triggers.abort_all();

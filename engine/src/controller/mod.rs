@@ -24,6 +24,7 @@ mod key;
 mod owner;
 pub mod predicates;
 mod runner;
+mod sharding;
 mod untyped;
 
 pub use builder::Controller;

@@ -96,7 +96,7 @@ impl Timing {
 
 /// One lease of the ring, as a list returned it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LeaseRecord {
+pub struct MemberLease {
     /// The member the lease belongs to.
     pub identity: String,
     /// Whatever identifies this version of the record (holder, renew time, duration):
@@ -159,12 +159,12 @@ impl Seen {
 ///
 /// ```
 /// use std::time::{Duration, Instant};
-/// use kcache::shard::{Assignment, LeaseRecord, Timing};
+/// use kcache::shard::{Assignment, MemberLease, Timing};
 ///
 /// let timing = Timing::default();
 /// let mut a = Assignment::new("a", timing);
 /// let t0 = Instant::now();
-/// let lease = |id: &str, v: u32| LeaseRecord { identity: id.into(), fingerprint: v.to_string(), duration: timing.lease_duration, released: false };
+/// let lease = |id: &str, v: u32| MemberLease { identity: id.into(), fingerprint: v.to_string(), duration: timing.lease_duration, released: false };
 /// a.renewed(t0, t0);
 /// a.listed(t0, t0, vec![lease("a", 1), lease("b", 1)]);
 /// let h = (0u64..).map(|i| i << 48).find(|&h| a.ring().owner(h) == Some("a")).unwrap();
@@ -183,7 +183,7 @@ impl Seen {
 /// // Without a renew for `renew_deadline`, it stops on its own.
 /// assert!(!a.admits(h, now + timing.renew_deadline));
 /// ```
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Assignment {
     me: Arc<str>,
     timing: Timing,
@@ -258,7 +258,7 @@ impl Assignment {
     /// A list of the ring's leases sent at `sent` succeeded; its answer, `leases`,
     /// arrived at `now`. Leases missing from it stay as they were last seen until they
     /// expire: only a released lease moves its keys at once.
-    pub fn listed(&mut self, sent: Instant, now: Instant, leases: Vec<LeaseRecord>) {
+    pub fn listed(&mut self, sent: Instant, now: Instant, leases: Vec<MemberLease>) {
         let was_fresh = self.is_fresh(now);
         if self.list_sent.is_some_and(|s| s > sent) {
             return; // an older list than the one applied: it says nothing newer

@@ -71,8 +71,10 @@
 
 mod assignment;
 mod key;
+mod membership;
 mod ring;
 
-pub use assignment::{Assignment, Decision, LeaseRecord, Timing, TimingError};
+pub use assignment::{Assignment, Decision, MemberLease, Timing, TimingError};
 pub use key::{ShardBy, fnv1a64};
+pub use membership::{MembershipConfig, RING_LABEL, Reconciling, ShardMembership};
 pub use ring::{DEFAULT_VNODES, HashRange, Ring, shard_selector};

@@ -6,16 +6,16 @@ fn timing() -> Timing {
     Timing { lease_duration: 5 * SEC, renew_deadline: 3 * SEC, retry_period: SEC }.validate().unwrap()
 }
 
-fn lease(id: &str, version: u64) -> LeaseRecord {
-    LeaseRecord { identity: id.to_owned(), fingerprint: version.to_string(), duration: 5 * SEC, released: false }
+fn lease(id: &str, version: u64) -> MemberLease {
+    MemberLease { identity: id.to_owned(), fingerprint: version.to_string(), duration: 5 * SEC, released: false }
 }
 
-fn released(id: &str, version: u64) -> LeaseRecord {
-    LeaseRecord { released: true, ..lease(id, version) }
+fn released(id: &str, version: u64) -> MemberLease {
+    MemberLease { released: true, ..lease(id, version) }
 }
 
 /// Feeds one successful tick (renew then list, answered at once) at `now`.
-fn tick(a: &mut Assignment, now: Instant, leases: Vec<LeaseRecord>) {
+fn tick(a: &mut Assignment, now: Instant, leases: Vec<MemberLease>) {
     a.renewed(now, now);
     a.listed(now, now, leases);
     a.advance(now);
@@ -299,7 +299,7 @@ mod model {
                 let list_answered = renew_answered + rng.below(300);
                 let leases = server
                     .iter()
-                    .map(|(id, &(v, rel))| LeaseRecord { identity: id.clone(), fingerprint: v.to_string(), duration: timing.lease_duration, released: rel })
+                    .map(|(id, &(v, rel))| MemberLease { identity: id.clone(), fingerprint: v.to_string(), duration: timing.lease_duration, released: rel })
                     .collect();
                 r.state.listed(local(base, renew_answered, r.skew_permille), local(base, list_answered, r.skew_permille), leases);
             }
