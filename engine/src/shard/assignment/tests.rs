@@ -331,3 +331,44 @@ mod model {
         }
     }
 }
+
+#[test]
+fn takeover_after_a_kill_comes_within_lease_duration_plus_one_retry_period() {
+    // b ticks every retry period; a is killed right after a renew that b sees only at
+    // its next tick (the worst phase). b takes a's hashes when a's lease, as b observed
+    // it, expires: at most one retry period plus the lease duration after the kill.
+    let t = timing();
+    let t0 = Instant::now();
+    let mut b = Assignment::new("b", t);
+    let from_a = (0..)
+        .map(|i: u64| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        .find(|&h| Ring::new(["a", "b"], DEFAULT_VNODES).owner(h) == Some("a"))
+        .unwrap();
+    for s in 0..6u64 {
+        tick(&mut b, t0 + Duration::from_secs(s), vec![lease("a", s), lease("b", s)]);
+    }
+    // a renews (version 6) just after b's tick at t0+5s, and is killed.
+    let killed = t0 + 5 * SEC + Duration::from_millis(1);
+    let mut now = t0 + 6 * SEC;
+    tick(&mut b, now, vec![lease("a", 6), lease("b", 6)]);
+    let mut version = 7;
+    let taken = loop {
+        // The membership loop wakes at whichever comes first: its next tick or a deadline.
+        let next_tick = now + t.retry_period;
+        let wake = b.next_wakeup(now).map_or(next_tick, |w| w.min(next_tick));
+        now = wake;
+        if wake == next_tick {
+            tick(&mut b, now, vec![lease("a", 6), lease("b", version)]);
+            version += 1;
+        } else {
+            b.advance(now);
+        }
+        if b.admits(from_a, now) {
+            break now;
+        }
+        assert!(now < killed + 20 * SEC, "a's hashes are taken over");
+    };
+    let takeover = taken - killed;
+    assert!(takeover <= t.lease_duration + t.retry_period, "takeover took {takeover:?}");
+    assert!(takeover >= t.lease_duration - t.retry_period, "not before a's lease could have expired: {takeover:?}");
+}
