@@ -86,6 +86,8 @@ struct Ctx {
     record: Arc<Record>,
     /// How long each of a reconcile's five steps sleeps.
     step: Arc<Mutex<Duration>>,
+    /// Reconcile again after this long (`None`: wait for a change).
+    again: Option<Duration>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -107,7 +109,7 @@ async fn reconcile(cm: Arc<ConfigMap>, ctx: Arc<Ctx>) -> Result<Action, Never> {
     if phase >= entry.0 {
         *entry = (phase, ctx.replica.clone());
     }
-    Ok(Action::await_change())
+    Ok(ctx.again.map_or(Action::await_change(), Action::requeue))
 }
 
 enum Command {
@@ -126,7 +128,7 @@ struct Replica {
 }
 
 impl Replica {
-    fn start(name: &str, addr: std::net::SocketAddr, record: Arc<Record>, step: Arc<Mutex<Duration>>) -> Replica {
+    fn start(name: &str, addr: std::net::SocketAddr, record: Arc<Record>, step: Arc<Mutex<Duration>>, again: Option<Duration>) -> Replica {
         let (commands, mut received) = tokio::sync::mpsc::unbounded_channel::<Command>();
         let (handle_tx, handle_rx) = std::sync::mpsc::channel();
         let replica = name.to_owned();
@@ -140,7 +142,7 @@ impl Replica {
                 let membership = ShardMembership::start(LeaseClient::new(client, NS), MembershipConfig::new(RING, replica.clone()).timing(timing()))
                     .expect("valid timing");
                 handle_tx.send(membership.clone()).unwrap();
-                let ctx = Arc::new(Ctx { replica: replica.clone(), record, step });
+                let ctx = Arc::new(Ctx { replica: replica.clone(), record, step, again });
                 let controller = Controller::<ConfigMap>::new(&informer).workers(8).shard(membership.clone(), ShardBy::Uid);
                 let run = tokio::spawn(controller.run(reconcile, |_, _, _| Action::requeue(Duration::from_millis(100)), ctx));
                 while let Some(command) = received.recv().await {
@@ -206,6 +208,19 @@ async fn all_done(record: &Record, phase: u64) {
     eventually(&format!("every key reconciled at phase {phase}"), || record.completed(phase) == KEYS).await;
 }
 
+async fn sim_with_keys() -> (kcache_loadgen::sim::SimHandle, Api<ConfigMap>) {
+    let sim = SimServer::builder()
+        .resource(ResourceDef::new("coordination.k8s.io", "v1", "Lease", "leases", true))
+        .start()
+        .await
+        .expect("sim starts");
+    let api: Api<ConfigMap> = Api::namespaced(sim.client().expect("client"), NS);
+    for i in 0..KEYS {
+        sim.create("configmaps", json!({"metadata": {"namespace": NS, "name": format!("cm-{i}"), "labels": {"phase": "0"}}})).expect("create");
+    }
+    (sim, api)
+}
+
 /// No key's runs on two replicas overlap in time.
 fn assert_no_overlap(record: &Record) {
     let runs = record.runs();
@@ -226,18 +241,10 @@ fn assert_no_overlap(record: &Record) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_share_the_keys_and_never_reconcile_one_at_once_through_join_leave_kill_and_pause() {
-    let sim = SimServer::builder()
-        .resource(ResourceDef::new("coordination.k8s.io", "v1", "Lease", "leases", true))
-        .start()
-        .await
-        .expect("sim starts");
-    let api: Api<ConfigMap> = Api::namespaced(sim.client().expect("client"), NS);
-    for i in 0..KEYS {
-        sim.create("configmaps", json!({"metadata": {"namespace": NS, "name": format!("cm-{i}"), "labels": {"phase": "0"}}})).expect("create");
-    }
+    let (sim, api) = sim_with_keys().await;
     let record = Arc::new(Record::default());
     let step = Arc::new(Mutex::new(Duration::from_millis(10)));
-    let start = |name: &str| Replica::start(name, sim.addr(), Arc::clone(&record), Arc::clone(&step));
+    let start = |name: &str| Replica::start(name, sim.addr(), Arc::clone(&record), Arc::clone(&step), None);
 
     // Two replicas share the keys.
     let mut a = start("a");
@@ -302,6 +309,37 @@ async fn replicas_share_the_keys_and_never_reconcile_one_at_once_through_join_le
     assert!(record.done.lock().unwrap().values().all(|(p, _)| *p == 6));
 
     for mut replica in [b, c, d] {
+        replica.kill();
+    }
+    assert_no_overlap(&record);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_api_server_stops_every_replica_within_the_renew_deadline() {
+    let (sim, _api) = sim_with_keys().await;
+    let record = Arc::new(Record::default());
+    let step = Arc::new(Mutex::new(Duration::from_millis(10)));
+    // Reconciles run continuously: every key comes back 100 ms after each reconcile.
+    let start = |name: &str| Replica::start(name, sim.addr(), Arc::clone(&record), Arc::clone(&step), Some(Duration::from_millis(100)));
+    let a = start("a");
+    let b = start("b");
+    members_are(&[&a, &b], &["a", "b"]).await;
+    all_done(&record, 0).await;
+
+    // Every answer now takes longer than the renew deadline (the client gives up at it).
+    let outage = Instant::now();
+    sim.set_latency(Duration::from_secs(8));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let restored = Instant::now();
+    sim.set_latency(Duration::ZERO);
+    let quiet_from = outage + timing().renew_deadline + Duration::from_secs(1);
+    let during: Vec<Touch> = record.touches.lock().unwrap().iter().filter(|t| t.at > quiet_from && t.at < restored).cloned().collect();
+    assert!(during.is_empty(), "reconciles ran while no renew could succeed: {:?}", &during[..during.len().min(5)]);
+
+    // Once the server answers again, reconciles resume.
+    eventually("reconciles resume after the outage", || record.touches.lock().unwrap().iter().any(|t| t.at > restored)).await;
+    for mut replica in [a, b] {
         replica.kill();
     }
     assert_no_overlap(&record);
