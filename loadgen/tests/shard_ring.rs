@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kcache::controller::{Action, Controller};
 use kcache::lease::LeaseClient;
-use kcache::shard::{MembershipConfig, ShardBy, ShardMembership, Timing};
+use kcache::shard::{MembershipConfig, RING_LABEL, ShardBy, ShardMembership, Timing};
 use kcache::{Informer, InformerConfig, KubeSource};
 use kcache_loadgen::sim::{ResourceDef, SimServer};
 use kube::api::{Api, Patch, PatchParams};
@@ -265,6 +265,10 @@ async fn replicas_share_the_keys_and_never_reconcile_one_at_once_through_join_le
     b.send(Command::Leave(left));
     tokio::task::spawn_blocking(move || has_left.recv_timeout(T)).await.unwrap().expect("b left");
     let left_at = Instant::now();
+    let lease = |name: &str| sim.get("leases.coordination.k8s.io", NS, &format!("{RING}-{name}")).expect("leases are served").expect("the lease exists");
+    let b_lease = lease("b");
+    assert_eq!(b_lease["metadata"]["labels"][RING_LABEL], RING);
+    assert!(b_lease["spec"]["holderIdentity"].as_str().unwrap_or("").is_empty(), "b released its lease: {b_lease}");
     members_are(&[&a, &c], &["a", "c"]).await;
     set_phase(&api, 3).await;
     all_done(&record, 3).await;
@@ -274,6 +278,7 @@ async fn replicas_share_the_keys_and_never_reconcile_one_at_once_through_join_le
     a.kill();
     let killed = Instant::now();
     members_are(&[&c], &["c"]).await;
+    assert_eq!(lease("a")["spec"]["holderIdentity"], "a", "a killed keeps its lease until it expires");
     eprintln!("takeover after a kill with a {:?} lease: {:?}", timing().lease_duration, killed.elapsed());
     let d = start("d");
     members_are(&[&c, &d], &["c", "d"]).await;

@@ -9,7 +9,8 @@
 //!   whose key was lost (or whose replica went stale, or was paused past its renew
 //!   deadline) is dropped at its next `.await` without running further.
 //! * When the membership changes, every object of the main kind that is admitted now
-//!   but was not at the previous change is enqueued.
+//!   but was not at the previous change is enqueued; after the replica was stopped
+//!   (renew deadline passed), every admitted one is.
 
 use std::future::Future;
 use std::pin::pin;
@@ -90,19 +91,24 @@ impl Sharding {
         })
     }
 
-    /// Enqueues the main kind's objects that each membership change makes admitted.
-    pub(crate) async fn enqueue_gained(self, queue: WorkQueue<ReconcileKey>) {
+    /// Enqueues the main kind's objects that each membership change makes admitted,
+    /// and all admitted ones when the replica became fresh again (what it dropped
+    /// while stopped is due). The first state is read now, before any worker runs.
+    pub(crate) fn enqueue_gained(self, queue: WorkQueue<ReconcileKey>) -> impl Future<Output = ()> + Send + 'static {
         let mut changes = self.membership.subscribe();
         let mut before = (self.membership.snapshot(), Instant::now());
-        while changes.changed().await.is_ok() {
-            let after = (self.membership.snapshot(), Instant::now());
-            for obj in self.store.list() {
-                let hash = self.by.hash(&obj);
-                if after.0.admits(hash, after.1) && !before.0.admits(hash, before.1) {
-                    queue.add(ReconcileKey::new(self.kind.clone(), obj.namespace(), obj.name()));
+        async move {
+            while changes.changed().await.is_ok() {
+                let after = (self.membership.snapshot(), Instant::now());
+                let all = after.0.epoch() != before.0.epoch();
+                for obj in self.store.list() {
+                    let hash = self.by.hash(&obj);
+                    if after.0.admits(hash, after.1) && (all || !before.0.admits(hash, before.1)) {
+                        queue.add(ReconcileKey::new(self.kind.clone(), obj.namespace(), obj.name()));
+                    }
                 }
+                before = after;
             }
-            before = after;
         }
     }
 }

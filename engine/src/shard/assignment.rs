@@ -195,6 +195,7 @@ pub struct Assignment {
     transitions: VecDeque<Transition>,
     leaving: bool,
     version: u64,
+    epoch: u64,
 }
 
 impl Assignment {
@@ -218,6 +219,7 @@ impl Assignment {
             transitions: VecDeque::new(),
             leaving: false,
             version: 0,
+            epoch: 0,
         }
     }
 
@@ -240,6 +242,12 @@ impl Assignment {
     /// of time (a new live set, a new hold, leaving, regaining freshness).
     pub fn version(&self) -> u64 {
         self.version
+    }
+
+    /// How many times this replica became fresh (its first view, then after each
+    /// pause or outage): keys dropped while it was stopped are due again.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     /// Whether this replica may reconcile at all at `now`.
@@ -380,6 +388,7 @@ impl Assignment {
             let without_me = Ring::new(self.ring.members().iter().filter(|m| ***m != *self.me), self.vnodes);
             self.transitions.push_back(Transition { at: now, previous: Arc::new(without_me) });
             self.version += 1;
+            self.epoch += 1;
         }
     }
 }

@@ -33,7 +33,7 @@
 //!    first view, or after a pause or an outage) counts as a transition from the ring
 //!    without this replica: every hash another live member would own without it waits.
 //! 4. **Losing.** A replica stops starting a hash it lost at once and aborts its
-//!    in-flight reconciles (the controller's `shard` hook).
+//!    in-flight reconciles ([`Controller::shard`](crate::controller::Controller::shard)).
 //! 5. **Leaving.** A replica that leaves stops admitting and waits for its in-flight
 //!    reconciles to end, then releases its lease; the others take its hashes at once.
 //!

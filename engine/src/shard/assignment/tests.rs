@@ -76,6 +76,7 @@ fn a_paused_replica_stops_and_holds_everything_when_it_comes_back() {
     // hold before taking back what another may have taken while it was gone.
     tick(&mut a, resumed_at, vec![lease("a", 20), lease("b", 20)]);
     assert!(matches!(a.decide(mine, resumed_at), Decision::Held { until, .. } if until == resumed_at + timing().hold()));
+    assert_eq!(a.epoch(), 2, "fresh at the first view, then again after the pause");
     for s in 1..4u64 {
         let t = resumed_at + Duration::from_secs(s);
         tick(&mut a, t, vec![lease("a", 20 + s), lease("b", 20 + s)]);
