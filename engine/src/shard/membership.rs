@@ -64,7 +64,33 @@ impl MembershipConfig {
     }
 }
 
-/// A running membership: cheap to clone, shared by the controller's workers.
+/// Why a membership cannot start.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MembershipError {
+    /// See [`TimingError`].
+    #[error(transparent)]
+    Timing(#[from] TimingError),
+    /// `<ring>-<identity>` is not a DNS subdomain (lowercase alphanumerics, `-` and
+    /// `.`, at most 253 characters), so the API server would refuse the Lease.
+    #[error("lease name {0:?} is not a DNS subdomain: use a lowercase ring name and identity")]
+    LeaseName(String),
+}
+
+/// apimachinery's `IsDNS1123Subdomain` (k8s.io/apimachinery/pkg/util/validation/validation.go).
+fn is_dns_subdomain(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').all(|label| {
+            let bytes = label.as_bytes();
+            !bytes.is_empty()
+                && bytes.iter().all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && bytes[0] != b'-'
+                && bytes[bytes.len() - 1] != b'-'
+        })
+}
+
+/// A running membership: cheap to clone, shared by the controller's workers. Its loop
+/// runs until [`ShardMembership::leave`] or [`ShardMembership::stop`] (or until its
+/// runtime shuts down), whether or not handles remain.
 ///
 /// ```no_run
 /// # async fn demo(client: kube::Client) -> Result<(), Box<dyn std::error::Error>> {
@@ -112,9 +138,14 @@ impl ShardMembership {
     /// off at the renew deadline (`client`'s own timeout is replaced).
     ///
     /// # Errors
-    /// The timing is invalid ([`Timing::validate`]).
-    pub fn start(client: LeaseClient, config: MembershipConfig) -> Result<ShardMembership, TimingError> {
+    /// The timing is invalid ([`Timing::validate`]), or `<ring>-<identity>` is not a
+    /// valid Lease name.
+    pub fn start(client: LeaseClient, config: MembershipConfig) -> Result<ShardMembership, MembershipError> {
         let timing = config.timing.validate()?;
+        let name = config.lease_name();
+        if !is_dns_subdomain(&name) {
+            return Err(MembershipError::LeaseName(name));
+        }
         let client = client.with_timeout(timing.renew_deadline);
         let state = Assignment::with_vnodes(&config.identity, timing, config.vnodes);
         let inner = Arc::new(Inner {
@@ -408,5 +439,42 @@ async fn release_lease(client: &LeaseClient, config: &MembershipConfig, name: &s
     spec.renew_time = Some(MicroTime(k8s_openapi::jiff::Timestamp::now()));
     if let Err(e) = client.replace(&lease).await {
         tracing::warn!(ring = %config.ring, identity = %config.identity, error = %e, "ring lease release failed; the others wait for it to expire");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_names_must_be_dns_subdomains() {
+        assert!(is_dns_subdomain("cm-controller-pod-0"));
+        assert!(is_dns_subdomain("ring.example-a"));
+        for bad in ["", "Ring-a", "ring-", "-ring", "ring..a", "ring_a", &"a".repeat(254)] {
+            assert!(!is_dns_subdomain(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_list_becomes_member_leases_named_after_the_ring_prefix() {
+        let config = MembershipConfig::new("r", "me");
+        let mut mine = held(&config, "r-me", None);
+        mine.metadata.resource_version = Some("7".into());
+        let mut released = held(&MembershipConfig::new("r", "gone"), "r-gone", None);
+        released.spec.as_mut().unwrap().holder_identity = None;
+        let foreign = held(&MembershipConfig::new("other", "x"), "other-x", None);
+        let members = member_leases(&[mine.clone(), released, foreign], &config);
+        let ids: Vec<(&str, bool)> = members.iter().map(|m| (m.identity.as_str(), m.released)).collect();
+        assert_eq!(ids, [("me", false), ("gone", true)]);
+        assert_eq!(members[0].duration, config.timing.lease_duration);
+        assert_eq!(mine.metadata.labels.as_ref().unwrap()[RING_LABEL], "r");
+        let spec = mine.spec.as_ref().unwrap();
+        assert_eq!(spec.holder_identity.as_deref(), Some("me"));
+        assert_eq!(spec.lease_transitions, Some(1));
+        // Renewing one's own lease changes the renew time only: same holder, same
+        // transitions, the resourceVersion it was read at kept for the replace.
+        let renewed = held(&config, "r-me", Some(mine));
+        assert_eq!(renewed.spec.as_ref().unwrap().lease_transitions, Some(1));
+        assert_eq!(renewed.metadata.resource_version.as_deref(), Some("7"));
     }
 }

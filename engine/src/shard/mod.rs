@@ -76,5 +76,5 @@ mod ring;
 
 pub use assignment::{Assignment, Decision, MemberLease, Timing, TimingError};
 pub use key::{ShardBy, fnv1a64};
-pub use membership::{MembershipConfig, RING_LABEL, Reconciling, ShardMembership};
+pub use membership::{MembershipConfig, MembershipError, RING_LABEL, Reconciling, ShardMembership};
 pub use ring::{DEFAULT_VNODES, HashRange, Ring, shard_selector};
