@@ -4,8 +4,6 @@
 //! graceful leave, a kill and a pause past the lease (the replica's runtime blocked,
 //! as under SIGSTOP). Every key is reconciled in every phase, and no key is ever
 //! reconciled by two replicas at overlapping times.
-//!
-//! The simulator is given the `coordination.k8s.io/v1` Lease resource here.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -16,7 +14,7 @@ use kcache::controller::{Action, Controller};
 use kcache::lease::LeaseClient;
 use kcache::shard::{MembershipConfig, RING_LABEL, ShardBy, ShardMembership, Timing};
 use kcache::{Informer, InformerConfig, KubeSource};
-use kcache_loadgen::sim::{ResourceDef, SimServer};
+use kcache_loadgen::sim::SimServer;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
@@ -209,11 +207,7 @@ async fn all_done(record: &Record, phase: u64) {
 }
 
 async fn sim_with_keys() -> (kcache_loadgen::sim::SimHandle, Api<ConfigMap>) {
-    let sim = SimServer::builder()
-        .resource(ResourceDef::new("coordination.k8s.io", "v1", "Lease", "leases", true))
-        .start()
-        .await
-        .expect("sim starts");
+    let sim = SimServer::builder().start().await.expect("sim starts");
     let api: Api<ConfigMap> = Api::namespaced(sim.client().expect("client"), NS);
     for i in 0..KEYS {
         sim.create("configmaps", json!({"metadata": {"namespace": NS, "name": format!("cm-{i}"), "labels": {"phase": "0"}}})).expect("create");

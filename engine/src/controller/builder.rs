@@ -23,6 +23,7 @@ use super::runner::{ControllerStats, Outcome, Runner};
 use super::sharding::{self, Sharding};
 use crate::shard::{ShardBy, ShardMembership};
 use crate::informer::{HandlerId, Informer};
+use crate::lease::Leadership;
 use crate::queue::WorkQueue;
 use crate::{Obj, typed};
 
@@ -113,6 +114,7 @@ pub struct Controller<K: Resource> {
     shutdown: Vec<BoxFuture<'static, ()>>,
     shutdown_timeout: Option<Duration>,
     metrics: Option<Metrics>,
+    leadership: Option<Leadership>,
     shard: Option<Sharding>,
 }
 
@@ -155,6 +157,7 @@ where
             shutdown: Vec::new(),
             shutdown_timeout: None,
             metrics: None,
+            leadership: None,
             shard: None,
         }
     }
@@ -333,6 +336,17 @@ where
         self
     }
 
+    /// Reconciles only while `leadership` leads (a [`LeaderElector`](crate::lease::LeaderElector)'s
+    /// handle): keys stay queued while another replica leads, and reconciles in flight
+    /// when leadership ends are aborted at their next `.await`, logged and counted
+    /// (`aborted_on_leadership_loss`), so none outlives the renew deadline. The
+    /// informers keep the cache warm meanwhile, so a new leader starts at once.
+    #[must_use]
+    pub fn leader_election(mut self, leadership: Leadership) -> Self {
+        self.leadership = Some(leadership);
+        self
+    }
+
     /// The typed view of the main kind's store the reconciles read from.
     pub fn store(&self) -> typed::Store<K> {
         self.store.clone()
@@ -369,7 +383,7 @@ where
         E: fmt::Display + Send + 'static,
         P: Fn(Arc<K>, &E, Arc<Ctx>) -> Action + Send + Sync + 'static,
     {
-        let Controller { main, store, dyntype, kind, queue, workers, stats, predicates, related, reconcile_all, shutdown, shutdown_timeout, metrics, shard, .. } = self;
+        let Controller { main, store, dyntype, kind, queue, workers, stats, predicates, related, reconcile_all, shutdown, shutdown_timeout, metrics, leadership, shard, .. } = self;
         let shutdown: Shared<BoxFuture<'static, ()>> = if shutdown.is_empty() {
             futures::future::pending().boxed().shared()
         } else {
@@ -436,7 +450,7 @@ where
             triggers.spawn(shard.enqueue_gained(queue.clone()));
         }
         let metrics = metrics.map(|m| m.controller(stats.name()));
-        Runner { queue, workers, stats, shutdown_timeout, metrics }.run(reconcile_key, shutdown).await;
+        Runner { queue, workers, stats, shutdown_timeout, metrics, leadership }.run(reconcile_key, shutdown).await;
         triggers.abort_all();
         unregister(&registered);
     }

@@ -21,6 +21,7 @@
 mod builder;
 mod enqueue;
 mod key;
+mod leading;
 mod owner;
 pub mod predicates;
 mod runner;
