@@ -22,6 +22,8 @@ const NEVER: &[(&str, &[&str])] = &[
     ("client", &["fifo", "wire", "testing"]),
     ("metrics", &["controller", "client", "testing"]),
     ("typed", &["fifo", "reflector", "wire", "controller", "client", "queue", "testing"]),
+    ("lease", &["wire", "arena", "object", "store", "fifo", "reflector", "informer", "controller", "client", "queue", "typed", "shard", "testing"]),
+    ("shard", &["wire", "arena", "store", "fifo", "reflector", "informer", "controller", "client", "queue", "typed", "testing"]),
     ("selector", &["fifo", "reflector", "informer", "controller", "client", "queue", "wire", "testing"]),
 ];
 

@@ -20,7 +20,10 @@ use super::key::{Kind, ReconcileKey, Scope, kind_of};
 use super::owner::owner_key;
 use super::predicates::Predicate;
 use super::runner::{ControllerStats, Outcome, Runner};
+use super::sharding::{self, Sharding};
+use crate::shard::{ShardBy, ShardMembership};
 use crate::informer::{HandlerId, Informer};
+use crate::lease::Leadership;
 use crate::queue::WorkQueue;
 use crate::{Obj, typed};
 
@@ -110,6 +113,8 @@ pub struct Controller<K: Resource> {
     shutdown: Vec<BoxFuture<'static, ()>>,
     shutdown_timeout: Option<Duration>,
     metrics: Option<Metrics>,
+    leadership: Option<Leadership>,
+    shard: Option<Sharding>,
 }
 
 impl<K> Controller<K>
@@ -150,7 +155,22 @@ where
             shutdown: Vec::new(),
             shutdown_timeout: None,
             metrics: None,
+            leadership: None,
+            shard: None,
         }
+    }
+
+    /// Reconciles only the keys `membership` admits: this replica's share of the ring,
+    /// each object placed by `by` ([`ShardBy`]). A key taken from the queue that is not
+    /// admitted is dropped without a reconcile (its owner reconciles it); a running
+    /// reconcile whose key is lost, or whose replica stops (renew deadline passed,
+    /// paused, leaving), is aborted at its next `.await`; keys gained when the ring
+    /// changes are enqueued from the main informer's store. See [`crate::shard`] for
+    /// the protocol and why no key is reconciled by two replicas at once.
+    #[must_use]
+    pub fn shard(mut self, membership: ShardMembership, by: ShardBy) -> Self {
+        self.shard = Some(Sharding { membership, by, store: self.main.store(), kind: self.kind.clone() });
+        self
     }
 
     /// Uses `queue` (its name, metrics and rate limiter); its name becomes the
@@ -332,6 +352,17 @@ where
         self
     }
 
+    /// Reconciles only while `leadership` leads (a [`LeaderElector`](crate::lease::LeaderElector)'s
+    /// handle): keys stay queued while another replica leads, and reconciles in flight
+    /// when leadership ends are aborted at their next `.await`, logged and counted
+    /// (`aborted_on_leadership_loss`), so none outlives the renew deadline. The
+    /// informers keep the cache warm meanwhile, so a new leader starts at once.
+    #[must_use]
+    pub fn leader_election(mut self, leadership: Leadership) -> Self {
+        self.leadership = Some(leadership);
+        self
+    }
+
     /// The typed view of the main kind's store the reconciles read from.
     pub fn store(&self) -> typed::Store<K> {
         self.store.clone()
@@ -368,7 +399,7 @@ where
         E: fmt::Display + Send + 'static,
         P: Fn(Arc<K>, &E, Arc<Ctx>) -> Action + Send + Sync + 'static,
     {
-        let Controller { main, store, kind, queue, workers, stats, predicates, related, reconcile_all, shutdown, shutdown_timeout, metrics, .. } = self;
+        let Controller { main, store, kind, queue, workers, stats, predicates, related, reconcile_all, shutdown, shutdown_timeout, metrics, leadership, shard, .. } = self;
         let shutdown: Shared<BoxFuture<'static, ()>> = if shutdown.is_empty() {
             futures::future::pending().boxed().shared()
         } else {
@@ -434,8 +465,12 @@ where
                 }
             }
         });
+        let reconcile_key = Arc::new(sharding::fence(shard.clone(), reconcile_key));
+        if let Some(shard) = shard {
+            triggers.spawn(shard.enqueue_gained(queue.clone()));
+        }
         let metrics = metrics.map(|m| m.controller(stats.name()));
-        Runner { queue, workers, stats, shutdown_timeout, metrics }.run(reconcile_key, shutdown).await;
+        Runner { queue, workers, stats, shutdown_timeout, metrics, leadership }.run(reconcile_key, shutdown).await;
         triggers.abort_all();
         unregister(&registered);
     }

@@ -21,9 +21,11 @@
 mod builder;
 mod enqueue;
 mod key;
+mod leading;
 mod owner;
 pub mod predicates;
 mod runner;
+mod sharding;
 mod untyped;
 
 pub use builder::Controller;

@@ -8,6 +8,7 @@
 //! * After the shutdown signal no reconcile starts; in-flight ones finish. With a
 //!   shutdown timeout, reconciles still running when it expires are aborted, logged
 //!   with their keys and counted.
+//! * With a leadership handle, reconciles run only while leading (`leading.rs`).
 
 use crate::metrics::{ControllerMetrics, ReconcileResult};
 use std::future::Future;
@@ -20,6 +21,8 @@ use futures::FutureExt;
 use tracing::Instrument;
 
 use super::key::ReconcileKey;
+use super::leading;
+use crate::lease::Leadership;
 use crate::queue::WorkQueue;
 
 /// What to do with a key after a reconcile.
@@ -91,6 +94,9 @@ pub struct ControllerStats {
     pub unavailable_watches: AtomicU64,
     /// Reconciles still running when the shutdown timeout expired, and aborted.
     pub aborted_on_shutdown: AtomicU64,
+    /// Reconciles aborted because this process stopped leading
+    /// ([`Controller::leader_election`](super::Controller::leader_election)).
+    pub aborted_on_leadership_loss: AtomicU64,
     /// Total time spent in finished reconciles, in nanoseconds.
     pub reconcile_nanos: AtomicU64,
 }
@@ -125,6 +131,8 @@ pub(crate) struct Runner {
     pub(crate) shutdown_timeout: Option<Duration>,
     /// The controller's prometheus series, when it was given a metrics set.
     pub(crate) metrics: Option<ControllerMetrics>,
+    /// Reconcile only while this says so (see `leading.rs`).
+    pub(crate) leadership: Option<Leadership>,
 }
 
 impl Runner {
@@ -148,13 +156,15 @@ impl Runner {
             let metrics = self.metrics.clone();
             let stopping = Arc::clone(&stopping);
             let in_flight = Arc::clone(&in_flight);
+            let leadership = self.leadership.clone();
             workers.spawn(async move {
                 while let Some(key) = queue.get_async().await {
                     // After shutdown the queue still hands out what it holds; none of
                     // it starts (kube-rs: no new reconciles once shutdown began).
-                    if !stopping.load(Ordering::SeqCst) {
+                    if !stopping.load(Ordering::SeqCst) && leading::admit(leadership.as_ref(), &queue, &key).await {
                         set_slot(&in_flight, worker, Some(key.clone()));
-                        reconcile_one(&queue, &stats, metrics.as_ref(), &*reconcile, &key).await;
+                        let run = reconcile_one(&queue, &stats, metrics.as_ref(), &*reconcile, &key);
+                        leading::while_leading(leadership.as_ref(), &stats, &queue, &key, run).await;
                         set_slot(&in_flight, worker, None);
                     }
                     queue.done(&key);

@@ -55,6 +55,7 @@ pub struct KeyController {
     stats: Arc<ControllerStats>,
     metrics: Option<Metrics>,
     shutdown_timeout: Option<std::time::Duration>,
+    leadership: Option<crate::lease::Leadership>,
 }
 
 impl Default for KeyController {
@@ -75,7 +76,7 @@ impl KeyController {
     pub fn with_queue(queue: WorkQueue<ReconcileKey>) -> Self {
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         let stats = Arc::new(ControllerStats::named(queue.name()));
-        KeyController { queue, workers, stats, shutdown_timeout: None, metrics: None }
+        KeyController { queue, workers, stats, shutdown_timeout: None, metrics: None, leadership: None }
     }
 
     /// Number of concurrent reconciles.
@@ -90,6 +91,14 @@ impl KeyController {
     #[must_use]
     pub fn shutdown_timeout(mut self, limit: std::time::Duration) -> Self {
         self.shutdown_timeout = Some(limit);
+        self
+    }
+
+    /// Reconciles only while `leadership` leads, as
+    /// [`Controller::leader_election`](super::Controller::leader_election).
+    #[must_use]
+    pub fn leader_election(mut self, leadership: crate::lease::Leadership) -> Self {
+        self.leadership = Some(leadership);
         self
     }
 
@@ -147,6 +156,7 @@ impl KeyController {
             stats: self.stats,
             shutdown_timeout: self.shutdown_timeout,
             metrics,
+            leadership: self.leadership,
         };
         runner.run(reconcile, shutdown).await;
     }

@@ -102,8 +102,16 @@ impl ResourceDef {
         )
     }
 
+    /// coordination.k8s.io/v1 Leases (namespaced), served at
+    /// `/apis/coordination.k8s.io/v1/...`: what leader election writes.
+    pub fn leases() -> Self {
+        // The Go zero value of coordination/v1 Lease: `spec` is a struct without
+        // omitempty that applies (k8s.io/api/coordination/v1/types.go).
+        ResourceDef::new("coordination.k8s.io", "v1", "Lease", "leases", true).with_bookmark_tail(r#","spec":{}"#)
+    }
+
     /// The resources served by default: pods, nodes, namespaces, configmaps,
-    /// and core events.
+    /// core events and leases.
     pub fn defaults() -> Vec<ResourceDef> {
         vec![
             ResourceDef::new("", "v1", "Pod", "pods", true)
@@ -112,6 +120,7 @@ impl ResourceDef {
             ResourceDef::new("", "v1", "Namespace", "namespaces", false),
             ResourceDef::new("", "v1", "ConfigMap", "configmaps", true),
             ResourceDef::core_events(),
+            ResourceDef::leases(),
         ]
     }
 }
@@ -128,6 +137,14 @@ mod tests {
         let bookmark = format!(r#"{{"kind":"Deployment","apiVersion":"apps/v1","metadata":{{"resourceVersion":"1"}}{}}}"#, d.bookmark_tail);
         let v: serde_json::Value = serde_json::from_str(&bookmark).expect("the tail completes a JSON object");
         assert_eq!(v["spec"]["template"]["spec"]["containers"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn leases_are_served_by_default_in_the_coordination_group() {
+        let l = ResourceDef::leases();
+        assert_eq!((l.api_version(), l.name(), l.list_kind()), ("coordination.k8s.io/v1".into(), "leases.coordination.k8s.io".into(), "LeaseList".into()));
+        assert!(l.namespaced);
+        assert!(ResourceDef::defaults().contains(&l));
     }
 
     #[test]

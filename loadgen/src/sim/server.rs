@@ -303,6 +303,8 @@ fn api_group_list(shared: &Shared) -> Value {
             None => groups.push((r.group.clone(), vec![r.version.clone()])),
         }
     }
+    // A stable sort: groups the real server does not know keep their order.
+    groups.sort_by_key(|(g, _)| std::cmp::Reverse(group_priority(g)));
     let groups: Vec<Value> = groups
         .into_iter()
         .map(|(g, vs)| {
@@ -314,6 +316,22 @@ fn api_group_list(shared: &Shared) -> Value {
         })
         .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+/// The order of a real server's `/apis`: by each group's `groupPriorityMinimum`
+/// (k8s.io/kubernetes pkg/controlplane/apiserver/aggregator.go, `apiVersionPriorities`);
+/// other groups (custom resources) get 1000, as the CRD registration controller
+/// gives them.
+fn group_priority(group: &str) -> u32 {
+    match group {
+        "apps" => 17800,
+        "events.k8s.io" => 17750,
+        "batch" => 17400,
+        "policy" => 17100,
+        "coordination.k8s.io" => 16500,
+        "discovery.k8s.io" => 16200,
+        _ => 1000,
+    }
 }
 
 fn resource_list(shared: &Shared, group: &str, version: &str) -> Value {

@@ -1,0 +1,121 @@
+//! An object's place on the ring: the 64-bit FNV-1a hash of the field the ring shards
+//! by, owner-aware so that an owner and the objects it controls land on one replica.
+//!
+//! # Guarantees
+//! * The hash is the one Kubernetes' server-side shard selector computes (64-bit
+//!   FNV-1a of the field's bytes), so a replica's ranges exported with
+//!   [`shard_selector`](super::shard_selector) select the same objects it is assigned.
+//! * With [`ShardBy::Namespace`] an object and every object in its namespace share a
+//!   hash; with [`ShardBy::Uid`] an object with a controller owner hashes as that owner.
+
+use crate::Obj;
+
+/// Which field places an object on the ring.
+///
+/// | | balance | owner and owned together | server-side slicing |
+/// |---|---|---|---|
+/// | `Namespace` | by namespace: one namespace is one point, so a big namespace is one replica's | always (Kubernetes forbids an owner in another namespace) | every kind, by `object.metadata.namespace` |
+/// | `Uid` | by object: uids are random, the best spread | owned objects hash by their controller owner's uid | the owners' kind only: an owned object's own uid is not where it is assigned |
+///
+/// FNV-1a keeps the high bits of strings that differ only at the end close together,
+/// so namespaces named `team-1` … `team-9` sit near each other on the ring: with
+/// `Namespace`, few namespaces or sequential names balance worse than the ring's
+/// vnodes suggest. Cluster-scoped objects have no namespace and all hash as `""`
+/// under `Namespace`: shard cluster-scoped kinds by `Uid`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ShardBy {
+    /// `metadata.namespace` (`""` for cluster-scoped objects).
+    Namespace,
+    /// `metadata.uid`, or the uid of the object's controller owner when it has one.
+    Uid,
+}
+
+impl ShardBy {
+    /// The field path the server-side selector names (`object.metadata.…`).
+    pub fn field_path(self) -> &'static str {
+        match self {
+            ShardBy::Namespace => "object.metadata.namespace",
+            ShardBy::Uid => "object.metadata.uid",
+        }
+    }
+
+    /// Where `obj` sits on the ring.
+    ///
+    /// ```
+    /// use kcache::shard::{ShardBy, fnv1a64};
+    /// let owned = kcache::wire::Decoder::new(Default::default()).decode_object(br#"{"metadata":{"namespace":"ns","name":"p","uid":"pod-uid",
+    ///     "ownerReferences":[{"apiVersion":"apps/v1","kind":"ReplicaSet","name":"rs","uid":"rs-uid","controller":true}]}}"#).unwrap();
+    /// assert_eq!(ShardBy::Uid.hash(&owned), fnv1a64(b"rs-uid"), "placed with its controller");
+    /// assert_eq!(ShardBy::Namespace.hash(&owned), fnv1a64(b"ns"));
+    /// ```
+    pub fn hash(self, obj: &Obj) -> u64 {
+        match self {
+            ShardBy::Namespace => ShardBy::namespace_hash(obj.namespace()),
+            ShardBy::Uid => {
+                let controller = obj.owner_references().find(|r| r.controller && !r.uid.is_empty());
+                match controller {
+                    Some(owner) => fnv1a64(owner.uid.as_bytes()),
+                    None if !obj.uid().is_empty() => fnv1a64(obj.uid().as_bytes()),
+                    // Only objects built by hand lack a uid (a server always sets one);
+                    // spread them by name rather than pile them on the hash of "".
+                    None => fnv1a64(obj.key().as_bytes()),
+                }
+            }
+        }
+    }
+
+    /// The hash of a namespace under [`ShardBy::Namespace`] (`None`: cluster-scoped).
+    pub fn namespace_hash(namespace: Option<&str>) -> u64 {
+        fnv1a64(namespace.unwrap_or("").as_bytes())
+    }
+}
+
+/// 64-bit FNV-1a (offset basis 0xcbf29ce484222325, prime 0x100000001b3), the hash of
+/// Kubernetes' shard selector (`k8s.io/apimachinery/pkg/sharding`, `HashField`).
+///
+/// The reflector's server-side shard selector defines the same function
+/// (`reflector::shard_selector::fnv1a64`); once both are on one branch this one should
+/// become a re-export of it.
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{Decoder, DecoderConfig};
+
+    fn obj(json: &str) -> Obj {
+        Decoder::new(DecoderConfig::default()).decode_object(json.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn fnv1a64_matches_the_reference_vectors() {
+        // From the FNV reference test suite (isthe.com/chongo/tech/comp/fnv).
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn owned_objects_hash_with_their_controller_and_namespaces_keep_together() {
+        let owner = obj(r#"{"metadata":{"namespace":"ns","name":"rs","uid":"rs-uid"}}"#);
+        let controlled = obj(
+            r#"{"metadata":{"namespace":"ns","name":"p","uid":"p-uid","ownerReferences":[
+            {"apiVersion":"v1","kind":"ConfigMap","name":"other","uid":"other-uid"},
+            {"apiVersion":"apps/v1","kind":"ReplicaSet","name":"rs","uid":"rs-uid","controller":true}]}}"#,
+        );
+        let loose = obj(r#"{"metadata":{"namespace":"ns","name":"q","uid":"q-uid","ownerReferences":[
+            {"apiVersion":"v1","kind":"ConfigMap","name":"other","uid":"other-uid"}]}}"#);
+        assert_eq!(ShardBy::Uid.hash(&owner), ShardBy::Uid.hash(&controlled));
+        assert_eq!(ShardBy::Uid.hash(&loose), fnv1a64(b"q-uid"), "a non-controller owner does not place it");
+        for o in [&owner, &controlled, &loose] {
+            assert_eq!(ShardBy::Namespace.hash(o), fnv1a64(b"ns"));
+        }
+        let cluster = obj(r#"{"metadata":{"name":"n1","uid":"n-uid"}}"#);
+        assert_eq!(ShardBy::Namespace.hash(&cluster), fnv1a64(b""));
+        let no_uid = obj(r#"{"metadata":{"namespace":"ns","name":"a"}}"#);
+        let other_no_uid = obj(r#"{"metadata":{"namespace":"ns","name":"b"}}"#);
+        assert_ne!(ShardBy::Uid.hash(&no_uid), ShardBy::Uid.hash(&other_no_uid));
+    }
+}
