@@ -195,6 +195,13 @@ impl ApiError {
         }
     }
 
+    /// 500 with no reason: an error that is not an API status, as
+    /// k8s.io/apiserver/pkg/endpoints/handlers/responsewriters/status.go
+    /// `ErrorToAPIStatus` answers it (`reason` is empty and left out).
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(500, "", message)
+    }
+
     /// 400 BadRequest with a message.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, "BadRequest", message)
@@ -289,10 +296,12 @@ impl ApiError {
             write_json(&mut out, &Value::String(token.clone()));
         }
         out.extend_from_slice(br#"},"status":"Failure","message":"#);
-        write_json(&mut out, &Value::String(self.message.clone()));
-        out.extend_from_slice(br#","reason":""#);
-        out.extend_from_slice(self.reason.as_bytes());
-        out.push(b'"');
+        write_go_string(&mut out, &self.message);
+        if !self.reason.is_empty() {
+            out.extend_from_slice(br#","reason":""#);
+            out.extend_from_slice(self.reason.as_bytes());
+            out.push(b'"');
+        }
         if let Some(d) = &self.details {
             out.extend_from_slice(br#","details":"#);
             write_json(&mut out, d);
@@ -306,6 +315,21 @@ impl ApiError {
     /// The Status JSON as shared bytes.
     pub fn to_bytes(&self) -> Bytes {
         Bytes::from(self.to_json())
+    }
+}
+
+/// Writes a JSON string as Go's encoding/json does: `<`, `>` and `&` escaped
+/// as `\u003c`, `\u003e` and `\u0026` (its HTML-safe default).
+fn write_go_string(out: &mut Vec<u8>, s: &str) {
+    let mut quoted = Vec::with_capacity(s.len() + 2);
+    write_json(&mut quoted, &Value::String(s.to_owned()));
+    for b in quoted {
+        match b {
+            b'<' => out.extend_from_slice(br"\u003c"),
+            b'>' => out.extend_from_slice(br"\u003e"),
+            b'&' => out.extend_from_slice(br"\u0026"),
+            b => out.push(b),
+        }
     }
 }
 
