@@ -268,6 +268,61 @@ async fn the_gate_off_ignores_the_parameter_and_the_handle_turns_it_on() {
     sim.shutdown().await;
 }
 
+#[tokio::test]
+async fn a_lagging_watch_cache_serves_its_own_state_filtered() {
+    let sim = gated().await;
+    let lower = range("uid", 0, TOP / 2);
+    let in_shard = |o: &Value| fnv(o["metadata"]["uid"].as_str().expect("uid")) < 1 << 63;
+    let create = |prefix: &str, i: usize| sim.create("configmaps", json!({"metadata": {"name": format!("{prefix}-{i:02}"), "namespace": "c"}})).expect("create");
+    let old: Vec<Value> = (0..20).map(|i| create("old", i)).collect();
+    // From now on the cache trails by an hour: what follows is not in it yet.
+    sim.set_watch_cache_lag(Some(Duration::from_secs(3600)));
+    let new: Vec<Value> = (0..20).map(|i| create("new", i)).collect();
+    let names = |objs: &[Value]| -> BTreeSet<String> {
+        objs.iter().filter(|o| in_shard(o)).map(|o| format!("c/{}", o["metadata"]["name"].as_str().expect("name"))).collect()
+    };
+    let mut c = RawClient::connect(sim.addr()).await.expect("connect");
+    let cached = list(&mut c, "/api/v1/namespaces/c/configmaps", &lower, "&resourceVersion=0").await;
+    assert_eq!(keys(&cached), names(&old), "the cache's state, in the shard");
+    let latest = list(&mut c, "/api/v1/namespaces/c/configmaps", &lower, "").await;
+    assert_eq!(keys(&latest), names(&old).union(&names(&new)).cloned().collect());
+    let mut w = RawClient::stream(sim.addr(), &format!("/api/v1/namespaces/c/configmaps?watch=1&resourceVersion=0&shardSelector={}", enc(&lower)), &[])
+        .await
+        .expect("watch");
+    let mut got = BTreeSet::new();
+    while got.len() < names(&old).len() + names(&new).len() {
+        let e = next_change(&mut w).await;
+        assert!(in_shard(&e["object"]), "an event outside the shard arrived: {e}");
+        got.insert(format!("c/{}", name(&e)));
+    }
+    assert_eq!(got, names(&old).union(&names(&new)).cloned().collect());
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_collection_delete_with_a_shard_selector_deletes_the_shard_only() {
+    let sim = gated().await;
+    let objects = load(&sim);
+    let lower = range("uid", 0, TOP / 2);
+    let mut c = RawClient::connect(sim.addr()).await.expect("connect");
+    let r = c
+        .request("DELETE", &format!("/api/v1/namespaces/beta/configmaps?shardSelector={}", enc(&lower)), &[], bytes::Bytes::new())
+        .await
+        .expect("delete");
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let left: BTreeSet<String> = sim
+        .objects("configmaps", None)
+        .expect("objects")
+        .iter()
+        .map(|o| format!("{}/{}", o["metadata"]["namespace"].as_str().unwrap_or(""), o["metadata"]["name"].as_str().unwrap_or("")))
+        .collect();
+    let want: BTreeSet<String> =
+        objects.iter().filter(|(k, (uid, _))| !(k.starts_with("beta/") && u128::from(fnv(uid)) < TOP / 2)).map(|(k, _)| k.clone()).collect();
+    assert_eq!(left, want);
+    assert!(left.len() < objects.len());
+    sim.shutdown().await;
+}
+
 // ---- comparison with the recorded real server ----
 
 /// One recorded request: its name, `path?query`, status and body.

@@ -702,14 +702,15 @@ async fn dispatch(
                 resource_version: None,
                 resource_version_match: None,
                 metadata_only: false,
-                shards: None,
+                // DeleteCollection lists through the registry's List, shard selector included.
+                shards: ShardSelector::from_param(shared.sharded_list_and_watch.load(Relaxed), query.get("shardSelector"))?,
             };
             // The registry's DeleteCollection answers the list it was about to
             // delete, then deletes each item by the ordinary rules.
             let listed = shared.store.list(target.res, &q)?;
             let ns = (!target.namespace.is_empty()).then_some(target.namespace.as_str());
             for o in shared.store.snapshot(target.res, ns) {
-                if !o.matches(&labels, &fields) {
+                if !o.matches(&labels, &fields) || q.shards.as_ref().is_some_and(|s| !o.in_shard(s)) {
                     continue;
                 }
                 match shared.store.delete(target.res, &o.namespace, &o.name, &opts) {
