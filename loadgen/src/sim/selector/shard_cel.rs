@@ -75,7 +75,6 @@ struct Token {
     tok: Tok,
     /// The source text, as ANTLR shows it in messages.
     text: String,
-    at: usize,
 }
 
 /// What ANTLR expects where a primary expression may start.
@@ -95,11 +94,11 @@ fn display(s: &str) -> String {
     s.replace('\n', "\\n").replace('\r', "\\r").replace('\t', "\\t")
 }
 
-/// The lexer: the tokens, and the first token recognition error with its position.
-fn lex(src: &str) -> (Vec<Token>, Option<(usize, String)>) {
+/// The lexer: the tokens, and the first token recognition error.
+fn lex(src: &str) -> (Vec<Token>, Option<String>) {
     let b = src.as_bytes();
     let mut toks = Vec::new();
-    let mut err: Option<(usize, String)> = None;
+    let mut err: Option<String> = None;
     let mut i = 0;
     while i < b.len() {
         let c = b[i];
@@ -113,7 +112,7 @@ fn lex(src: &str) -> (Vec<Token>, Option<(usize, String)>) {
         }
         let start = i;
         let mut push = |tok: Tok, end: usize| {
-            toks.push(Token { tok, text: src[start..end].to_owned(), at: start });
+            toks.push(Token { tok, text: src[start..end].to_owned() });
         };
         // String and bytes literals, with the r/b prefixes in either order and case.
         let prefix_len = src[i..]
@@ -131,7 +130,7 @@ fn lex(src: &str) -> (Vec<Token>, Option<(usize, String)>) {
                         i = end;
                     }
                     Err(end) => {
-                        err.get_or_insert((start, format!("token recognition error at: '{}'", display(&src[start..end]))));
+                        err.get_or_insert(format!("token recognition error at: '{}'", display(&src[start..end])));
                         i = end;
                     }
                 }
@@ -164,10 +163,10 @@ fn lex(src: &str) -> (Vec<Token>, Option<(usize, String)>) {
         } else {
             i + src[i..].chars().next().map_or(1, char::len_utf8)
         };
-        err.get_or_insert((start, format!("token recognition error at: '{}'", display(&src[start..bad_end]))));
+        err.get_or_insert(format!("token recognition error at: '{}'", display(&src[start..bad_end])));
         i = bad_end;
     }
-    toks.push(Token { tok: Tok::Eof, text: "<EOF>".into(), at: b.len() });
+    toks.push(Token { tok: Tok::Eof, text: "<EOF>".into() });
     (toks, err)
 }
 
@@ -290,7 +289,7 @@ struct Parser {
     pos: usize,
 }
 
-type Parsed = Result<Expr, (usize, String)>;
+type Parsed = Result<Expr, String>;
 
 fn call(function: &str, args: Vec<Expr>) -> Expr {
     Expr::Call { function: function.to_owned(), args }
@@ -320,12 +319,11 @@ impl Parser {
         yes
     }
 
-    fn mismatched(&self, expecting: &str) -> (usize, String) {
-        let t = self.peek();
-        (t.at, format!("mismatched input '{}' expecting {expecting}", display(&t.text)))
+    fn mismatched(&self, expecting: &str) -> String {
+        format!("mismatched input '{}' expecting {expecting}", display(&self.peek().text))
     }
 
-    fn expect(&mut self, p: &str) -> Result<(), (usize, String)> {
+    fn expect(&mut self, p: &str) -> Result<(), String> {
         if self.eat(p) {
             Ok(())
         } else {
@@ -417,7 +415,7 @@ impl Parser {
     }
 
     /// The arguments of a call after its `(`, through the `)`.
-    fn args(&mut self) -> Result<Vec<Expr>, (usize, String)> {
+    fn args(&mut self) -> Result<Vec<Expr>, String> {
         let mut args = Vec::new();
         if self.eat(")") {
             return Ok(args);
@@ -435,15 +433,14 @@ impl Parser {
             }
             // ANTLR deletes one extraneous token when the next one closes the call.
             if self.peek().tok != Tok::Eof && self.peek_at(1).tok == Tok::Punct(")") {
-                let t = self.peek();
-                return Err((t.at, format!("extraneous input '{}' expecting ')'", display(&t.text))));
+                return Err(format!("extraneous input '{}' expecting ')'", display(&self.peek().text)));
             }
             return Err(self.mismatched("{',', ')'}"));
         }
     }
 
     /// Comma-separated entries up to `close` (list items, or `k: v` pairs).
-    fn entries(&mut self, close: &str) -> Result<(), (usize, String)> {
+    fn entries(&mut self, close: &str) -> Result<(), String> {
         while !self.eat(close) {
             self.expr()?;
             if close == "}" {
@@ -504,16 +501,15 @@ pub(super) fn parse(src: &str) -> Result<Expr, String> {
         if p.peek().tok == Tok::Eof {
             Ok(e)
         } else {
-            let t = p.peek();
-            Err((t.at, format!("extraneous input '{}' expecting <EOF>", display(&t.text))))
+            Err(format!("extraneous input '{}' expecting <EOF>", display(&p.peek().text)))
         }
     });
     // ANTLR's parser reads tokens ahead of where it fails, so the lexer's
     // error is reported first (recorded: a string left open after a token the
     // parser would refuse).
-    match (parsed, lex_err) {
-        (_, Some((_, msg))) | (Err((_, msg)), None) => Err(msg),
-        (Ok(e), None) => Ok(e),
+    match lex_err {
+        Some(msg) => Err(msg),
+        None => parsed,
     }
 }
 
