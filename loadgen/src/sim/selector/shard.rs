@@ -19,10 +19,9 @@
 //! * Errors carry the real server's text: the registry wraps the parser's as
 //!   `invalid shard selector: …` and, as it is not an API status, the answer is
 //!   500 with no reason (`responsewriters.ErrorToAPIStatus`). CEL syntax errors
-//!   are reproduced for an input that ends early, an extra argument and the
-//!   lexer's unknown characters and unterminated strings; other syntax errors
-//!   keep the `CEL parse error: Syntax error: ` prefix with the simulator's
-//!   own wording.
+//!   are reproduced for the mistakes recorded from a real server (see
+//!   [`super::shard_cel`]); others keep the `CEL parse error: Syntax error: `
+//!   prefix in ANTLR's style.
 
 use super::shard_cel as cel;
 use crate::sim::status::ApiError;
@@ -87,7 +86,7 @@ impl ShardSelector {
         if expr.is_empty() {
             return Err("empty shard selector is not allowed; omit the parameter for unfiltered lists".into());
         }
-        let tree = cel::parse(expr).map_err(|e| format!("CEL parse error: Syntax error: {e}"))?;
+        let tree = cel::parse(expr).map_err(|e| format!("CEL parse error: {e}"))?;
         let mut reqs = Vec::new();
         walk(&tree, &mut reqs)?;
         let field = reqs[0].0;

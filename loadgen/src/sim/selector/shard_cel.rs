@@ -6,10 +6,12 @@
 //! # Guarantees
 //! * An expression cel-go accepts parses to the node kinds cel-go gives it;
 //!   its arguments keep their order, so the walk meets errors in the same order.
-//! * Syntax errors reproduce ANTLR's text where the simulator's tests pin it
-//!   (an early end, an extra argument, an unknown character, an unterminated
-//!   string); other syntax errors are reported in the same style, not
-//!   necessarily with ANTLR's expected-token set.
+//! * Syntax errors reproduce ANTLR's recovery messages where the recordings
+//!   in loadgen/tests/data/shard-selector/ pin them: an early end, a missing
+//!   `)`, an extra or missing argument separator, a stray token before or
+//!   after the expression, a dangling `.`, unknown characters and unterminated
+//!   strings, and cel-go's `reserved identifier`. Errors elsewhere in a larger
+//!   CEL expression keep ANTLR's style but not necessarily its expected-token set.
 
 /// A parsed CEL expression, as far as the shard-selector walk looks.
 #[derive(Debug, PartialEq)]
@@ -89,7 +91,8 @@ const PUNCTS: [&str; 25] = [
     "*", "/", "%", "in",
 ];
 
-/// ANTLR's `getErrorDisplay`: control characters spelled out.
+/// ANTLR's `GetTokenErrorDisplay`: control characters spelled out (the
+/// lexer's messages show the text as it is).
 fn display(s: &str) -> String {
     s.replace('\n', "\\n").replace('\r', "\\r").replace('\t', "\\t")
 }
@@ -130,7 +133,7 @@ fn lex(src: &str) -> (Vec<Token>, Option<String>) {
                         i = end;
                     }
                     Err(end) => {
-                        err.get_or_insert(format!("token recognition error at: '{}'", display(&src[start..end])));
+                        err.get_or_insert(format!("token recognition error at: '{}'", &src[start..end]));
                         i = end;
                     }
                 }
@@ -163,7 +166,7 @@ fn lex(src: &str) -> (Vec<Token>, Option<String>) {
         } else {
             i + src[i..].chars().next().map_or(1, char::len_utf8)
         };
-        err.get_or_insert(format!("token recognition error at: '{}'", display(&src[start..bad_end])));
+        err.get_or_insert(format!("token recognition error at: '{}'", &src[start..bad_end]));
         i = bad_end;
     }
     toks.push(Token { tok: Tok::Eof, text: "<EOF>".into() });
@@ -287,6 +290,20 @@ fn hex_escape(s: &str, n: usize) -> Option<(Option<char>, usize)> {
 struct Parser {
     toks: Vec<Token>,
     pos: usize,
+    /// The first reserved word used as a name (cel-go reports it after the syntax).
+    reserved: Option<String>,
+}
+
+/// Words CEL reserves (cel-go parser/parser.go `reservedIds`).
+const RESERVED: [&str; 17] = [
+    "as", "break", "const", "continue", "else", "for", "function", "if", "import", "let", "loop", "package",
+    "namespace", "return", "var", "void", "while",
+];
+
+/// Whether a token can start a primary expression.
+fn starts_primary(t: &Tok) -> bool {
+    matches!(t, Tok::Ident(_) | Tok::Str(_) | Tok::Bytes | Tok::Int | Tok::Uint | Tok::Double)
+        || matches!(t, Tok::Punct(p) if ["[", "{", "(", ".", "-", "!"].contains(p))
 }
 
 type Parsed = Result<Expr, String>;
@@ -391,7 +408,7 @@ impl Parser {
         loop {
             if self.eat(".") {
                 let Tok::Ident(name) = self.peek().tok.clone() else {
-                    return Err(self.mismatched("IDENTIFIER"));
+                    return Err(format!("no viable alternative at input '.{}'", display(&self.peek().text)));
                 };
                 self.pos += 1;
                 if self.eat("(") {
@@ -431,11 +448,15 @@ impl Parser {
             if self.eat(",") {
                 continue;
             }
-            // ANTLR deletes one extraneous token when the next one closes the call.
-            if self.peek().tok != Tok::Eof && self.peek_at(1).tok == Tok::Punct(")") {
+            // ANTLR inserts a missing `)` at the end, and deletes one
+            // extraneous token when the next one closes the call.
+            if self.peek().tok == Tok::Eof {
+                return Err("missing ')' at '<EOF>'".to_owned());
+            }
+            if self.peek_at(1).tok == Tok::Punct(")") {
                 return Err(format!("extraneous input '{}' expecting ')'", display(&self.peek().text)));
             }
-            return Err(self.mismatched("{',', ')'}"));
+            return Err(self.mismatched("')'"));
         }
     }
 
@@ -462,8 +483,12 @@ impl Parser {
             Tok::Ident(name) => match name.as_str() {
                 "true" | "false" => Ok(Expr::Literal(Literal::Bool)),
                 "null" => Ok(Expr::Literal(Literal::Null)),
-                _ if self.eat("(") => Ok(call(&name, self.args()?)),
-                _ => Ok(Expr::Ident(name)),
+                _ => {
+                    if RESERVED.contains(&name.as_str()) {
+                        self.reserved.get_or_insert_with(|| name.clone());
+                    }
+                    if self.eat("(") { Ok(call(&name, self.args()?)) } else { Ok(Expr::Ident(name)) }
+                }
             },
             Tok::Str(s) => Ok(Expr::Literal(Literal::Str(s))),
             Tok::Bytes => Ok(Expr::Literal(Literal::Bytes)),
@@ -483,33 +508,48 @@ impl Parser {
                 self.entries("}")?;
                 Ok(Expr::Map)
             }
-            Tok::Punct(".") => self.primary(),
+            // cel-go keeps the leading dot in the name (`.object`).
+            Tok::Punct(".") => match self.peek().tok.clone() {
+                Tok::Ident(name) => {
+                    self.pos += 1;
+                    let name = format!(".{name}");
+                    if self.eat("(") { Ok(call(&name, self.args()?)) } else { Ok(Expr::Ident(name)) }
+                }
+                _ => Err(format!("no viable alternative at input '.{}'", display(&self.peek().text))),
+            },
             _ => {
                 self.pos -= 1;
+                // ANTLR deletes one extraneous token when the next one can start the expression.
+                if self.peek().tok != Tok::Eof && starts_primary(&self.peek_at(1).tok) {
+                    return Err(format!("extraneous input '{}' expecting {{{PRIMARY_START}}}", display(&self.peek().text)));
+                }
                 Err(self.mismatched(&format!("{{{PRIMARY_START}}}")))
             }
         }
     }
 }
 
-/// Parses `src`; the error is the first syntax error's message (without
-/// cel-go's `Syntax error: ` prefix).
+/// Parses `src`; the error is cel-go's first error message (`Syntax error: …`,
+/// or `reserved identifier: …`).
 pub(super) fn parse(src: &str) -> Result<Expr, String> {
     let (toks, lex_err) = lex(src);
-    let mut p = Parser { toks, pos: 0 };
+    let mut p = Parser { toks, pos: 0, reserved: None };
     let parsed = p.expr().and_then(|e| {
         if p.peek().tok == Tok::Eof {
             Ok(e)
-        } else {
+        } else if p.peek_at(1).tok == Tok::Eof {
             Err(format!("extraneous input '{}' expecting <EOF>", display(&p.peek().text)))
+        } else {
+            Err(format!("mismatched input '{}' expecting <EOF>", display(&p.peek().text)))
         }
     });
     // ANTLR's parser reads tokens ahead of where it fails, so the lexer's
     // error is reported first (recorded: a string left open after a token the
-    // parser would refuse).
-    match lex_err {
-        Some(msg) => Err(msg),
-        None => parsed,
+    // parser would refuse); cel-go's own checks come after ANTLR's.
+    match (lex_err, parsed, p.reserved) {
+        (Some(msg), _, _) | (None, Err(msg), _) => Err(format!("Syntax error: {msg}")),
+        (None, Ok(_), Some(word)) => Err(format!("reserved identifier: {word}")),
+        (None, Ok(e), None) => Ok(e),
     }
 }
 
@@ -548,8 +588,9 @@ mod tests {
 
     #[test]
     fn lexer_errors_read_like_antlrs() {
-        assert_eq!(parse("a | b").expect_err("pipe"), "token recognition error at: '| '");
-        assert_eq!(parse("f('a, '0x8')").expect_err("quote"), "token recognition error at: '')'");
-        assert_eq!(parse("a # b").expect_err("hash"), "token recognition error at: '#'");
+        assert_eq!(parse("a | b").expect_err("pipe"), "Syntax error: token recognition error at: '| '");
+        assert_eq!(parse("f('a, '0x8')").expect_err("quote"), "Syntax error: token recognition error at: '')'");
+        assert_eq!(parse("a # b").expect_err("hash"), "Syntax error: token recognition error at: '#'");
+        assert_eq!(parse("a || if").expect_err("reserved"), "reserved identifier: if");
     }
 }
