@@ -5,12 +5,13 @@
 //! detection answers true with the gate on and false with it off.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 use kcache::informer::{Informer, InformerConfig};
-use kcache::reflector::{Backoff, HASH_SPACE_END, KubeSource, ShardField, ShardRange, ShardSelector, SourceError};
+use kcache::reflector::{Backoff, HASH_SPACE_END, KubeSource, ShardField, ShardRange, ShardSelector, SourceError, WatcherError};
 use kcache_loadgen::podgen;
 use kcache_loadgen::sim::{SimHandle, SimServer};
 use serde_json::json;
@@ -176,5 +177,36 @@ async fn support_is_detected_from_the_servers_answer() {
         Err(SourceError::Api { code: 500, message, .. }) => assert!(message.starts_with("invalid shard selector: hexStart"), "{message}"),
         other => panic!("expected the server's 500, got {other:?}"),
     }
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_the_server_did_not_shard_is_refused_until_it_does() {
+    let sim = SimServer::builder().start().await.expect("sim");
+    podgen::load_pods(&sim, "a", 200, 1).expect("pods");
+    let half = ShardSelector::new(ShardField::Uid, vec![ShardRange { start: 1 << 63, end: HASH_SPACE_END }]).expect("valid");
+    let ignored = Arc::new(AtomicU64::new(0));
+    let mut config = informer_config();
+    let seen = ignored.clone();
+    config.watcher.on_error = Some(Arc::new(move |e: &WatcherError| {
+        if matches!(e, WatcherError::List(SourceError::ShardSelectorIgnored { .. })) {
+            seen.fetch_add(1, Relaxed);
+        }
+    }));
+    let source = KubeSource::for_type::<Pod>(sim.client().expect("client"), None).shard_selector(&half);
+    let informer = Informer::spawn(source, config).expect("informer");
+    let start = Instant::now();
+    while ignored.load(Relaxed) < 2 {
+        assert!(start.elapsed() < Duration::from_secs(30), "the ignored selector is reported");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!informer.has_synced(), "the whole collection is never taken for the shard");
+    assert_eq!(informer.store().len(), 0);
+    sim.set_sharded_list_and_watch(true);
+    assert!(informer.wait_for_sync(Duration::from_secs(30)).await, "syncs once the server shards");
+    let want: BTreeSet<String> =
+        server(&sim).into_iter().filter(|(_, (_, uid))| half.matches_value(uid)).map(|(k, _)| k).collect();
+    assert_eq!(cache(&informer).into_keys().collect::<BTreeSet<_>>(), want);
+    informer.shutdown();
     sim.shutdown().await;
 }

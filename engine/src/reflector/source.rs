@@ -59,6 +59,15 @@ pub enum SourceError {
         /// The limit in bytes.
         limit: usize,
     },
+    /// A LIST sent with a shard selector came back without
+    /// `metadata.shardInfo`: the server ignored the selector (no
+    /// `ShardedListAndWatch` gate, or an older server) and answered with the
+    /// whole collection, which is not kept.
+    #[error("the api server ignored the shard selector {selector:?} (no ShardedListAndWatch feature gate?)")]
+    ShardSelectorIgnored {
+        /// The selector sent.
+        selector: String,
+    },
 }
 
 impl SourceError {
@@ -186,6 +195,11 @@ impl KubeSource {
     /// server returns only the selector's slice of the collection (KEP-5866).
     /// A server without the `ShardedListAndWatch` gate ignores the parameter
     /// and sends everything: ask [`KubeSource::supports_shard_selector`] first.
+    /// Every LIST page must then say it is a slice (`metadata.shardInfo`);
+    /// one that does not is refused with [`SourceError::ShardSelectorIgnored`]
+    /// (the watcher reports it and retries after backoff), so a replica never
+    /// caches the whole collection because the server lost the gate. A
+    /// streaming list (`sendInitialEvents`) has no list metadata to check.
     #[must_use]
     pub fn shard_selector(self, selector: &ShardSelector) -> Self {
         self.shard_selector_expression(selector.expression())
@@ -259,6 +273,15 @@ fn build_error(e: kube::core::request::Error) -> SourceError {
     SourceError::Transport(Box::new(e))
 }
 
+/// Whether a list body's metadata carries `shardInfo`. The server writes
+/// `metadata` before `items`, so only the bytes before the first `"items":` are
+/// searched (an item's own fields cannot fake it).
+fn has_shard_info(body: &[u8]) -> bool {
+    let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w == needle);
+    let head = find(body, br#""items":"#).map_or(body, |at| &body[..at]);
+    find(head, br#""shardInfo":"#).is_some()
+}
+
 /// Adds `shardSelector` to a request's query.
 fn with_shard_selector(mut req: http::Request<Vec<u8>>, selector: Option<&str>) -> Result<http::Request<Vec<u8>>, SourceError> {
     let Some(selector) = selector else { return Ok(req) };
@@ -314,6 +337,11 @@ impl Source for KubeSource {
             }
         }
         self.last_list_bytes.store(buf.len(), Relaxed);
+        if let Some(selector) = &self.shard_selector
+            && !has_shard_info(&buf)
+        {
+            return Err(SourceError::ShardSelectorIgnored { selector: selector.clone() });
+        }
         Ok(buf.freeze())
     }
 
@@ -360,6 +388,13 @@ mod tests {
         let bare = http::Request::get("/api/v1/pods").body(Vec::new()).expect("request");
         let bare = with_shard_selector(bare, Some("x")).expect("uri");
         assert_eq!(bare.uri().to_string(), "/api/v1/pods?shardSelector=x");
+    }
+
+    #[test]
+    fn shard_info_counts_only_in_the_list_metadata() {
+        assert!(has_shard_info(br#"{"kind":"PodList","metadata":{"resourceVersion":"5","shardInfo":{"selector":"x"}},"items":[]}"#));
+        assert!(!has_shard_info(br#"{"kind":"PodList","metadata":{"resourceVersion":"5"},"items":[{"metadata":{"annotations":{"a":"\"shardInfo\":"}}}]}"#));
+        assert!(!has_shard_info(br#"{"kind":"PodList","metadata":{"resourceVersion":"5"},"items":[{"shardInfo":{}}]}"#));
     }
 
     #[test]
