@@ -20,9 +20,10 @@
 //! * A shard selector (KEP-5866) filters like the real server's, which leaves
 //!   it out of the predicate's `Empty()` (k8s.io/apiserver/pkg/storage/
 //!   selection_predicate.go; cacher.go `GetList`): a page ends with a continue
-//!   token whenever any object follows it, in the shard or not (the last page
-//!   may be empty), `remainingItemCount` counts every object from the page's
-//!   start minus the limit, and the list carries `metadata.shardInfo`.
+//!   token whenever an object (that passes the label and field selectors)
+//!   follows it, in the shard or not, so the last page may be empty;
+//!   `remainingItemCount` counts every object from the page's start minus the
+//!   limit; and the list carries `metadata.shardInfo`.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
