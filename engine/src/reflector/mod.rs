@@ -6,6 +6,9 @@
 //! * [`Watcher`]: list then watch with bookmarks, rewatch, relist on 410, and
 //!   [`Backoff`] between failures; it hands [`Event`]s to an [`EventSink`] (the
 //!   informer's, normally).
+//! * [`ShardSelector`]: a KEP-5866 server-side shard selector, which
+//!   [`KubeSource::shard_selector`] sends on every LIST and WATCH, and
+//!   [`fnv1a64`], the hash its ranges are over.
 //!
 //! # Guarantees
 //! * Events reach the sink in the order the server sent them, on the watcher's
@@ -21,6 +24,7 @@
 mod backoff;
 mod config;
 mod error;
+mod shard_selector;
 mod source;
 mod watcher;
 
@@ -28,4 +32,5 @@ pub use backoff::Backoff;
 pub use source::{BodyStream, KubeSource, Source, SourceError};
 pub use config::WatcherConfig;
 pub use error::{ErrorCallback, WatcherError};
+pub use shard_selector::{HASH_SPACE_END, InvalidShardRange, ShardField, ShardRange, ShardSelector, fnv1a64};
 pub use watcher::{Event, EventSink, Watcher, WatcherStats};

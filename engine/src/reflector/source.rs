@@ -17,6 +17,8 @@ use http_body_util::BodyExt;
 use kube::api::{ListParams, WatchParams};
 use kube::core::{ApiResource, DynamicObject, Resource};
 
+use super::{ShardField, ShardRange, ShardSelector};
+
 /// The chunks of a WATCH response body, in order.
 pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, SourceError>> + Send>>;
 
@@ -56,6 +58,15 @@ pub enum SourceError {
     TooLarge {
         /// The limit in bytes.
         limit: usize,
+    },
+    /// A LIST sent with a shard selector came back without
+    /// `metadata.shardInfo`: the server ignored the selector (no
+    /// `ShardedListAndWatch` gate, or an older server) and answered with the
+    /// whole collection, which is not kept.
+    #[error("the api server ignored the shard selector {selector:?} (no ShardedListAndWatch feature gate?)")]
+    ShardSelectorIgnored {
+        /// The selector sent.
+        selector: String,
     },
 }
 
@@ -140,6 +151,8 @@ pub struct KubeSource {
     /// Size of the last LIST page body: the first guess for the next one when
     /// the server sends no Content-Length (chunked encoding).
     last_list_bytes: Arc<AtomicUsize>,
+    /// `shardSelector` sent on every LIST and WATCH (KEP-5866).
+    shard_selector: Option<String>,
 }
 
 impl KubeSource {
@@ -152,6 +165,7 @@ impl KubeSource {
             metadata_only: false,
             max_list_bytes: 256 << 20,
             last_list_bytes: Arc::new(AtomicUsize::new(0)),
+            shard_selector: None,
         }
     }
 
@@ -175,6 +189,64 @@ impl KubeSource {
     pub fn max_list_bytes(mut self, limit: usize) -> Self {
         self.max_list_bytes = limit;
         self
+    }
+
+    /// Sends `shardSelector=<selector>` on every LIST and WATCH, so the
+    /// server returns only the selector's slice of the collection (KEP-5866).
+    /// A server without the `ShardedListAndWatch` gate ignores the parameter
+    /// and sends everything: ask [`KubeSource::supports_shard_selector`] first.
+    /// Every LIST page must then say it is a slice (`metadata.shardInfo`);
+    /// one that does not is refused with [`SourceError::ShardSelectorIgnored`]
+    /// (the watcher reports it and retries after backoff), so a replica never
+    /// caches the whole collection because the server lost the gate. A
+    /// streaming list (`sendInitialEvents`) has no list metadata to check.
+    #[must_use]
+    pub fn shard_selector(self, selector: &ShardSelector) -> Self {
+        self.shard_selector_expression(selector.expression())
+    }
+
+    /// As [`KubeSource::shard_selector`], with the expression as written
+    /// (for example `shardRange(object.metadata.uid, '0x…', '0x…')`).
+    #[must_use]
+    pub fn shard_selector_expression(mut self, expression: impl Into<String>) -> Self {
+        self.shard_selector = Some(expression.into());
+        self
+    }
+
+    /// Whether the server filters by this source's shard selector (or, without
+    /// one, by any): one LIST with `limit=1` and the selector (the whole hash
+    /// space of `object.metadata.uid` when none is set), answered with
+    /// `metadata.shardInfo` exactly when the server applied it. A v1.36 server
+    /// with the `ShardedListAndWatch` gate sets `shardInfo` on every sharded
+    /// list (k8s.io/apiserver/pkg/storage/selection_predicate.go
+    /// `SetShardInfoOnList`); with the gate off, or an older server, the
+    /// parameter is ignored and the list has no `shardInfo`.
+    ///
+    /// # Errors
+    /// The LIST's [`SourceError`], such as the 500 `invalid shard selector: …`
+    /// a server with the gate answers to a selector it cannot parse.
+    pub async fn supports_shard_selector(&self) -> Result<bool, SourceError> {
+        #[derive(serde::Deserialize)]
+        struct List {
+            metadata: ListMeta,
+        }
+        #[derive(serde::Deserialize)]
+        struct ListMeta {
+            #[serde(rename = "shardInfo")]
+            shard_info: Option<serde::de::IgnoredAny>,
+        }
+        let probe = match &self.shard_selector {
+            Some(s) => s.clone(),
+            None => ShardSelector::new(ShardField::Uid, vec![ShardRange::ALL])
+                .map(|s| s.expression())
+                .unwrap_or_default(),
+        };
+        let req = self.request.list(&ListParams::default().limit(1)).map_err(build_error)?;
+        let req = with_shard_selector(req, Some(&probe))?;
+        let body = self.send(req).await?.into_body().collect().await;
+        let body = body.map_err(|e| SourceError::Transport(Box::new(e)))?.to_bytes();
+        let list: List = serde_json::from_slice(&body).map_err(|e| SourceError::Transport(Box::new(e)))?;
+        Ok(list.metadata.shard_info.is_some())
     }
 
     async fn send(&self, req: http::Request<Vec<u8>>) -> Result<http::Response<kube::client::Body>, SourceError> {
@@ -201,6 +273,37 @@ fn build_error(e: kube::core::request::Error) -> SourceError {
     SourceError::Transport(Box::new(e))
 }
 
+/// Whether a list body's metadata carries `shardInfo`. The server writes
+/// `metadata` before `items`, so only the bytes before the first `"items":` are
+/// searched (an item's own fields cannot fake it).
+fn has_shard_info(body: &[u8]) -> bool {
+    let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w == needle);
+    let head = find(body, br#""items":"#).map_or(body, |at| &body[..at]);
+    find(head, br#""shardInfo":"#).is_some()
+}
+
+/// Adds `shardSelector` to a request's query.
+fn with_shard_selector(mut req: http::Request<Vec<u8>>, selector: Option<&str>) -> Result<http::Request<Vec<u8>>, SourceError> {
+    let Some(selector) = selector else { return Ok(req) };
+    let mut encoded = String::with_capacity(selector.len() * 2);
+    for b in selector.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            encoded.push(char::from(b));
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    let uri = req.uri();
+    let path_and_query = match uri.query() {
+        Some(q) if !q.is_empty() => format!("{}?{q}&shardSelector={encoded}", uri.path()),
+        _ => format!("{}?shardSelector={encoded}", uri.path()),
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(path_and_query.parse().map_err(|e: http::uri::InvalidUri| SourceError::Transport(Box::new(e)))?);
+    *req.uri_mut() = http::Uri::from_parts(parts).map_err(|e| SourceError::Transport(Box::new(e)))?;
+    Ok(req)
+}
+
 impl Source for KubeSource {
     async fn list(&self, params: &ListParams) -> Result<Bytes, SourceError> {
         let req = if self.metadata_only {
@@ -209,6 +312,7 @@ impl Source for KubeSource {
             self.request.list(params)
         }
         .map_err(build_error)?;
+        let req = with_shard_selector(req, self.shard_selector.as_deref())?;
         let mut body = self.send(req).await?.into_body();
         // A page is ~2.5 MiB at the default 500 items; growing a buffer to that
         // by doubling allocates and frees twice the page, which the allocator
@@ -233,6 +337,11 @@ impl Source for KubeSource {
             }
         }
         self.last_list_bytes.store(buf.len(), Relaxed);
+        if let Some(selector) = &self.shard_selector
+            && !has_shard_info(&buf)
+        {
+            return Err(SourceError::ShardSelectorIgnored { selector: selector.clone() });
+        }
         Ok(buf.freeze())
     }
 
@@ -243,6 +352,7 @@ impl Source for KubeSource {
             self.request.watch(params, resource_version)
         }
         .map_err(build_error)?;
+        let req = with_shard_selector(req, self.shard_selector.as_deref())?;
         let body = self.send(req).await?.into_body();
         let stream = body.into_data_stream().map(|r| r.map_err(|e| SourceError::Transport(Box::new(e))));
         Ok(Box::pin(stream))
@@ -262,6 +372,29 @@ mod tests {
             SourceError::Api { reason, .. } => assert_eq!(reason, "Expired"),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_shard_selector_is_appended_to_the_query_percent_encoded() {
+        let req = kube::core::Request::new("/api/v1/pods").list(&ListParams::default().limit(5)).expect("request");
+        let sel = "shardRange(object.metadata.uid, '0x0000000000000000', '0x8000000000000000')";
+        let req = with_shard_selector(req, Some(sel)).expect("uri");
+        let query = req.uri().query().expect("a query");
+        assert!(query.contains("limit=5&"), "{query}");
+        assert!(
+            query.ends_with("&shardSelector=shardRange%28object.metadata.uid%2C%20%270x0000000000000000%27%2C%20%270x8000000000000000%27%29"),
+            "{query}"
+        );
+        let bare = http::Request::get("/api/v1/pods").body(Vec::new()).expect("request");
+        let bare = with_shard_selector(bare, Some("x")).expect("uri");
+        assert_eq!(bare.uri().to_string(), "/api/v1/pods?shardSelector=x");
+    }
+
+    #[test]
+    fn shard_info_counts_only_in_the_list_metadata() {
+        assert!(has_shard_info(br#"{"kind":"PodList","metadata":{"resourceVersion":"5","shardInfo":{"selector":"x"}},"items":[]}"#));
+        assert!(!has_shard_info(br#"{"kind":"PodList","metadata":{"resourceVersion":"5"},"items":[{"metadata":{"annotations":{"a":"\"shardInfo\":"}}}]}"#));
+        assert!(!has_shard_info(br#"{"kind":"PodList","metadata":{"resourceVersion":"5"},"items":[{"shardInfo":{}}]}"#));
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub struct SimServer {
     clock_scale: f64,
     controllers: Controllers,
     watch_cache_lag: Option<Duration>,
+    sharded_list_and_watch: bool,
 }
 
 impl SimServer {
@@ -47,6 +48,7 @@ impl SimServer {
             clock_scale: 1.0,
             controllers: Controllers::default(),
             watch_cache_lag: None,
+            sharded_list_and_watch: false,
         }
     }
 
@@ -111,6 +113,17 @@ impl SimServer {
     #[must_use]
     pub fn watch_cache_lag(mut self, lag: Duration) -> Self {
         self.watch_cache_lag = Some(lag);
+        self
+    }
+
+    /// Turns the `ShardedListAndWatch` feature gate on or off (off by default,
+    /// as on kube-apiserver v1.36, where it is alpha). On, a LIST or WATCH with
+    /// `shardSelector=shardRange(object.metadata.uid, '0x…', '0x…')` (KEP-5866)
+    /// gets only the objects whose field hash lies in the ranges, and a list
+    /// says so in `metadata.shardInfo`; off, the parameter is ignored.
+    #[must_use]
+    pub fn sharded_list_and_watch(mut self, on: bool) -> Self {
+        self.sharded_list_and_watch = on;
         self
     }
 
@@ -183,6 +196,7 @@ impl SimServer {
             config: Config {
                 bookmark_interval: self.bookmark_interval,
             },
+            sharded_list_and_watch: self.sharded_list_and_watch.into(),
         });
         let shutdown = CancellationToken::new();
         tokio::spawn(run_controllers(shared.clone(), collector, status_writer, shutdown.clone()));
@@ -474,6 +488,12 @@ impl SimHandle {
     /// [`SimServer::watch_cache_lag`].
     pub fn set_watch_cache_lag(&self, lag: Option<Duration>) {
         self.shared.store.set_watch_cache_lag(lag);
+    }
+
+    /// Turns the `ShardedListAndWatch` feature gate on or off for the
+    /// requests that come next (see [`SimServer::sharded_list_and_watch`]).
+    pub fn set_sharded_list_and_watch(&self, on: bool) {
+        self.shared.sharded_list_and_watch.store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The resourceVersion the watch cache has reached: what a

@@ -39,6 +39,13 @@
 //!   with continue tokens at the cache's resourceVersion, as a 1.36 server
 //!   paginates from its cache snapshots.
 //! * WATCH: see [`watch`](self#watch-semantics) below.
+//! * `shardSelector` (KEP-5866, Kubernetes 1.36 alpha) on LIST and WATCH when
+//!   the `ShardedListAndWatch` gate is on ([`SimServer::sharded_list_and_watch`],
+//!   off by default as on the real server, which then ignores the parameter):
+//!   only objects whose 64-bit FNV-1a hash of `metadata.uid` or
+//!   `metadata.namespace` lies in the ranges, `metadata.shardInfo` on lists, and
+//!   500 `invalid shard selector: …` for one that does not parse
+//!   ([`ShardSelector`]).
 //! * Errors are `Status` bodies shaped like fixtures/real-apiserver/status-*.json.
 //!
 //! # Watch semantics
@@ -104,7 +111,7 @@ pub use error::{Result, SimError};
 pub use faults::{FaultRequest, Stats};
 pub use handle::{SimHandle, SimServer};
 pub use resource::ResourceDef;
-pub use selector::{FieldSelector, LabelSelector};
+pub use selector::{FieldSelector, LabelSelector, ShardField, ShardRange, ShardSelector, fnv1a64};
 pub use server::MAX_BODY;
 pub use status::ApiError;
 pub use store::{

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::faults::{Counters, FaultRequest, Faults};
-use super::selector::{FieldSelector, LabelSelector};
+use super::selector::{FieldSelector, LabelSelector, ShardSelector};
 use super::status::ApiError;
 use super::store::{
     ApplyRequest, DeleteOptions, DeleteOutcome, ListQuery, PatchKind, ResourceId, Store,
@@ -42,6 +42,8 @@ pub(crate) struct Shared {
     pub faults: Faults,
     pub counters: Counters,
     pub config: Config,
+    /// The `ShardedListAndWatch` feature gate (KEP-5866 `shardSelector`).
+    pub sharded_list_and_watch: std::sync::atomic::AtomicBool,
 }
 
 /// A response body: one buffer, or a stream of watch chunks.
@@ -616,6 +618,7 @@ async fn dispatch(
                 resource_version: query.get("resourceVersion").map(str::to_owned),
                 resource_version_match: query.get("resourceVersionMatch").map(str::to_owned),
                 metadata_only,
+                shards: ShardSelector::from_param(shared.sharded_list_and_watch.load(Relaxed), query.get("shardSelector"))?,
             };
             let body = shared.store.serve_list(target.res, &q).await?;
             Ok(respond(StatusCode::OK, body))
@@ -717,13 +720,15 @@ async fn dispatch(
                 resource_version: None,
                 resource_version_match: None,
                 metadata_only: false,
+                // DeleteCollection lists through the registry's List, shard selector included.
+                shards: ShardSelector::from_param(shared.sharded_list_and_watch.load(Relaxed), query.get("shardSelector"))?,
             };
             // The registry's DeleteCollection answers the list it was about to
             // delete, then deletes each item by the ordinary rules.
             let listed = shared.store.list(target.res, &q)?;
             let ns = (!target.namespace.is_empty()).then_some(target.namespace.as_str());
             for o in shared.store.snapshot(target.res, ns) {
-                if !o.matches(&labels, &fields) {
+                if !o.matches(&labels, &fields) || q.shards.as_ref().is_some_and(|s| !o.in_shard(s)) {
                     continue;
                 }
                 match shared.store.delete(target.res, &o.namespace, &o.name, &opts) {

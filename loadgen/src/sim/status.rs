@@ -195,6 +195,13 @@ impl ApiError {
         }
     }
 
+    /// 500 with no reason: an error that is not an API status, as
+    /// k8s.io/apiserver/pkg/endpoints/handlers/responsewriters/status.go
+    /// `ErrorToAPIStatus` answers it (`reason` is empty and left out).
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(500, "", message)
+    }
+
     /// 400 BadRequest with a message.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, "BadRequest", message)
@@ -289,10 +296,12 @@ impl ApiError {
             write_json(&mut out, &Value::String(token.clone()));
         }
         out.extend_from_slice(br#"},"status":"Failure","message":"#);
-        write_json(&mut out, &Value::String(self.message.clone()));
-        out.extend_from_slice(br#","reason":""#);
-        out.extend_from_slice(self.reason.as_bytes());
-        out.push(b'"');
+        write_go_string(&mut out, &self.message);
+        if !self.reason.is_empty() {
+            out.extend_from_slice(br#","reason":""#);
+            out.extend_from_slice(self.reason.as_bytes());
+            out.push(b'"');
+        }
         if let Some(d) = &self.details {
             out.extend_from_slice(br#","details":"#);
             write_json(&mut out, d);
@@ -309,9 +318,42 @@ impl ApiError {
     }
 }
 
+/// Writes a JSON string as Go's encoding/json does: `<`, `>` and `&` escaped
+/// as `\u003c`, `\u003e` and `\u0026` (its HTML-safe default), and U+2028 and
+/// U+2029 as `\u2028` and `\u2029`.
+fn write_go_string(out: &mut Vec<u8>, s: &str) {
+    let mut quoted = Vec::with_capacity(s.len() + 2);
+    write_json(&mut quoted, &Value::String(s.to_owned()));
+    let quoted = String::from_utf8_lossy(&quoted);
+    for c in quoted.chars() {
+        match c {
+            '<' => out.extend_from_slice(br"\u003c"),
+            '>' => out.extend_from_slice(br"\u003e"),
+            '&' => out.extend_from_slice(br"\u0026"),
+            '\u{2028}' => out.extend_from_slice(br"\u2028"),
+            '\u{2029}' => out.extend_from_slice(br"\u2029"),
+            c => out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
+        }
+    }
+}
+
 /// Serialises a value into `out`; serialising a `Value` into a Vec cannot fail.
 pub(crate) fn write_json(out: &mut Vec<u8>, v: &Value) {
     if serde_json::to_writer(&mut *out, v).is_err() {
         out.extend_from_slice(b"null");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ApiError;
+
+    #[test]
+    fn internal_errors_have_no_reason_and_messages_are_escaped_as_go_does() {
+        let e = ApiError::internal("a <b> & c\u{2028}");
+        assert_eq!(
+            String::from_utf8(e.to_json()).expect("utf-8"),
+            r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"a \u003cb\u003e \u0026 c\u2028","code":500}"#
+        );
     }
 }

@@ -7,6 +7,10 @@
 //! * Selectors apply like the real watch cache (cacher.go `convertToWatchEvent`):
 //!   an object that starts matching is sent as ADDED, one that stops matching as
 //!   DELETED carrying its previous state stamped with the event's resourceVersion.
+//! * A shard selector (KEP-5866, gate on) filters initial events, history and
+//!   live events alike (cacher.go `filterWithAttrsAndPrefixFunction`); the
+//!   fields it hashes never change, so an object never crosses it. Bookmarks
+//!   are not filtered.
 //! * Writers never wait for a watcher. Live events reach watchers through a
 //!   bounded broadcast buffer; a watcher that falls more than that buffer behind
 //!   is closed cleanly (counted in `watches_closed_lagging`), as the real
@@ -24,7 +28,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::resource::ResourceDef;
-use super::selector::{FieldSelector, LabelSelector};
+use super::selector::{FieldSelector, LabelSelector, ShardSelector};
 use super::server::{Query, Shared, SimBody, Target};
 use super::status::ApiError;
 use super::store::{Event, EventType, ResourceId, Stored, WatchSeed, WatchStart, frame};
@@ -39,6 +43,7 @@ pub(crate) struct WatchSpec {
     pub namespace: Option<String>,
     pub labels: LabelSelector,
     pub fields: FieldSelector,
+    pub shards: Option<ShardSelector>,
     pub bookmarks: bool,
     /// Send the `k8s.io/initial-events-end` bookmark after the initial events.
     pub initial_events_end: bool,
@@ -48,11 +53,11 @@ pub(crate) struct WatchSpec {
 
 impl WatchSpec {
     fn selective(&self) -> bool {
-        !self.labels.is_empty() || !self.fields.is_empty()
+        !self.labels.is_empty() || !self.fields.is_empty() || self.shards.is_some()
     }
 
     fn passes(&self, o: &Stored) -> bool {
-        o.matches(&self.labels, &self.fields)
+        o.matches(&self.labels, &self.fields) && self.shards.as_ref().is_none_or(|s| o.in_shard(s))
     }
 
     fn in_scope(&self, o: &Stored) -> bool {
@@ -181,6 +186,8 @@ pub(crate) fn start(
             "Forbidden: sendInitialEvents requires allowWatchBookmarks=true",
         ));
     }
+    // The registry parses the shard selector after the handler validated the options.
+    let shards = ShardSelector::from_param(shared.sharded_list_and_watch.load(Relaxed), query.get("shardSelector"))?;
     // Kubernetes API concepts, "Semantics for watch": unset and "0" start with
     // synthetic ADDED events for the current state unless sendInitialEvents=false;
     // an explicit RV replays every later event (410 when compacted).
@@ -229,6 +236,7 @@ pub(crate) fn start(
                 namespace,
                 labels,
                 fields,
+                shards,
                 bookmarks,
                 initial_events_end: send_initial == Some(true),
                 timeout,

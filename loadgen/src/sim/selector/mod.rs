@@ -19,7 +19,10 @@
 mod field;
 mod label;
 mod parse;
+mod shard;
+mod shard_cel;
 mod validate;
 
 pub use field::{FieldSelector, FieldValues};
 pub use label::LabelSelector;
+pub use shard::{ShardField, ShardRange, ShardSelector, fnv1a64};

@@ -17,6 +17,13 @@
 //!   object.
 //! * `remainingItemCount` is sent only for unselective lists, as on the real
 //!   server (counting would mean filtering the whole rest).
+//! * A shard selector (KEP-5866) filters like the real server's, which leaves
+//!   it out of the predicate's `Empty()` (k8s.io/apiserver/pkg/storage/
+//!   selection_predicate.go; cacher.go `GetList`): a page ends with a continue
+//!   token whenever an object (that passes the label and field selectors)
+//!   follows it, in the shard or not, so the last page may be empty;
+//!   `remainingItemCount` counts every object from the page's start minus the
+//!   limit; and the list carries `metadata.shardInfo`.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -26,7 +33,7 @@ use serde_json::Value;
 
 use super::object::{ResourceId, Stored};
 use super::state::{State, Store};
-use crate::sim::selector::{FieldSelector, LabelSelector};
+use crate::sim::selector::{FieldSelector, LabelSelector, ShardSelector};
 use crate::sim::status::{ApiError, write_json};
 use crate::sim::token;
 
@@ -49,6 +56,8 @@ pub struct ListQuery {
     pub resource_version_match: Option<String>,
     /// Answer with a `PartialObjectMetadataList`.
     pub metadata_only: bool,
+    /// `shardSelector`, when the feature gate is on.
+    pub shards: Option<ShardSelector>,
 }
 
 impl ListQuery {
@@ -225,6 +234,8 @@ fn collect_page(
         .take_while(|(k, _)| k.starts_with(prefix))
         .peekable();
     let mut page = Page { items: Vec::new(), more: false, remaining: 0 };
+    // Objects from `lower` on that pass the label and field selectors.
+    let mut seen = 0usize;
     loop {
         // Merge the two sorted key streams; the overlay wins on equal keys.
         let next: Option<Option<&Arc<Stored>>> = match (cur.peek(), ovl.peek()) {
@@ -247,15 +258,20 @@ fn collect_page(
         if selective && !obj.matches(&q.labels, &q.fields) {
             continue;
         }
+        seen += 1;
         if page.items.len() < limit {
-            page.items.push(obj.clone());
+            if q.shards.as_ref().is_none_or(|s| obj.in_shard(s)) {
+                page.items.push(obj.clone());
+            }
         } else {
             page.more = true;
-            page.remaining += 1;
             if selective {
                 break;
             }
         }
+    }
+    if page.more {
+        page.remaining = seen.saturating_sub(limit);
     }
     page
 }
@@ -290,6 +306,11 @@ fn write_list(list_kind: &str, api_version: &str, snapshot_rv: u64, page: &Page,
             out.extend_from_slice(br#","remainingItemCount":"#);
             out.extend_from_slice(page.remaining.to_string().as_bytes());
         }
+    }
+    if let Some(shards) = &q.shards {
+        out.extend_from_slice(br#","shardInfo":{"selector":"#);
+        write_json(&mut out, &Value::String(shards.canonical()));
+        out.push(b'}');
     }
     out.extend_from_slice(br#"},"items":["#);
     for (i, item) in page.items.iter().enumerate() {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::Value;
 
-use crate::sim::selector::{FieldSelector, FieldValues, LabelSelector};
+use crate::sim::selector::{FieldSelector, FieldValues, LabelSelector, ShardField, ShardSelector};
 
 /// Index of a registered resource.
 pub(crate) type ResourceId = usize;
@@ -51,6 +51,24 @@ impl Stored {
     /// Whether the object passes both selectors.
     pub fn matches(&self, labels: &LabelSelector, fields: &FieldSelector) -> bool {
         labels.matches(&self.labels) && fields.matches(&self.fields())
+    }
+
+    /// Whether the object is in a shard selector's ranges. The uid is read
+    /// from the metadata bytes (it never changes after the create, so it is
+    /// not kept apart as the selector fields are).
+    pub fn in_shard(&self, shards: &ShardSelector) -> bool {
+        match shards.field() {
+            ShardField::Namespace => shards.matches_value(&self.namespace),
+            ShardField::Uid => {
+                #[derive(serde::Deserialize)]
+                struct Uid<'a> {
+                    #[serde(borrow, default)]
+                    uid: Option<std::borrow::Cow<'a, str>>,
+                }
+                let uid = serde_json::from_slice::<Uid<'_>>(self.metadata_json()).ok().and_then(|m| m.uid);
+                shards.matches_value(uid.as_deref().unwrap_or(""))
+            }
+        }
     }
 
     /// Appends the object as a LIST item (no kind/apiVersion).
