@@ -6,6 +6,7 @@ mod lease_support;
 
 use std::time::{Duration, Instant};
 
+use kcache::lease::LeaderElectionMetrics;
 use kcache_loadgen::sim::{SimHandle, SimServer};
 use lease_support::*;
 
@@ -20,11 +21,18 @@ fn lease_spec(sim: &SimHandle) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_of_two_electors_leads_and_the_lease_names_it() {
     let sim = sim().await;
-    let a = Candidate::start(sim.client().expect("client"), config("a"));
-    let b = Candidate::start(sim.client().expect("client"), config("b"));
+    // Each replica has its own gauges, as two processes would.
+    let (a_metrics, b_metrics) = (LeaderElectionMetrics::default(), LeaderElectionMetrics::default());
+    let a = Candidate::start_with(sim.client().expect("client"), config("a"), Some(&a_metrics));
+    let b = Candidate::start_with(sim.client().expect("client"), config("b"), Some(&b_metrics));
     wait_for("a leader", || a.leadership.is_leading() || b.leadership.is_leading()).await;
     let led = never_two_leaders(&[&a.leadership, &b.leadership], 3 * LEASE).await;
     assert!(led > 0);
+    let status = |m: &LeaderElectionMetrics| m.master_status(LEASE_NAME).get();
+    wait_for("the gauges to agree with the leader", || {
+        (status(&a_metrics), status(&b_metrics)) == if a.leadership.is_leading() { (1, 0) } else { (0, 1) }
+    })
+    .await;
     let (leader, follower) = if a.leadership.is_leading() { (&a, "b") } else { (&b, "a") };
     let spec = lease_spec(&sim);
     assert_eq!(Some(spec["holderIdentity"].as_str().expect("holder")), leader.leadership.leader().as_deref());

@@ -70,6 +70,9 @@ pub(crate) async fn while_leading(
             stats.active.fetch_sub(1, Ordering::Relaxed);
             tracing::warn!(controller = stats.name(), key = %key, "leadership lost; reconcile aborted");
             queue.add(key.clone());
+            // The worker's next `admit` waits for leadership; yield anyway, so a
+            // worker can never spin without giving its thread back.
+            tokio::task::yield_now().await;
         }
         () = reconcile => {}
     }

@@ -71,6 +71,7 @@ pub struct LeaderElector {
     on_started: Option<Callback>,
     on_stopped: Option<Callback>,
     on_new_leader: Option<LeaderCallback>,
+    master_status: Option<prometheus_client::metrics::gauge::Gauge>,
 }
 
 impl std::fmt::Debug for LeaderElector {
@@ -98,6 +99,7 @@ impl LeaderElector {
             on_started: None,
             on_stopped: None,
             on_new_leader: None,
+            master_status: None,
         })
     }
 
@@ -122,6 +124,14 @@ impl LeaderElector {
     #[must_use]
     pub fn on_new_leader(mut self, f: impl Fn(Option<&str>) + Send + Sync + 'static) -> Self {
         self.on_new_leader = Some(Box::new(f));
+        self
+    }
+
+    /// Reports leadership in `metrics` as client-go does:
+    /// `leader_election_master_status{name="<lease name>"}`, 1 while leading.
+    #[must_use]
+    pub fn metrics(mut self, metrics: &super::LeaderElectionMetrics) -> Self {
+        self.master_status = Some(metrics.master_status(&self.config.name));
         self
     }
 
@@ -157,6 +167,9 @@ impl LeaderElector {
                 }
             }
             tracing::info!(lease = %self.describe(), identity = %self.config.identity, "started leading");
+            if let Some(g) = &self.master_status {
+                g.set(1);
+            }
             if let Some(f) = &self.on_started {
                 f();
             }
@@ -198,6 +211,9 @@ impl LeaderElector {
     fn step_down(&self) {
         let was = self.state.borrow().leading_until.is_some();
         self.state.send_modify(|s| s.leading_until = None);
+        if let Some(g) = &self.master_status {
+            g.set(0);
+        }
         if was {
             tracing::info!(lease = %self.describe(), identity = %self.config.identity, "stopped leading");
             if let Some(f) = &self.on_stopped {

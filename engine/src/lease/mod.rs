@@ -19,10 +19,12 @@ mod client;
 mod config;
 mod elector;
 mod leadership;
+mod metrics;
 mod observed;
 
 pub use client::{LeaseClient, LeaseError};
 pub use config::{ConfigError, JITTER_FACTOR, LeaderElectionConfig};
 pub use elector::LeaderElector;
 pub use leadership::{Leadership, LeadingWork};
+pub use metrics::LeaderElectionMetrics;
 pub use observed::{LeaseRecord, MAX_LEASE_DURATION, ObservedLease};

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kcache::controller::{Action, KeyController, ReconcileKey};
-use kcache::lease::{LeaderElectionConfig, LeaderElector, Leadership};
+use kcache::lease::{LeaderElectionConfig, LeaderElectionMetrics, LeaderElector, Leadership};
 use k8s_openapi::api::core::v1::ConfigMap;
 
 /// A generous bound for anything that should happen.
@@ -45,11 +45,19 @@ pub struct Candidate {
 impl Candidate {
     /// Starts an elector on the current runtime.
     pub fn start(client: kube::Client, config: LeaderElectionConfig) -> Candidate {
+        Candidate::start_with(client, config, None)
+    }
+
+    /// [`Candidate::start`], reporting into `metrics`.
+    pub fn start_with(client: kube::Client, config: LeaderElectionConfig, metrics: Option<&LeaderElectionMetrics>) -> Candidate {
         let started = Arc::new(Mutex::new(Vec::new()));
         let record = Arc::clone(&started);
-        let elector = LeaderElector::new(client, config)
+        let mut elector = LeaderElector::new(client, config)
             .expect("valid config")
             .on_started_leading(move || record.lock().unwrap().push(Instant::now()));
+        if let Some(metrics) = metrics {
+            elector = elector.metrics(metrics);
+        }
         let leadership = elector.leadership();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(elector.run(async move {
