@@ -23,7 +23,7 @@ const NEVER: &[(&str, &[&str])] = &[
     ("metrics", &["controller", "client", "testing"]),
     ("typed", &["fifo", "reflector", "wire", "controller", "client", "queue", "testing"]),
     ("lease", &["wire", "arena", "object", "store", "fifo", "reflector", "informer", "controller", "client", "queue", "typed", "shard", "testing"]),
-    ("shard", &["wire", "arena", "store", "fifo", "reflector", "informer", "controller", "client", "queue", "typed", "testing"]),
+    ("shard", &["wire", "arena", "store", "fifo", "controller", "client", "queue", "typed", "testing"]),
     ("selector", &["fifo", "reflector", "informer", "controller", "client", "queue", "wire", "testing"]),
 ];
 
