@@ -79,6 +79,11 @@ async fn stale_replaces_and_duplicate_creates_get_the_real_409_statuses() {
         assert_eq!((&got["kind"], &got["status"], &got["reason"], &got["code"]), (&want["kind"], &want["status"], &json!(reason), &json!(409)));
         assert_eq!(got["details"]["name"], "l");
         assert_eq!(got["details"]["kind"], "leases");
+        // A grouped resource is named `plural.group` and its group is in the details,
+        // as apimachinery's errors.go fills them from the qualified resource.
+        assert_eq!(got["details"]["group"], "coordination.k8s.io", "{got}");
+        let message = got["message"].as_str().expect("message");
+        assert!(message.contains("leases.coordination.k8s.io \"l\""), "{message}");
     }
 }
 

@@ -628,7 +628,7 @@ async fn dispatch(
             let o = shared
                 .store
                 .get(target.res, &target.namespace, &name)
-                .ok_or_else(|| ApiError::not_found(&target.def.plural, &name))?;
+                .ok_or_else(|| ApiError::not_found(&target.def, &name))?;
             if metadata_only {
                 let mut out = Vec::new();
                 o.write_partial(&mut out);

@@ -3,6 +3,8 @@
 use bytes::Bytes;
 use serde_json::Value;
 
+use super::resource::ResourceDef;
+
 /// An API error: an HTTP status code plus the `Status` body the server sends with it.
 ///
 /// The body is `{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",
@@ -35,6 +37,30 @@ fn details(name: &str, kind: &str) -> Option<Value> {
     Some(serde_json::json!({ "name": name, "kind": kind }))
 }
 
+/// `name`, `group` (when the resource has one) and `kind` (the plural), as
+/// apimachinery's `NewNotFound`/`NewConflict`/`NewAlreadyExists` fill
+/// `StatusDetails` from the qualified resource
+/// (k8s.io/apimachinery/pkg/api/errors/errors.go).
+fn qualified_details(name: &str, def: &ResourceDef) -> Option<Value> {
+    let mut d = serde_json::Map::new();
+    d.insert("name".into(), Value::from(name));
+    if !def.group.is_empty() {
+        d.insert("group".into(), Value::from(def.group.as_str()));
+    }
+    d.insert("kind".into(), Value::from(def.plural.as_str()));
+    Some(Value::Object(d))
+}
+
+/// `plural.group` (`plural` in the core group): `GroupResource.String()`, how
+/// the real server names a resource in its messages.
+fn qualified(def: &ResourceDef) -> String {
+    if def.group.is_empty() {
+        def.plural.clone()
+    } else {
+        format!("{}.{}", def.plural, def.group)
+    }
+}
+
 impl ApiError {
     fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
         ApiError {
@@ -46,11 +72,11 @@ impl ApiError {
         }
     }
 
-    /// 404 NotFound for `plural/name`.
-    pub fn not_found(plural: &str, name: &str) -> Self {
+    /// 404 NotFound for `name` of the resource `def`.
+    pub fn not_found(def: &ResourceDef, name: &str) -> Self {
         ApiError {
-            details: details(name, plural),
-            ..Self::new(404, "NotFound", format!("{plural} \"{name}\" not found"))
+            details: qualified_details(name, def),
+            ..Self::new(404, "NotFound", format!("{} \"{name}\" not found", qualified(def)))
         }
     }
 
@@ -67,14 +93,15 @@ impl ApiError {
     }
 
     /// 409 Conflict: a write carried a stale `metadata.resourceVersion`.
-    pub fn conflict(plural: &str, name: &str) -> Self {
+    pub fn conflict(def: &ResourceDef, name: &str) -> Self {
         ApiError {
-            details: details(name, plural),
+            details: qualified_details(name, def),
             ..Self::new(
                 409,
                 "Conflict",
                 format!(
-                    "Operation cannot be fulfilled on {plural} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+                    "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
+                    qualified(def)
                 ),
             )
         }
@@ -162,13 +189,13 @@ impl ApiError {
     }
 
     /// 409 AlreadyExists: a create named an existing object.
-    pub fn already_exists(plural: &str, name: &str) -> Self {
+    pub fn already_exists(def: &ResourceDef, name: &str) -> Self {
         ApiError {
-            details: details(name, plural),
+            details: qualified_details(name, def),
             ..Self::new(
                 409,
                 "AlreadyExists",
-                format!("{plural} \"{name}\" already exists"),
+                format!("{} \"{name}\" already exists", qualified(def)),
             )
         }
     }

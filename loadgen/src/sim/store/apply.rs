@@ -163,7 +163,7 @@ impl Store {
             let Some(cur) = self.current(res, &key) else {
                 // The real server looks the object up before it compares names.
                 if req.status_only {
-                    return Err(ApiError::not_found(&def.plural, name));
+                    return Err(ApiError::not_found(&def, name));
                 }
                 check_names(&body, ns, name)?;
                 let mut obj = body.clone();

@@ -99,7 +99,7 @@ impl Store {
         let prepared = prepare(&def, key_of(&ns, &name), obj);
         let mut st = self.lock();
         if st.objects[res].contains_key(&prepared.key) {
-            return Err(ApiError::already_exists(&def.plural, &name));
+            return Err(ApiError::already_exists(&def, &name));
         }
         Ok(self.commit(&mut st, res, prepared, EventType::Added, None))
     }

@@ -290,7 +290,7 @@ impl Store {
         loop {
             let cur = self
                 .current(res, &key)
-                .ok_or_else(|| ApiError::not_found(&def.plural, name))?;
+                .ok_or_else(|| ApiError::not_found(&def, name))?;
             let original = into_object(cur.to_value(), &def.kind)?;
             let uid = original.get("metadata").and_then(|m| m.get("uid")).and_then(Value::as_str).unwrap_or("").to_owned();
             // rest/delete.go BeforeDelete checks the uid, then the resourceVersion,
@@ -369,7 +369,7 @@ impl Store {
                         return Ok(DeleteOutcome::Removed(gone));
                     }
                     Some(_) => continue,
-                    None => return Err(ApiError::not_found(&def.plural, name)),
+                    None => return Err(ApiError::not_found(&def, name)),
                 }
             }
             let prepared = prepare(&def, key.clone(), original);
@@ -391,7 +391,7 @@ impl Store {
         loop {
             let cur = self
                 .current(res, &key)
-                .ok_or_else(|| ApiError::not_found(&def.plural, name))?;
+                .ok_or_else(|| ApiError::not_found(&def, name))?;
             let mut obj = into_object(cur.to_value(), &def.kind)?;
             let meta = meta_mut(&mut obj);
             if !meta.contains_key("deletionTimestamp") {
@@ -422,7 +422,7 @@ impl Store {
         loop {
             let cur = self
                 .current(res, name)
-                .ok_or_else(|| ApiError::not_found(&def.plural, name))?;
+                .ok_or_else(|| ApiError::not_found(def, name))?;
             let mut obj = into_object(cur.to_value(), &def.kind)?;
             let spec_finalizers = obj
                 .get("spec")

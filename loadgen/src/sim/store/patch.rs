@@ -78,7 +78,7 @@ impl Store {
         loop {
             let cur = self
                 .current(res, &key)
-                .ok_or_else(|| ApiError::not_found(&def.plural, name))?;
+                .ok_or_else(|| ApiError::not_found(&def, name))?;
             if let Some(prepared) = lazy_patch.and_then(|p| prepare_merge_lazy(&def, name, &cur, p)) {
                 if let Some(done) =
                     self.commit_if_unchanged(res, &def, name, &cur, prepared?, EventType::Modified)?
@@ -130,7 +130,7 @@ fn prepare_patch_full(
         .map(|m| str_at(m, "/resourceVersion"))
         .unwrap_or("");
     if !patched_rv.is_empty() && patched_rv != cur.rv.to_string() {
-        return Err(ApiError::conflict(&def.plural, name));
+        return Err(ApiError::conflict(def, name));
     }
     let next = merge_server_fields(def, &old, patched, status_only);
     let ty = settle(def, name, &old, &next)?;
@@ -242,7 +242,7 @@ fn prepare_merge_lazy(
         }
         let want_rv = m.get("resourceVersion").and_then(Value::as_str).unwrap_or("");
         if !want_rv.is_empty() && want_rv != cur.rv.to_string() {
-            return Some(Err(ApiError::conflict(&def.plural, name)));
+            return Some(Err(ApiError::conflict(def, name)));
         }
     }
     let stored = std::str::from_utf8(&cur.body).ok()?;

@@ -259,7 +259,7 @@ impl Store {
                 Some(expected.clone()),
             ))),
             Some(_) => Ok(None),
-            None => Err(ApiError::not_found(&def.plural, name)),
+            None => Err(ApiError::not_found(def, name)),
         }
     }
 }

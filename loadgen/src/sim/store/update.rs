@@ -56,9 +56,9 @@ impl Store {
         loop {
             let cur = self
                 .current(res, &key)
-                .ok_or_else(|| ApiError::not_found(&def.plural, name))?;
+                .ok_or_else(|| ApiError::not_found(&def, name))?;
             if !want_rv.is_empty() && want_rv != cur.rv.to_string() {
-                return Err(ApiError::conflict(&def.plural, name));
+                return Err(ApiError::conflict(&def, name));
             }
             let old = into_object(cur.to_value(), &def.kind)?;
             let next = merge_server_fields(&def, &old, obj.clone(), status_only);
