@@ -29,8 +29,10 @@ fn setup(train: &[Vec<u8>], test: &[Vec<u8>]) -> (Arc<Dictionary>, Vec<Obj>, Vec
         d.decode_object(doc).expect("pod");
     }
     let codec = d.arena().codec().cloned().expect("codec");
+    let started = Instant::now();
     codec.list_done();
     assert!(codec.wait_idle(Duration::from_secs(120)));
+    println!("trained on {} objects in {:.0} ms (the sample filled on the last decode)", train.len(), started.elapsed().as_secs_f64() * 1000.0);
     let dict = codec.current().expect("a dictionary was trained");
     let compressed: Vec<Obj> = test.iter().map(|doc| d.decode_object(doc).expect("pod")).collect();
     let mut plain = Decoder::new(DecoderConfig::default());

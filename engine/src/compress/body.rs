@@ -138,3 +138,35 @@ pub(crate) fn detach_meta(bytes: &[u8], meta: &Meta) -> Meta {
         spill: spill.into_boxed_str(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::object::Obj;
+    use bytes::Bytes;
+
+    #[test]
+    fn detached_metadata_reads_the_same_without_the_body() {
+        let pod = crate::object::testing::pod("default", "web-0", "42", &[("app", "web"), ("tier", "front")]);
+        let meta = detach_meta(pod.stored_bytes(), pod.meta());
+        assert!(meta.name.is_spill() && meta.namespace.is_spill() && meta.labels.iter().all(|(k, v)| k.is_spill() && v.is_spill()));
+        // Bytes that are not the body: every accessor must read the spill buffer only.
+        let detached = Obj::from_parts(Bytes::from_static(b"{}"), meta);
+        assert_eq!(detached.name(), "web-0");
+        assert_eq!(detached.namespace(), Some("default"));
+        assert_eq!(detached.resource_version(), "42");
+        assert_eq!(detached.labels().collect::<Vec<_>>(), vec![("app", "web"), ("tier", "front")]);
+        assert_eq!(detached.key(), pod.key());
+    }
+
+    #[test]
+    fn json_compares_and_derefs_like_its_bytes() {
+        let owned = Json::owned(b"{\"a\":1}".to_vec());
+        let borrowed = Json::borrowed(b"{\"a\":1}");
+        assert_eq!(owned, borrowed);
+        assert_eq!(owned, b"{\"a\":1}");
+        assert_eq!(borrowed.len(), 7);
+        assert!(borrowed.is_borrowed() && !owned.is_borrowed());
+        assert_eq!(owned.into_vec(), b"{\"a\":1}".to_vec());
+    }
+}

@@ -218,8 +218,11 @@ impl Codec {
             return;
         }
         s.samples.push(src.to_vec());
-        if s.samples.len() >= self.shared.config.sample_objects {
-            self.start_training(&mut s);
+        if s.samples.len() >= self.shared.config.sample_objects
+            && let Some(samples) = self.start_training(&mut s)
+        {
+            drop(s);
+            train_and_publish(&self.shared, &samples);
         }
     }
 
@@ -227,18 +230,27 @@ impl Codec {
     /// fewer than `sample_objects` (but not fewer than `min_sample_objects`).
     pub fn list_done(&self) {
         let mut s = self.shared.sampler.lock().unwrap_or_else(PoisonError::into_inner);
-        if s.collecting && self.shared.version.load(Relaxed) == 0 {
-            self.start_training(&mut s);
+        if s.collecting
+            && self.shared.version.load(Relaxed) == 0
+            && let Some(samples) = self.start_training(&mut s)
+        {
+            drop(s);
+            train_and_publish(&self.shared, &samples);
         }
     }
 
-    fn start_training(&self, s: &mut Sampler) {
+    /// Takes the sample for training: returns it when the caller trains inline
+    /// ([`ZstdConfig::train_inline`]), else trains on a thread of its own.
+    fn start_training(&self, s: &mut Sampler) -> Option<Vec<Vec<u8>>> {
         if s.training || s.samples.len() < self.shared.config.min_sample_objects {
-            return;
+            return None;
         }
         s.collecting = false;
         s.training = true;
         let samples = std::mem::take(&mut s.samples);
+        if self.shared.config.train_inline {
+            return Some(samples);
+        }
         let shared = Arc::clone(&self.shared);
         let spawned = std::thread::Builder::new()
             .name("kcache-zstd-train".to_owned())
@@ -248,6 +260,7 @@ impl Codec {
             s.training = false;
             s.collecting = true;
         }
+        None
     }
 
     /// Whether a dictionary is being trained.

@@ -176,12 +176,20 @@ fn zstd_error(code: usize) -> String {
     zstd::zstd_safe::get_error_name(code).to_owned()
 }
 
-/// A frame of `src` without a dictionary (for comparisons; the store never uses it).
-pub fn compress_plain(src: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
-    zstd::bulk::compress(src, level)
+/// A frame of `src` without a dictionary, with this thread's reused context (for
+/// comparisons; the store never uses it).
+pub fn compress_plain(src: &[u8], level: i32) -> Result<Vec<u8>, String> {
+    let mut dst = Vec::with_capacity(bound(src.len()));
+    with_cctx(|ctx| {
+        ctx.set_parameter(CParameter::CompressionLevel(level)).map_err(zstd_error)?;
+        ctx.compress2(&mut dst, src).map_err(zstd_error)
+    })?;
+    Ok(dst)
 }
 
 /// The bytes of a frame made by [`compress_plain`], at most `capacity` of them.
-pub fn decompress_plain(frame: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
-    zstd::bulk::decompress(frame, capacity)
+pub fn decompress_plain(frame: &[u8], capacity: usize) -> Result<Vec<u8>, String> {
+    let mut dst = Vec::with_capacity(capacity);
+    with_dctx(|ctx| ctx.decompress(&mut dst, frame)).map_err(zstd_error)?;
+    Ok(dst)
 }
