@@ -89,7 +89,7 @@ fn benches(c: &mut Criterion) {
     // watch stream hands over pods its decode just built.
     let typed: Vec<[Pod; 2]> = versions
         .iter()
-        .map(|v| v.clone().map(|o| serde_json::from_slice::<Pod>(o.json()).expect("test pods are Pods")))
+        .map(|v| v.clone().map(|o| serde_json::from_slice::<Pod>(&o.json()).expect("test pods are Pods")))
         .collect();
     let (tx, rx) = mpsc::channel::<watcher::Event<Pod>>();
     let applied = Arc::new(AtomicU64::new(0));

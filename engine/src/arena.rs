@@ -20,6 +20,13 @@
 //!   metadata in the open segment; once the owner swaps it in and every reader
 //!   drops the old handle, the sparse segment is freed.
 //!
+//! # Compression
+//! An arena given a [`Codec`] ([`Arena::with_codec`]) stores each object as the
+//! codec encodes it: a zstd frame beside an uncompressed copy of the metadata once
+//! the codec has a dictionary, the JSON itself before (counted in
+//! [`ArenaStats::waiting_bytes`] until compaction compresses it, see
+//! [`Arena::relocate`]) or when compression does not pay.
+//!
 //! # Compaction
 //! A segment is *sparse* when it is sealed (the arena has moved on to a newer
 //! segment) and fewer than `sparse_ratio` (default 0.5) of the bytes written to
@@ -48,7 +55,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use bytes::{Bytes, BytesMut};
 
-use crate::object::{Meta, Obj};
+use crate::compress::{Codec, CompressionStats, Encoded, detach_meta};
+use crate::object::{Body, Meta, Obj};
 
 /// Default segment size: 1 MiB.
 pub const DEFAULT_SEGMENT_BYTES: usize = 1 << 20;
@@ -64,6 +72,19 @@ struct Shared {
     segments: AtomicUsize,
     next_id: AtomicU64,
     sparse_ratio: f64,
+    compressed_bytes: AtomicUsize,
+    uncompressed_bytes: AtomicUsize,
+    waiting_bytes: AtomicUsize,
+}
+
+/// What a guard's bytes are, for the compression accounting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Form {
+    Plain,
+    /// Uncompressed, stored by a compressing arena before it had a dictionary.
+    Waiting,
+    /// A frame of this many bytes of JSON.
+    Frame(usize),
 }
 
 /// One allocation objects are carved from.
@@ -94,6 +115,7 @@ impl Drop for Segment {
 pub struct SegmentGuard {
     seg: Arc<Segment>,
     len: usize,
+    form: Form,
 }
 
 impl SegmentGuard {
@@ -116,7 +138,18 @@ impl SegmentGuard {
 impl Drop for SegmentGuard {
     fn drop(&mut self) {
         self.seg.live.fetch_sub(self.len, Relaxed);
-        self.seg.shared.live_bytes.fetch_sub(self.len, Relaxed);
+        let shared = &self.seg.shared;
+        shared.live_bytes.fetch_sub(self.len, Relaxed);
+        match self.form {
+            Form::Plain => {}
+            Form::Waiting => {
+                shared.waiting_bytes.fetch_sub(self.len, Relaxed);
+            }
+            Form::Frame(raw) => {
+                shared.compressed_bytes.fetch_sub(self.len, Relaxed);
+                shared.uncompressed_bytes.fetch_sub(raw, Relaxed);
+            }
+        }
     }
 }
 
@@ -129,6 +162,13 @@ pub struct ArenaStats {
     pub segment_bytes: usize,
     /// Number of segments still allocated.
     pub segments: usize,
+    /// Of `live_bytes`, bytes of zstd frames.
+    pub compressed_bytes: usize,
+    /// JSON bytes those frames decompress to.
+    pub uncompressed_bytes: usize,
+    /// Of `live_bytes`, uncompressed objects a compressing arena stored before it had
+    /// a dictionary: compaction compresses them once it has one.
+    pub waiting_bytes: usize,
 }
 
 /// A segment arena for object bytes. See the [module docs](self).
@@ -142,6 +182,7 @@ pub struct Arena {
     tail: BytesMut,
     open: Option<Arc<Segment>>,
     shared: Arc<Shared>,
+    codec: Option<Codec>,
 }
 
 impl Default for Arena {
@@ -152,7 +193,13 @@ impl Default for Arena {
 
 impl Clone for Arena {
     fn clone(&self) -> Self {
-        Arena { segment_bytes: self.segment_bytes, tail: BytesMut::new(), open: None, shared: self.shared.clone() }
+        Arena {
+            segment_bytes: self.segment_bytes,
+            tail: BytesMut::new(),
+            open: None,
+            shared: self.shared.clone(),
+            codec: self.codec.clone(),
+        }
     }
 }
 
@@ -186,8 +233,29 @@ impl Arena {
                 segments: AtomicUsize::new(0),
                 next_id: AtomicU64::new(0),
                 sparse_ratio,
+                compressed_bytes: AtomicUsize::new(0),
+                uncompressed_bytes: AtomicUsize::new(0),
+                waiting_bytes: AtomicUsize::new(0),
             }),
+            codec: None,
         }
+    }
+
+    /// This arena (and the clones made from it afterwards) compressing with `codec`.
+    #[must_use]
+    pub fn with_codec(mut self, codec: Codec) -> Self {
+        self.codec = Some(codec);
+        self
+    }
+
+    /// The codec, when the arena compresses.
+    pub fn codec(&self) -> Option<&Codec> {
+        self.codec.as_ref()
+    }
+
+    /// The codec's counters, when the arena compresses.
+    pub fn compression_stats(&self) -> Option<CompressionStats> {
+        self.codec.as_ref().map(Codec::stats)
     }
 
     /// Current accounting, summed over this arena and its clones.
@@ -196,6 +264,9 @@ impl Arena {
             live_bytes: self.shared.live_bytes.load(Relaxed),
             segment_bytes: self.shared.segment_bytes.load(Relaxed),
             segments: self.shared.segments.load(Relaxed),
+            compressed_bytes: self.shared.compressed_bytes.load(Relaxed),
+            uncompressed_bytes: self.shared.uncompressed_bytes.load(Relaxed),
+            waiting_bytes: self.shared.waiting_bytes.load(Relaxed),
         }
     }
 
@@ -224,6 +295,10 @@ impl Arena {
     /// Taking several parts lets the decoder store an object minus a cut range
     /// (for example `metadata.managedFields`) without an intermediate buffer.
     pub fn alloc(&mut self, parts: &[&[u8]]) -> (Bytes, SegmentGuard) {
+        self.alloc_as(parts, Form::Plain)
+    }
+
+    fn alloc_as(&mut self, parts: &[&[u8]], form: Form) -> (Bytes, SegmentGuard) {
         let n: usize = parts.iter().map(|p| p.len()).sum();
         if n > self.segment_bytes / 4 {
             // A big object gets an allocation of its own, sealed at once: it is
@@ -234,7 +309,7 @@ impl Arena {
             for p in parts {
                 buf.extend_from_slice(p);
             }
-            return (Bytes::from(buf), self.account(seg, n));
+            return (Bytes::from(buf), self.account(seg, n, form));
         }
         let seg = match &self.open {
             // `tail` is empty after every split, so its capacity is what is left.
@@ -253,14 +328,24 @@ impl Arena {
             self.tail.extend_from_slice(p);
         }
         let bytes = self.tail.split().freeze();
-        (bytes, self.account(seg, n))
+        (bytes, self.account(seg, n, form))
     }
 
-    fn account(&self, seg: Arc<Segment>, n: usize) -> SegmentGuard {
+    fn account(&self, seg: Arc<Segment>, n: usize, form: Form) -> SegmentGuard {
         seg.used.fetch_add(n, Relaxed);
         seg.live.fetch_add(n, Relaxed);
         self.shared.live_bytes.fetch_add(n, Relaxed);
-        SegmentGuard { seg, len: n }
+        match form {
+            Form::Plain => {}
+            Form::Waiting => {
+                self.shared.waiting_bytes.fetch_add(n, Relaxed);
+            }
+            Form::Frame(raw) => {
+                self.shared.compressed_bytes.fetch_add(n, Relaxed);
+                self.shared.uncompressed_bytes.fetch_add(raw, Relaxed);
+            }
+        }
+        SegmentGuard { seg, len: n, form }
     }
 
     /// Copies `bytes` into the arena and wraps them with `meta` (spans relative to `bytes`).
@@ -268,17 +353,55 @@ impl Arena {
         self.store_parts(&[bytes], meta)
     }
 
-    /// Like [`Arena::store`] for bytes given as consecutive parts.
+    /// Like [`Arena::store`] for bytes given as consecutive parts. With a codec, the
+    /// object is compressed when the codec has a dictionary and the frame pays.
     pub fn store_parts(&mut self, parts: &[&[u8]], meta: Meta) -> Obj {
-        let (bytes, guard) = self.alloc(parts);
-        Obj::from_arena(bytes, meta, guard)
+        let Some(codec) = self.codec.as_mut() else {
+            let (bytes, guard) = self.alloc(parts);
+            return Obj::from_arena(bytes, meta, guard, Body::Plain { waiting: false });
+        };
+        let joined;
+        let src: &[u8] = match parts {
+            [one] => one,
+            _ => {
+                joined = parts.concat();
+                &joined
+            }
+        };
+        match codec.encode(src) {
+            Encoded::Frame(frame, dict) => {
+                let meta = detach_meta(src, &meta);
+                let (bytes, guard) = self.alloc_as(&[&frame], Form::Frame(src.len()));
+                Obj::from_arena(bytes, meta, guard, Body::Zstd { dict, raw_len: src.len() })
+            }
+            Encoded::Plain { waiting } => {
+                let (bytes, guard) = self.alloc_as(&[src], if waiting { Form::Waiting } else { Form::Plain });
+                Obj::from_arena(bytes, meta, guard, Body::Plain { waiting })
+            }
+        }
     }
 
-    /// A new handle to the same object (same bytes, same metadata) stored in this
+    /// A new handle to the same object (same JSON, same metadata) stored in this
     /// arena's open segment. The old handle stays valid; drop it (and let readers
     /// drop theirs) to free the old segment.
+    ///
+    /// A compressed object moves as its frame; an object waiting for compression is
+    /// compressed when the arena's codec has a dictionary by now.
     pub fn relocate(&mut self, obj: &Obj) -> Obj {
-        self.store(obj.json(), obj.meta().clone())
+        match obj.body() {
+            Body::Zstd { dict, raw_len } => {
+                let (bytes, guard) = self.alloc_as(&[obj.stored_bytes()], Form::Frame(*raw_len));
+                Obj::from_arena(bytes, obj.meta().clone(), guard, Body::Zstd { dict: Arc::clone(dict), raw_len: *raw_len })
+            }
+            Body::Plain { waiting: true } if self.codec.as_ref().is_some_and(Codec::has_dictionary) => {
+                self.store(obj.stored_bytes(), obj.meta().clone())
+            }
+            Body::Plain { waiting } => {
+                let form = if *waiting { Form::Waiting } else { Form::Plain };
+                let (bytes, guard) = self.alloc_as(&[obj.stored_bytes()], form);
+                Obj::from_arena(bytes, obj.meta().clone(), guard, Body::Plain { waiting: *waiting })
+            }
+        }
     }
 }
 
@@ -294,7 +417,7 @@ mod tests {
         assert_eq!(x.json(), b"{\"a\":1}");
         assert_eq!(y.json(), b"{\"b\":22}");
         assert_eq!(x.segment_id(), y.segment_id());
-        assert_eq!(a.stats(), ArenaStats { live_bytes: 15, segment_bytes: 1024, segments: 1 });
+        assert_eq!(a.stats(), ArenaStats { live_bytes: 15, segment_bytes: 1024, segments: 1, ..ArenaStats::default() });
         drop(x);
         assert_eq!(a.stats().live_bytes, 8);
     }

@@ -66,6 +66,7 @@
 
 pub mod arena;
 pub mod client;
+pub mod compress;
 pub mod controller;
 pub mod fifo;
 pub mod informer;

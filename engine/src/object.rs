@@ -10,6 +10,10 @@
 //!   allocation, no parse.
 //! * Typed access ([`Obj::decode`]) and JSON pointer lookups ([`Obj::pointer`]) are
 //!   lazy: they cost nothing until a caller asks.
+//! * A compressed object ([`crate::compress`]) keeps its metadata uncompressed (its
+//!   spans all point into the spill buffer): only [`Obj::json`], [`Obj::decode`],
+//!   [`Obj::pointer`] and [`Obj::bytes`] decompress, each into a buffer of its own
+//!   (~1-3 µs and one allocation for a 4-5 KB pod).
 
 use std::fmt;
 use std::sync::Arc;
@@ -17,6 +21,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::arena::SegmentGuard;
+use crate::compress::{CorruptBody, Dictionary};
+pub use crate::compress::Json;
 
 /// A byte range inside an object's bytes (or its spill buffer, see [`Meta`]).
 ///
@@ -190,6 +196,18 @@ struct Inner {
     /// Present when the bytes live in an [`crate::arena::Arena`] segment: keeps
     /// them counted as live there until the last handle drops.
     seg: Option<SegmentGuard>,
+    body: Body,
+}
+
+/// How the bytes hold the object's JSON.
+#[derive(Clone, Debug)]
+pub(crate) enum Body {
+    /// The bytes are the JSON; `waiting` when a compressing arena stored them before
+    /// it had a dictionary (compaction compresses them once there is one).
+    Plain { waiting: bool },
+    /// The bytes are a zstd frame of `raw_len` bytes of JSON made with `dict`; every
+    /// span of the metadata points into the spill buffer.
+    Zstd { dict: Arc<Dictionary>, raw_len: usize },
 }
 
 /// An immutable cached Kubernetes object.
@@ -215,12 +233,59 @@ impl Obj {
     /// The spans in `meta` must lie within `bytes` (or `meta.spill`); a span that
     /// does not reads as `""` rather than panicking.
     pub fn from_parts(bytes: Bytes, meta: Meta) -> Self {
-        Obj(Arc::new(Inner { key: key_of(&bytes, &meta), bytes, meta, seg: None }))
+        Obj(Arc::new(Inner { key: key_of(&bytes, &meta), bytes, meta, seg: None, body: Body::Plain { waiting: false } }))
     }
 
-    /// Wraps bytes carved from an arena segment; `guard` accounts for them.
-    pub(crate) fn from_arena(bytes: Bytes, meta: Meta, guard: SegmentGuard) -> Self {
-        Obj(Arc::new(Inner { key: key_of(&bytes, &meta), bytes, meta, seg: Some(guard) }))
+    /// Wraps bytes carved from an arena segment; `guard` accounts for them. A
+    /// [`Body::Zstd`] object's spans must all be spill spans.
+    pub(crate) fn from_arena(bytes: Bytes, meta: Meta, guard: SegmentGuard, body: Body) -> Self {
+        Obj(Arc::new(Inner { key: key_of(&bytes, &meta), bytes, meta, seg: Some(guard), body }))
+    }
+
+    /// How the bytes hold the JSON.
+    pub(crate) fn body(&self) -> &Body {
+        &self.0.body
+    }
+
+    /// Whether the body is stored as a zstd frame.
+    pub fn is_compressed(&self) -> bool {
+        matches!(self.0.body, Body::Zstd { .. })
+    }
+
+    /// Whether a compressing arena stored the object before it had a dictionary:
+    /// compaction compresses it once there is one.
+    pub fn awaits_compression(&self) -> bool {
+        matches!(self.0.body, Body::Plain { waiting: true })
+    }
+
+    /// Version of the dictionary the body was compressed with.
+    pub fn dictionary_version(&self) -> Option<u64> {
+        match &self.0.body {
+            Body::Zstd { dict, .. } => Some(dict.version()),
+            Body::Plain { .. } => None,
+        }
+    }
+
+    /// Length of the object's JSON, without decompressing it.
+    pub fn json_len(&self) -> usize {
+        match &self.0.body {
+            Body::Zstd { raw_len, .. } => *raw_len,
+            Body::Plain { .. } => self.0.bytes.len(),
+        }
+    }
+
+    /// The bytes the object holds: its JSON, or the zstd frame of a compressed one.
+    pub fn stored_bytes(&self) -> &[u8] {
+        &self.0.bytes
+    }
+
+    /// The bytes the metadata spans that are not spill spans point into (empty for
+    /// a compressed object, whose spans are all spill spans).
+    pub(crate) fn span_bytes(&self) -> &[u8] {
+        match &self.0.body {
+            Body::Zstd { .. } => &[],
+            Body::Plain { .. } => &self.0.bytes,
+        }
     }
 
     /// The id of the arena segment holding the bytes, or `None` when the object
@@ -289,17 +354,35 @@ impl Obj {
     }
 
     fn s(&self, span: Span) -> &str {
-        span.resolve(&self.0.bytes, &self.0.meta.spill)
+        span.resolve(self.span_bytes(), &self.0.meta.spill)
     }
 
-    /// The object's JSON bytes.
-    pub fn json(&self) -> &[u8] {
-        &self.0.bytes
+    /// The object's JSON bytes: borrowed from the store for an uncompressed object;
+    /// for a compressed one, decompressed into a buffer the returned [`Json`] owns
+    /// (~1-3 µs and one allocation for a 4-5 KB pod, on every call: keep the `Json`
+    /// rather than calling again). A corrupt frame reads as empty bytes, counted in
+    /// the codec's `corrupt_frames`; [`Obj::try_json`] says why.
+    pub fn json(&self) -> Json<'_> {
+        self.try_json().unwrap_or_else(|_| Json::borrowed(&[]))
     }
 
-    /// The object's JSON bytes as a shared [`Bytes`] handle (no copy).
-    pub fn bytes(&self) -> &Bytes {
-        &self.0.bytes
+    /// [`Obj::json`], with the error of a compressed body that does not decompress to
+    /// the bytes it was made from (never other bytes).
+    pub fn try_json(&self) -> Result<Json<'_>, CorruptBody> {
+        match &self.0.body {
+            Body::Plain { .. } => Ok(Json::borrowed(&self.0.bytes)),
+            Body::Zstd { dict, raw_len } => dict.decompress(&self.0.bytes, *raw_len).map(Json::owned),
+        }
+    }
+
+    /// The object's JSON bytes as a shared [`Bytes`] handle: no copy for an
+    /// uncompressed object, a decompressed copy for a compressed one (empty when its
+    /// frame is corrupt, as [`Obj::json`]).
+    pub fn bytes(&self) -> Bytes {
+        match &self.0.body {
+            Body::Plain { .. } => self.0.bytes.clone(),
+            Body::Zstd { .. } => Bytes::from(self.json().into_vec()),
+        }
     }
 
     /// The decoded metadata spans.
@@ -377,13 +460,18 @@ impl Obj {
     /// Decodes the whole object into a typed value (for example
     /// `k8s_openapi::api::core::v1::Pod`). Costs a full parse: call it only
     /// when the raw accessors are not enough.
+    ///
+    /// A compressed object is decompressed first (see [`Obj::json`]); a corrupt frame
+    /// is an error naming it, not a decode of other bytes.
     pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        serde_json::from_slice(&self.0.bytes)
+        let json = self.try_json().map_err(<serde_json::Error as serde::de::Error>::custom)?;
+        serde_json::from_slice(&json)
     }
 
-    /// Looks up an RFC 6901 JSON pointer (e.g. `/status/phase`). Parses the object.
+    /// Looks up an RFC 6901 JSON pointer (e.g. `/status/phase`). Parses the object
+    /// (decompressing a compressed one first); `None` when its frame is corrupt.
     pub fn pointer(&self, pointer: &str) -> Option<serde_json::Value> {
-        let v: serde_json::Value = serde_json::from_slice(&self.0.bytes).ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&self.try_json().ok()?).ok()?;
         v.pointer(pointer).cloned()
     }
 }
@@ -394,15 +482,31 @@ impl fmt::Debug for Obj {
             .field("namespace", &self.namespace())
             .field("name", &self.name())
             .field("resource_version", &self.resource_version())
-            .field("bytes", &self.0.bytes.len())
+            .field("bytes", &self.json_len())
+            .field("compressed", &self.is_compressed())
             .finish()
     }
 }
 
 impl PartialEq for Obj {
-    /// Two handles are equal when their bytes are equal.
+    /// Two handles are equal when their JSON is equal (decompressed only when one
+    /// is compressed and the other is not, or they use different dictionaries).
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0) || self.0.bytes == other.0.bytes
+        if Arc::ptr_eq(&self.0, &other.0) {
+            return true;
+        }
+        match (&self.0.body, &other.0.body) {
+            (Body::Plain { .. }, Body::Plain { .. }) => self.0.bytes == other.0.bytes,
+            (Body::Zstd { dict: a, raw_len: m }, Body::Zstd { dict: b, raw_len: n })
+                if Arc::ptr_eq(a, b) && self.0.bytes == other.0.bytes =>
+            {
+                m == n
+            }
+            _ => match (self.try_json(), other.try_json()) {
+                (Ok(a), Ok(b)) => a == b,
+                _ => false,
+            },
+        }
     }
 }
 impl Eq for Obj {}
@@ -462,8 +566,23 @@ impl fmt::Display for ObjectRef {
 
 /// Builders for objects in tests and examples, without going through the decoder.
 pub mod testing {
-    use super::{Meta, Obj, OwnerSpans, Span};
+    use super::{Body, Inner, Meta, Obj, OwnerSpans, Span, key_of};
     use bytes::Bytes;
+    use std::sync::Arc;
+
+    /// A copy of a compressed `obj` with the byte at `at` (modulo the frame's length)
+    /// of its zstd frame flipped, to test that a corrupt frame is refused; `None` for
+    /// an uncompressed object.
+    pub fn corrupt_frame(obj: &Obj, at: usize) -> Option<Obj> {
+        let Body::Zstd { dict, raw_len } = obj.body() else { return None };
+        let mut frame = obj.stored_bytes().to_vec();
+        let i = at % frame.len();
+        frame[i] ^= 0x5a;
+        let bytes = Bytes::from(frame);
+        let meta = obj.meta().clone();
+        let body = Body::Zstd { dict: Arc::clone(dict), raw_len: *raw_len };
+        Some(Obj(Arc::new(Inner { key: key_of(&bytes, &meta), bytes, meta, seg: None, body })))
+    }
 
     /// A minimal pod whose spans are recorded as its JSON is written.
     ///
@@ -569,14 +688,14 @@ mod tests {
         assert_eq!(p.key(), "ns/a");
         assert_eq!(p.uid(), "uid-ns-a");
         assert_eq!(p.labels().collect::<Vec<_>>(), vec![("app", "x"), ("tier", "web")]);
-        let v: serde_json::Value = serde_json::from_slice(p.json()).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&p.json()).unwrap();
         assert_eq!(v["metadata"]["labels"]["tier"], "web");
     }
 
     #[test]
     fn testing_pod_full_reads_back_its_owners_and_node() {
         let p = testing::pod_full("ns", "a", "7", &[], &["rs-1", "x-2"], Some("node-3"));
-        let v: serde_json::Value = serde_json::from_slice(p.json()).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&p.json()).unwrap();
         assert_eq!(v["metadata"]["ownerReferences"][1]["uid"], "x-2");
         assert_eq!(v["spec"]["nodeName"], "node-3");
         let owners: Vec<_> = p.owner_references().map(|o| (o.uid, o.controller)).collect();
@@ -584,7 +703,7 @@ mod tests {
         assert_eq!(p.field(0), Some("node-3"));
         assert_eq!(p.key(), "ns/a");
         let bare = testing::pod_full("ns", "b", "1", &[("app", "x")], &[], None);
-        assert!(serde_json::from_slice::<serde_json::Value>(bare.json()).is_ok());
+        assert!(serde_json::from_slice::<serde_json::Value>(&bare.json()).is_ok());
         assert_eq!((bare.field(0), bare.owner_references().len()), (None, 0));
     }
 

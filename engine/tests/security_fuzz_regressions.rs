@@ -66,7 +66,7 @@ fn config(strip: bool) -> DecoderConfig {
 /// An accepted object is named and its stored bytes are JSON.
 fn check(o: &kcache::Obj, what: &Path) {
     assert!(!o.name().is_empty(), "{}", what.display());
-    assert!(serde_json::from_slice::<serde::de::IgnoredAny>(o.json()).is_ok(), "{}: stored bytes are not json", what.display());
+    assert!(serde_json::from_slice::<serde::de::IgnoredAny>(&o.json()).is_ok(), "{}: stored bytes are not json", what.display());
 }
 
 #[test]

@@ -63,7 +63,7 @@ fn check(obj: &Obj, v: &Value, strip: bool) {
         assert_eq!(obj.field(i).map(str::to_owned), scalar(v.pointer(p)), "field {p} of {}", obj.name());
     }
     // The stored bytes are the object (minus managedFields when stripping).
-    let stored: Value = serde_json::from_slice(obj.json()).expect("stored bytes are valid json");
+    let stored: Value = serde_json::from_slice(&obj.json()).expect("stored bytes are valid json");
     let mut want = v.clone();
     if strip && let Some(m) = want.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("managedFields");
@@ -270,7 +270,7 @@ fn managed_fields_are_cut_wherever_they_sit_in_metadata() {
         br#"{"metadata":{ "managedFields" : [ ] , "name":"a","labels":{"x":"y"}}}"#,
     ] {
         let obj = dec.decode_object(doc).unwrap();
-        let v: Value = serde_json::from_slice(obj.json()).unwrap();
+        let v: Value = serde_json::from_slice(&obj.json()).unwrap();
         assert_eq!(v, serde_json::json!({"metadata":{"name":"a","labels":{"x":"y"}}}), "{}", String::from_utf8_lossy(doc));
         assert_eq!((obj.name(), obj.label("x")), ("a", Some("y")));
     }
@@ -375,7 +375,7 @@ mod props {
             let mut dec = decoder(true);
             if let Ok(obj) = dec.decode_object(&doc) {
                 prop_assert!(serde_json::from_slice::<Value>(&doc).is_ok(), "accepted what serde_json rejects");
-                prop_assert!(serde_json::from_slice::<Value>(obj.json()).is_ok());
+                prop_assert!(serde_json::from_slice::<Value>(&obj.json()).is_ok());
             }
         }
 

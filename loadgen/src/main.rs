@@ -139,6 +139,10 @@ struct RunArgs {
     /// Strip metadata.managedFields at decode time.
     #[arg(long)]
     strip_managed_fields: bool,
+    /// kcache: keep object bodies as zstd frames with a dictionary trained on the
+    /// initial list (`InformerConfig::compression`).
+    #[arg(long)]
+    compress: bool,
     /// Seed for pod contents and the write mix.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -327,6 +331,7 @@ fn run_scenario(args: RunArgs) -> Result<bool, String> {
         engine: args.engine,
         shards: args.shards,
         strip_managed_fields: args.strip_managed_fields,
+        compress: args.compress,
         seed: args.seed,
         target,
         writer: args.writer,

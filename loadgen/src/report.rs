@@ -195,8 +195,16 @@ pub struct Report {
     pub rss_mb_peak_engine: f64,
     /// Resident set size once a second during the write phase, MiB.
     pub rss_mb_timeline: Vec<f64>,
-    /// Bytes of object JSON held by the store.
+    /// Bytes of objects the store really holds: zstd frames for compressed
+    /// objects, JSON for the others (their uncompressed metadata is not included).
     pub store_bytes: u64,
+    /// JSON bytes of the same objects, uncompressed (equal to `store_bytes` when
+    /// the store does not compress).
+    #[serde(default)]
+    pub store_uncompressed_bytes: u64,
+    /// kcache kept object bodies compressed (`loadgen run --compress`).
+    #[serde(default)]
+    pub compressed: bool,
     /// Bytes of those objects as the server sent them: the size of the final
     /// verification LIST body (its ~100-byte envelope included).
     pub wire_bytes: u64,

@@ -435,7 +435,7 @@ async fn a_metadata_only_informer_caches_partial_objects() {
     assert_eq!(cache_state(&informer), server_state(&sim));
     let name = PodGen::name(1);
     let one = informer.store().get_by_key(&format!("meta/{name}")).unwrap();
-    let v: serde_json::Value = serde_json::from_slice(one.json()).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&one.json()).unwrap();
     assert_eq!(v["kind"], "PartialObjectMetadata");
     assert!(v.get("spec").is_none() && v.get("status").is_none(), "metadata only: {v}");
 

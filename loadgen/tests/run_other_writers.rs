@@ -115,6 +115,7 @@ async fn under_a_busy_writer_a_plain_list_disagrees_and_the_exact_read_rule_agre
         handler: HandlerStyle::Sync,
         shards: 0,
         strip_managed_fields: false,
+        compress: false,
         streaming_list: false,
         resync: None,
     };

@@ -211,7 +211,7 @@ impl QueueState {
                     return (copied, false);
                 }
                 if let Some(copy) = relocate(obj) {
-                    copied += obj.json().len();
+                    copied += obj.stored_bytes().len();
                     *obj = copy;
                 }
             }

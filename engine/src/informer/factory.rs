@@ -139,6 +139,7 @@ fn comparable_fields(c: &InformerConfig) -> Vec<(&'static str, String)> {
         ("resync", format!("{:?}", c.resync)),
         ("arena_segment_bytes", format!("{:?}", c.arena_segment_bytes)),
         ("compaction", format!("{:?}", c.compaction)),
+        ("compression", format!("{:?}", c.compression)),
     ]
 }
 

@@ -25,6 +25,7 @@ use tokio::sync::watch;
 use super::InformerError;
 use crate::Obj;
 use crate::arena::Arena;
+use crate::compress::{Codec, Compression, CompressionStats};
 use crate::fifo::{Delta, Fifo, Handler, HandlerId, Handlers};
 use crate::reflector::{Event, EventSink, Source, Watcher, WatcherConfig, WatcherStats};
 use crate::store::{CompactionConfig, Store, StoreConfig, store};
@@ -47,6 +48,12 @@ pub struct InformerConfig {
     /// sparse segments are copied to a fresh segment and the store's handles
     /// swapped, without notifying handlers ([`crate::store::ShardCompactor`]).
     pub compaction: CompactionConfig,
+    /// Compression of stored object bodies (default off): with
+    /// [`Compression::Zstd`], a dictionary is trained from a sample of the initial
+    /// list and object bodies are kept as zstd frames, their metadata uncompressed
+    /// beside them ([`crate::compress`]). Metadata reads, `get`, `list` and indexes
+    /// cost the same; reading a body (`json`, `decode`, `pointer`) decompresses it.
+    pub compression: Compression,
 }
 
 /// A running informer. Cheap to clone; the last clone dropped stops it.
@@ -81,6 +88,7 @@ struct FifoSink {
     started: std::time::Instant,
     sync_duration: Arc<std::sync::OnceLock<Duration>>,
     listing: Option<Vec<Obj>>,
+    codec: Option<Codec>,
 }
 
 impl EventSink for FifoSink {
@@ -100,6 +108,10 @@ impl EventSink for FifoSink {
             },
             Event::InitDone { resource_version } => {
                 let _ = self.sync_duration.set(self.started.elapsed());
+                if let Some(codec) = &self.codec {
+                    // A list shorter than the sample still trains a dictionary.
+                    codec.list_done();
+                }
                 let objs = self.listing.take().unwrap_or_default();
                 fifo.replace(objs, &resource_version)
             }
@@ -133,10 +145,14 @@ impl Informer {
     /// Outside a Tokio runtime.
     pub fn spawn<S: Source>(source: S, config: InformerConfig) -> Result<Informer, InformerError> {
         let (store, writer) = store(config.store.clone());
-        let arena = match config.arena_segment_bytes {
+        let mut arena = match config.arena_segment_bytes {
             Some(bytes) => Arena::with_segment_bytes(bytes),
             None => Arena::new(),
         };
+        if let Compression::Zstd(zstd) = config.compression {
+            arena = arena.with_codec(Codec::new(zstd));
+        }
+        let codec = arena.codec().cloned();
         let fifo = Fifo::spawn_compacting(writer, &arena, config.compaction)?;
         let handlers = fifo.handlers();
         let fifo = Arc::new(Mutex::new(fifo));
@@ -150,6 +166,7 @@ impl Informer {
             started: std::time::Instant::now(),
             sync_duration: Arc::clone(&sync_duration),
             listing: None,
+            codec,
         };
         let task_fifo = Arc::clone(&fifo);
         tokio::spawn(async move {
@@ -206,6 +223,12 @@ impl Informer {
     /// (pending keys and deltas) of each shard.
     pub fn fifo_stats(&self) -> crate::fifo::FifoStats {
         self.inner.handlers.stats()
+    }
+
+    /// What compression did and the dictionaries' memory; `None` when the informer
+    /// does not compress ([`InformerConfig::compression`]).
+    pub fn compression_stats(&self) -> Option<CompressionStats> {
+        self.inner.arena.lock().unwrap_or_else(|p| p.into_inner()).compression_stats()
     }
 
     /// Memory held by the informer's arena: live object bytes and segment bytes.

@@ -10,7 +10,11 @@
 //! | `kcache_informer_received_bytes_total` | counter | response bytes received |
 //! | `kcache_informer_handler_panics_total` | counter | handler panics caught |
 //! | `kcache_informer_store_objects` | gauge | objects in the store |
-//! | `kcache_informer_store_bytes` | gauge | JSON bytes the store's objects hold |
+//! | `kcache_informer_store_bytes` | gauge | bytes the store's objects hold (zstd frames for compressed ones) |
+//! | `kcache_informer_store_uncompressed_bytes` | gauge | JSON bytes of the store's objects, uncompressed (this and the three below: only while an informer compresses) |
+//! | `kcache_informer_compression_dictionary_bytes` | gauge | memory of the live zstd dictionaries |
+//! | `kcache_informer_compression_refused_total` | counter | objects stored uncompressed because compressing them did not pay or they were too large |
+//! | `kcache_informer_compression_corrupt_frames_total` | counter | compressed bodies that failed to decompress |
 //! | `kcache_informer_arena_segment_bytes` | gauge | arena memory allocated for object bytes |
 //! | `kcache_informer_fifo_backlog_keys` | gauge | keys with deltas waiting for their shard thread |
 //! | `kcache_informer_synced` | gauge | 1 once the first list is in the store |
@@ -103,9 +107,23 @@ impl Collector for InformerCollector {
             ("kcache_informer_received_bytes", "Response bytes received.", Family::default()),
             ("kcache_informer_handler_panics", "Handler panics caught.", Family::default()),
         ];
+        // Described only when an informer compresses.
+        let z_counters: [(&str, &str, Family<InformerLabels, Counter>); 2] = [
+            (
+                "kcache_informer_compression_refused",
+                "Objects stored uncompressed because compressing them did not pay or they were too large.",
+                Family::default(),
+            ),
+            ("kcache_informer_compression_corrupt_frames", "Compressed bodies that failed to decompress.", Family::default()),
+        ];
+        let z_sizes: [(&str, &str, GaugeFamily); 2] = [
+            ("kcache_informer_store_uncompressed_bytes", "JSON bytes of the store's objects, uncompressed.", Family::default()),
+            ("kcache_informer_compression_dictionary_bytes", "Memory of the live zstd dictionaries.", Family::default()),
+        ];
+        let mut any_compressing = false;
         let sizes: [(&str, &str, GaugeFamily); 4] = [
             ("kcache_informer_store_objects", "Objects in the store.", Family::default()),
-            ("kcache_informer_store_bytes", "JSON bytes the store's objects hold.", Family::default()),
+            ("kcache_informer_store_bytes", "Bytes the store's objects hold (zstd frames for compressed ones).", Family::default()),
             ("kcache_informer_arena_segment_bytes", "Arena memory allocated for object bytes.", Family::default()),
             ("kcache_informer_fifo_backlog_keys", "Keys with deltas waiting for their shard thread.", Family::default()),
         ];
@@ -141,6 +159,15 @@ impl Collector for InformerCollector {
                 for ((_, _, family), v) in sizes.iter().zip(size_values) {
                     family.get_or_create(labels).inc_by(v);
                 }
+                if let Some(z) = informer.compression_stats() {
+                    any_compressing = true;
+                    for ((_, _, family), v) in z_counters.iter().zip([z.incompressible_objects + z.too_large_objects, z.corrupt_frames]) {
+                        let _ = family.get_or_create(labels).inc_by(v);
+                    }
+                    for ((_, _, family), v) in z_sizes.iter().zip([store.uncompressed_bytes as f64, z.dictionary_bytes as f64]) {
+                        family.get_or_create(labels).inc_by(v);
+                    }
+                }
                 // Same-name informers: synced only when all are, the slowest sync.
                 let first = synced.get(labels).is_none();
                 let is_synced = if informer.has_synced() { 1.0 } else { 0.0 };
@@ -158,6 +185,16 @@ impl Collector for InformerCollector {
         for (name, help, family) in &sizes {
             let e = encoder.encode_descriptor(name, help, None, family.metric_type())?;
             family.encode(e)?;
+        }
+        if any_compressing {
+            for (name, help, family) in &z_counters {
+                let e = encoder.encode_descriptor(name, help, None, family.metric_type())?;
+                family.encode(e)?;
+            }
+            for (name, help, family) in &z_sizes {
+                let e = encoder.encode_descriptor(name, help, None, family.metric_type())?;
+                family.encode(e)?;
+            }
         }
         let e = encoder.encode_descriptor(
             "kcache_informer_synced",

@@ -21,6 +21,9 @@
 //!   objects that no event waits for.
 //! * An object replaced or deleted since the scan is skipped: only the handle
 //!   the shard still holds is moved.
+//! * With a compressing arena ([`crate::compress`]), objects stored before its
+//!   dictionary existed are candidates too, once it exists: the move compresses
+//!   them, at the same pace.
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, TryRecvError};
@@ -105,10 +108,10 @@ pub struct ShardCompactor {
     created: Instant,
     /// The arena's accounting when a scan last found nothing to move: no scan
     /// runs again until it changes, so an idle informer's threads stay asleep.
-    quiet_at: Option<ArenaStats>,
+    quiet_at: Option<(ArenaStats, u64)>,
     /// The running scan's result, when one runs, and the arena's accounting
     /// when it started.
-    scanning: Option<(Receiver<Candidates>, ArenaStats)>,
+    scanning: Option<(Receiver<Candidates>, (ArenaStats, u64))>,
 }
 
 impl std::fmt::Debug for ShardCompactor {
@@ -147,11 +150,31 @@ impl ShardCompactor {
         !self.pending.is_empty() || self.held_pending || self.scanning.is_some()
     }
 
-    /// Whether the arena's live share is under the threshold.
+    /// Whether the arena's live share is under the threshold, or objects wait to
+    /// be compressed with a dictionary that now exists.
     fn arena_is_sparse(&self) -> bool {
         let stats = self.arena.stats();
-        self.quiet_at != Some(stats)
-            && stats.segment_bytes > 0 && (stats.live_bytes as f64) < self.config.compact_below * stats.segment_bytes as f64
+        self.quiet_at != Some(self.quiet_key())
+            && ((stats.segment_bytes > 0
+                && (stats.live_bytes as f64) < self.config.compact_below * stats.segment_bytes as f64)
+                || self.converts(&stats))
+    }
+
+    /// What must change after a scan that found nothing for another to run: the
+    /// arena's accounting, or the dictionary objects can be compressed with.
+    fn quiet_key(&self) -> (ArenaStats, u64) {
+        (self.arena.stats(), self.arena.compression_stats().map_or(0, |s| s.dictionary_version))
+    }
+
+    /// Objects stored uncompressed wait for a dictionary being trained: the thread
+    /// looks again after a scan interval (nothing else wakes it when training ends).
+    fn awaits_dictionary(&self) -> bool {
+        self.arena.stats().waiting_bytes > 0 && self.arena.codec().is_some_and(crate::compress::Codec::is_training)
+    }
+
+    /// Whether objects stored uncompressed wait for a dictionary that now exists.
+    fn converts(&self, stats: &ArenaStats) -> bool {
+        stats.waiting_bytes > 0 && self.arena.codec().is_some_and(crate::compress::Codec::has_dictionary)
     }
 
     /// When the next step should run: `None` when there is nothing to do until
@@ -160,7 +183,7 @@ impl ShardCompactor {
         if self.has_work() {
             return Some(self.last_step.map_or(self.created, |t| t + self.config.interval));
         }
-        if !self.arena_is_sparse() {
+        if !self.arena_is_sparse() && !self.awaits_dictionary() {
             return None;
         }
         Some(self.last_scan.map_or(self.created, |t| t + SCAN_INTERVAL))
@@ -199,11 +222,11 @@ impl ShardCompactor {
             let Some((key, obj)) = self.pending.pop() else { break };
             // Replaced or deleted since the scan: its segment frees itself once
             // this handle drops.
-            let current = writer.get(&key).is_some_and(|cur| std::ptr::eq(cur.json(), obj.json()));
+            let current = writer.get(&key).is_some_and(|cur| std::ptr::eq(cur.stored_bytes(), obj.stored_bytes()));
             if !current {
                 continue;
             }
-            budget = budget.saturating_sub(obj.json().len());
+            budget = budget.saturating_sub(obj.stored_bytes().len());
             let copy = self.arena.relocate(&obj);
             if let Err(e) = writer.upsert(copy) {
                 tracing::error!(error = %e, "compaction moved an object of another shard");
@@ -224,7 +247,8 @@ impl ShardCompactor {
     /// A copy of `obj` in this compactor's arena when `obj` sits in a sparse
     /// segment; `None` when it need not move.
     pub fn relocate(&mut self, obj: &Obj) -> Option<Obj> {
-        obj.segment_is_sparse().then(|| self.arena.relocate(obj))
+        let convert = obj.awaits_compression() && self.converts(&self.arena.stats());
+        (convert || obj.segment_is_sparse()).then(|| self.arena.relocate(obj))
     }
 
     /// Starts a scan of the shard when the arena is sparse and the last one is
@@ -246,33 +270,41 @@ impl ShardCompactor {
             }
             return;
         }
-        if !self.arena_is_sparse() || self.last_scan.is_some_and(|t| now.saturating_duration_since(t) < SCAN_INTERVAL) {
+        if !self.arena_is_sparse() {
+            if self.awaits_dictionary() {
+                // Polled while a dictionary is trained: look again an interval later.
+                self.last_scan = Some(now);
+            }
+            return;
+        }
+        if self.last_scan.is_some_and(|t| now.saturating_duration_since(t) < SCAN_INTERVAL) {
             return;
         }
         self.last_scan = Some(now);
-        let started_at = self.arena.stats();
+        let started_at = self.quiet_key();
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let (reader, shard) = (self.store.clone(), self.shard);
+        let (reader, shard, convert) = (self.store.clone(), self.shard, self.converts(&started_at.0));
         let spawned = std::thread::Builder::new().name(format!("kcache-compact-scan-{shard}")).spawn(move || {
             // The receiver is gone only when the shard thread stopped.
-            let _ = tx.send(sparse_objects(&reader, shard));
+            let _ = tx.send(sparse_objects(&reader, shard, convert));
         });
         match spawned {
             Ok(_) => self.scanning = Some((rx, started_at)),
             Err(e) => {
                 tracing::debug!(error = %e, "cannot start a compaction scan thread; scanning on the shard thread");
-                self.pending = sparse_objects(&self.store, self.shard);
+                self.pending = sparse_objects(&self.store, self.shard, convert);
                 self.held_pending = true;
             }
         }
     }
 }
 
-/// Every object of `shard` whose bytes sit in a sparse segment, with its key.
-fn sparse_objects(store: &Store, shard: usize) -> Candidates {
+/// Every object of `shard` whose bytes sit in a sparse segment (or, when
+/// `convert`, wait for compression), with its key.
+fn sparse_objects(store: &Store, shard: usize, convert: bool) -> Candidates {
     let mut found = Vec::new();
     store.for_each_in_shard(shard, |key, obj| {
-        if obj.segment_is_sparse() {
+        if obj.segment_is_sparse() || (convert && obj.awaits_compression()) {
             found.push((Arc::from(key), obj.clone()));
         }
     });
@@ -350,7 +382,7 @@ mod tests {
         assert_eq!(store.len(), 667);
         for (key, old) in &candidates {
             let now = store.get_by_key(key).unwrap();
-            assert!(!now.segment_is_sparse() && !std::ptr::eq(now.json(), old.json()));
+            assert!(!now.segment_is_sparse() && !std::ptr::eq(now.stored_bytes(), old.stored_bytes()));
             assert_eq!(now.json(), old.json());
         }
     }
@@ -359,7 +391,7 @@ mod tests {
     fn an_object_replaced_since_the_scan_is_not_moved_over_its_new_version() {
         let (store, mut w, arena) = sparse_shard(200);
         let mut c = ShardCompactor::new(CompactionConfig { compact_below: 1.0, ..Default::default() }, arena, store.clone(), 0);
-        c.pending = sparse_objects(&store, 0);
+        c.pending = sparse_objects(&store, 0, false);
         assert!(!c.pending.is_empty());
         let (key, _) = c.pending.last().unwrap().clone();
         let newer = pod("ns", key.rsplit('/').next().unwrap(), "2", &[]);

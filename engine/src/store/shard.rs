@@ -88,6 +88,8 @@ pub(crate) fn key_eq(obj: &Obj, key: &str) -> bool {
 pub(crate) struct ShardStats {
     pub(crate) objects: AtomicU64,
     pub(crate) json_bytes: AtomicU64,
+    pub(crate) uncompressed_bytes: AtomicU64,
+    pub(crate) compressed_objects: AtomicU64,
     pub(crate) meta_bytes: AtomicU64,
     pub(crate) index_values: AtomicU64,
     pub(crate) index_value_bytes: AtomicU64,
@@ -359,7 +361,9 @@ impl ShardWriter {
         let shard = &inner.shards[self.shard];
         let old = shard.objects.upsert(hash, key, obj.clone());
         let st = &shard.stats;
-        add(&st.json_bytes, obj.json().len() as i64 - old.as_ref().map_or(0, |o| o.json().len()) as i64);
+        add(&st.json_bytes, obj.stored_bytes().len() as i64 - old.as_ref().map_or(0, |o| o.stored_bytes().len()) as i64);
+        add(&st.uncompressed_bytes, obj.json_len() as i64 - old.as_ref().map_or(0, Obj::json_len) as i64);
+        add(&st.compressed_objects, i64::from(obj.is_compressed()) - old.as_ref().map_or(0, |o| i64::from(o.is_compressed())));
         add(&st.meta_bytes, meta_bytes(&obj) as i64 - old.as_ref().map_or(0, meta_bytes) as i64);
         if old.is_none() {
             st.objects.fetch_add(1, Relaxed);
@@ -383,7 +387,9 @@ impl ShardWriter {
         };
         let st = &shard.stats;
         st.objects.fetch_sub(1, Relaxed);
-        add(&st.json_bytes, -(old.json().len() as i64));
+        add(&st.json_bytes, -(old.stored_bytes().len() as i64));
+        add(&st.uncompressed_bytes, -(old.json_len() as i64));
+        add(&st.compressed_objects, -i64::from(old.is_compressed()));
         add(&st.meta_bytes, -(meta_bytes(&old) as i64));
         for (i, indexer) in inner.indexers.iter().enumerate() {
             self.update_index(shard, i, &indexer.kind, key, hash, Some(&old), None);

@@ -230,6 +230,8 @@ impl Store {
             let st = &sh.stats;
             s.objects += st.objects.load(Relaxed);
             s.json_bytes += st.json_bytes.load(Relaxed);
+            s.uncompressed_bytes += st.uncompressed_bytes.load(Relaxed);
+            s.compressed_objects += st.compressed_objects.load(Relaxed);
             s.meta_bytes += st.meta_bytes.load(Relaxed);
             s.index_values += st.index_values.load(Relaxed);
             s.index_value_bytes += st.index_value_bytes.load(Relaxed);
@@ -260,8 +262,14 @@ impl fmt::Debug for Store {
 pub struct StoreStats {
     /// Objects stored.
     pub objects: u64,
-    /// Sum of `obj.json().len()`: the object bytes the store keeps alive.
+    /// Sum of `obj.stored_bytes().len()`: the object bytes the store keeps alive
+    /// (zstd frames for compressed objects, JSON for the others).
     pub json_bytes: u64,
+    /// Sum of `obj.json_len()`: what `json_bytes` would be uncompressed.
+    pub uncompressed_bytes: u64,
+    /// Stored objects whose body is a zstd frame (their metadata, uncompressed, is in
+    /// `meta_bytes`).
+    pub compressed_objects: u64,
     /// Heap bytes of the decoded metadata of stored objects.
     pub meta_bytes: u64,
     /// (index, value) pairs with at least one member, counted per shard (a value with

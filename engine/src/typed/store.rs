@@ -293,7 +293,7 @@ where
         // Bytes, not `&str`s: the store checked them when the object was decoded.
         let key = obj.key_bytes();
         let rv = resource_version_bytes(obj);
-        let version = Version { resource_version: rv, json_len: obj.json().len() };
+        let version = Version { resource_version: rv, json_len: obj.json_len() };
         // Without a resourceVersion two versions cannot be told apart: decode every time.
         let cacheable = !rv.is_empty();
         if cacheable && let Some(hit) = self.cache.get(key, version) {
@@ -314,7 +314,7 @@ where
 /// without its UTF-8 check (empty when the span is out of range, as there).
 fn resource_version_bytes(obj: &Obj) -> &[u8] {
     let span = obj.meta().resource_version;
-    let buf = if span.is_spill() { obj.meta().spill.as_bytes() } else { obj.json() };
+    let buf = if span.is_spill() { obj.meta().spill.as_bytes() } else { obj.span_bytes() };
     let start = span.offset() as usize;
     buf.get(start..start + span.len() as usize).unwrap_or_default()
 }

@@ -45,6 +45,8 @@ pub struct RunConfig {
     pub shards: usize,
     /// Strip managedFields at decode time.
     pub strip_managed_fields: bool,
+    /// kcache: compress object bodies (zstd with a trained dictionary).
+    pub compress: bool,
     /// Seed for pod contents and the write mix.
     pub seed: u64,
     /// Where the API server is.
@@ -95,6 +97,7 @@ impl Default for RunConfig {
             engine: EngineKind::Kcache,
             shards: 0,
             strip_managed_fields: false,
+            compress: false,
             seed: 1,
             target: TargetKind::SimChild,
             writer: WriterKind::Child,

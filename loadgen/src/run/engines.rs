@@ -78,6 +78,8 @@ pub struct EngineSettings {
     pub shards: usize,
     /// Strip managedFields at decode time (kcache only).
     pub strip_managed_fields: bool,
+    /// Keep object bodies compressed (kcache only).
+    pub compress: bool,
     /// List with a streaming list (`sendInitialEvents=true`).
     pub streaming_list: bool,
     /// Resync period (kcache only: kube-rs has no resync).
@@ -252,6 +254,9 @@ impl Engine {
         config.watcher.label_selector = Some(s.label_selector.clone());
         config.decoder.index_fields = vec![SENT_AT_POINTER.to_owned()];
         config.decoder.strip_managed_fields = s.strip_managed_fields;
+        if s.compress {
+            config.compression = kcache::compress::Compression::zstd();
+        }
         config.watcher.streaming_list = s.streaming_list;
         config.resync = s.resync;
         if s.shards > 0 {
@@ -432,11 +437,21 @@ impl Engine {
         }
     }
 
-    /// Bytes of object JSON the cache holds (kcache only; 0 for kube-rs, whose
+    /// Bytes of objects the cache holds: zstd frames for compressed objects, JSON for
+    /// the others (kcache only; 0 for kube-rs, whose
     /// typed objects have no byte form — compare RSS instead).
     pub fn store_bytes(&self) -> u64 {
         match self {
             Engine::Kcache { informer, .. } => informer.store().stats().json_bytes,
+            Engine::KubeRs { .. } => 0,
+        }
+    }
+
+    /// JSON bytes of the objects the cache holds, uncompressed: `store_bytes` when
+    /// the store does not compress (kcache only; 0 for kube-rs).
+    pub fn store_uncompressed_bytes(&self) -> u64 {
+        match self {
+            Engine::Kcache { informer, .. } => informer.store().stats().uncompressed_bytes,
             Engine::KubeRs { .. } => 0,
         }
     }

@@ -76,6 +76,7 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, RunError> {
         handler: cfg.handler,
         shards: cfg.shards,
         strip_managed_fields: cfg.strip_managed_fields,
+        compress: cfg.compress,
         streaming_list: cfg.streaming_list,
         resync: cfg.resync,
     };
@@ -228,6 +229,8 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, RunError> {
         rss_mb_peak_engine: rss_peak_engine as f64 / 1048576.0,
         rss_mb_timeline: rss_timeline,
         store_bytes: engine.store_bytes(),
+        store_uncompressed_bytes: engine.store_uncompressed_bytes(),
+        compressed: cfg.compress && cfg.engine == super::engines::EngineKind::Kcache,
         wire_bytes,
         cpu_seconds,
         api_calls,
