@@ -58,7 +58,8 @@ impl ShardField {
 }
 
 /// One range `[start, end)` of the hash space; `end` is at most [`HASH_SPACE_END`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// The shard ring's ranges are this type too (`shard::HashRange`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ShardRange {
     /// Inclusive lower bound.
     pub start: u64,
@@ -73,6 +74,23 @@ impl ShardRange {
     /// Whether `hash` lies in the range.
     pub fn contains(&self, hash: u64) -> bool {
         self.start <= hash && u128::from(hash) < self.end
+    }
+
+    /// How many hashes the range holds.
+    pub fn len(&self) -> u128 {
+        self.end.saturating_sub(u128::from(self.start))
+    }
+
+    /// Whether the range holds no hash.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl fmt::Display for ShardRange {
+    /// `[0x…, 0x…)` in the selector's 16-digit form (17 digits for `2^64`).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[0x{:016x}, 0x{:016x})", self.start, self.end)
     }
 }
 

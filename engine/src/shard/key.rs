@@ -9,6 +9,7 @@
 //!   hash; with [`ShardBy::Uid`] an object with a controller owner hashes as that owner.
 
 use crate::Obj;
+use crate::reflector::ShardField;
 
 /// Which field places an object on the ring.
 ///
@@ -33,9 +34,16 @@ pub enum ShardBy {
 impl ShardBy {
     /// The field path the server-side selector names (`object.metadata.…`).
     pub fn field_path(self) -> &'static str {
+        self.field().path()
+    }
+
+    /// The field a server-side selector hashes for this placement. Under `Uid` an owned
+    /// object is placed by its controller owner's uid, which a selector on the object's
+    /// own uid cannot follow: slice owned kinds server-side by `Namespace`.
+    pub fn field(self) -> ShardField {
         match self {
-            ShardBy::Namespace => "object.metadata.namespace",
-            ShardBy::Uid => "object.metadata.uid",
+            ShardBy::Namespace => ShardField::Namespace,
+            ShardBy::Uid => ShardField::Uid,
         }
     }
 
@@ -70,15 +78,9 @@ impl ShardBy {
     }
 }
 
-/// 64-bit FNV-1a (offset basis 0xcbf29ce484222325, prime 0x100000001b3), the hash of
-/// Kubernetes' shard selector (`k8s.io/apimachinery/pkg/sharding`, `HashField`).
-///
-/// The reflector's server-side shard selector defines the same function
-/// (`reflector::shard_selector::fnv1a64`); once both are on one branch this one should
-/// become a re-export of it.
-pub fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
-}
+/// 64-bit FNV-1a, the hash of Kubernetes' shard selector
+/// (`k8s.io/apimachinery/pkg/sharding`): the reflector's, so ring and selector agree.
+pub use crate::reflector::fnv1a64;
 
 #[cfg(test)]
 mod tests {

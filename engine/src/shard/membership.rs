@@ -26,6 +26,7 @@ use tokio::sync::{Notify, watch};
 use super::assignment::{Assignment, Decision, MemberLease, Timing, TimingError};
 use super::key::ShardBy;
 use super::ring::{DEFAULT_VNODES, HashRange, shard_selector};
+use crate::reflector::{InvalidShardRange, ShardSelector};
 use crate::lease::{LeaseClient, LeaseError, LeaseRecord};
 
 /// The label every Lease of a ring carries, valued with the ring's name.
@@ -103,7 +104,9 @@ fn is_dns_subdomain(name: &str) -> bool {
 ///     MembershipConfig::new("configmap-controller", pod_name),
 /// )?;
 /// // Later: the ranges this replica owns, as a server-side shard selector.
-/// println!("{}", membership.selector(ShardBy::Namespace));
+/// if let Ok(selector) = membership.selector(ShardBy::Namespace) {
+///     println!("{}", selector.expression());
+/// }
 /// membership.leave().await; // on shutdown: hand the keys over at once
 /// # Ok(()) }
 /// ```
@@ -197,8 +200,12 @@ impl ShardMembership {
         lock(&self.inner.state).ring().ranges(self.identity())
     }
 
-    /// [`ShardMembership::ranges`] as a server-side shard selector on `by`'s field.
-    pub fn selector(&self, by: ShardBy) -> String {
+    /// [`ShardMembership::ranges`] as a server-side shard selector on `by`'s field
+    /// (see [`shard_selector`] for owned kinds under [`ShardBy::Uid`]).
+    ///
+    /// # Errors
+    /// [`InvalidShardRange`] while this replica owns no range (not on the ring yet).
+    pub fn selector(&self, by: ShardBy) -> Result<ShardSelector, InvalidShardRange> {
         shard_selector(by, &self.ranges())
     }
 

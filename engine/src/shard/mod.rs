@@ -12,6 +12,12 @@
 //! exportable as a selector ([`shard_selector`]). A membership change moves about
 //! `1/N` of the space, only to a joining member or only from a leaving one.
 //!
+//! # Caching only the shard
+//! [`ShardedInformer`] lists and watches only this replica's ranges with the
+//! server-side shard selector when the server supports it, and relists its new slice
+//! when the membership moves its ranges; without support it caches everything.
+//! [`ranges`] computes what a change gained and lost.
+//!
 //! # The move protocol
 //! The decision is [`Assignment`], a pure state machine fed with observations:
 //! 1. **Liveness.** A member is live while its lease record keeps changing within its
@@ -70,11 +76,14 @@
 //! and the local clock.
 
 mod assignment;
+mod cache;
 mod key;
 mod membership;
+pub mod ranges;
 mod ring;
 
 pub use assignment::{Assignment, Decision, MemberLease, Timing, TimingError};
+pub use cache::{CacheMode, ShardCacheError, ShardedInformer};
 pub use key::{ShardBy, fnv1a64};
 pub use membership::{MembershipConfig, MembershipError, RING_LABEL, Reconciling, ShardMembership};
 pub use ring::{DEFAULT_VNODES, HashRange, Ring, shard_selector};

@@ -15,69 +15,41 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::key::ShardBy;
+use crate::reflector::{InvalidShardRange, ShardRange, ShardSelector};
 
 /// Virtual nodes per member by default: with 128, each member's share of the space is
 /// within about ±25% of `1/N` for the member counts a controller runs (see the tests).
 pub const DEFAULT_VNODES: usize = 128;
 
-/// A half-open range `[start, end)` of the 64-bit hash space; `end` may be `2^64`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct HashRange {
-    /// First hash in the range.
-    pub start: u64,
-    /// One past the last hash in the range (`1 << 64` for a range that ends the space).
-    pub end: u128,
-}
-
-impl HashRange {
-    /// Whether `hash` is in the range.
-    pub fn contains(&self, hash: u64) -> bool {
-        hash >= self.start && u128::from(hash) < self.end
-    }
-
-    /// How many hashes the range holds.
-    pub fn len(&self) -> u128 {
-        self.end - u128::from(self.start)
-    }
-
-    /// Whether the range holds no hash.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-impl fmt::Display for HashRange {
-    /// `[0x…, 0x…)` in the selector's 16-digit form (17 digits for `2^64`).
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "[0x{:016x}, 0x{:016x})", self.start, self.end)
-    }
-}
+/// A half-open range `[start, end)` of the 64-bit hash space; `end` may be `2^64`: the
+/// reflector's [`ShardRange`], so a member's share goes into a selector unchanged.
+pub type HashRange = ShardRange;
 
 /// A server-side shard selector (Kubernetes' `shardRange(field, start, end)`,
 /// KEP-5866, `k8s.io/apimachinery/pkg/sharding`) that selects exactly the objects whose
-/// `by` field hashes into one of `ranges`: the ranges OR'd, bounds as 0x-prefixed
-/// 16-digit lowercase hex, the end exclusive and written `0x10000000000000000` for `2^64`.
+/// `by` field hashes into one of `ranges` ([`ShardBy::field`]).
 ///
 /// With [`ShardBy::Uid`], owned objects are assigned by their controller owner's uid,
-/// which the server cannot see: a selector by `object.metadata.uid` slices only the
-/// owners (the controller's main kind). See [`ShardBy`].
+/// which a selector on the object's own uid cannot follow: slice owned kinds
+/// server-side with [`ShardBy::Namespace`], and use `Uid` selectors only for the
+/// owners' kind.
 ///
 /// ```
 /// use kcache::shard::{HashRange, ShardBy, shard_selector};
 /// let ranges = [HashRange { start: 0, end: 1 << 63 }, HashRange { start: u64::MAX, end: 1 << 64 }];
 /// assert_eq!(
-///     shard_selector(ShardBy::Namespace, &ranges),
-///     "shardRange(object.metadata.namespace, 0x0000000000000000, 0x8000000000000000) || \
-///      shardRange(object.metadata.namespace, 0xffffffffffffffff, 0x10000000000000000)"
+///     shard_selector(ShardBy::Namespace, &ranges).unwrap().expression(),
+///     "shardRange(object.metadata.namespace, '0x0000000000000000', '0x8000000000000000') || \
+///      shardRange(object.metadata.namespace, '0xffffffffffffffff', '0x10000000000000000')"
 /// );
+/// assert!(shard_selector(ShardBy::Uid, &[]).is_err(), "a member that owns nothing has no selector");
 /// ```
-pub fn shard_selector(by: ShardBy, ranges: &[HashRange]) -> String {
-    let field = by.field_path();
-    ranges
-        .iter()
-        .map(|r| format!("shardRange({field}, 0x{:016x}, 0x{:016x})", r.start, r.end))
-        .collect::<Vec<_>>()
-        .join(" || ")
+///
+/// # Errors
+/// [`InvalidShardRange`] when `ranges` is empty (the member owns nothing) or holds an
+/// empty range.
+pub fn shard_selector(by: ShardBy, ranges: &[HashRange]) -> Result<ShardSelector, InvalidShardRange> {
+    ShardSelector::new(by.field(), ranges.to_vec())
 }
 
 /// The ring of one member set: each member's virtual nodes, sorted on the hash space.
@@ -206,7 +178,7 @@ impl Ring {
 /// member's vnodes; the finalizer spreads them. Keys are hashed with plain FNV-1a, as
 /// the server-side selector does.
 fn vnode_token(member: &str, v: usize) -> u64 {
-    let mut h = super::key::fnv1a64(format!("{member}/{v}").as_bytes());
+    let mut h = crate::reflector::fnv1a64(format!("{member}/{v}").as_bytes());
     h ^= h >> 33;
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
     h ^= h >> 33;
@@ -339,7 +311,10 @@ mod tests {
     fn a_single_member_owns_everything() {
         let ring = Ring::new(["only"], 8);
         assert_eq!(ring.ranges("only"), vec![HashRange { start: 0, end: 1 << 64 }]);
-        assert_eq!(shard_selector(ShardBy::Uid, &ring.ranges("only")), "shardRange(object.metadata.uid, 0x0000000000000000, 0x10000000000000000)");
+        assert_eq!(
+            shard_selector(ShardBy::Uid, &ring.ranges("only")).unwrap().expression(),
+            "shardRange(object.metadata.uid, '0x0000000000000000', '0x10000000000000000')"
+        );
         assert!(ring.ranges("other").is_empty());
     }
 }

@@ -1,0 +1,229 @@
+//! An informer whose cache follows the ring: each replica lists and watches only the
+//! hash ranges its [`ShardMembership`] gives it, through the server-side shard
+//! selector (KEP-5866), and moves to the new ranges when the membership changes.
+//!
+//! # Guarantees
+//! * Support is probed once, at start ([`KubeSource::supports_shard_selector`]). With
+//!   support ([`CacheMode::ServerSide`]) every LIST and WATCH carries the selector of
+//!   this replica's current ranges; without it ([`CacheMode::Everything`]) the
+//!   informer caches the whole collection and says why once, at info level (the
+//!   controller's [`shard`](crate::controller::Controller::shard) filter still admits
+//!   only this replica's keys).
+//! * After a change of ranges the informer relists its whole new slice with the new
+//!   selector: the store's replace hands handlers an add for every gained object and
+//!   a delete for every lost one, so a handler (a controller) sees lost objects go.
+//!   Between the change and that relist the cache still holds the old slice.
+//! * The watch open at the change is ended, and the next watch is refused locally
+//!   with a 410 so the watcher relists (after its backoff); no event is lost, since a
+//!   relist replaces the whole cache.
+//! * A replica that owns no range (not on the ring yet, or leaving) keeps its last
+//!   selector: a selector cannot be empty, and the membership admits nothing then.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use kube::api::{ListParams, WatchParams};
+use tokio::sync::watch;
+
+use super::{HashRange, ShardBy, ShardMembership, ranges, shard_selector};
+use crate::informer::{Informer, InformerConfig, InformerError};
+use crate::reflector::{BodyStream, HASH_SPACE_END, KubeSource, ShardSelector, Source, SourceError};
+
+/// How a [`ShardedInformer`] holds its slice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CacheMode {
+    /// The server filters by this replica's ranges: the cache holds about `1/N`.
+    ServerSide,
+    /// The server does not support the shard selector: the cache holds everything.
+    Everything,
+}
+
+/// Why a [`ShardedInformer`] could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ShardCacheError {
+    /// The support probe failed (the server is unreachable, or refused the LIST).
+    #[error("probing the api server for shard selector support failed")]
+    Probe(#[source] SourceError),
+    /// The informer could not start.
+    #[error(transparent)]
+    Informer(#[from] InformerError),
+}
+
+/// An informer that caches only this replica's shard of a collection, following a
+/// [`ShardMembership`]; see the [module](self) for how it moves between slices.
+///
+/// ```no_run
+/// # async fn demo(client: kube::Client, membership: kcache::shard::ShardMembership) -> Result<(), Box<dyn std::error::Error>> {
+/// use k8s_openapi::api::core::v1::ConfigMap;
+/// use kcache::informer::InformerConfig;
+/// use kcache::reflector::KubeSource;
+/// use kcache::shard::{ShardBy, ShardedInformer};
+/// let source = KubeSource::for_type::<ConfigMap>(client, None);
+/// let sharded = ShardedInformer::start(membership, source, ShardBy::Uid, InformerConfig::default()).await?;
+/// let informer = sharded.informer(); // hand it to Controller::new(..).shard(..)
+/// # let _ = informer; Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct ShardedInformer {
+    informer: Informer,
+    mode: CacheMode,
+    state: Option<Arc<SelectorState>>,
+    _follow: Arc<FollowGuard>,
+}
+
+/// Stops the task that follows the membership when the last clone is dropped.
+struct FollowGuard(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for FollowGuard {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
+}
+
+/// The selector the source sends now, shared by the source and the follower task.
+struct SelectorState {
+    current: RwLock<ShardSelector>,
+    /// Bumped on every selector change: ends the watch open at the change.
+    generation: watch::Sender<u64>,
+    /// The next watch must not start from the old slice's resourceVersion.
+    relist_pending: AtomicBool,
+    reshards: AtomicU64,
+}
+
+impl SelectorState {
+    fn current(&self) -> ShardSelector {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn install(&self, selector: ShardSelector) -> bool {
+        {
+            let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
+            if *current == selector {
+                return false;
+            }
+            *current = selector;
+        }
+        self.relist_pending.store(true, Ordering::SeqCst);
+        self.reshards.fetch_add(1, Ordering::Relaxed);
+        self.generation.send_modify(|g| *g += 1);
+        true
+    }
+}
+
+/// A [`KubeSource`] whose shard selector follows [`SelectorState`].
+struct ShardedSource {
+    base: KubeSource,
+    state: Arc<SelectorState>,
+}
+
+impl Source for ShardedSource {
+    async fn list(&self, params: &ListParams) -> Result<Bytes, SourceError> {
+        if params.continue_token.is_none() {
+            // A list from the start takes the current selector: no relist is owed.
+            self.state.relist_pending.store(false, Ordering::SeqCst);
+        }
+        let source = self.base.clone().shard_selector(&self.state.current());
+        source.list(params).await
+    }
+
+    async fn watch(&self, params: &WatchParams, resource_version: &str) -> Result<BodyStream, SourceError> {
+        if self.state.relist_pending.load(Ordering::SeqCst) {
+            // Watching the new slice from the old slice's resourceVersion would miss
+            // the gained objects that did not change since: make the watcher relist.
+            return Err(SourceError::Api {
+                code: 410,
+                reason: "Expired".to_owned(),
+                message: "this replica's shard ranges changed: relisting its new slice".to_owned(),
+            });
+        }
+        let mut generation = self.state.generation.subscribe();
+        let source = self.base.clone().shard_selector(&self.state.current());
+        let body = source.watch(params, resource_version).await?;
+        let changed = async move {
+            let _ = generation.changed().await;
+        };
+        Ok(Box::pin(body.take_until(changed)))
+    }
+}
+
+impl ShardedInformer {
+    /// Probes `source`'s server for the shard selector once, then starts an informer
+    /// over this replica's slice (waiting until the membership gives it a range) or,
+    /// without support, over everything. `source` must carry no selector of its own.
+    ///
+    /// # Errors
+    /// [`ShardCacheError::Probe`] when the probe fails, [`ShardCacheError::Informer`]
+    /// when the informer cannot start.
+    pub async fn start(membership: ShardMembership, source: KubeSource, by: ShardBy, config: InformerConfig) -> Result<ShardedInformer, ShardCacheError> {
+        if !source.supports_shard_selector().await.map_err(ShardCacheError::Probe)? {
+            tracing::info!(
+                ring = membership.ring_name(),
+                "the api server ignores shardSelector (no ShardedListAndWatch gate): caching the whole collection, the controller filters this replica's keys"
+            );
+            let informer = Informer::spawn(source, config)?;
+            return Ok(ShardedInformer { informer, mode: CacheMode::Everything, state: None, _follow: Arc::new(FollowGuard(None)) });
+        }
+        let mut changes = membership.subscribe();
+        let first = loop {
+            if let Ok(selector) = shard_selector(by, &membership.ranges()) {
+                break selector;
+            }
+            if changes.changed().await.is_err() {
+                // The membership is gone without ever giving this replica a range.
+                break shard_selector(by, &[HashRange::ALL]).expect("the whole space is a valid range");
+            }
+        };
+        let state = Arc::new(SelectorState {
+            current: RwLock::new(first),
+            generation: watch::channel(0).0,
+            relist_pending: AtomicBool::new(false),
+            reshards: AtomicU64::new(0),
+        });
+        let informer = Informer::spawn(ShardedSource { base: source, state: Arc::clone(&state) }, config)?;
+        let follow_state = Arc::clone(&state);
+        let follow = tokio::spawn(async move {
+            while changes.changed().await.is_ok() {
+                let old = follow_state.current().ranges().to_vec();
+                let new = membership.ranges();
+                if let Ok(selector) = shard_selector(by, &new)
+                    && follow_state.install(selector)
+                {
+                    let space = HASH_SPACE_END as f64;
+                    tracing::info!(
+                        gained = ranges::size(&ranges::difference(&new, &old)) as f64 / space,
+                        lost = ranges::size(&ranges::difference(&old, &new)) as f64 / space,
+                        share = ranges::size(&new) as f64 / space,
+                        "shard ranges changed: relisting this replica's new slice"
+                    );
+                }
+            }
+        });
+        Ok(ShardedInformer { informer, mode: CacheMode::ServerSide, state: Some(state), _follow: Arc::new(FollowGuard(Some(follow))) })
+    }
+
+    /// The informer: its store holds this replica's slice ([`CacheMode::ServerSide`])
+    /// or everything ([`CacheMode::Everything`]).
+    pub fn informer(&self) -> &Informer {
+        &self.informer
+    }
+
+    /// How the cache holds its slice.
+    pub fn mode(&self) -> CacheMode {
+        self.mode
+    }
+
+    /// The selector sent now; `None` in [`CacheMode::Everything`].
+    pub fn selector(&self) -> Option<ShardSelector> {
+        self.state.as_ref().map(|s| s.current())
+    }
+
+    /// How many times the selector changed since start (each one relists the slice).
+    pub fn reshards(&self) -> u64 {
+        self.state.as_ref().map_or(0, |s| s.reshards.load(Ordering::Relaxed))
+    }
+}
