@@ -57,6 +57,10 @@ enum Mode {
         /// Do not stop when stdin closes.
         #[arg(long)]
         ignore_stdin: bool,
+        /// Serve the KEP-5866 `shardSelector` on LIST and WATCH (the
+        /// `ShardedListAndWatch` feature gate); off, it is ignored.
+        #[arg(long)]
+        sharded_list_and_watch: bool,
     },
     /// Run the end-to-end load scenario (the main job): create pods, sync an
     /// engine, drive writes, verify the cache, print a table.
@@ -297,6 +301,7 @@ fn main() -> ExitCode {
             history,
             bookmark_interval_ms,
             ignore_stdin,
+            sharded_list_and_watch,
         } => {
             match run_sim(
                 port,
@@ -306,6 +311,7 @@ fn main() -> ExitCode {
                 history,
                 bookmark_interval_ms,
                 ignore_stdin,
+                sharded_list_and_watch,
             ) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -540,6 +546,7 @@ fn cleanup(args: CleanupArgs) -> Result<bool, String> {
     })
 }
 
+#[allow(clippy::too_many_arguments)] // one per `loadgen sim` flag
 fn run_sim(
     port: u16,
     pods: usize,
@@ -548,6 +555,7 @@ fn run_sim(
     history: usize,
     bookmark_ms: u64,
     ignore_stdin: bool,
+    sharded_list_and_watch: bool,
 ) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -557,6 +565,7 @@ fn run_sim(
             .port(port)
             .history(history)
             .bookmark_interval(Duration::from_millis(bookmark_ms))
+            .sharded_list_and_watch(sharded_list_and_watch)
             .start()
             .await?;
         if pods > 0 {

@@ -228,7 +228,8 @@ pub struct Report {
     pub replicas: u64,
     /// Each replica's resident set size right after its sync, MiB.
     pub rss_mb_after_sync_per_replica: Vec<f64>,
-    /// Bytes of object JSON each replica's store held right after its sync.
+    /// Bytes of object JSON each replica's store held once the ring settled
+    /// (each pod in one replica's slice) before the writes; one engine: after sync.
     pub store_bytes_per_replica: Vec<u64>,
     /// The ring's lease duration, seconds (0: not sharded).
     pub lease_duration_seconds: f64,
@@ -243,6 +244,10 @@ pub struct Report {
     /// Keys on the server at the end that no replica reconciled (must be 0;
     /// always 0 for one engine, whose handlers are checked by `events_lost`).
     pub keys_never_reconciled: u64,
+    /// What each replica caches: `slice` (its own ranges, through the server-side
+    /// shard selector), `everything` (the server ignores the selector; the
+    /// controller filters), or empty for one engine.
+    pub replica_cache: String,
 }
 
 impl Report {
@@ -319,7 +324,7 @@ impl Report {
             let rss: Vec<String> = self.rss_mb_after_sync_per_replica.iter().map(|mb| format!("{mb:.1}")).collect();
             row("rss after sync per replica", format!("{} MiB", rss.join(" / ")));
             let store: Vec<String> = self.store_bytes_per_replica.iter().map(|b| format!("{:.1}", *b as f64 / 1048576.0)).collect();
-            row("store per replica", format!("{} MiB", store.join(" / ")));
+            row("store per replica", format!("{} MiB (cache: {})", store.join(" / "), self.replica_cache));
             if let Some(killed) = self.killed_replica {
                 let takeover = self.takeover_seconds.map_or("not complete".to_owned(), |s| format!("{s:.2} s"));
                 row("takeover (replica killed)", format!("{takeover} (replica {killed})"));

@@ -1,6 +1,6 @@
 //! One replica of `loadgen run --replicas N`: a `loadgen replica` child process
 //! running a kcache informer of the run's pods and a `Controller<Pod>` sharded
-//! over a [`ShardMembership`] on the API server's Leases, whose no-op reconcile
+//! over a [`ShardMembership`] on the API server's Leases (by namespace), whose no-op reconcile
 //! reports which key it reconciled, at which resourceVersion, and when.
 //!
 //! # Protocol
@@ -25,7 +25,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use kcache::controller::{Action, Controller};
 use kcache::lease::LeaseClient;
-use kcache::shard::{MembershipConfig, ShardBy, ShardMembership, Timing};
+use kcache::shard::{CacheMode, MembershipConfig, ShardBy, ShardMembership, ShardedInformer, Timing};
 use kcache::{Informer, InformerConfig, KubeSource};
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +33,9 @@ use super::error::{RunError, chain};
 use super::recorder::now_nanos;
 use super::target::Connection;
 use crate::procstat;
+
+/// The field the replicas shard by (see `serve_replica_inner` for why).
+const SHARD_BY: ShardBy = ShardBy::Namespace;
 
 /// What one replica runs.
 #[derive(Clone, Debug)]
@@ -89,6 +92,9 @@ pub enum ReplicaMessage {
         rss_bytes: u64,
         /// Bytes of object JSON in the store.
         store_bytes: u64,
+        /// The server ignores the shard selector: the cache holds every pod.
+        #[serde(default)]
+        full_cache: bool,
     },
     /// A reconcile ran to its end.
     Reconciled {
@@ -190,14 +196,22 @@ async fn serve_replica_inner(connection: &Connection, plan: &ReplicaPlan, emit: 
     let client = connection.client().await?;
     let mut config = InformerConfig::default();
     config.watcher.label_selector = Some(plan.selector.clone());
-    let informer = Informer::spawn(KubeSource::for_type::<Pod>(client.clone(), None), config)
-        .map_err(|e| RunError::Replica(format!("cannot start the informer: {e}")))?;
     let membership = ShardMembership::start(
-        LeaseClient::new(client, plan.lease_namespace.clone()),
+        LeaseClient::new(client.clone(), plan.lease_namespace.clone()),
         MembershipConfig::new(plan.ring.clone(), plan.identity.clone()).timing(timing_for(plan.lease_duration)),
     )
     .map_err(|e| RunError::Replica(format!("cannot join the ring: {e}")))?;
-    let controller = Controller::<Pod>::new(&informer).workers(plan.workers.max(1)).shard(membership, ShardBy::Uid);
+    // The slice this replica owns where the server serves the shard selector;
+    // everything (filtered by the controller) where it does not. By namespace, not
+    // uid: the run's pods have controller owners, and under `ShardBy::Uid` an owned
+    // pod is placed by its owner's uid, which a server-side selector on the pod's
+    // own uid cannot follow (the cache would hold pods the controller places elsewhere).
+    let sharded = ShardedInformer::start(membership.clone(), KubeSource::for_type::<Pod>(client, None), SHARD_BY, config)
+        .await
+        .map_err(|e| RunError::Replica(format!("cannot start the sharded informer: {}", chain(&e))))?;
+    let full_cache = sharded.mode() == CacheMode::Everything;
+    let informer = sharded.informer().clone();
+    let controller = Controller::<Pod>::new(&informer).workers(plan.workers.max(1)).shard(membership, SHARD_BY);
     let ctx = Arc::new(Ctx { emit: emit.clone() });
     let run = tokio::spawn(controller.run(reconcile, |_, _, _| Action::requeue(Duration::from_millis(100)), ctx));
     if !informer.wait_for_sync(Duration::from_secs(600)).await {
@@ -206,6 +220,7 @@ async fn serve_replica_inner(connection: &Connection, plan: &ReplicaPlan, emit: 
     emit.send(ReplicaMessage::Synced {
         rss_bytes: procstat::rss_bytes().unwrap_or(0),
         store_bytes: informer.store().stats().json_bytes,
+        full_cache,
     });
     let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
     std::thread::spawn(move || {
@@ -223,5 +238,6 @@ async fn serve_replica_inner(connection: &Connection, plan: &ReplicaPlan, emit: 
     }
     run.abort();
     informer.shutdown();
+    drop(sharded);
     Ok(())
 }

@@ -119,7 +119,7 @@ pub fn lost_writes(stats: &WriteStats, records: &[ReconcileRecord], cached: &Has
 struct ReplicaChild {
     child: Child,
     stdin: ChildStdin,
-    synced: tokio::sync::watch::Receiver<Option<(u64, u64)>>,
+    synced: tokio::sync::watch::Receiver<Option<(u64, u64, bool)>>,
     snapshots: tokio::sync::mpsc::UnboundedReceiver<(Vec<(String, String)>, u64)>,
     failed: Arc<Mutex<Option<String>>>,
 }
@@ -154,8 +154,8 @@ fn spawn_replica(
                 Ok(ReplicaMessage::Reconciled { key, rv, start, end }) => {
                     records.lock().unwrap_or_else(|p| p.into_inner()).push(ReconcileRecord { replica: index, key, rv, start, end });
                 }
-                Ok(ReplicaMessage::Synced { rss_bytes, store_bytes }) => {
-                    let _ = synced_tx.send(Some((rss_bytes, store_bytes)));
+                Ok(ReplicaMessage::Synced { rss_bytes, store_bytes, full_cache }) => {
+                    let _ = synced_tx.send(Some((rss_bytes, store_bytes, full_cache)));
                 }
                 Ok(ReplicaMessage::Snapshot { keys, store_bytes }) => {
                     let _ = snap_tx.send((keys, store_bytes));
@@ -199,7 +199,8 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, RunError> {
     } else {
         None
     };
-    let target = Target::start(&cfg.target, preload.as_ref()).await?;
+    // Each replica caches only its slice where the server serves the shard selector.
+    let target = Target::start_with(&cfg.target, preload.as_ref(), true).await?;
     let client = target.client.clone();
     let selector = cfg.selector();
     let namespaces: Vec<String> = match &preload {
@@ -249,6 +250,7 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, RunError> {
         }
     }
     let sync_seconds = sync_start.elapsed().as_secs_f64();
+    let settled_store = settle(&mut replicas, &client, &selector, cfg.lease_duration).await?;
 
     // Writes, with the kill beside them.
     let write_task = tokio::spawn(async move { writes.drive(&indicatif::ProgressBar::hidden()).await });
@@ -293,8 +295,9 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, RunError> {
         tracing::warn!("the replicas' caches disagree with the server: {}", outcome.verification);
     }
     let reconciles = records.lock().unwrap_or_else(|p| p.into_inner()).len() as u64;
-    let rss: Vec<f64> = synced.iter().map(|(rss, _)| *rss as f64 / 1048576.0).collect();
-    let store: Vec<u64> = synced.iter().map(|(_, bytes)| *bytes).collect();
+    let rss: Vec<f64> = synced.iter().map(|(rss, _, _)| *rss as f64 / 1048576.0).collect();
+    let store = settled_store;
+    let replica_cache = if synced.iter().any(|(_, _, full)| *full) { "everything" } else { "slice" };
     let report = Report {
         engine: "kcache".to_owned(),
         handler: "controller".to_owned(),
@@ -327,12 +330,39 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, RunError> {
         takeover_seconds: outcome.takeover,
         double_reconciles: outcome.double,
         keys_never_reconciled: outcome.never,
+        replica_cache: replica_cache.to_owned(),
         ..Report::default()
     };
     // Closing their stdin ends the replicas; kill_on_drop covers one that hangs.
     drop(replicas);
     target.cleanup(&namespaces).await;
     Ok(report)
+}
+
+/// Waits until the replicas' caches are the ring's settled slices (each pod in
+/// exactly one cache, or in all when the server ignores the shard selector), at
+/// most a minute plus three leases; returns each one's store bytes then. A replica
+/// that synced before the others joined held everything until its ranges shrank.
+async fn settle(replicas: &mut [ReplicaChild], client: &kube::Client, selector: &str, lease: Duration) -> Result<Vec<u64>, RunError> {
+    let deadline = Instant::now() + Duration::from_secs(60) + lease * 3;
+    loop {
+        let server = verify::server_snapshot(client, selector, 0).await?.keys.len();
+        let mut bytes = Vec::with_capacity(replicas.len());
+        let mut held = Vec::with_capacity(replicas.len());
+        let mut union = HashSet::new();
+        for (i, r) in replicas.iter_mut().enumerate() {
+            let (keys, b) = r.snapshot(i).await?;
+            bytes.push(b);
+            held.push(keys.len());
+            union.extend(keys.into_iter().map(|(k, _)| k));
+        }
+        let total: usize = held.iter().sum();
+        let everywhere = held.iter().all(|&n| n == server);
+        if (union.len() == server && (total == server || everywhere)) || Instant::now() > deadline {
+            return Ok(bytes);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 fn verify_rv(v: &str) -> u64 {
