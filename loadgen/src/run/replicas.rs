@@ -345,6 +345,7 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, RunError> {
 /// that synced before the others joined held everything until its ranges shrank.
 async fn settle(replicas: &mut [ReplicaChild], client: &kube::Client, selector: &str, lease: Duration) -> Result<Vec<u64>, RunError> {
     let deadline = Instant::now() + Duration::from_secs(60) + lease * 3;
+    let mut settled_since: Option<Instant> = None;
     loop {
         let server = verify::server_snapshot(client, selector, 0).await?.keys.len();
         let mut bytes = Vec::with_capacity(replicas.len());
@@ -358,7 +359,16 @@ async fn settle(replicas: &mut [ReplicaChild], client: &kube::Client, selector: 
         }
         let total: usize = held.iter().sum();
         let everywhere = held.iter().all(|&n| n == server);
-        if (union.len() == server && (total == server || everywhere)) || Instant::now() > deadline {
+        // A replica alone on the ring at first holds everything, disjointly too:
+        // the slices count as settled once they stayed so for two leases.
+        let settled = union.len() == server && (total == server || everywhere);
+        let since = *settled_since.get_or_insert_with(Instant::now);
+        if !settled {
+            settled_since = None;
+        } else if since.elapsed() >= lease * 2 {
+            return Ok(bytes);
+        }
+        if Instant::now() > deadline {
             return Ok(bytes);
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
