@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use kcache_loadgen::run::{self, Connection, EngineKind, HandlerStyle, RunConfig, TargetKind, WritePlan, WriterKind};
+use kcache_loadgen::run::{self, Connection, EngineKind, HandlerStyle, ReplicaPlan, RunConfig, TargetKind, WritePlan, WriterKind};
 use kcache_loadgen::{cleanup, podgen, sim::SimServer};
 
 /// mimalloc returns freed memory to the OS promptly and keeps per-thread heaps
@@ -57,6 +57,10 @@ enum Mode {
         /// Do not stop when stdin closes.
         #[arg(long)]
         ignore_stdin: bool,
+        /// Serve the KEP-5866 `shardSelector` on LIST and WATCH (the
+        /// `ShardedListAndWatch` feature gate); off, it is ignored.
+        #[arg(long)]
+        sharded_list_and_watch: bool,
     },
     /// Run the end-to-end load scenario (the main job): create pods, sync an
     /// engine, drive writes, verify the cache, print a table.
@@ -66,6 +70,10 @@ enum Mode {
     /// the default; not meant to be run by hand).
     #[command(hide = true)]
     Write(WriteArgs),
+    /// Run one engine replica for a parent `loadgen run --replicas N`, talking
+    /// JSON lines over stdio (not meant to be run by hand).
+    #[command(hide = true)]
+    Replica(ReplicaArgs),
     /// Compare two pprof profiles (e.g. `profiles/kcache-default.pb` and
     /// `profiles/kube-rs-default.pb`): the functions whose share of samples
     /// changed most, by self share and by total share.
@@ -189,6 +197,20 @@ struct RunArgs {
     /// Profiler sampling frequency, Hz.
     #[arg(long, default_value_t = 199)]
     profile_hz: i32,
+    /// Engine processes (`loadgen replica` children, kcache only) sharing the pods
+    /// through a ring of Leases, each with a no-op controller that records which
+    /// replica reconciled which key and when; 1: this process runs the engine.
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    replicas: u16,
+    /// With `--replicas` of 2 or more: SIGKILL replica 0 this many seconds into
+    /// the write phase (less than `--duration`); the report's `takeover_seconds`
+    /// says how long the survivors took to reconcile its keys.
+    #[arg(long, value_name = "SECONDS")]
+    kill_replica_at: Option<f64>,
+    /// With `--replicas` of 2 or more: the ring's lease duration, whole seconds
+    /// (renew deadline 2/3 of it, retry period 1/8).
+    #[arg(long, default_value_t = 5, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    lease_duration: u64,
     /// Write the JSON report here.
     #[arg(long)]
     report: Option<std::path::PathBuf>,
@@ -230,6 +252,33 @@ struct WriteArgs {
     run_id: String,
 }
 
+#[derive(clap::Args)]
+struct ReplicaArgs {
+    /// The API server's URL (a simulator); otherwise the kubeconfig is used.
+    #[arg(long)]
+    server: Option<String>,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// Label selector of the run's pods.
+    #[arg(long)]
+    selector: String,
+    /// Namespace of the ring's Leases.
+    #[arg(long)]
+    lease_namespace: String,
+    /// The ring's name.
+    #[arg(long)]
+    ring: String,
+    /// This replica's identity in the ring.
+    #[arg(long)]
+    identity: String,
+    /// Lease duration, whole seconds.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    lease_duration: u64,
+    /// Controller workers.
+    #[arg(long, default_value_t = 4)]
+    workers: usize,
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum SimMode {
     /// `loadgen sim` as a child process: RSS and CPU figures are the engine's alone.
@@ -256,6 +305,7 @@ fn main() -> ExitCode {
             history,
             bookmark_interval_ms,
             ignore_stdin,
+            sharded_list_and_watch,
         } => {
             match run_sim(
                 port,
@@ -265,6 +315,7 @@ fn main() -> ExitCode {
                 history,
                 bookmark_interval_ms,
                 ignore_stdin,
+                sharded_list_and_watch,
             ) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -288,6 +339,14 @@ fn main() -> ExitCode {
             Err(WriteFailed::Reported) => ExitCode::from(2),
             Err(WriteFailed::Other(e)) => {
                 eprintln!("loadgen write: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Mode::Replica(args) => match replica(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(WriteFailed::Reported) => ExitCode::from(2),
+            Err(WriteFailed::Other(e)) => {
+                eprintln!("loadgen replica: {e}");
                 ExitCode::from(2)
             }
         },
@@ -321,7 +380,25 @@ fn run_scenario(args: RunArgs) -> Result<bool, String> {
             SimMode::InProcess => TargetKind::SimInProcess,
         }
     };
+    let replicas = usize::from(args.replicas);
+    if replicas > 1 && args.engine != EngineKind::Kcache {
+        return Err("--replicas runs kcache replicas only: drop --engine kube-rs".to_owned());
+    }
+    if replicas > 1 && args.profile.is_some() {
+        return Err("--profile samples this process, which runs no engine with --replicas above 1".to_owned());
+    }
+    let kill_replica_at = match args.kill_replica_at {
+        None => None,
+        Some(_) if replicas < 2 => return Err("--kill-replica-at needs --replicas 2 or more (a survivor must take over)".to_owned()),
+        Some(at) if !(at >= 0.0 && at < args.duration) => {
+            return Err(format!("--kill-replica-at {at} must be at least 0 and less than --duration {}", args.duration));
+        }
+        Some(at) => Some(Duration::from_secs_f64(at)),
+    };
     let cfg = RunConfig {
+        replicas,
+        kill_replica_at,
+        lease_duration: Duration::from_secs(args.lease_duration),
         pods: args.pods,
         write_qps: args.write_qps,
         duration: Duration::from_secs_f64(args.duration.max(0.0)),
@@ -404,6 +481,31 @@ fn write(args: WriteArgs) -> Result<(), WriteFailed> {
     rt.block_on(run::serve_child(&connection, &plan)).map_err(|_| WriteFailed::Reported)
 }
 
+fn replica(args: ReplicaArgs) -> Result<(), WriteFailed> {
+    let connection = match args.server {
+        Some(url) => Connection::Url(url),
+        None => Connection::Kubeconfig {
+            path: args.cluster.kubeconfig,
+            context: args.cluster.context,
+            allow_remote: args.cluster.allow_remote,
+        },
+    };
+    let plan = ReplicaPlan {
+        selector: args.selector,
+        lease_namespace: args.lease_namespace,
+        ring: args.ring,
+        identity: args.identity,
+        lease_duration: Duration::from_secs(args.lease_duration),
+        workers: args.workers,
+    };
+    init_tracing();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| WriteFailed::Other(format!("cannot start the runtime: {e}")))?;
+    rt.block_on(run::serve_replica(&connection, &plan)).map_err(|_| WriteFailed::Reported)
+}
+
 fn profile_diff(a: &std::path::Path, b: &std::path::Path, top: usize) -> anyhow::Result<()> {
     use kcache_loadgen::profile;
     let sa = profile::summarize_file(a)?;
@@ -449,6 +551,7 @@ fn cleanup(args: CleanupArgs) -> Result<bool, String> {
     })
 }
 
+#[allow(clippy::too_many_arguments)] // one per `loadgen sim` flag
 fn run_sim(
     port: u16,
     pods: usize,
@@ -457,6 +560,7 @@ fn run_sim(
     history: usize,
     bookmark_ms: u64,
     ignore_stdin: bool,
+    sharded_list_and_watch: bool,
 ) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -466,6 +570,7 @@ fn run_sim(
             .port(port)
             .history(history)
             .bookmark_interval(Duration::from_millis(bookmark_ms))
+            .sharded_list_and_watch(sharded_list_and_watch)
             .start()
             .await?;
         if pods > 0 {

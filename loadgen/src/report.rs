@@ -231,6 +231,31 @@ pub struct Report {
     /// The run's namespaces.
     #[serde(default)]
     pub namespaces: Vec<String>,
+    /// Engine processes (`--replicas`); 1 for a run whose own process is the
+    /// engine (older reports without the field read as 0).
+    pub replicas: u64,
+    /// Each replica's resident set size right after its sync, MiB.
+    pub rss_mb_after_sync_per_replica: Vec<f64>,
+    /// Bytes of object JSON each replica's store held once the ring settled
+    /// (each pod in one replica's slice) before the writes; one engine: after sync.
+    pub store_bytes_per_replica: Vec<u64>,
+    /// The ring's lease duration, seconds (0: not sharded).
+    pub lease_duration_seconds: f64,
+    /// The replica `--kill-replica-at` SIGKILLed, if any.
+    pub killed_replica: Option<u64>,
+    /// From the kill until every key the killed replica owned had been
+    /// reconciled by a survivor, seconds; `None` without a kill, or when some
+    /// key never was (run/replicas.rs).
+    pub takeover_seconds: Option<f64>,
+    /// Keys two replicas reconciled in overlapping intervals (must be 0).
+    pub double_reconciles: u64,
+    /// Keys on the server at the end that no replica reconciled (must be 0;
+    /// always 0 for one engine, whose handlers are checked by `events_lost`).
+    pub keys_never_reconciled: u64,
+    /// What each replica caches: `slice` (its own ranges, through the server-side
+    /// shard selector), `everything` (the server ignores the selector; the
+    /// controller filters), or empty for one engine.
+    pub replica_cache: String,
 }
 
 impl Report {
@@ -302,6 +327,19 @@ impl Report {
             row("engine api calls", format!("{} list, {} watch, {} get", calls.list, calls.watch, calls.get));
         }
         row("handler events (resyncs)", format!("{} ({})", self.handler_events, self.resync_events));
+        if self.replicas > 1 {
+            row("replicas (lease)", format!("{} ({:.0} s)", self.replicas, self.lease_duration_seconds));
+            let rss: Vec<String> = self.rss_mb_after_sync_per_replica.iter().map(|mb| format!("{mb:.1}")).collect();
+            row("rss after sync per replica", format!("{} MiB", rss.join(" / ")));
+            let store: Vec<String> = self.store_bytes_per_replica.iter().map(|b| format!("{:.1}", *b as f64 / 1048576.0)).collect();
+            row("store per replica", format!("{} MiB (cache: {})", store.join(" / "), self.replica_cache));
+            if let Some(killed) = self.killed_replica {
+                let takeover = self.takeover_seconds.map_or("not complete".to_owned(), |s| format!("{s:.2} s"));
+                row("takeover (replica killed)", format!("{takeover} (replica {killed})"));
+            }
+            row("double reconciles", self.double_reconciles.to_string());
+            row("keys never reconciled", self.keys_never_reconciled.to_string());
+        }
         out
     }
 }

@@ -83,6 +83,13 @@ pub struct RunConfig {
     /// value of the pods' [`RUN_LABEL`]. Each default config gets a new one
     /// ([`new_run_id`]).
     pub run_id: String,
+    /// Engine processes (`loadgen replica` children) sharing the pods through a
+    /// ring of Leases; 1: this process runs the engine itself.
+    pub replicas: usize,
+    /// With `replicas > 1`: SIGKILL replica 0 this long after the write phase starts.
+    pub kill_replica_at: Option<Duration>,
+    /// With `replicas > 1`: the ring's lease duration (whole seconds).
+    pub lease_duration: Duration,
 }
 
 impl Default for RunConfig {
@@ -111,6 +118,9 @@ impl Default for RunConfig {
             profile: None,
             profile_hz: 199,
             run_id: new_run_id(),
+            replicas: 1,
+            kill_replica_at: None,
+            lease_duration: Duration::from_secs(5),
         }
     }
 }

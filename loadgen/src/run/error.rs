@@ -42,6 +42,10 @@ pub enum RunError {
     /// what it was doing (the child's own error, passed on as it said it).
     #[error("{0}")]
     Writer(String),
+    /// A replica of `--replicas N` (a `loadgen replica` child) failed; the text
+    /// says which and why.
+    #[error("{0}")]
+    Replica(String),
     /// The engine did not sync in time.
     #[error("{engine} did not sync {pods} pods within {timeout:?}")]
     SyncTimeout {

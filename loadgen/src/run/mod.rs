@@ -25,6 +25,9 @@
 //!    are counted apart.
 //! 6. Cache Get / List(namespace) are timed during the writes by `--readers`
 //!    threads (see [`ReadLoad`]); direct GET / LIST after them.
+//!
+//! With `--replicas N` (N > 1), steps 3 to 6 are [`replicas`]'s instead: N engine
+//! processes share the pods through a ring of Leases.
 
 mod config;
 mod engines;
@@ -32,6 +35,8 @@ mod error;
 mod raw_watch;
 mod reads;
 mod recorder;
+mod replica_process;
+pub mod replicas;
 mod scenario;
 mod target;
 pub mod verify;
@@ -42,6 +47,7 @@ pub use config::{PRELOAD_SELECTOR, RUN_LABEL, RunConfig, namespace_name, new_run
 pub use engines::{CacheReader, Engine, EngineKind, EngineSettings, HandlerStyle};
 pub use error::{RunError, chain, describe_kube_error, describe_status};
 pub use reads::{CacheReads, ReadLoad, key_in_hand};
+pub use replica_process::{ReplicaMessage, ReplicaPlan, serve_replica, timing_for};
 pub use recorder::{Recorder, SENT_AT, SENT_AT_POINTER, Seen};
 pub use scenario::run;
 pub use target::{Connection, Preload, Target, TargetKind};

@@ -37,6 +37,9 @@ fn spinner(enabled: bool, len: u64, msg: &'static str) -> ProgressBar {
 
 /// Runs the whole scenario and returns its report.
 pub async fn run(cfg: &RunConfig) -> Result<Report, RunError> {
+    if cfg.replicas > 1 {
+        return super::replicas::run(cfg).await;
+    }
     let preload = if cfg.preload {
         if matches!(cfg.target, TargetKind::Kubeconfig { .. }) {
             return Err(RunError::PreloadNeedsSim);
@@ -242,6 +245,10 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, RunError> {
         preload: cfg.preload,
         run_id: cfg.run_id.clone(),
         namespaces: namespaces.clone(),
+        replicas: 1,
+        rss_mb_after_sync_per_replica: vec![rss_after_sync as f64 / 1048576.0],
+        store_bytes_per_replica: vec![engine.store_bytes()],
+        ..Report::default()
     };
     engine.shutdown();
     target.cleanup(&namespaces).await;

@@ -133,9 +133,15 @@ pub struct Target {
 impl Target {
     /// Starts or connects to `kind`; a simulator first loads `preload`'s pods.
     pub async fn start(kind: &TargetKind, preload: Option<&Preload>) -> Result<Target, RunError> {
+        Self::start_with(kind, preload, false).await
+    }
+
+    /// [`Target::start`], a simulator serving the KEP-5866 shard selector when
+    /// `sharded_list_and_watch` (a real cluster serves it or not by its own gate).
+    pub async fn start_with(kind: &TargetKind, preload: Option<&Preload>, sharded_list_and_watch: bool) -> Result<Target, RunError> {
         match kind {
             TargetKind::SimInProcess => {
-                let sim = SimServer::builder().start().await.map_err(|e| RunError::Target(e.to_string()))?;
+                let sim = SimServer::builder().sharded_list_and_watch(sharded_list_and_watch).start().await.map_err(|e| RunError::Target(e.to_string()))?;
                 if let Some(p) = preload {
                     crate::podgen::load_pods(&sim, &p.namespace, p.pods, p.seed)
                         .map_err(|e| RunError::Target(format!("cannot preload pods: {e}")))?;
@@ -147,6 +153,9 @@ impl Target {
             TargetKind::SimChild => {
                 let exe = std::env::current_exe().map_err(|e| RunError::Target(format!("cannot find loadgen's own binary: {e}")))?;
                 let mut args: Vec<String> = vec!["sim".into(), "--port".into(), "0".into()];
+                if sharded_list_and_watch {
+                    args.push("--sharded-list-and-watch".into());
+                }
                 if let Some(p) = preload {
                     args.extend(["--pods".into(), p.pods.to_string(), "--namespace".into(), p.namespace.clone()]);
                     args.extend(["--seed".into(), p.seed.to_string()]);
