@@ -42,7 +42,7 @@ impl Sharding {
     fn hash_of(&self, key: &ReconcileKey) -> Option<u64> {
         match self.by {
             ShardBy::Namespace => Some(ShardBy::namespace_hash(key.namespace.as_deref())),
-            ShardBy::Uid => self.store.get(&key.object_ref()).map(|obj| self.by.hash(&obj)),
+            ShardBy::Uid | ShardBy::ObjectUid => self.store.get(&key.object_ref()).map(|obj| self.by.hash(&obj)),
         }
     }
 

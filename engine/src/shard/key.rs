@@ -6,7 +6,8 @@
 //!   FNV-1a of the field's bytes), so a replica's ranges exported with
 //!   [`shard_selector`](super::shard_selector) select the same objects it is assigned.
 //! * With [`ShardBy::Namespace`] an object and every object in its namespace share a
-//!   hash; with [`ShardBy::Uid`] an object with a controller owner hashes as that owner.
+//!   hash; with [`ShardBy::Uid`] an object with a controller owner hashes as that owner;
+//!   with [`ShardBy::ObjectUid`] every object hashes by its own uid.
 
 use crate::Obj;
 use crate::reflector::ShardField;
@@ -17,6 +18,7 @@ use crate::reflector::ShardField;
 /// |---|---|---|---|
 /// | `Namespace` | by namespace: one namespace is one point, so a big namespace is one replica's | always (Kubernetes forbids an owner in another namespace) | every kind, by `object.metadata.namespace` |
 /// | `Uid` | by object: uids are random, the best spread | owned objects hash by their controller owner's uid | the owners' kind only: an owned object's own uid is not where it is assigned |
+/// | `ObjectUid` | by object, the best spread | no | every kind, by `object.metadata.uid`: what a replica caches is exactly what it is assigned |
 ///
 /// FNV-1a keeps the high bits of strings that differ only at the end close together,
 /// so namespaces named `team-1` … `team-9` sit near each other on the ring: with
@@ -29,6 +31,10 @@ pub enum ShardBy {
     Namespace,
     /// `metadata.uid`, or the uid of the object's controller owner when it has one.
     Uid,
+    /// The object's own `metadata.uid`, owner or not: the placement a server-side
+    /// `object.metadata.uid` selector slices by, for a controller of one kind whose
+    /// objects have owners it does not reconcile (pods under ReplicaSets).
+    ObjectUid,
 }
 
 impl ShardBy {
@@ -43,7 +49,7 @@ impl ShardBy {
     pub fn field(self) -> ShardField {
         match self {
             ShardBy::Namespace => ShardField::Namespace,
-            ShardBy::Uid => ShardField::Uid,
+            ShardBy::Uid | ShardBy::ObjectUid => ShardField::Uid,
         }
     }
 
@@ -54,21 +60,20 @@ impl ShardBy {
     /// let owned = kcache::wire::Decoder::new(Default::default()).decode_object(br#"{"metadata":{"namespace":"ns","name":"p","uid":"pod-uid",
     ///     "ownerReferences":[{"apiVersion":"apps/v1","kind":"ReplicaSet","name":"rs","uid":"rs-uid","controller":true}]}}"#).unwrap();
     /// assert_eq!(ShardBy::Uid.hash(&owned), fnv1a64(b"rs-uid"), "placed with its controller");
+    /// assert_eq!(ShardBy::ObjectUid.hash(&owned), fnv1a64(b"pod-uid"), "placed by its own uid");
     /// assert_eq!(ShardBy::Namespace.hash(&owned), fnv1a64(b"ns"));
     /// ```
     pub fn hash(self, obj: &Obj) -> u64 {
         match self {
             ShardBy::Namespace => ShardBy::namespace_hash(obj.namespace()),
-            ShardBy::Uid => {
-                let controller = obj.owner_references().find(|r| r.controller && !r.uid.is_empty());
-                match controller {
-                    Some(owner) => fnv1a64(owner.uid.as_bytes()),
-                    None if !obj.uid().is_empty() => fnv1a64(obj.uid().as_bytes()),
-                    // Only objects built by hand lack a uid (a server always sets one);
-                    // spread them by name rather than pile them on the hash of "".
-                    None => fnv1a64(obj.key().as_bytes()),
-                }
-            }
+            ShardBy::Uid => match obj.owner_references().find(|r| r.controller && !r.uid.is_empty()) {
+                Some(owner) => fnv1a64(owner.uid.as_bytes()),
+                None => ShardBy::ObjectUid.hash(obj),
+            },
+            // Only objects built by hand lack a uid (a server always sets one);
+            // spread them by name rather than pile them on the hash of "".
+            ShardBy::ObjectUid if obj.uid().is_empty() => fnv1a64(obj.key().as_bytes()),
+            ShardBy::ObjectUid => fnv1a64(obj.uid().as_bytes()),
         }
     }
 

@@ -35,7 +35,7 @@ use super::target::Connection;
 use crate::procstat;
 
 /// The field the replicas shard by (see `serve_replica_inner` for why).
-const SHARD_BY: ShardBy = ShardBy::Namespace;
+const SHARD_BY: ShardBy = ShardBy::ObjectUid;
 
 /// What one replica runs.
 #[derive(Clone, Debug)]
@@ -202,10 +202,11 @@ async fn serve_replica_inner(connection: &Connection, plan: &ReplicaPlan, emit: 
     )
     .map_err(|e| RunError::Replica(format!("cannot join the ring: {e}")))?;
     // The slice this replica owns where the server serves the shard selector;
-    // everything (filtered by the controller) where it does not. By namespace, not
+    // everything (filtered by the controller) where it does not. By each pod's own
     // uid: the run's pods have controller owners, and under `ShardBy::Uid` an owned
-    // pod is placed by its owner's uid, which a server-side selector on the pod's
-    // own uid cannot follow (the cache would hold pods the controller places elsewhere).
+    // pod is placed by its owner's uid, which a server-side selector on the pod's own
+    // uid cannot follow; by namespace the run's few, similarly named namespaces sit
+    // close together on FNV-1a's space and land on one replica.
     let sharded = ShardedInformer::start(membership.clone(), KubeSource::for_type::<Pod>(client, None), SHARD_BY, config)
         .await
         .map_err(|e| RunError::Replica(format!("cannot start the sharded informer: {}", chain(&e))))?;
