@@ -30,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
     assert_obj_matches(&obj, &v, "kcache vs serde_json");
     let mut strip = decoder(true);
     let s = strip.decode_object(data).expect("stripping decoder accepts what the plain one does");
-    let stored: Value = serde_json::from_slice(s.json()).expect("stripped bytes parse");
+    let stored: Value = serde_json::from_slice(&s.json()).expect("stripped bytes parse");
     assert_eq!(stored, without_managed_fields(&v), "stripped bytes");
     assert_obj_matches(&s, &stored, "stripped object vs its bytes");
 });

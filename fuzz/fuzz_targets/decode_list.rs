@@ -25,7 +25,7 @@ fuzz_target!(|data: &[u8]| {
     let want = v["items"].as_array().map_or(&[][..], Vec::as_slice);
     assert_eq!(list.items.len(), want.len(), "item count");
     for (o, w) in list.items.iter().zip(want) {
-        let stored: Value = serde_json::from_slice(o.json()).expect("stored item parses like its wire bytes");
+        let stored: Value = serde_json::from_slice(&o.json()).expect("stored item parses like its wire bytes");
         assert_eq!(stored, without_managed_fields(w), "stored item is not the wire item minus managedFields");
     }
 });

@@ -41,7 +41,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(o) = &plain {
         assert_obj_self_consistent(o, "plain object", unique);
         let trimmed = data.trim_ascii();
-        assert_eq!(o.json(), trimmed, "without stripping the stored bytes are the wire bytes");
+        assert_eq!(&*o.json(), trimmed, "without stripping the stored bytes are the wire bytes");
     }
     let stripped = all[1].decode_object(data);
     assert_eq!(plain.is_ok(), stripped.is_ok(), "stripping changed acceptance: {plain:?} vs {stripped:?}");
@@ -50,7 +50,7 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(o) = all[2].decode_object(data) {
         assert!(o.json().len() <= SMALL_LIMIT, "stored {} bytes over the {SMALL_LIMIT}-byte limit", o.json().len());
-        assert!(o.json().ends_with(TAIL), "transform not applied: {:?}", String::from_utf8_lossy(o.json()));
+        assert!(o.json().ends_with(TAIL), "transform not applied: {:?}", String::from_utf8_lossy(&o.json()));
         assert_obj_self_consistent(&o, "transformed object", unique);
     }
     if let Ok(st) = decode_status(data)

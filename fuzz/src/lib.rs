@@ -233,12 +233,12 @@ pub fn assert_obj_matches(obj: &Obj, v: &Value, what: &str) {
 /// `managedFields` members only the last is cut, so stored bytes can look
 /// duplicate-free while the spans were taken from a document that was not.
 pub fn assert_obj_self_consistent(obj: &Obj, what: &str, wire_unique: bool) {
-    assert!(is_json_grammar(obj.json()), "{what}: stored bytes are not json: {:?}", String::from_utf8_lossy(obj.json()));
-    assert!(std::str::from_utf8(obj.json()).is_ok(), "{what}: stored bytes are not utf-8");
+    assert!(is_json_grammar(&obj.json()), "{what}: stored bytes are not json: {:?}", String::from_utf8_lossy(&obj.json()));
+    assert!(std::str::from_utf8(&obj.json()).is_ok(), "{what}: stored bytes are not utf-8");
     if !wire_unique {
         return;
     }
-    if let Some(v) = value_without_duplicates(obj.json()) {
+    if let Some(v) = value_without_duplicates(&obj.json()) {
         assert_obj_matches(obj, &v, what);
     }
 }
