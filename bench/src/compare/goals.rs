@@ -158,11 +158,11 @@ pub fn goals(r: &Results) -> Vec<Goal> {
         },
         Goal {
             name: format!(
-                "reconcile throughput of a no-op controller over {}k pods after a reconcile-all (workers = cores), kcache / kube-rs",
+                "reconcile throughput of a no-op controller over {}k pods after a reconcile-all (workers = cores), kcache keeping every decode as kube-rs does / kube-rs",
                 r.reconcile.as_ref().map_or(super::reconcile::PODS, |x| x.pods) / 1000
             ),
             target: ">= 2x".into(),
-            measured: r.reconcile.as_ref().and_then(|x| x.ratio),
+            measured: r.reconcile.as_ref().and_then(|x| x.kept_ratio),
             limit: 2.0,
             floor: None,
             at_least: true,
@@ -224,13 +224,14 @@ mod tests {
         assert_eq!((goal(&r).measured, goal(&r).met()), (None, None));
         r.reconcile = Some(reconcile_row());
         r.goals = super::goals(&r);
-        // Paired ratios 5, 2 and 3: the median 3 reaches 2x.
+        // Kept-decode ratios 10, 5 and 6: the median 6 reaches 2x (the default
+        // controller's 5, 2 and 3 are the section's, not the goal's).
         let g = goal(&r);
-        assert_eq!((g.measured, g.met(), g.target.as_str()), (Some(3.0), Some(true), ">= 2x"));
+        assert_eq!((g.measured, g.met(), g.target.as_str()), (Some(6.0), Some(true), ">= 2x"));
         assert!(g.name.contains("10k pods"), "{}", g.name);
         // Below the floor it is missed, by the fraction of the goal reached.
         let mut row = reconcile_row();
-        row.ratio = Some(1.5);
+        row.kept_ratio = Some(1.5);
         r.reconcile = Some(row);
         r.goals = super::goals(&r);
         let g = goal(&r);

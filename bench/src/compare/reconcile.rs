@@ -7,8 +7,9 @@
 //! worker per core, on a tokio runtime of its own with one thread per core, and times
 //! two phases: from the start until every pod has been reconciled once (the initial
 //! LIST and decode included), then from a reconcile-all trigger (`reconcile_all_on`
-//! of both) until every pod has been reconciled again: pods / that time is the
-//! steady-state rate, the goal's figure. The reconcile counts and returns "await
+//! of both) until every pod has been reconciled again, five times over (once in the
+//! quick comparison), each trigger sent when the previous one's reconciles are done:
+//! reconciles / that time is the steady-state rate, the goal's figure. The reconcile counts and returns "await
 //! change"; no API call is made after the initial LIST and WATCH.
 //!
 //! # Guarantees
@@ -114,34 +115,32 @@ impl Counter {
 /// The two timed phases, once the controller has been started at `start`.
 async fn phases(
     counter: &Counter,
-    pods: usize,
+    config: &ReconcileConfig,
     start: Instant,
     reconcile_all: &mpsc::UnboundedSender<()>,
-    timeout: Duration,
 ) -> Result<ReconcileRun, ReconcileError> {
+    let (pods, timeout) = (config.pods, config.timeout);
     let n = pods as u64;
     counter.wait_for(n, timeout).await?;
     let initial = start.elapsed();
     counter.check(pods, 1)?;
     let t = Instant::now();
-    reconcile_all.unbounded_send(()).map_err(|_| ReconcileError("the controller stopped before the reconcile-all trigger".into()))?;
-    counter.wait_for(2 * n, timeout).await?;
+    let triggers = config.reconcile_alls.max(1);
+    for i in 1..=triggers {
+        reconcile_all.unbounded_send(()).map_err(|_| ReconcileError("the controller stopped before the reconcile-all trigger".into()))?;
+        counter.wait_for((u64::from(i) + 1) * n, timeout).await?;
+        counter.check(pods, i + 1)?;
+    }
     let all = t.elapsed();
-    counter.check(pods, 2)?;
-    Ok(ReconcileRun { initial_seconds: initial.as_secs_f64(), reconcile_all_per_s: n as f64 / all.as_secs_f64().max(1e-9) })
+    let reconciled = n * u64::from(triggers);
+    Ok(ReconcileRun { initial_seconds: initial.as_secs_f64(), reconcile_all_per_s: reconciled as f64 / all.as_secs_f64().max(1e-9) })
 }
 
 /// One run of kcache's controller, with its default decoded-object cache or keeping
 /// every decode.
-async fn run_kcache(
-    client: kube::Client,
-    keep_every_decode: bool,
-    pods: usize,
-    workers: usize,
-    verify: bool,
-    timeout: Duration,
-) -> Result<ReconcileRun, ReconcileError> {
-    let counter = Arc::new(Counter::new(verify));
+async fn run_kcache(client: kube::Client, keep_every_decode: bool, config: &ReconcileConfig) -> Result<ReconcileRun, ReconcileError> {
+    let (workers, timeout) = (config.workers, config.timeout);
+    let counter = Arc::new(Counter::new(config.verify));
     let (trigger, triggers) = mpsc::unbounded::<()>();
     let (stop, stopped) = oneshot::channel::<()>();
     let start = Instant::now();
@@ -164,7 +163,7 @@ async fn run_kcache(
         |_: Arc<Pod>, e: &Infallible, _: Arc<Counter>| match *e {},
         Arc::clone(&counter),
     ));
-    let measured = phases(&counter, pods, start, &trigger, timeout).await;
+    let measured = phases(&counter, config, start, &trigger).await;
     let _ = stop.send(());
     let stopped = tokio::time::timeout(timeout, run).await;
     informer.shutdown();
@@ -174,8 +173,9 @@ async fn run_kcache(
 }
 
 /// One run of kube-rs's controller.
-async fn run_kube_rs(client: kube::Client, pods: usize, workers: usize, verify: bool, timeout: Duration) -> Result<ReconcileRun, ReconcileError> {
-    let counter = Arc::new(Counter::new(verify));
+async fn run_kube_rs(client: kube::Client, config: &ReconcileConfig) -> Result<ReconcileRun, ReconcileError> {
+    let (workers, timeout) = (config.workers, config.timeout);
+    let counter = Arc::new(Counter::new(config.verify));
     let (trigger, triggers) = mpsc::unbounded::<()>();
     let (stop, stopped) = oneshot::channel::<()>();
     let start = Instant::now();
@@ -198,7 +198,7 @@ async fn run_kube_rs(client: kube::Client, pods: usize, workers: usize, verify: 
             )
             .for_each(|_| futures::future::ready(())),
     );
-    let measured = phases(&counter, pods, start, &trigger, timeout).await;
+    let measured = phases(&counter, config, start, &trigger).await;
     let _ = stop.send(());
     let stopped = tokio::time::timeout(timeout, run).await;
     let measured = measured?;
@@ -217,15 +217,15 @@ enum Engine {
 }
 
 /// One run of `engine` over `sim`'s pods, on a runtime of its own with `workers` threads.
-fn run_engine(engine: Engine, sim: &SimHandle, pods: usize, workers: usize, verify: bool, timeout: Duration) -> Result<ReconcileRun, ReconcileError> {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build().map_err(err)?;
+fn run_engine(engine: Engine, sim: &SimHandle, config: &ReconcileConfig) -> Result<ReconcileRun, ReconcileError> {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(config.workers).enable_all().build().map_err(err)?;
     rt.block_on(async {
         // The client's connection pool and request buffer live on the engine's runtime.
         let client = sim.client().map_err(err)?;
         match engine {
-            Engine::Kcache => run_kcache(client, false, pods, workers, verify, timeout).await,
-            Engine::KcacheKeepingDecodes => run_kcache(client, true, pods, workers, verify, timeout).await,
-            Engine::KubeRs => run_kube_rs(client, pods, workers, verify, timeout).await,
+            Engine::Kcache => run_kcache(client, false, config).await,
+            Engine::KcacheKeepingDecodes => run_kcache(client, true, config).await,
+            Engine::KubeRs => run_kube_rs(client, config).await,
         }
     })
 }
@@ -243,10 +243,14 @@ pub struct ReconcileConfig {
     pub timeout: Duration,
     /// Check that each phase reconciled every pod exactly once (costs a lock per reconcile).
     pub verify: bool,
+    /// Reconcile-all triggers in the timed phase, one after the other (each waits for
+    /// every pod's reconcile); the rate is over all of them.
+    pub reconcile_alls: u32,
 }
 
 impl ReconcileConfig {
-    /// The comparison's: [`PODS`] pods, one worker per core, 3 rounds (1 with `quick`).
+    /// The comparison's: [`PODS`] pods, one worker per core, 3 rounds of 5 reconcile-alls
+    /// (1 of 1 with `quick`).
     pub fn new(quick: bool) -> ReconcileConfig {
         ReconcileConfig {
             pods: PODS,
@@ -254,6 +258,7 @@ impl ReconcileConfig {
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             timeout: Duration::from_secs(600),
             verify: false,
+            reconcile_alls: if quick { 1 } else { 5 },
         }
     }
 }
@@ -271,9 +276,9 @@ pub fn measure_rounds(config: &ReconcileConfig) -> Result<(Vec<Engines<Reconcile
     let mut rounds = Vec::with_capacity(config.rounds);
     let mut kept = Vec::with_capacity(config.rounds);
     for _ in 0..config.rounds {
-        let kcache = run_engine(Engine::Kcache, &sim, config.pods, config.workers, config.verify, config.timeout)?;
-        kept.push(run_engine(Engine::KcacheKeepingDecodes, &sim, config.pods, config.workers, config.verify, config.timeout)?);
-        let kube_rs = run_engine(Engine::KubeRs, &sim, config.pods, config.workers, config.verify, config.timeout)?;
+        let kcache = run_engine(Engine::Kcache, &sim, config)?;
+        kept.push(run_engine(Engine::KcacheKeepingDecodes, &sim, config)?);
+        let kube_rs = run_engine(Engine::KubeRs, &sim, config)?;
         rounds.push(Engines { kcache, kube_rs });
     }
     sim_rt.block_on(async move { drop(sim) });
@@ -296,7 +301,7 @@ mod tests {
 
     #[test]
     fn a_short_measurement_reconciles_every_pod_once_per_phase_in_both_engines() {
-        let config = ReconcileConfig { pods: 200, rounds: 1, workers: 2, timeout: Duration::from_secs(120), verify: true };
+        let config = ReconcileConfig { pods: 200, rounds: 1, workers: 2, timeout: Duration::from_secs(120), verify: true, reconcile_alls: 2 };
         let (rounds, kept) = measure_rounds(&config).unwrap();
         assert_eq!((rounds.len(), kept.len()), (1, 1));
         for (engine, run) in rounds[0].named().into_iter().chain([("kcache keeping decodes", &kept[0])]) {
@@ -321,5 +326,32 @@ mod tests {
             eprintln!("round: {r:?}; kcache keeping decodes: {k:?}");
         }
         eprintln!("{:#?}", ReconcileRow::from_rounds(config.pods, config.workers, &rounds, &kept).unwrap());
+    }
+
+    /// One engine alone, round after round, for a profile of it:
+    /// `RECONCILE_ENGINE=kept RECONCILE_ROUNDS=20 perf record -g -- <test binary>
+    /// reconcile_one_engine --ignored --nocapture` (`kcache`, `kept` or `kube-rs`).
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn reconcile_one_engine() {
+        let env = |k: &str, d: usize| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+        let engine = match std::env::var("RECONCILE_ENGINE").as_deref() {
+            Ok("kube-rs") => Engine::KubeRs,
+            Ok("kcache") => Engine::Kcache,
+            _ => Engine::KcacheKeepingDecodes,
+        };
+        let config = ReconcileConfig {
+            pods: env("RECONCILE_PODS", PODS),
+            rounds: env("RECONCILE_ROUNDS", 3),
+            reconcile_alls: u32::try_from(env("RECONCILE_ALLS", 20)).unwrap_or(20),
+            ..ReconcileConfig::new(false)
+        };
+        let sim_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let sim = sim_rt.block_on(crate::simload::loaded_sim(config.pods)).unwrap();
+        for _ in 0..config.rounds {
+            let run = run_engine(engine, &sim, &config).unwrap();
+            eprintln!("{engine:?}: {run:?}");
+        }
+        sim_rt.block_on(async move { drop(sim) });
     }
 }
