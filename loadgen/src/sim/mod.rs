@@ -93,6 +93,7 @@
 //! body; `GET /_sim/stats` returns [`Stats`].
 
 mod client;
+mod discovery;
 mod error;
 mod faults;
 mod handle;
