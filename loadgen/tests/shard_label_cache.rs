@@ -1,0 +1,290 @@
+//! Caching by label against the simulator without the `ShardedListAndWatch` gate:
+//! every replica runs a `Sharder` (one leads and labels each config map with its ring
+//! owner, owned objects with their owner's) and a `ShardedInformer` in
+//! `CacheMode::Label`. Every object carries exactly one shard label, each replica caches
+//! exactly the objects labelled with it, and together they are the server, through
+//! creates, a replica leaving (the leader among them or not) and objects created later.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kcache::informer::InformerConfig;
+use kcache::lease::LeaseClient;
+use kcache::reflector::{Backoff, KubeSource};
+use kcache::shard::{
+    CacheMode, CacheModePreference, MembershipConfig, SHARD_LABEL_PREFIX, ShardBy, ShardMembership, ShardedInformer, Sharder, SharderConfig, SharderMetrics, Timing,
+    fnv1a64,
+};
+use kube::api::ApiResource;
+use kcache_loadgen::sim::{SimHandle, SimServer};
+use serde_json::json;
+
+/// Bound for every wait: generous, for a loaded 2-core machine.
+const T: Duration = Duration::from_secs(90);
+const NS: &str = "labels";
+const RING: &str = "cm-labels";
+
+fn timing() -> Timing {
+    Timing { lease_duration: Duration::from_secs(2), renew_deadline: Duration::from_millis(1200), retry_period: Duration::from_millis(250) }
+}
+
+fn informer_config() -> InformerConfig {
+    let mut c = InformerConfig::default();
+    c.watcher.backoff = Backoff::new(Duration::from_millis(10), Duration::from_millis(200));
+    c.watcher.min_watch_timeout = Duration::from_secs(5);
+    c.watcher.page_size = Some(50);
+    c
+}
+
+struct Replica {
+    name: String,
+    membership: ShardMembership,
+    sharder: Sharder,
+    metrics: SharderMetrics,
+    cache: ShardedInformer,
+}
+
+async fn replica(sim: &SimHandle, name: &str) -> Replica {
+    let client = sim.client().expect("client");
+    let membership =
+        ShardMembership::start(LeaseClient::new(client.clone(), NS), MembershipConfig::new(RING, name).timing(timing())).expect("valid timing");
+    let mut config = SharderConfig::new(NS);
+    config.qps = 2000.0;
+    config.burst = 200;
+    config.rescan = Duration::from_secs(2);
+    config.informer = informer_config();
+    let metrics = config.metrics.clone();
+    let sharder = Sharder::start(client.clone(), &ApiResource::erase::<ConfigMap>(&()), Some(NS), membership.clone(), ShardBy::Uid, config).expect("sharder starts");
+    let source = KubeSource::for_type::<ConfigMap>(client, Some(NS));
+    let cache = tokio::time::timeout(T, ShardedInformer::start_with(membership.clone(), source, ShardBy::Uid, informer_config(), CacheModePreference::LabelWhenUnsupported))
+        .await
+        .expect("the probe answers")
+        .expect("sharded informer starts");
+    assert_eq!(cache.mode(), CacheMode::Label, "{name}: no shard selector, labels chosen");
+    assert!(cache.selector().is_none());
+    assert!(cache.informer().wait_for_sync(T).await, "{name} syncs");
+    Replica { name: name.to_owned(), membership, sharder, metrics, cache }
+}
+
+/// Polls `probe` until true, failing after [`T`] with `what()`.
+async fn eventually(mut what: impl FnMut() -> String, mut probe: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !probe() {
+        assert!(start.elapsed() < T, "never happened: {}", what());
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn members_are(replicas: &[&Replica]) {
+    let mut expected: Vec<String> = replicas.iter().map(|r| r.name.clone()).collect();
+    expected.sort();
+    eventually(|| format!("every replica sees members {expected:?}"), || replicas.iter().all(|r| r.membership.members() == expected)).await;
+}
+
+/// One config map as the server holds it.
+struct Stored {
+    rv: String,
+    /// Where the controller places it: its controller owner's uid, else its own.
+    hash: u64,
+    /// Its `shard.kcache.io/*` labels.
+    shard_labels: BTreeMap<String, String>,
+}
+
+fn server(sim: &SimHandle) -> BTreeMap<String, Stored> {
+    sim.objects("configmaps", Some(NS))
+        .expect("objects")
+        .iter()
+        .map(|o| {
+            let m = &o["metadata"];
+            let uid = m["uid"].as_str().expect("uid");
+            let owner = m["ownerReferences"].as_array().and_then(|refs| refs.iter().find(|r| r["controller"] == json!(true))).and_then(|r| r["uid"].as_str());
+            let shard_labels = m["labels"]
+                .as_object()
+                .map(|l| l.iter().filter(|(k, _)| k.starts_with(SHARD_LABEL_PREFIX)).map(|(k, v)| (k.clone(), v.as_str().expect("string").to_owned())).collect())
+                .unwrap_or_default();
+            let stored = Stored { rv: m["resourceVersion"].as_str().expect("rv").to_owned(), hash: fnv1a64(owner.unwrap_or(uid).as_bytes()), shard_labels };
+            (m["name"].as_str().expect("name").to_owned(), stored)
+        })
+        .collect()
+}
+
+/// A cache: name -> resourceVersion.
+fn cache(r: &Replica) -> BTreeMap<String, String> {
+    r.cache.informer().store().list().iter().map(|o| (o.name().to_owned(), o.resource_version().to_owned())).collect()
+}
+
+/// Waits until every object carries exactly one shard label, naming its ring owner,
+/// and every replica caches exactly the objects labelled with it; then checks the
+/// caches are disjoint, cover the server, and that at most one sharder leads.
+async fn converge(sim: &SimHandle, replicas: &[&Replica]) {
+    let key = format!("{SHARD_LABEL_PREFIX}{RING}");
+    let start = Instant::now();
+    loop {
+        let srv = server(sim);
+        let ring = replicas[0].membership.snapshot().ring().clone();
+        let mut wrong_labels = 0;
+        for stored in srv.values() {
+            let want = ring.owner(stored.hash).map(|o| BTreeMap::from([(key.clone(), o.to_owned())]));
+            if Some(&stored.shard_labels) != want.as_ref() {
+                wrong_labels += 1;
+            }
+        }
+        let mut sizes = Vec::new();
+        let mut caches_ok = true;
+        for r in replicas {
+            let want: BTreeMap<String, String> =
+                srv.iter().filter(|(_, s)| s.shard_labels.get(&key) == Some(&r.name)).map(|(k, s)| (k.clone(), s.rv.clone())).collect();
+            let got = cache(r);
+            sizes.push((r.name.clone(), got.len(), want.len()));
+            caches_ok &= got == want;
+        }
+        if wrong_labels == 0 && caches_ok && ring.members().len() == replicas.len() {
+            let mut union = BTreeSet::new();
+            for r in replicas {
+                for k in cache(r).into_keys() {
+                    assert!(union.insert(k.clone()), "{k} is cached by two replicas");
+                }
+            }
+            assert_eq!(union, srv.keys().cloned().collect::<BTreeSet<_>>(), "the caches together are the server");
+            for r in replicas {
+                assert!(!cache(r).is_empty(), "{} holds part of {} objects", r.name, srv.len());
+                assert!(cache(r).len() < srv.len(), "{} holds only a slice", r.name);
+            }
+            let leaders = replicas.iter().filter(|r| r.sharder.leadership().is_leading()).count();
+            assert!(leaders <= 1, "{leaders} sharders lead at once");
+            return;
+        }
+        assert!(start.elapsed() < T, "labels and caches did not converge: {wrong_labels} objects mislabelled; {sizes:?} (name, cached, labelled)");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn create(sim: &SimHandle, prefix: &str, n: usize) {
+    for i in 0..n {
+        sim.create("configmaps", json!({"metadata": {"namespace": NS, "name": format!("{prefix}-{i:03}")}, "data": {"v": "0"}})).expect("create");
+    }
+}
+
+/// `n` config maps controlled by `owner`: they must land with it.
+fn create_owned(sim: &SimHandle, owner: &str, n: usize) {
+    let owner_uid = sim.get("configmaps", NS, owner).expect("get").expect("owner exists")["metadata"]["uid"].as_str().expect("uid").to_owned();
+    for i in 0..n {
+        let owner_ref = json!({"apiVersion": "v1", "kind": "ConfigMap", "name": owner, "uid": owner_uid, "controller": true});
+        sim.create("configmaps", json!({"metadata": {"namespace": NS, "name": format!("{owner}-owned-{i:02}"), "ownerReferences": [owner_ref]}})).expect("create");
+    }
+}
+
+/// The index of the replica whose sharder leads, waiting (bounded) for one to lead.
+async fn leader(replicas: &[Replica]) -> usize {
+    let start = Instant::now();
+    loop {
+        if let Some(i) = replicas.iter().position(|r| r.sharder.leadership().is_leading()) {
+            return i;
+        }
+        assert!(start.elapsed() < T, "no sharder leads");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn patches(replicas: &[&Replica]) -> u64 {
+    replicas.iter().map(|r| r.metrics.patches(RING).get()).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sharder_labels_every_object_and_each_replica_caches_exactly_its_label() {
+    let sim = SimServer::builder().bookmark_interval(Duration::from_millis(200)).start().await.expect("sim");
+    create(&sim, "cm", 200);
+    create_owned(&sim, "cm-000", 10);
+    let a = replica(&sim, "replica-a").await;
+    let b = replica(&sim, "replica-b").await;
+    let c = replica(&sim, "replica-c").await;
+    members_are(&[&a, &b, &c]).await;
+    converge(&sim, &[&a, &b, &c]).await;
+    assert!(patches(&[&a, &b, &c]) >= 210, "every object was labelled at least once: {}", patches(&[&a, &b, &c]));
+    let owner_label = &server(&sim)["cm-000"].shard_labels;
+    for i in 0..10 {
+        assert_eq!(&server(&sim)[&format!("cm-000-owned-{i:02}")].shard_labels, owner_label, "owned objects follow their owner");
+    }
+
+    // Objects created later are labelled and cached by their replica.
+    create(&sim, "late", 60);
+    for i in 0..30 {
+        sim.delete("configmaps", NS, &format!("cm-{:03}", 100 + i)).expect("delete");
+        sim.merge_patch("configmaps", NS, &format!("cm-{:03}", 150 + i), &json!({"data": {"v": "1"}})).expect("patch");
+    }
+    converge(&sim, &[&a, &b, &c]).await;
+
+    // The leader leaves: its election lease is released, another replica leads, and
+    // the leaver's objects are relabelled to the survivors, which cache them.
+    let all = [a, b, c];
+    let leading = leader(&all).await;
+    let [x, y, z] = all;
+    let (leaving, rest) = match leading {
+        0 => (x, [y, z]),
+        1 => (y, [x, z]),
+        _ => (z, [x, y]),
+    };
+    let before = patches(&[&rest[0], &rest[1]]);
+    let had: BTreeSet<String> = cache(&leaving).into_keys().collect();
+    assert!(!had.is_empty());
+    leaving.sharder.stop().await;
+    leaving.membership.leave().await;
+    leaving.cache.informer().shutdown();
+    members_are(&[&rest[0], &rest[1]]).await;
+    create(&sim, "after", 30);
+    converge(&sim, &[&rest[0], &rest[1]]).await;
+    let srv = server(&sim);
+    let key = format!("{SHARD_LABEL_PREFIX}{RING}");
+    assert!(srv.values().all(|s| s.shard_labels.get(&key) != Some(&leaving.name)), "no object is left with the leaver's label");
+    let moved = had.iter().filter(|k| srv.contains_key(*k)).count() as u64;
+    assert!(patches(&[&rest[0], &rest[1]]) >= before + moved, "the new leader relabelled the {moved} objects of {}", leaving.name);
+
+    for r in rest {
+        r.sharder.stop().await;
+        r.cache.informer().shutdown();
+        r.membership.stop().await;
+    }
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_leaving_moves_only_its_objects_and_the_leader_keeps_labelling() {
+    let sim = SimServer::builder().bookmark_interval(Duration::from_millis(200)).start().await.expect("sim");
+    create(&sim, "cm", 150);
+    let a = replica(&sim, "replica-a").await;
+    let b = replica(&sim, "replica-b").await;
+    let c = replica(&sim, "replica-c").await;
+    members_are(&[&a, &b, &c]).await;
+    converge(&sim, &[&a, &b, &c]).await;
+    let all = [a, b, c];
+    let follower = (leader(&all).await + 1) % 3;
+    let [x, y, z] = all;
+    let (leaving, rest) = match follower {
+        0 => (x, [y, z]),
+        1 => (y, [x, z]),
+        _ => (z, [x, y]),
+    };
+    let key = format!("{SHARD_LABEL_PREFIX}{RING}");
+    let labels_before: BTreeMap<String, String> = server(&sim).into_iter().map(|(k, s)| (k, s.shard_labels[&key].clone())).collect();
+    // A kill, not a leave: the follower's lease expires.
+    leaving.sharder.stop().await;
+    leaving.membership.stop().await;
+    leaving.cache.informer().shutdown();
+    members_are(&[&rest[0], &rest[1]]).await;
+    converge(&sim, &[&rest[0], &rest[1]]).await;
+    for (name, stored) in server(&sim) {
+        let before = &labels_before[&name];
+        if *before != leaving.name {
+            assert_eq!(&stored.shard_labels[&key], before, "{name} did not belong to the leaver and stays");
+        }
+    }
+    create(&sim, "late", 40);
+    converge(&sim, &[&rest[0], &rest[1]]).await;
+    for r in rest {
+        r.sharder.stop().await;
+        r.cache.informer().shutdown();
+        r.membership.stop().await;
+    }
+    sim.shutdown().await;
+}
