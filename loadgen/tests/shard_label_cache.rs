@@ -3,12 +3,16 @@
 //! owner, owned objects with their owner's) and a `ShardedInformer` in
 //! `CacheMode::Label`. Every object carries exactly one shard label, each replica caches
 //! exactly the objects labelled with it, and together they are the server, through
-//! creates, a replica leaving (the leader among them or not) and objects created later.
+//! creates, a replica leaving (the leader among them or not) and objects created later;
+//! sharded controllers over these caches reconcile each key on its owner only, and a
+//! killed replica's keys on the survivor they are relabelled to.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ConfigMap;
+use kcache::controller::{Action, Controller};
 use kcache::informer::InformerConfig;
 use kcache::lease::LeaseClient;
 use kcache::reflector::{Backoff, KubeSource};
@@ -282,6 +286,94 @@ async fn a_follower_leaving_moves_only_its_objects_and_the_leader_keeps_labellin
     create(&sim, "late", 40);
     converge(&sim, &[&rest[0], &rest[1]]).await;
     for r in rest {
+        r.sharder.stop().await;
+        r.cache.informer().shutdown();
+        r.membership.stop().await;
+    }
+    sim.shutdown().await;
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("never")]
+struct Never;
+
+/// Who reconciled what, in order.
+#[derive(Default)]
+struct Record(Mutex<BTreeMap<String, Vec<String>>>);
+
+impl Record {
+    fn by(&self) -> BTreeMap<String, Vec<String>> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+struct Ctx {
+    replica: String,
+    record: Arc<Record>,
+}
+
+async fn reconcile(cm: Arc<ConfigMap>, ctx: Arc<Ctx>) -> Result<Action, Never> {
+    let key = cm.metadata.name.clone().unwrap_or_default();
+    ctx.record.0.lock().unwrap().entry(key).or_default().push(ctx.replica.clone());
+    Ok(Action::await_change())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_controllers_over_label_caches_reconcile_each_key_on_its_owner_and_a_killed_replicas_keys_move() {
+    let sim = SimServer::builder().bookmark_interval(Duration::from_millis(200)).start().await.expect("sim");
+    create(&sim, "cm", 120);
+    let a = replica(&sim, "replica-a").await;
+    let b = replica(&sim, "replica-b").await;
+    let c = replica(&sim, "replica-c").await;
+    members_are(&[&a, &b, &c]).await;
+    converge(&sim, &[&a, &b, &c]).await;
+    let key = format!("{SHARD_LABEL_PREFIX}{RING}");
+    let labels: BTreeMap<String, String> = server(&sim).into_iter().map(|(k, s)| (k, s.shard_labels[&key].clone())).collect();
+
+    let record = Arc::new(Record::default());
+    let mut runs = BTreeMap::new();
+    for r in [&a, &b, &c] {
+        let ctx = Arc::new(Ctx { replica: r.name.clone(), record: Arc::clone(&record) });
+        let controller = Controller::<ConfigMap>::new(r.cache.informer()).workers(4).shard(r.membership.clone(), ShardBy::Uid);
+        runs.insert(r.name.clone(), tokio::spawn(controller.run(reconcile, |_, _, _| Action::requeue(Duration::from_millis(100)), ctx)));
+    }
+    eventually(|| format!("every key reconciled: {} of {}", record.by().len(), labels.len()), || record.by().len() == labels.len()).await;
+    // A replica that misses its renew deadline on a loaded machine reconciles its keys
+    // again when it is fresh again: count who reconciled, not how often.
+    let who = |by: &[String]| by.iter().cloned().collect::<BTreeSet<String>>();
+    for (name, by) in record.by() {
+        assert_eq!(who(&by), BTreeSet::from([labels[&name].clone()]), "{name} reconciled only by the replica its label names");
+    }
+
+    // Kill b (lease expires, no release): its objects are relabelled to a and c, which
+    // cache them and reconcile each on the one that owns it now.
+    runs.remove("replica-b").expect("b runs").abort();
+    b.sharder.stop().await;
+    b.membership.stop().await;
+    b.cache.informer().shutdown();
+    members_are(&[&a, &c]).await;
+    converge(&sim, &[&a, &c]).await;
+    let moved: Vec<&String> = labels.iter().filter(|(_, l)| *l == "replica-b").map(|(k, _)| k).collect();
+    assert!(!moved.is_empty(), "b owned some keys");
+    eventually(|| "b's keys reconciled again".to_owned(), || {
+        let by = record.by();
+        moved.iter().all(|k| by[*k].iter().any(|r| r != "replica-b"))
+    })
+    .await;
+    let now: BTreeMap<String, String> = server(&sim).into_iter().map(|(k, s)| (k, s.shard_labels[&key].clone())).collect();
+    for (name, by) in record.by() {
+        if labels[&name] == "replica-b" {
+            let first_elsewhere = by.iter().position(|r| r != "replica-b").expect("reconciled after the move");
+            assert!(by[..first_elsewhere].iter().all(|r| r == "replica-b"), "{name}: {by:?}");
+            assert_eq!(who(&by[first_elsewhere..]), BTreeSet::from([now[&name].clone()]), "{name} moved to the survivor its new label names only");
+        } else {
+            assert_eq!(who(&by), BTreeSet::from([labels[&name].clone()]), "{name} did not move: only its owner reconciled it");
+        }
+    }
+    for run in runs.into_values() {
+        run.abort();
+    }
+    for r in [&a, &c] {
         r.sharder.stop().await;
         r.cache.informer().shutdown();
         r.membership.stop().await;

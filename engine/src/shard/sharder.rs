@@ -10,8 +10,8 @@
 //! replica holds every object's metadata, not only its slice) and, for every object
 //! whose shard label is not the ring owner of the hash the controller admits it by
 //! ([`ShardLabel::relabel`]), sends a JSON merge patch of that one label. It rescans
-//! everything when the membership changes (a join or a leave moves about `1/N` of the
-//! hashes), checks each added or updated object as it arrives (new objects get
+//! everything when its view of the ring changes (a join or a leave moves about `1/N`
+//! of the hashes) or becomes fresh again, checks each added or updated object as it arrives (new objects get
 //! labelled), and rescans every [`SharderConfig::rescan`] to retry failed patches.
 //! Patches go through a token bucket ([`SharderConfig::qps`], [`SharderConfig::burst`])
 //! and are counted in [`SharderMetrics`].
@@ -67,6 +67,7 @@ use tokio::sync::{Notify, watch};
 use super::key::ShardBy;
 use super::labeler::{LabelError, PatchPacer, ShardLabel};
 use super::membership::ShardMembership;
+use super::ring::Ring;
 use crate::informer::{Handler, Informer, InformerConfig};
 use crate::lease::{ConfigError, LeaderElectionConfig, LeaderElector, Leadership};
 use crate::object::ObjectRef;
@@ -346,15 +347,26 @@ async fn lead(job: &Job, leadership: &Leadership) {
     let mut written: HashMap<ObjectRef, (String, String)> = HashMap::new();
     let (patches, errors, scans) = (job.config.metrics.patches(&job.ring), job.config.metrics.patch_errors(&job.ring), job.config.metrics.scans(&job.ring));
     let mut full = true;
+    // The ring the last full scan labelled by: the membership publishes at every
+    // protocol deadline too, and only a new ring (or a view fresh again) moves labels.
+    let mut scanned: Option<Arc<Ring>> = None;
+    let mut last_full = Instant::now();
     loop {
         let view = job.membership.snapshot();
         let fresh = view.is_fresh(Instant::now());
+        if !fresh {
+            scanned = None;
+        } else if scanned.as_ref() != Some(view.ring()) {
+            full = true;
+            scanned = Some(Arc::clone(view.ring()));
+        }
         let mut failed = false;
         if fresh {
             let store = informer.store();
             let objects: Vec<Obj> = if full {
                 arrivals.take();
                 scans.inc();
+                last_full = Instant::now();
                 written.retain(|key, (rv, _)| store.get(key).is_some_and(|o| o.resource_version() == rv));
                 store.list()
             } else {
@@ -389,8 +401,9 @@ async fn lead(job: &Job, leadership: &Leadership) {
                 }
             }
         }
-        // A stale view, or failed patches, retry by a full scan after one retry period.
-        let retry = if !fresh || failed { job.membership.timing().retry_period } else { job.config.rescan };
+        // A stale view, or failed patches, retry by a full scan after one retry period;
+        // else the periodic rescan, timed from the last full scan.
+        let retry_at = if !fresh || failed { Instant::now() + job.membership.timing().retry_period } else { last_full + job.config.rescan };
         tokio::select! {
             () = leadership.lost() => return,
             changed = changes.changed() => {
@@ -399,10 +412,9 @@ async fn lead(job: &Job, leadership: &Leadership) {
                     leadership.lost().await;
                     return;
                 }
-                full = true;
             }
             () = arrivals.notify.notified(), if fresh => {}
-            () = tokio::time::sleep(retry) => full = true,
+            () = tokio::time::sleep_until(retry_at.into()) => full = true,
         }
     }
 }
