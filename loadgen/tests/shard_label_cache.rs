@@ -380,3 +380,33 @@ async fn sharded_controllers_over_label_caches_reconcile_each_key_on_its_owner_a
     }
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sharder_paces_its_patches_and_counts_them() {
+    let sim = SimServer::builder().bookmark_interval(Duration::from_millis(200)).start().await.expect("sim");
+    create(&sim, "cm", 100);
+    let client = sim.client().expect("client");
+    let membership =
+        ShardMembership::start(LeaseClient::new(client.clone(), NS), MembershipConfig::new(RING, "solo").timing(timing())).expect("valid timing");
+    let mut config = SharderConfig::new(NS);
+    config.qps = 50.0;
+    config.burst = 10;
+    config.informer = informer_config();
+    let metrics = config.metrics.clone();
+    let started = Instant::now();
+    let sharder = Sharder::start(client, &ApiResource::erase::<ConfigMap>(&()), Some(NS), membership.clone(), ShardBy::Uid, config).expect("sharder starts");
+    let key = format!("{SHARD_LABEL_PREFIX}{RING}");
+    eventually(
+        || format!("all labelled solo: {} patches", metrics.patches(RING).get()),
+        || server(&sim).values().all(|s| s.shard_labels.get(&key).map(String::as_str) == Some("solo")),
+    )
+    .await;
+    let took = started.elapsed();
+    // A lower bound only: 10 at once, then 90 at 50 per second cannot take less.
+    assert!(took >= Duration::from_millis(1800), "100 patches at 50/s (burst 10) took only {took:?}");
+    assert_eq!(metrics.patches(RING).get(), 100, "one patch per object");
+    assert_eq!(metrics.patch_errors(RING).get(), 0);
+    sharder.stop().await;
+    membership.stop().await;
+    sim.shutdown().await;
+}

@@ -182,8 +182,10 @@ pub enum SharderError {
 /// use kube::api::ApiResource;
 /// use kcache::shard::{ShardBy, Sharder, SharderConfig};
 /// let sharder = Sharder::start(client, &ApiResource::erase::<ConfigMap>(&()), None, membership, ShardBy::Uid, SharderConfig::new("default"))?;
-/// // ... on shutdown:
+/// // ... on shutdown: the sharder first (another replica takes over the labelling at
+/// // once), then the membership.
 /// sharder.stop().await;
+/// membership.leave().await;
 /// # Ok(()) }
 /// ```
 pub struct Sharder {
@@ -272,7 +274,10 @@ impl Sharder {
     }
 
     /// Stops labelling, releases the election Lease (so another replica takes over at
-    /// once) and waits for the task to end.
+    /// once) and waits for the task to end. Call it before
+    /// [`ShardMembership::leave`] or [`ShardMembership::stop`]: a sharder whose
+    /// membership no longer renews has no fresh view and labels nothing, but its
+    /// election keeps it leading.
     pub async fn stop(&self) {
         let _ = self.stop.send(true);
         let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
