@@ -366,6 +366,7 @@ async fn lead(job: &Job, leadership: &Leadership) {
             scanned = Some(Arc::clone(view.ring()));
         }
         let mut failed = false;
+        let mut restart = false;
         if fresh {
             let store = informer.store();
             let objects: Vec<Obj> = if full {
@@ -391,6 +392,17 @@ async fn lead(job: &Job, leadership: &Leadership) {
                 if !leadership.is_leading() {
                     return;
                 }
+                // A paced scan of a big collection takes minutes: a ring that moved
+                // meanwhile, or a view gone stale, restarts it rather than label by
+                // the old ring.
+                if changes.has_changed().unwrap_or(false) {
+                    changes.borrow_and_update();
+                    let now = job.membership.snapshot();
+                    if !now.is_fresh(Instant::now()) || now.ring() != view.ring() {
+                        restart = true;
+                        break;
+                    }
+                }
                 match patch(job, &obj, &relabel.to).await {
                     Ok(()) => {
                         patches.inc();
@@ -405,6 +417,9 @@ async fn lead(job: &Job, leadership: &Leadership) {
                     }
                 }
             }
+        }
+        if restart {
+            continue;
         }
         // A stale view, or failed patches, retry by a full scan after one retry period;
         // else the periodic rescan, timed from the last full scan.
