@@ -3,7 +3,8 @@
 //! owner, owned objects with their owner's) and a `ShardedInformer` in
 //! `CacheMode::Label`. Every object carries exactly one shard label, each replica caches
 //! exactly the objects labelled with it, and together they are the server, through
-//! creates, a replica leaving (the leader among them or not) and objects created later;
+//! creates, a replica leaving (the leader among them or not), a join and objects
+//! created later;
 //! sharded controllers over these caches reconcile each key on its owner only, and a
 //! killed replica's keys on the survivor they are relabelled to.
 
@@ -253,7 +254,7 @@ async fn a_sharder_labels_every_object_and_each_replica_caches_exactly_its_label
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_follower_leaving_moves_only_its_objects_and_the_leader_keeps_labelling() {
+async fn a_follower_killed_moves_only_its_objects_and_a_join_takes_only_from_the_others() {
     let sim = SimServer::builder().bookmark_interval(Duration::from_millis(200)).start().await.expect("sim");
     create(&sim, "cm", 150);
     let a = replica(&sim, "replica-a").await;
@@ -285,6 +286,19 @@ async fn a_follower_leaving_moves_only_its_objects_and_the_leader_keeps_labellin
     }
     create(&sim, "late", 40);
     converge(&sim, &[&rest[0], &rest[1]]).await;
+
+    // A join: the newcomer gets about a third, relabelled from the others only.
+    let labels_before: BTreeMap<String, String> = server(&sim).into_iter().map(|(k, s)| (k, s.shard_labels[&key].clone())).collect();
+    let d = replica(&sim, "replica-d").await;
+    members_are(&[&rest[0], &rest[1], &d]).await;
+    converge(&sim, &[&rest[0], &rest[1], &d]).await;
+    for (name, stored) in server(&sim) {
+        let now = &stored.shard_labels[&key];
+        assert!(now == &labels_before[&name] || now == "replica-d", "{name} moved from {} to {now}, not to the newcomer", labels_before[&name]);
+    }
+    d.sharder.stop().await;
+    d.cache.informer().shutdown();
+    d.membership.stop().await;
     for r in rest {
         r.sharder.stop().await;
         r.cache.informer().shutdown();
