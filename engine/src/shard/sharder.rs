@@ -173,7 +173,9 @@ pub enum SharderError {
     Election(#[from] ConfigError),
 }
 
-/// A running sharder; see the [module](self). Stops with [`Sharder::stop`] or when its
+/// A running sharder: while its replica leads the `<ring>-sharder` election, it labels
+/// every object of the collection with its ring owner (see [`crate::shard`] and
+/// docs/SCALING.md, "Caching by label"). Stops with [`Sharder::stop`] or when its
 /// runtime shuts down.
 ///
 /// ```no_run
