@@ -183,7 +183,7 @@ pub enum SharderError {
 /// use k8s_openapi::api::core::v1::ConfigMap;
 /// use kube::api::ApiResource;
 /// use kcache::shard::{ShardBy, Sharder, SharderConfig};
-/// let sharder = Sharder::start(client, &ApiResource::erase::<ConfigMap>(&()), None, membership, ShardBy::Uid, SharderConfig::new("default"))?;
+/// let sharder = Sharder::start(client, &ApiResource::erase::<ConfigMap>(&()), None, membership.clone(), ShardBy::Uid, SharderConfig::new("default"))?;
 /// // ... on shutdown: the sharder first (another replica takes over the labelling at
 /// // once), then the membership.
 /// sharder.stop().await;
