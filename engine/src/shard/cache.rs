@@ -38,6 +38,11 @@ pub enum CacheMode {
     ServerSide,
     /// The server does not support the shard selector: the cache holds everything.
     Everything,
+    /// The server does not support the shard selector and the caller chose labels
+    /// ([`CacheModePreference::LabelWhenUnsupported`](super::CacheModePreference)):
+    /// the cache holds the objects a [`Sharder`](super::Sharder) labelled with this
+    /// replica, about `1/N`.
+    Label,
 }
 
 /// Why a [`ShardedInformer`] could not start.
@@ -50,6 +55,9 @@ pub enum ShardCacheError {
     /// The informer could not start.
     #[error(transparent)]
     Informer(#[from] InformerError),
+    /// The ring name or identity cannot make the shard label ([`CacheMode::Label`]).
+    #[error(transparent)]
+    Label(#[from] super::LabelError),
 }
 
 /// An informer that caches only this replica's shard of a collection, following a
@@ -206,6 +214,11 @@ impl ShardedInformer {
         Ok(ShardedInformer { informer, mode: CacheMode::ServerSide, state: Some(state), _follow: Arc::new(FollowGuard(Some(follow))) })
     }
 
+    /// A cache the server does not slice: [`CacheMode::Everything`] or [`CacheMode::Label`].
+    pub(super) fn unsliced(informer: Informer, mode: CacheMode) -> ShardedInformer {
+        ShardedInformer { informer, mode, state: None, _follow: Arc::new(FollowGuard(None)) }
+    }
+
     /// The informer: its store holds this replica's slice ([`CacheMode::ServerSide`])
     /// or everything ([`CacheMode::Everything`]).
     pub fn informer(&self) -> &Informer {
@@ -217,7 +230,7 @@ impl ShardedInformer {
         self.mode
     }
 
-    /// The selector sent now; `None` in [`CacheMode::Everything`].
+    /// The selector sent now; `None` in [`CacheMode::Everything`] and [`CacheMode::Label`].
     pub fn selector(&self) -> Option<ShardSelector> {
         self.state.as_ref().map(|s| s.current())
     }

@@ -16,7 +16,10 @@
 //! [`ShardedInformer`] lists and watches only this replica's ranges with the
 //! server-side shard selector when the server supports it, and relists its new slice
 //! when the membership moves its ranges; without support it caches everything.
-//! [`ranges`] computes what a change gained and lost.
+//! [`ranges`] computes what a change gained and lost. Without support, a caller that
+//! opts in ([`CacheModePreference::LabelWhenUnsupported`]) caches by label instead: a
+//! leader-elected [`Sharder`] labels every object `shard.kcache.io/<ring>=<owner>`
+//! ([`ShardLabel`]) and each replica watches its own label ([`CacheMode::Label`]).
 //!
 //! # The move protocol
 //! The decision is [`Assignment`], a pure state machine fed with observations:
@@ -78,12 +81,18 @@
 mod assignment;
 mod cache;
 mod key;
+mod label_cache;
+mod labeler;
 mod membership;
 pub mod ranges;
 mod ring;
+mod sharder;
 
 pub use assignment::{Assignment, Decision, MemberLease, Timing, TimingError};
 pub use cache::{CacheMode, ShardCacheError, ShardedInformer};
 pub use key::{ShardBy, fnv1a64};
+pub use label_cache::CacheModePreference;
+pub use labeler::{LabelError, PatchPacer, Relabel, SHARD_LABEL_PREFIX, ShardLabel};
 pub use membership::{MembershipConfig, MembershipError, RING_LABEL, Reconciling, ShardMembership};
 pub use ring::{DEFAULT_VNODES, HashRange, Ring, shard_selector};
+pub use sharder::{Sharder, SharderConfig, SharderError, SharderMetrics};
