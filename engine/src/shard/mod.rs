@@ -12,6 +12,10 @@
 //! exportable as a selector ([`shard_selector`]). A membership change moves about
 //! `1/N` of the space, only to a joining member or only from a leaving one.
 //!
+//! Members delete the Leases of the ring that stayed unchanged for
+//! [`DEFAULT_LEASE_GC_AFTER`] lease durations (a crashed replica's), with a
+//! resourceVersion precondition so a renewed Lease is never deleted.
+//!
 //! # Caching only the shard
 //! [`ShardedInformer`] lists and watches only this replica's ranges with the
 //! server-side shard selector when the server supports it, and relists its new slice
@@ -77,6 +81,7 @@
 
 mod assignment;
 mod cache;
+mod gc;
 mod key;
 mod membership;
 pub mod ranges;
@@ -85,5 +90,5 @@ mod ring;
 pub use assignment::{Assignment, Decision, MemberLease, Timing, TimingError};
 pub use cache::{CacheMode, ShardCacheError, ShardedInformer};
 pub use key::{ShardBy, fnv1a64};
-pub use membership::{MembershipConfig, MembershipError, RING_LABEL, Reconciling, ShardMembership};
+pub use membership::{DEFAULT_LEASE_GC_AFTER, MembershipConfig, MembershipError, RING_LABEL, Reconciling, ShardMembership};
 pub use ring::{DEFAULT_VNODES, HashRange, Ring, shard_selector};
