@@ -127,9 +127,9 @@ impl Source for ShardedSource {
 
     async fn watch(&self, params: &WatchParams, resource_version: &str) -> Result<BodyStream, SourceError> {
         // A watch opened with the new selector from the old slice's resourceVersion
-        // would miss the gained objects that did not change since; it cannot happen:
-        // the trigger was pulled after the selector changed, and the watcher relists
-        // before its next watch (or drops this one) when a request is pending.
+        // misses the gained objects that did not change since. It can open only in
+        // the instant between a selector change and its trigger request; the watcher
+        // then drops it at the request and relists, and the relist replaces the cache.
         let source = self.base.clone().shard_selector(&self.state.current());
         source.watch(params, resource_version).await
     }
