@@ -23,9 +23,26 @@ use futures::future::BoxFuture;
 
 use super::key::{Kind, ReconcileKey};
 use super::runner::Outcome;
+use super::untyped::KeyController;
 use crate::queue::WorkQueue;
 use crate::shard::{ShardBy, ShardMembership};
 use crate::store::Store;
+
+impl KeyController {
+    /// Reconciles only the keys `membership` admits, as
+    /// [`Controller::shard`](super::Controller::shard): keys of `kind` are placed by
+    /// `by` ([`ShardBy`]), reading the object from `store` when placed by uid; a key not
+    /// admitted is dropped without a reconcile, a running reconcile whose key is lost
+    /// (or whose replica stops) is aborted at its next `.await`, and the objects of
+    /// `store` gained at a ring change are enqueued as keys of `kind`. Keys of other
+    /// kinds are placed by their namespace under [`ShardBy::Namespace`] and skipped
+    /// under a uid placement when `store` does not hold them.
+    #[must_use]
+    pub fn shard(mut self, membership: ShardMembership, by: ShardBy, store: Store, kind: Kind) -> Self {
+        self.shard = Some(Sharding { membership, by, store, kind });
+        self
+    }
+}
 
 /// A controller's membership, the field it shards by, and its main kind and store.
 #[derive(Clone)]

@@ -56,6 +56,8 @@ pub struct KeyController {
     metrics: Option<Metrics>,
     shutdown_timeout: Option<std::time::Duration>,
     leadership: Option<crate::lease::Leadership>,
+    /// Set by [`KeyController::shard`] (`sharding.rs`).
+    pub(super) shard: Option<super::sharding::Sharding>,
 }
 
 impl Default for KeyController {
@@ -76,7 +78,7 @@ impl KeyController {
     pub fn with_queue(queue: WorkQueue<ReconcileKey>) -> Self {
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         let stats = Arc::new(ControllerStats::named(queue.name()));
-        KeyController { queue, workers, stats, shutdown_timeout: None, metrics: None, leadership: None }
+        KeyController { queue, workers, stats, shutdown_timeout: None, metrics: None, leadership: None, shard: None }
     }
 
     /// Number of concurrent reconciles.
@@ -149,6 +151,8 @@ impl KeyController {
                 }
             }
         });
+        let reconcile = Arc::new(super::sharding::fence(self.shard.clone(), reconcile));
+        let gained = self.shard.map(|shard| tokio::spawn(shard.enqueue_gained(self.queue.clone())));
         let metrics = self.metrics.map(|m| m.controller(self.stats.name()));
         let runner = Runner {
             queue: self.queue,
@@ -159,6 +163,9 @@ impl KeyController {
             leadership: self.leadership,
         };
         runner.run(reconcile, shutdown).await;
+        if let Some(gained) = gained {
+            gained.abort();
+        }
     }
 }
 

@@ -210,6 +210,21 @@ impl LeaseClient {
         }
     }
 
+    /// Deletes the lease `name` only if it is still at `resource_version` (a DELETE
+    /// with a resourceVersion precondition); `Ok(false)` when it did not exist.
+    ///
+    /// # Errors
+    /// [`LeaseError::Conflict`] when it changed since (the server answers 409), else
+    /// as [`LeaseClient::get`].
+    pub async fn delete_unchanged(&self, name: &str, resource_version: &str) -> Result<bool, LeaseError> {
+        let params = DeleteParams { preconditions: Some(kube::api::Preconditions { resource_version: Some(resource_version.to_owned()), uid: None }), ..DeleteParams::default() };
+        match self.send(name, self.request().delete(name, &params)).await {
+            Ok(_) => Ok(true),
+            Err(LeaseError::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     fn name_of<'l>(&self, lease: &'l Lease) -> Result<&'l str, LeaseError> {
         lease.metadata.name.as_deref().filter(|n| !n.is_empty()).ok_or_else(|| self.invalid("", "metadata.name is missing"))
     }

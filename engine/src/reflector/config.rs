@@ -45,6 +45,9 @@ pub struct WatcherConfig {
     /// its last complete state, and the watcher relists after backoff until the
     /// collection is small enough again. Never a silent truncation.
     pub max_objects: Option<usize>,
+    /// Lets its owner make the watcher relist at once, without backoff
+    /// ([`RelistTrigger`](super::RelistTrigger)); `None` (default) for none.
+    pub relist_trigger: Option<super::RelistTrigger>,
 }
 
 impl Default for WatcherConfig {
@@ -61,6 +64,7 @@ impl Default for WatcherConfig {
             on_error: None,
             max_frame_bytes: 16 << 20,
             max_objects: None,
+            relist_trigger: None,
         }
     }
 }

@@ -33,4 +33,4 @@ pub use source::{BodyStream, KubeSource, Source, SourceError};
 pub use config::WatcherConfig;
 pub use error::{ErrorCallback, WatcherError};
 pub use shard_selector::{HASH_SPACE_END, InvalidShardRange, ShardField, ShardRange, ShardSelector, fnv1a64};
-pub use watcher::{Event, EventSink, Watcher, WatcherStats};
+pub use watcher::{Event, EventSink, RelistTrigger, Watcher, WatcherStats};

@@ -67,6 +67,13 @@
 //!   abandoned, [`WatcherError::TooManyObjects`] is reported, the cache keeps its
 //!   last good state, and the watcher relists after backoff.
 //!
+//! * A relist requested through [`RelistTrigger`] (its owner changed what the
+//!   collection is, e.g. a sharded informer's selector): the open watch, or the
+//!   streaming list in progress, is dropped and the watcher lists again at once,
+//!   with no backoff — it is no failure. A request that comes during a LIST lets
+//!   that list finish and relists before the next watch. A request that comes
+//!   during a backoff waits for it: a failing server is not hammered for it.
+//!
 //! # Rate of requests under failure
 //! Every failure — a failed LIST or WATCH request, a 410 (so a relist), an ERROR
 //! event, a watch that ends before delivering anything, too many objects — waits
@@ -136,6 +143,39 @@ impl<F: FnMut(Event) + Send> EventSink for F {
     }
 }
 
+/// Asks the watchers configured with it ([`WatcherConfig::relist_trigger`]) to relist
+/// at once: the owner of a source whose answers changed meaning (a new selector)
+/// needs a fresh list, and a real failure's backoff is no reason to wait for it.
+/// Cheap to clone; requests made before a watcher starts are not replayed to it (it
+/// lists first anyway), and requests made while one is pending merge into it.
+#[derive(Clone, Debug)]
+pub struct RelistTrigger {
+    requests: Arc<watch::Sender<u64>>,
+}
+
+impl Default for RelistTrigger {
+    fn default() -> Self {
+        RelistTrigger::new()
+    }
+}
+
+impl RelistTrigger {
+    /// A trigger no watcher listens to yet.
+    pub fn new() -> Self {
+        RelistTrigger { requests: Arc::new(watch::channel(0).0) }
+    }
+
+    /// Makes every watcher configured with this trigger relist at once (see the
+    /// watcher's "Recovery").
+    pub fn request(&self) {
+        self.requests.send_modify(|n| *n += 1);
+    }
+
+    fn subscribe(&self) -> watch::Receiver<u64> {
+        self.requests.subscribe()
+    }
+}
+
 
 /// Counters of one watcher; cheap to read from any thread.
 #[derive(Debug, Default)]
@@ -144,6 +184,8 @@ pub struct WatcherStats {
     pub lists: AtomicU64,
     /// Lists started because a resourceVersion expired (410).
     pub relists: AtomicU64,
+    /// Lists started on a [`RelistTrigger`] request.
+    pub requested_relists: AtomicU64,
     /// WATCH requests opened.
     pub watches: AtomicU64,
     /// Watches reopened after a close, timeout or error.
@@ -189,11 +231,15 @@ pub struct Watcher<S> {
     /// at `""` until a list succeeds (client-go's
     /// `isLastSyncResourceVersionUnavailable`).
     last_sync_rv_unavailable: bool,
+    /// Requests of [`WatcherConfig::relist_trigger`]; `None` without one.
+    relist_requests: Option<watch::Receiver<u64>>,
 }
 
 enum Next {
     /// List (again) from scratch.
     Relist,
+    /// List again at once, as the [`RelistTrigger`] asked: no failure.
+    RequestedRelist,
     /// Watch from this resourceVersion.
     Rewatch(String),
     /// Wait for the backoff, then do this (a failure happened).
@@ -220,10 +266,12 @@ struct WatchEnd {
 impl<S: Source> Watcher<S> {
     /// A watcher over `source`, decoding with `decoder`.
     pub fn new(source: S, decoder: Decoder, config: WatcherConfig) -> Self {
+        let relist_requests = config.relist_trigger.as_ref().map(RelistTrigger::subscribe);
         Watcher {
             source,
             decoder,
             config,
+            relist_requests,
             stats: Arc::new(WatcherStats::default()),
             objects: 0,
             listing: false,
@@ -242,6 +290,17 @@ impl<S: Source> Watcher<S> {
             (self.config.list_resource_version.clone(), None)
         } else {
             (self.last_sync_rv.clone(), Some(VersionMatch::NotOlderThan))
+        }
+    }
+
+    /// Whether a relist was requested since the last list started; consumes it.
+    fn take_relist_request(&mut self) -> bool {
+        match &mut self.relist_requests {
+            Some(rx) if rx.has_changed().unwrap_or(false) => {
+                rx.borrow_and_update();
+                true
+            }
+            _ => false,
         }
     }
 
@@ -267,11 +326,15 @@ impl<S: Source> Watcher<S> {
                         Next::Stop
                     }
                 }
-                Next::Relist => {
-                    if !first {
+                Next::Relist | Next::RequestedRelist => {
+                    if matches!(next, Next::RequestedRelist) {
+                        WatcherStats::inc(&self.stats.requested_relists);
+                    } else if !first {
                         WatcherStats::inc(&self.stats.relists);
                     }
                     first = false;
+                    // This list answers every request made so far.
+                    self.take_relist_request();
                     let attempt = if self.config.streaming_list {
                         self.streaming_list(sink, &mut shutdown).await
                     } else {
@@ -297,6 +360,7 @@ impl<S: Source> Watcher<S> {
                         }
                     }
                 }
+                Next::Rewatch(_) if self.take_relist_request() => Next::RequestedRelist,
                 Next::Rewatch(rv) => {
                     WatcherStats::inc(&self.stats.watch_restarts);
                     let params = self.watch_params(false);
@@ -515,7 +579,18 @@ impl<S: Source> Watcher<S> {
         let mut end = WatchEnd { opened: Instant::now(), events: 0, failed: false };
         let timeout = self.config.initial_events_timeout;
         let mut initial_deadline = initial.then(|| Box::pin(tokio::time::sleep(timeout)));
+        let mut relist_requests = self.relist_requests.clone();
         loop {
+            let relist_requested = async {
+                match relist_requests.as_mut() {
+                    Some(rx) => {
+                        if rx.changed().await.is_err() {
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                    None => std::future::pending().await,
+                }
+            };
             let no_end_bookmark = async {
                 match initial_deadline.as_mut() {
                     Some(deadline) => deadline.as_mut().await,
@@ -525,6 +600,10 @@ impl<S: Source> Watcher<S> {
             let chunk = tokio::select! {
                 chunk = body.next() => chunk,
                 _ = shutdown.changed() => if *shutdown.borrow() { return Next::Stop } else { continue },
+                () = relist_requested => {
+                    // Consumed by the list that follows (`take_relist_request`).
+                    return Next::RequestedRelist;
+                }
                 () = no_end_bookmark => {
                     // An older server took sendInitialEvents for a plain watch:
                     // the end bookmark will never come. client-go has no such

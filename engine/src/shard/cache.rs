@@ -13,23 +13,22 @@
 //!   selector: the store's replace hands handlers an add for every gained object and
 //!   a delete for every lost one, so a handler (a controller) sees lost objects go.
 //!   Between the change and that relist the cache still holds the old slice.
-//! * The watch open at the change is ended, and the next watch is refused locally
-//!   with a 410 so the watcher relists (after its backoff); no event is lost, since a
-//!   relist replaces the whole cache.
+//! * The change asks the watcher to relist through its [`RelistTrigger`]: the watch
+//!   open at the change is dropped and the new slice listed at once, without the
+//!   backoff a failure would wait for; no event is lost, since a relist replaces the
+//!   whole cache.
 //! * A replica that owns no range (not on the ring yet, or leaving) keeps its last
 //!   selector: a selector cannot be empty, and the membership admits nothing then.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
-use futures::StreamExt;
 use kube::api::{ListParams, WatchParams};
-use tokio::sync::watch;
 
 use super::{HashRange, ShardBy, ShardMembership, ranges, shard_selector};
 use crate::informer::{Informer, InformerConfig, InformerError};
-use crate::reflector::{BodyStream, HASH_SPACE_END, KubeSource, ShardSelector, Source, SourceError};
+use crate::reflector::{BodyStream, HASH_SPACE_END, KubeSource, RelistTrigger, ShardSelector, Source, SourceError};
 
 /// How a [`ShardedInformer`] holds its slice.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -96,10 +95,8 @@ impl Drop for FollowGuard {
 /// The selector the source sends now, shared by the source and the follower task.
 struct SelectorState {
     current: RwLock<ShardSelector>,
-    /// Bumped on every selector change: ends the watch open at the change.
-    generation: watch::Sender<u64>,
-    /// The next watch must not start from the old slice's resourceVersion.
-    relist_pending: AtomicBool,
+    /// Makes the watcher drop the watch open at a change and list the new slice.
+    relist: RelistTrigger,
     reshards: AtomicU64,
 }
 
@@ -116,9 +113,10 @@ impl SelectorState {
             }
             *current = selector;
         }
-        self.relist_pending.store(true, Ordering::SeqCst);
         self.reshards.fetch_add(1, Ordering::Relaxed);
-        self.generation.send_modify(|g| *g += 1);
+        // Requested after the new selector is in place: the list it causes (or one
+        // that starts later) sends the new selector.
+        self.relist.request();
         true
     }
 }
@@ -131,31 +129,17 @@ struct ShardedSource {
 
 impl Source for ShardedSource {
     async fn list(&self, params: &ListParams) -> Result<Bytes, SourceError> {
-        if params.continue_token.is_none() {
-            // A list from the start takes the current selector: no relist is owed.
-            self.state.relist_pending.store(false, Ordering::SeqCst);
-        }
         let source = self.base.clone().shard_selector(&self.state.current());
         source.list(params).await
     }
 
     async fn watch(&self, params: &WatchParams, resource_version: &str) -> Result<BodyStream, SourceError> {
-        if self.state.relist_pending.load(Ordering::SeqCst) {
-            // Watching the new slice from the old slice's resourceVersion would miss
-            // the gained objects that did not change since: make the watcher relist.
-            return Err(SourceError::Api {
-                code: 410,
-                reason: "Expired".to_owned(),
-                message: "this replica's shard ranges changed: relisting its new slice".to_owned(),
-            });
-        }
-        let mut generation = self.state.generation.subscribe();
+        // A watch opened with the new selector from the old slice's resourceVersion
+        // misses the gained objects that did not change since. It can open only in
+        // the instant between a selector change and its trigger request; the watcher
+        // then drops it at the request and relists, and the relist replaces the cache.
         let source = self.base.clone().shard_selector(&self.state.current());
-        let body = source.watch(params, resource_version).await?;
-        let changed = async move {
-            let _ = generation.changed().await;
-        };
-        Ok(Box::pin(body.take_until(changed)))
+        source.watch(params, resource_version).await
     }
 }
 
@@ -186,12 +170,9 @@ impl ShardedInformer {
                 break shard_selector(by, &[HashRange::ALL]).expect("the whole space is a valid range");
             }
         };
-        let state = Arc::new(SelectorState {
-            current: RwLock::new(first),
-            generation: watch::channel(0).0,
-            relist_pending: AtomicBool::new(false),
-            reshards: AtomicU64::new(0),
-        });
+        let state = Arc::new(SelectorState { current: RwLock::new(first), relist: RelistTrigger::new(), reshards: AtomicU64::new(0) });
+        let mut config = config;
+        config.watcher.relist_trigger = Some(state.relist.clone());
         let informer = Informer::spawn(ShardedSource { base: source, state: Arc::clone(&state) }, config)?;
         let follow_state = Arc::clone(&state);
         let follow = tokio::spawn(async move {

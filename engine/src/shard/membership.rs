@@ -24,6 +24,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use tokio::sync::{Notify, watch};
 
 use super::assignment::{Assignment, Decision, MemberLease, Timing, TimingError};
+use super::gc::{self, DeadLeases};
 use super::key::ShardBy;
 use super::ring::{DEFAULT_VNODES, HashRange, shard_selector};
 use crate::reflector::{InvalidShardRange, ShardSelector};
@@ -43,19 +44,34 @@ pub struct MembershipConfig {
     pub timing: Timing,
     /// Virtual nodes per member; every replica of a ring must use the same number.
     pub vnodes: usize,
+    /// Deletes another member's Lease once it was seen unchanged for this many times
+    /// its lease duration (see `gc.rs`: a resourceVersion precondition guards the
+    /// DELETE); `None` or 0 keeps dead Leases. Default [`DEFAULT_LEASE_GC_AFTER`].
+    pub lease_gc_after: Option<u32>,
 }
+
+/// Lease durations a ring's Lease stays unchanged before its members delete it.
+pub const DEFAULT_LEASE_GC_AFTER: u32 = 10;
 
 impl MembershipConfig {
     /// Joins `ring` as `identity` with client-go's default durations and
     /// [`DEFAULT_VNODES`].
     pub fn new(ring: impl Into<String>, identity: impl Into<String>) -> Self {
-        MembershipConfig { ring: ring.into(), identity: identity.into(), timing: Timing::default(), vnodes: DEFAULT_VNODES }
+        MembershipConfig { ring: ring.into(), identity: identity.into(), timing: Timing::default(), vnodes: DEFAULT_VNODES, lease_gc_after: Some(DEFAULT_LEASE_GC_AFTER) }
     }
 
     /// Uses `timing` (checked by [`ShardMembership::start`]).
     #[must_use]
     pub fn timing(mut self, timing: Timing) -> Self {
         self.timing = timing;
+        self
+    }
+
+    /// Deletes dead members' Leases after `durations` lease durations unchanged
+    /// (`None` or 0: never).
+    #[must_use]
+    pub fn lease_gc_after(mut self, durations: Option<u32>) -> Self {
+        self.lease_gc_after = durations;
         self
     }
 
@@ -124,6 +140,8 @@ struct Inner {
     /// `Some(release)` asks the loop to stop, releasing the lease or not.
     stop: watch::Sender<Option<bool>>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The ring's Leases by how long each has been unchanged.
+    dead: Mutex<DeadLeases>,
 }
 
 impl std::fmt::Debug for ShardMembership {
@@ -159,6 +177,7 @@ impl ShardMembership {
             idle: Notify::new(),
             stop: watch::channel(None).0,
             task: Mutex::new(None),
+            dead: Mutex::new(DeadLeases::default()),
         });
         let task = tokio::spawn(run(Arc::clone(&inner), client));
         *lock(&inner.task) = Some(task);
@@ -372,10 +391,19 @@ async fn tick_once(inner: &Inner, client: &LeaseClient, name: &str, selector: &s
     match client.list(selector).await {
         Ok(leases) => {
             let members = member_leases(&leases, config);
-            let mut state = lock(&inner.state);
             let now = Instant::now();
-            state.listed(sent, now, members);
-            state.advance(now);
+            {
+                let mut state = lock(&inner.state);
+                state.listed(sent, now, members);
+                state.advance(now);
+            }
+            let due = lock(&inner.dead).observe(&leases, config, now);
+            for (name, resource_version) in due {
+                gc::collect(client, config, &name, &resource_version).await;
+                // Deleted, changed or failed: its next sighting starts afresh (a failed
+                // DELETE waits another whole period, never less).
+                lock(&inner.dead).forget(&name);
+            }
         }
         Err(e) => tracing::warn!(ring = %config.ring, identity = %config.identity, error = %e, "ring lease list failed"),
     }

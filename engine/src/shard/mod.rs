@@ -12,6 +12,10 @@
 //! exportable as a selector ([`shard_selector`]). A membership change moves about
 //! `1/N` of the space, only to a joining member or only from a leaving one.
 //!
+//! Members delete the Leases of the ring that stayed unchanged for
+//! [`DEFAULT_LEASE_GC_AFTER`] lease durations (a crashed replica's), with a
+//! resourceVersion precondition so a renewed Lease is never deleted.
+//!
 //! # Caching only the shard
 //! [`ShardedInformer`] lists and watches only this replica's ranges with the
 //! server-side shard selector when the server supports it, and relists its new slice
@@ -80,6 +84,7 @@
 
 mod assignment;
 mod cache;
+mod gc;
 mod key;
 mod label_cache;
 mod labeler;
@@ -93,6 +98,6 @@ pub use cache::{CacheMode, ShardCacheError, ShardedInformer};
 pub use key::{ShardBy, fnv1a64};
 pub use label_cache::CacheModePreference;
 pub use labeler::{LabelError, PatchPacer, Relabel, SHARD_LABEL_PREFIX, ShardLabel};
-pub use membership::{MembershipConfig, MembershipError, RING_LABEL, Reconciling, ShardMembership};
+pub use membership::{DEFAULT_LEASE_GC_AFTER, MembershipConfig, MembershipError, RING_LABEL, Reconciling, ShardMembership};
 pub use ring::{DEFAULT_VNODES, HashRange, Ring, shard_selector};
 pub use sharder::{Sharder, SharderConfig, SharderError, SharderMetrics};
