@@ -71,7 +71,7 @@ pub fn goals(r: &Results) -> Vec<Goal> {
             .map(|c| c.total().saturating_sub(b.total()) as f64)
             .fold(0.0, f64::max)
     });
-    vec![
+    let mut all = vec![
         Goal {
             name: format!("memory to hold {label} pods, kcache / kube-rs"),
             target: "<= 0.2x".into(),
@@ -175,7 +175,9 @@ pub fn goals(r: &Results) -> Vec<Goal> {
             floor: None,
             at_least: false,
         },
-    ]
+    ];
+    all.extend(super::compressed::goals(r));
+    all
 }
 
 #[cfg(test)]

@@ -55,6 +55,9 @@ struct Document<'a> {
     reconcile_per_s_every_decode_kept: Compared,
     /// Seconds until every pod was reconciled once, the initial LIST included.
     reconcile_initial_seconds: Compared,
+    /// The compressed store's figures: `memory_10k_compressed_bytes`, `rss_1m_compressed_mb`, ...
+    #[serde(flatten)]
+    compressed: super::compressed::JsonFields,
     goals: Vec<GoalEntry<'a>>,
     failures: Vec<FailureEntry<'a>>,
 }
@@ -477,6 +480,7 @@ impl<'a> Document<'a> {
                 (Engines { kcache: x.kept_per_s.unwrap_or(f64::NAN), kube_rs: x.per_s.kube_rs }, x.kept_ratio)
             }),
             reconcile_initial_seconds: Compared::reconcile(r.reconcile.as_ref(), |x| (x.initial_seconds, x.initial_ratio)),
+            compressed: super::compressed::JsonFields::of(&r.compressed),
             goals: r.goals.iter().map(GoalEntry::of).collect(),
             failures: r.failures.iter().map(FailureEntry::of).collect(),
         }

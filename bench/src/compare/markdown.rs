@@ -561,6 +561,8 @@ pub fn results_md(r: &Results, charts: &[String]) -> String {
     if let Some(x) = &r.reconcile {
         reconcile_section(&mut o, x);
     }
+    // 11. The compressed store.
+    super::compressed::section(&mut o, &r.compressed);
 
     let _ = writeln!(o, "## Micro-benchmarks\n");
     let _ = writeln!(

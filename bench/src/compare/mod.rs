@@ -14,9 +14,13 @@
 //!   measured in this process.
 //! * [`reconcile`]: reconcile throughput of a no-op controller (kcache's
 //!   `Controller<Pod>` against kube-rs's), measured in this process.
+//! * [`compressed`]: the compressed store beside the uncompressed one and kube-rs;
+//!   [`compressed_decode`] times its body reads in this process.
 //! * [`markdown`] and [`charts`]: the documents.
 
 pub mod charts;
+pub mod compressed;
+pub mod compressed_decode;
 pub mod exec;
 pub mod goals;
 pub mod json;
@@ -48,8 +52,9 @@ pub struct Options {
     pub root: PathBuf,
     /// Folder for per-run reports and logs.
     pub work: PathBuf,
-    /// Only jobs whose id contains this (for trying one scenario; documents are
-    /// still written, with the other figures missing).
+    /// Only jobs whose id contains this, or one of its comma-separated parts (for
+    /// trying one scenario; documents are still written, with the other figures
+    /// missing).
     pub only: Option<String>,
 }
 
@@ -126,6 +131,21 @@ fn measure_reconcile(quick: bool, failures: &mut Vec<results::Failure>) -> Optio
     measured.map_err(|e| failures.push(results::Failure { job: "reconcile".into(), error: e.to_string() })).ok()
 }
 
+/// Measures compressed body reads ([`compressed_decode`]); a failure is recorded
+/// in `failures` and leaves the figures out.
+fn measure_compressed_decode(quick: bool, failures: &mut Vec<results::Failure>) -> Option<compressed::TypedDecodeRow> {
+    let t = Instant::now();
+    let measured = compressed_decode::measure(quick);
+    eprintln!("compare: compressed body reads {:>6.1} s", t.elapsed().as_secs_f64());
+    measured.map_err(|e| failures.push(results::Failure { job: "typed-decode-compressed".into(), error: e.to_string() })).ok()
+}
+
+/// Whether `--only` selects the job or measurement `id`: no `--only`, or `id`
+/// contains one of its comma-separated parts.
+fn selected(only: Option<&str>, id: &str) -> bool {
+    only.is_none_or(|o| o.split(',').any(|part| id.contains(part)))
+}
+
 /// Runs every job of the plan and writes the documents; returns the results.
 ///
 /// # Errors
@@ -138,7 +158,7 @@ pub fn run(opts: &Options) -> Result<Results, CompareError> {
     let machine = Machine::detect(&exec::build_profile());
     let jobs: Vec<Job> = plan::plan(&PlanConfig::new(opts.quick))
         .into_iter()
-        .filter(|j| opts.only.as_deref().is_none_or(|o| j.id().contains(o)))
+        .filter(|j| selected(opts.only.as_deref(), &j.id()))
         .collect();
     eprintln!("compare: {} runs with {} on {}", jobs.len(), loadgen.display(), machine.line());
     let mut outcomes = Vec::with_capacity(jobs.len());
@@ -168,6 +188,9 @@ pub fn run(opts: &Options) -> Result<Results, CompareError> {
     if opts.only.as_deref().is_none_or(|o| "reconcile".contains(o)) {
         results.reconcile = measure_reconcile(opts.quick, &mut results.failures);
     }
+    if selected(opts.only.as_deref(), "typed-decode-compressed") {
+        results.compressed.typed_decode = measure_compressed_decode(opts.quick, &mut results.failures);
+    }
     results.goals = goals::goals(&results);
     results.wall_seconds = started.elapsed().as_secs_f64();
     let docs = opts.root.join("docs");
@@ -178,4 +201,18 @@ pub fn run(opts: &Options) -> Result<Results, CompareError> {
     let readme = std::fs::read_to_string(&readme_path).unwrap_or_default();
     write(&readme_path, &markdown::splice_readme(&readme, &markdown::readme_block(&results)))?;
     Ok(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::selected;
+
+    #[test]
+    fn only_selects_ids_containing_any_comma_separated_part() {
+        assert!(selected(None, "reads-kcache-0"));
+        assert!(selected(Some("compressed"), "sync-10000-kcache-compressed-0"));
+        assert!(!selected(Some("compressed"), "sync-10000-kcache-0"));
+        assert!(selected(Some("compressed,sync-10000-kcache-0"), "sync-10000-kcache-0"));
+        assert!(!selected(Some("compressed,sync-10000-kcache-0"), "sync-10000-kube-rs-0"));
+    }
 }

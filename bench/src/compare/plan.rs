@@ -4,6 +4,10 @@
 //! * Jobs whose figures are divided by each other (a kcache run and its kube-rs
 //!   counterpart) are adjacent in the plan, repeat by repeat, so a ratio never
 //!   pairs runs far apart in time.
+//! * The compressed store (`kcache-compressed`) runs right before the kcache run of
+//!   the same scenario and repeat (its goals are ratios to it), and in the same
+//!   repeat as kube-rs's run: right before it in the reads and writes, two runs
+//!   before it (the sync-only variants of the same repeat) in the sync-only scenario.
 
 /// The scenario a job belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -44,8 +48,8 @@ pub struct Job {
     /// What varies within the scenario: handler style (`sync`), pod count
     /// (`10000`), resync seconds (`30`); empty for reads.
     pub param: String,
-    /// The engine variant: `kcache`, `kcache-strip`, `kcache-streaming`, `kube-rs`,
-    /// `kube-rs-streaming`.
+    /// The engine variant: `kcache`, `kcache-strip`, `kcache-streaming`,
+    /// `kcache-compressed`, `kube-rs`, `kube-rs-streaming`.
     pub variant: String,
     /// Repeat number, from 0.
     pub rep: usize,
@@ -95,6 +99,8 @@ pub struct PlanConfig {
     pub resync_seconds: f64,
     /// Pods of the scale run (`None`: no scale run).
     pub scale_pods: Option<usize>,
+    /// Pods of the compressed store's sync-only run at scale (`None`: none).
+    pub compressed_sync_pods: Option<usize>,
     /// Seconds of the overload scenario's write phase.
     pub overload_seconds: f64,
 }
@@ -105,6 +111,12 @@ pub const OVERLOAD_HANDLER_COST_US: u64 = 10_000;
 
 /// Pods of the overload scenario.
 pub const OVERLOAD_PODS: usize = 2_000;
+
+/// Pods of the compressed store's sync-only run at scale (full plan).
+pub const COMPRESSED_SYNC_PODS: usize = 1_000_000;
+
+/// The compressed store's variant.
+pub const COMPRESSED: &str = "kcache-compressed";
 
 impl PlanConfig {
     /// The full comparison, or the quick one.
@@ -122,6 +134,7 @@ impl PlanConfig {
                 resync_periods: vec![0, 2, 30],
                 resync_seconds: 5.0,
                 scale_pods: None,
+                compressed_sync_pods: None,
                 overload_seconds: 10.0,
             }
         } else {
@@ -137,6 +150,7 @@ impl PlanConfig {
                 resync_periods: vec![0, 30, 300],
                 resync_seconds: 65.0,
                 scale_pods: Some(100_000),
+                compressed_sync_pods: Some(COMPRESSED_SYNC_PODS),
                 overload_seconds: 60.0,
             }
         }
@@ -163,6 +177,7 @@ pub fn plan(cfg: &PlanConfig) -> Vec<Job> {
             "kcache" => args(&["--engine", "kcache"]),
             "kcache-strip" => args(&["--engine", "kcache", "--strip-managed-fields"]),
             "kcache-streaming" => args(&["--engine", "kcache", "--streaming-list"]),
+            COMPRESSED => args(&["--engine", "kcache", "--compress"]),
             "kube-rs" => args(&["--engine", "kube-rs"]),
             _ => args(&["--engine", "kube-rs", "--streaming-list"]),
         }
@@ -172,7 +187,7 @@ pub fn plan(cfg: &PlanConfig) -> Vec<Job> {
     // writes/s arrive, as a busy controller's workers do.
     let namespaces = (cfg.pods / 1_000).max(1).to_string();
     for rep in 0..cfg.reads_repeats {
-        for variant in ["kcache", "kube-rs"] {
+        for variant in [COMPRESSED, "kcache", "kube-rs"] {
             let mut a = engine_args(variant);
             let secs = cfg.reads_write_seconds.to_string();
             a.extend(args(&["--pods", &pods, "--namespaces", &namespaces, "--write-qps", "2000", "--duration", &secs]));
@@ -185,8 +200,10 @@ pub fn plan(cfg: &PlanConfig) -> Vec<Job> {
     let secs = cfg.write_seconds.to_string();
     for handler in ["sync", "channel", "workqueue"] {
         let repeats = if handler == "sync" { cfg.writes_repeats.max(1) } else { 1 };
+        // The compressed store's event-p99 goal is the sync handler's.
+        let variants: &[&str] = if handler == "sync" { &[COMPRESSED, "kcache", "kube-rs"] } else { &["kcache", "kube-rs"] };
         for rep in 0..repeats {
-            for variant in ["kcache", "kube-rs"] {
+            for &variant in variants {
                 let mut a = engine_args(variant);
                 a.extend(args(&["--handler", handler, "--pods", &pods, "--preload", "--no-read-timings"]));
                 a.extend(args(&["--write-qps", "2000", "--duration", &secs]));
@@ -216,12 +233,20 @@ pub fn plan(cfg: &PlanConfig) -> Vec<Job> {
         let reps = if i == 0 { cfg.sync_repeats } else { 1 };
         let n = size.to_string();
         for rep in 0..reps {
-            for variant in ["kcache", "kcache-strip", "kcache-streaming", "kube-rs", "kube-rs-streaming"] {
+            for variant in [COMPRESSED, "kcache", "kcache-strip", "kcache-streaming", "kube-rs", "kube-rs-streaming"] {
                 let mut a = engine_args(variant);
                 a.extend(args(&["--pods", &n, "--preload", "--duration", "0", "--no-read-timings"]));
                 jobs.push(job(Group::Sync, &n, variant, rep, a));
             }
         }
+    }
+    // The compressed store alone at scale: RSS and sync time, compared with the
+    // uncompressed store's 100k run scaled linearly (kube-rs would need ~37 GiB).
+    if let Some(pods) = cfg.compressed_sync_pods {
+        let n = pods.to_string();
+        let mut a = engine_args(COMPRESSED);
+        a.extend(args(&["--pods", &n, "--preload", "--duration", "0", "--no-read-timings"]));
+        jobs.push(job(Group::Sync, &n, COMPRESSED, 0, a));
     }
 
     // Resync: kcache at each period, kube-rs (which has none) for reference.
@@ -284,15 +309,18 @@ mod tests {
         assert!(full.iter().any(|j| j.param == "100000" && j.variant == "kube-rs"));
         // Reads: three interleaved pairs in full mode, one in quick mode.
         let reads = |p: &[Job]| p.iter().filter(|j| j.group == Group::Reads).map(|j| (j.variant.clone(), j.rep)).collect::<Vec<_>>();
-        assert_eq!(reads(&quick), [("kcache".into(), 0), ("kube-rs".into(), 0)]);
         let v = |s: &str, r| (String::from(s), r);
-        assert_eq!(reads(&full), [v("kcache", 0), v("kube-rs", 0), v("kcache", 1), v("kube-rs", 1), v("kcache", 2), v("kube-rs", 2)]);
+        assert_eq!(reads(&quick), [v(COMPRESSED, 0), v("kcache", 0), v("kube-rs", 0)]);
+        assert_eq!(
+            reads(&full),
+            [v(COMPRESSED, 0), v("kcache", 0), v("kube-rs", 0), v(COMPRESSED, 1), v("kcache", 1), v("kube-rs", 1), v(COMPRESSED, 2), v("kcache", 2), v("kube-rs", 2)]
+        );
         // Writes: the sync handler (a goal) three interleaved pairs in full mode, the others one.
         let writes = |p: &[Job], h: &str| {
             p.iter().filter(|j| j.group == Group::Writes && j.param == h).map(|j| (j.variant.clone(), j.rep)).collect::<Vec<_>>()
         };
         assert_eq!(writes(&full, "sync"), reads(&full));
-        assert_eq!(writes(&quick, "sync"), [v("kcache", 0), v("kube-rs", 0)]);
+        assert_eq!(writes(&quick, "sync"), [v(COMPRESSED, 0), v("kcache", 0), v("kube-rs", 0)]);
         assert_eq!(writes(&full, "channel"), [v("kcache", 0), v("kube-rs", 0)]);
         let scale = full.iter().find(|j| j.group == Group::Scale).expect("a scale run");
         assert!(scale.args.windows(2).any(|p| p[0] == "--pods" && p[1] == "100000"), "{:?}", scale.args);
@@ -301,5 +329,41 @@ mod tests {
         let overload = |p: &[Job]| p.iter().filter(|j| j.group == Group::Overload).map(|j| j.variant.clone()).collect::<Vec<_>>();
         assert_eq!(overload(&quick), ["kcache"]);
         assert_eq!(overload(&full), ["kcache", "kube-rs"]);
+    }
+
+    #[test]
+    fn the_compressed_store_runs_right_before_its_uncompressed_pair() {
+        for quick in [true, false] {
+            let jobs = plan(&PlanConfig::new(quick));
+            let compressed: Vec<(usize, &Job)> = jobs.iter().enumerate().filter(|(_, j)| j.variant == COMPRESSED).collect();
+            for &(i, j) in &compressed {
+                assert!(j.args.windows(3).any(|a| a == ["--engine", "kcache", "--compress"]), "{:?}", j.args);
+                if j.param == COMPRESSED_SYNC_PODS.to_string() {
+                    continue;
+                }
+                // kcache of the same scenario and repeat follows; kube-rs right after it
+                // (reads, writes) or later in the same repeat's block (sync-only).
+                let next = &jobs[i + 1];
+                assert_eq!((next.group, next.variant.as_str(), &next.param, next.rep), (j.group, "kcache", &j.param, j.rep), "after {}", j.id());
+                let same_block = jobs[i + 2..].iter().take_while(|k| (k.group, &k.param, k.rep) == (j.group, &j.param, j.rep));
+                let kube_rs = same_block.map(|k| k.variant.as_str()).position(|v| v == "kube-rs");
+                let expected = if j.group == Group::Sync { Some(2) } else { Some(0) };
+                assert_eq!(kube_rs, expected, "kube-rs after {}", j.id());
+            }
+            let in_group = |g: Group, p: &str| compressed.iter().filter(|(_, j)| j.group == g && j.param == p).count();
+            let (repeats, sizes) = if quick { (1, vec!["10000"]) } else { (3, vec!["10000", "100000"]) };
+            assert_eq!(in_group(Group::Reads, ""), repeats);
+            assert_eq!(in_group(Group::Writes, "sync"), repeats);
+            assert_eq!((in_group(Group::Writes, "channel"), in_group(Group::Writes, "workqueue")), (0, 0));
+            assert_eq!(in_group(Group::Sync, "10000"), repeats);
+            assert_eq!(in_group(Group::Sync, "100000"), usize::from(sizes.contains(&"100000")));
+            // The 1,000,000-pod sync-only run: the compressed store alone, full plan only.
+            let at_scale: Vec<&Job> = jobs.iter().filter(|j| j.param == "1000000").collect();
+            assert_eq!(at_scale.len(), usize::from(!quick));
+            for j in at_scale {
+                assert_eq!((j.group, j.variant.as_str()), (Group::Sync, COMPRESSED));
+                assert!(j.args.windows(2).any(|a| a == ["--duration", "0"]) && j.args.iter().any(|a| a == "--preload"), "{:?}", j.args);
+            }
+        }
     }
 }

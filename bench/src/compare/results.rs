@@ -11,11 +11,12 @@
 
 use kcache_loadgen::report::Report;
 
+use super::compressed::CompressedRows;
 use super::exec::Outcome;
 use super::goals::{Goal, goals};
 use super::machine::Machine;
 use super::plan::Group;
-use super::rows::{Engines, Reads, ReconcileRow, ResyncRow, SimRow, SyncRow, TypedGetRow, WriteRow, WriteSide};
+use super::rows::{Engines, Reads, ReconcileRow, ResyncRow, SYNC_VARIANTS, SimRow, SyncRow, TypedGetRow, WriteRow, WriteSide};
 use super::stats::Index;
 
 /// A job that failed or whose checks failed.
@@ -56,6 +57,8 @@ pub struct Results {
     /// Reconcile throughput, kcache's `Controller<Pod>` against kube-rs's; `None`
     /// when not measured.
     pub reconcile: Option<ReconcileRow>,
+    /// The compressed store beside the uncompressed one and kube-rs.
+    pub compressed: CompressedRows,
     /// Goals.
     pub goals: Vec<Goal>,
     /// Jobs that failed or whose checks failed.
@@ -68,11 +71,18 @@ pub struct Results {
 pub fn build(outcomes: &[Outcome], machine: Machine, quick: bool, wall_seconds: f64) -> Results {
     let ix = Index::new(outcomes);
     let writes: Vec<WriteRow> = ["sync", "channel", "workqueue"].iter().filter_map(|h| WriteRow::build(&ix, h)).collect();
-    let mut sizes: Vec<u64> =
-        outcomes.iter().filter(|o| o.job.group == Group::Sync).filter_map(|o| o.job.param.parse().ok()).collect();
-    sizes.sort_unstable();
-    sizes.dedup();
-    let sync: Vec<SyncRow> = sizes.iter().map(|&pods| SyncRow::build(&ix, pods)).collect();
+    let sizes_of = |variants: &[&str]| {
+        let mut sizes: Vec<u64> = outcomes
+            .iter()
+            .filter(|o| o.job.group == Group::Sync && variants.contains(&o.job.variant.as_str()))
+            .filter_map(|o| o.job.param.parse().ok())
+            .collect();
+        sizes.sort_unstable();
+        sizes.dedup();
+        sizes
+    };
+    // The compressed store's run at scale has no row of its own in sections 3 and 4.
+    let sync: Vec<SyncRow> = sizes_of(&SYNC_VARIANTS).iter().map(|&pods| SyncRow::build(&ix, pods)).collect();
     let mut resync: Vec<ResyncRow> = outcomes.iter().filter_map(ResyncRow::from).collect();
     resync.sort_by(|a, b| a.variant.cmp(&b.variant).then(a.period.cmp(&b.period)));
     let failures = outcomes
@@ -92,6 +102,7 @@ pub fn build(outcomes: &[Outcome], machine: Machine, quick: bool, wall_seconds: 
         sim: None,
         typed_get: None,
         reconcile: None,
+        compressed: CompressedRows::build(&ix, &sizes_of(&[super::plan::COMPRESSED])),
         goals: Vec::new(),
         failures,
         runs: outcomes.iter().filter(|o| o.report.is_some()).count(),

@@ -42,7 +42,7 @@ struct Caches {
 /// Why the caches could not be filled (a generator or decoder bug).
 #[derive(Debug, thiserror::Error)]
 #[error("typed Get setup: {0}")]
-pub struct TypedGetError(String);
+pub struct TypedGetError(pub(super) String);
 
 impl Caches {
     fn new() -> Result<Caches, TypedGetError> {
@@ -77,7 +77,7 @@ impl Caches {
 }
 
 /// Times `gets` calls of `get(i)`, `i` walking `0..keys` with the stride.
-fn time(gets: usize, keys: usize, mut get: impl FnMut(usize) -> bool) -> Result<Lat, TypedGetError> {
+pub(super) fn time(gets: usize, keys: usize, mut get: impl FnMut(usize) -> bool) -> Result<Lat, TypedGetError> {
     let mut h = Histogram::<u64>::new_with_bounds(1, 1_000_000_000, 3).map_err(|e| TypedGetError(e.to_string()))?;
     for n in 0..gets {
         let i = (n * STRIDE) % keys;
