@@ -15,6 +15,7 @@ use super::exec::Outcome;
 use super::goals::{Goal, goals};
 use super::machine::Machine;
 use super::plan::Group;
+use super::replicas::ReplicasRow;
 use super::rows::{Engines, Reads, ReconcileRow, ResyncRow, SimRow, SyncRow, TypedGetRow, WriteRow, WriteSide};
 use super::stats::Index;
 
@@ -56,6 +57,8 @@ pub struct Results {
     /// Reconcile throughput, kcache's `Controller<Pod>` against kube-rs's; `None`
     /// when not measured.
     pub reconcile: Option<ReconcileRow>,
+    /// The replicas scenario; `None` when none of its runs produced a report.
+    pub replicas: Option<ReplicasRow>,
     /// Goals.
     pub goals: Vec<Goal>,
     /// Jobs that failed or whose checks failed.
@@ -92,6 +95,7 @@ pub fn build(outcomes: &[Outcome], machine: Machine, quick: bool, wall_seconds: 
         sim: None,
         typed_get: None,
         reconcile: None,
+        replicas: ReplicasRow::build(outcomes),
         goals: Vec::new(),
         failures,
         runs: outcomes.iter().filter(|o| o.report.is_some()).count(),
