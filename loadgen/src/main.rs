@@ -202,15 +202,30 @@ struct RunArgs {
     /// replica reconciled which key and when; 1: this process runs the engine.
     #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     replicas: u16,
-    /// With `--replicas` of 2 or more: SIGKILL replica 0 this many seconds into
-    /// the write phase (less than `--duration`); the report's `takeover_seconds`
-    /// says how long the survivors took to reconcile its keys.
+    /// With `--replicas` of 2 or more: SIGKILL replica 0 (the leader with
+    /// `--leader-election`) this many seconds into the write phase (less than
+    /// `--duration`); the report's `takeover_seconds` says how long the survivors
+    /// took to reconcile its keys, `failover_seconds` when a new leader started.
     #[arg(long, value_name = "SECONDS")]
     kill_replica_at: Option<f64>,
     /// With `--replicas` of 2 or more: the ring's lease duration, whole seconds
     /// (renew deadline 2/3 of it, retry period 1/8).
     #[arg(long, default_value_t = 5, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
     lease_duration: u64,
+    /// With `--replicas` of 2 or more: no sharding; the replicas elect one leader
+    /// on a Lease (renew deadline 10/15 of `--lease-duration`, retry period 2/15,
+    /// client-go's ratios), each caches every pod, only the leader reconciles.
+    #[arg(long)]
+    leader_election: bool,
+    /// With `--replicas` of 2 or more: SIGSTOP replica 0 (the leader with
+    /// `--leader-election`) this many seconds into the write phase (less than
+    /// `--duration`), and SIGCONT it `--pause-seconds` later.
+    #[arg(long, value_name = "SECONDS", requires = "pause_seconds", conflicts_with = "kill_replica_at")]
+    pause_replica_at: Option<f64>,
+    /// How long `--pause-replica-at` keeps the replica stopped (more than
+    /// `--lease-duration` to make it lose its lease).
+    #[arg(long, value_name = "SECONDS", requires = "pause_replica_at")]
+    pause_seconds: Option<f64>,
     /// Write the JSON report here.
     #[arg(long)]
     report: Option<std::path::PathBuf>,
@@ -277,6 +292,9 @@ struct ReplicaArgs {
     /// Controller workers.
     #[arg(long, default_value_t = 4)]
     workers: usize,
+    /// Elect a leader on the Lease named `--ring` instead of joining a ring.
+    #[arg(long)]
+    leader_election: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -395,9 +413,28 @@ fn run_scenario(args: RunArgs) -> Result<bool, String> {
         }
         Some(at) => Some(Duration::from_secs_f64(at)),
     };
+    if args.leader_election && replicas < 2 {
+        return Err("--leader-election needs --replicas 2 or more (a follower must take over)".to_owned());
+    }
+    let pause_replica_at = match args.pause_replica_at {
+        None => None,
+        Some(_) if replicas < 2 => return Err("--pause-replica-at needs --replicas 2 or more".to_owned()),
+        Some(at) if !(at >= 0.0 && at < args.duration) => {
+            return Err(format!("--pause-replica-at {at} must be at least 0 and less than --duration {}", args.duration));
+        }
+        Some(at) => Some(Duration::from_secs_f64(at)),
+    };
+    let pause_for = match args.pause_seconds {
+        None => Duration::ZERO,
+        Some(p) if !(p > 0.0 && p <= 3600.0) => return Err(format!("--pause-seconds {p} must be more than 0 and at most 3600")),
+        Some(p) => Duration::from_secs_f64(p),
+    };
     let cfg = RunConfig {
         replicas,
         kill_replica_at,
+        leader_election: args.leader_election,
+        pause_replica_at,
+        pause_for,
         lease_duration: Duration::from_secs(args.lease_duration),
         pods: args.pods,
         write_qps: args.write_qps,
@@ -497,6 +534,7 @@ fn replica(args: ReplicaArgs) -> Result<(), WriteFailed> {
         identity: args.identity,
         lease_duration: Duration::from_secs(args.lease_duration),
         workers: args.workers,
+        leader_election: args.leader_election,
     };
     init_tracing();
     let rt = tokio::runtime::Builder::new_multi_thread()

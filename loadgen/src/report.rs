@@ -256,6 +256,15 @@ pub struct Report {
     /// shard selector), `everything` (the server ignores the selector; the
     /// controller filters), or empty for one engine.
     pub replica_cache: String,
+    /// The replicas elected one leader on a Lease (`--leader-election`) instead
+    /// of sharding: each cached every pod, only the leader reconciled.
+    pub leader_election: bool,
+    /// With `leader_election`: from the kill (or pause) of the leader until the
+    /// first reconcile start by another replica, seconds; `None` without a
+    /// kill or pause, or when no other replica reconciled after it.
+    pub failover_seconds: Option<f64>,
+    /// The replica `--pause-replica-at` SIGSTOPped (and later SIGCONTed), if any.
+    pub paused_replica: Option<u64>,
 }
 
 impl Report {
@@ -328,7 +337,8 @@ impl Report {
         }
         row("handler events (resyncs)", format!("{} ({})", self.handler_events, self.resync_events));
         if self.replicas > 1 {
-            row("replicas (lease)", format!("{} ({:.0} s)", self.replicas, self.lease_duration_seconds));
+            let election = if self.leader_election { ", leader election" } else { "" };
+            row("replicas (lease)", format!("{} ({:.0} s{election})", self.replicas, self.lease_duration_seconds));
             let rss: Vec<String> = self.rss_mb_after_sync_per_replica.iter().map(|mb| format!("{mb:.1}")).collect();
             row("rss after sync per replica", format!("{} MiB", rss.join(" / ")));
             let store: Vec<String> = self.store_bytes_per_replica.iter().map(|b| format!("{:.1}", *b as f64 / 1048576.0)).collect();
@@ -336,6 +346,13 @@ impl Report {
             if let Some(killed) = self.killed_replica {
                 let takeover = self.takeover_seconds.map_or("not complete".to_owned(), |s| format!("{s:.2} s"));
                 row("takeover (replica killed)", format!("{takeover} (replica {killed})"));
+            }
+            if let Some(paused) = self.paused_replica {
+                row("replica paused", format!("replica {paused}"));
+            }
+            if self.leader_election && (self.killed_replica.is_some() || self.paused_replica.is_some()) {
+                let failover = self.failover_seconds.map_or("no other replica reconciled".to_owned(), |s| format!("{s:.2} s"));
+                row("failover (leader lost)", failover);
             }
             row("double reconciles", self.double_reconciles.to_string());
             row("keys never reconciled", self.keys_never_reconciled.to_string());

@@ -4,6 +4,11 @@
 //! # Guarantees
 //! * A goal whose figure could not be measured is "not measured", never met.
 
+use std::time::Duration;
+
+use kcache_loadgen::run::leader_timing;
+
+use super::replicas::{FaultRun, LEASE_SECONDS};
 use super::results::Results;
 use super::rows::{WriteRow, WriteSide};
 
@@ -71,6 +76,11 @@ pub fn goals(r: &Results) -> Vec<Goal> {
             .map(|c| c.total().saturating_sub(b.total()) as f64)
             .fold(0.0, f64::max)
     });
+    let rep = r.replicas.as_ref();
+    let failover_bound = rep.and_then(|x| x.leader.as_ref()).map_or_else(
+        || LEASE_SECONDS as f64 + leader_timing(Duration::from_secs(LEASE_SECONDS)).1.as_secs_f64(),
+        FaultRun::failover_bound_seconds,
+    );
     let mut all = vec![
         Goal {
             name: format!("memory to hold {label} pods, kcache / kube-rs"),
@@ -168,6 +178,54 @@ pub fn goals(r: &Results) -> Vec<Goal> {
             at_least: true,
         },
         Goal {
+            name: "store bytes of each of 3 sharded replicas, largest / one replica's".into(),
+            target: "<= 0.4x".into(),
+            measured: rep.and_then(|x| x.store_ratio),
+            limit: 0.4,
+            floor: None,
+            at_least: false,
+        },
+        Goal {
+            name: format!("takeover after one of 3 sharded replicas is SIGKILLed ({LEASE_SECONDS} s lease), s"),
+            target: "<= 8 s".into(),
+            measured: rep.and_then(|x| x.kill.as_ref()).map(|k| k.takeover_seconds.unwrap_or(f64::INFINITY)),
+            limit: 8.0,
+            floor: None,
+            at_least: false,
+        },
+        Goal {
+            name: "keys reconciled by two replicas at once (replica kill and leader failover runs)".into(),
+            target: "0".into(),
+            measured: rep.and_then(|x| x.fault_total(|f| f.double_reconciles as f64)),
+            limit: 0.0,
+            floor: None,
+            at_least: false,
+        },
+        Goal {
+            name: "keys never reconciled (replica kill and leader failover runs)".into(),
+            target: "0".into(),
+            measured: rep.and_then(|x| x.fault_total(|f| f.keys_never_reconciled as f64)),
+            limit: 0.0,
+            floor: None,
+            at_least: false,
+        },
+        Goal {
+            name: "events lost (replica kill and leader failover runs)".into(),
+            target: "0".into(),
+            measured: rep.and_then(|x| x.fault_total(|f| if f.cache_matches_server { f.events_lost as f64 } else { f64::INFINITY })),
+            limit: 0.0,
+            floor: None,
+            at_least: false,
+        },
+        Goal {
+            name: format!("leader failover after the leader is SIGKILLed ({LEASE_SECONDS} s lease), s"),
+            target: format!("<= {failover_bound:.2} s (lease + retry period)"),
+            measured: rep.and_then(|x| x.leader.as_ref()).map(|l| l.failover_seconds.unwrap_or(f64::INFINITY)),
+            limit: failover_bound,
+            floor: None,
+            at_least: false,
+        },
+        Goal {
             name: "events lost in the 100k-pod scale run at 2,000 writes/s, kcache".into(),
             target: "0".into(),
             measured: r.scale.as_ref().map(|s| if s.cache_matches_server { s.events_lost as f64 } else { f64::INFINITY }),
@@ -183,7 +241,7 @@ pub fn goals(r: &Results) -> Vec<Goal> {
 #[cfg(test)]
 mod tests {
     use crate::compare::results::build;
-    use crate::compare::synthetic::{machine, reconcile_row, synthetic, typed_get_row};
+    use crate::compare::synthetic::{machine, reconcile_row, replicas_outcomes, synthetic, typed_get_row};
 
     #[test]
     fn goals_report_met_and_missed_with_the_factor() {
@@ -241,5 +299,28 @@ mod tests {
         assert_eq!(g.verdict(), "missed: 0.75x the goal");
         let md = crate::compare::markdown::results_md(&r, &[]);
         assert!(md.contains("1.500x against at least 2.00x: 0.75 of the goal"), "{md}");
+    }
+
+    #[test]
+    fn the_replicas_goals_bound_store_share_takeover_failover_and_count_lost_keys() {
+        let mut outcomes = synthetic();
+        let r = build(&outcomes, machine(), false, 1.0);
+        let goal = |r: &crate::compare::results::Results, p: &str| r.goals.iter().find(|g| g.name.starts_with(p)).cloned().unwrap();
+        assert_eq!(goal(&r, "store bytes of each of 3").measured, None);
+        outcomes.extend(replicas_outcomes());
+        let r = build(&outcomes, machine(), false, 1.0);
+        // 12 MiB of 30 MiB: 0.4x, at the limit.
+        assert_eq!((goal(&r, "store bytes of each of 3").measured, goal(&r, "store bytes of each of 3").met()), (Some(0.4), Some(true)));
+        assert_eq!(goal(&r, "takeover after").measured, Some(6.5));
+        assert_eq!(goal(&r, "takeover after").met(), Some(true));
+        assert_eq!(goal(&r, "keys reconciled by two").measured, Some(0.0));
+        assert_eq!(goal(&r, "keys never reconciled").met(), Some(true));
+        // The leader run lost one event.
+        assert_eq!(goal(&r, "events lost (replica").met(), Some(false));
+        let failover = goal(&r, "leader failover");
+        assert_eq!((failover.measured, failover.met(), failover.target.as_str()), (Some(4.0), Some(true), "<= 5.67 s (lease + retry period)"));
+        let md = crate::compare::markdown::results_md(&r, &[]);
+        assert!(md.contains("| leader failover after the leader is SIGKILLed (5 s lease), s | <= 5.67 s (lease + retry period) | 4.00 s | **met** |"), "{md}");
+        assert!(md.contains("## 12. Replicas"), "{md}");
     }
 }

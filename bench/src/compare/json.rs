@@ -47,6 +47,8 @@ struct Document<'a> {
     scale: Option<Scale>,
     #[serde(skip_serializing_if = "Option::is_none")]
     sim: Option<Sim>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replicas: Option<super::replicas::Json>,
     typed_get_p99_ns: TypedP99,
     /// Reconcile-all rate (reconciles/s); the ratio is kcache / kube-rs, higher is better.
     reconcile_per_s: Compared,
@@ -474,6 +476,7 @@ impl<'a> Document<'a> {
             },
             scale: r.scale.as_ref().map(Scale::of),
             sim: r.sim.as_ref().map(Sim::of),
+            replicas: r.replicas.as_ref().map(super::replicas::Json::of),
             typed_get_p99_ns: TypedP99::of(r.typed_get.as_ref()),
             reconcile_per_s: Compared::reconcile(r.reconcile.as_ref(), |x| (x.per_s, x.ratio)),
             reconcile_per_s_every_decode_kept: Compared::reconcile(r.reconcile.as_ref(), |x| {

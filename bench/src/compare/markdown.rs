@@ -80,6 +80,7 @@ fn goal_table(out: &mut String, r: &Results) {
         let measured = match g.measured {
             Some(m) if g.target.contains('%') => format!("{:+.1}%", m * 100.0),
             Some(m) if g.target.ends_with(" ms") => format!("{m:.2} ms"),
+            Some(m) if g.target.contains(" s") => format!("{m:.2} s"),
             Some(m) if g.limit == 0.0 => format!("{m:.0}"),
             m => fmt_ratio(m),
         };
@@ -142,6 +143,8 @@ pub fn results_md(r: &Results, charts: &[String]) -> String {
                 format!("grew {:+.1}% against a limit of {:.0}%", measured * 100.0, g.limit * 100.0)
             } else if g.target.ends_with(" ms") {
                 format!("{measured:.2} ms against {:.0} ms: {:.1} times the limit", g.limit, measured / g.limit)
+            } else if g.target.contains(" s") {
+                format!("{measured:.2} s against {:.2} s: {:.1} times the limit", g.limit, measured / g.limit)
             } else if g.limit == 0.0 {
                 format!("{measured:.0} against a goal of 0")
             } else if g.at_least {
@@ -563,6 +566,10 @@ pub fn results_md(r: &Results, charts: &[String]) -> String {
     }
     // 11. The compressed store.
     super::compressed::section(&mut o, &r.compressed);
+    // 12. Replicas.
+    if let Some(x) = &r.replicas {
+        super::replicas::section(&mut o, x);
+    }
 
     let _ = writeln!(o, "## Micro-benchmarks\n");
     let _ = writeln!(

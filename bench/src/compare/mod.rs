@@ -12,6 +12,8 @@
 //! * [`json`]: the docs/results.json document.
 //! * [`typed`]: typed Gets (kcache's typed view against kube-rs's `Store<Pod>`),
 //!   measured in this process.
+//! * [`replicas`]: `--replicas N` runs: each replica's store, takeover and
+//!   leader failover, their row and RESULTS.md section.
 //! * [`reconcile`]: reconcile throughput of a no-op controller (kcache's
 //!   `Controller<Pod>` against kube-rs's), measured in this process.
 //! * [`compressed`]: the compressed store beside the uncompressed one and kube-rs;
@@ -29,6 +31,7 @@ pub mod markdown;
 pub mod plan;
 pub mod results;
 pub mod reconcile;
+pub mod replicas;
 pub mod rows;
 pub mod stats;
 #[cfg(test)]

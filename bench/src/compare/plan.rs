@@ -24,6 +24,8 @@ pub enum Group {
     Scale,
     /// A sync handler 10x slower than 2,000 writes/s: memory stays bounded.
     Overload,
+    /// `--replicas N`: sharded caches per replica, a replica kill, a leader failover.
+    Replicas,
 }
 
 impl Group {
@@ -36,6 +38,7 @@ impl Group {
             Group::Resync => "resync",
             Group::Scale => "scale",
             Group::Overload => "overload",
+            Group::Replicas => "replicas",
         }
     }
 }
@@ -103,6 +106,10 @@ pub struct PlanConfig {
     pub compressed_sync_pods: Option<usize>,
     /// Seconds of the overload scenario's write phase.
     pub overload_seconds: f64,
+    /// Pods of the replicas scenario.
+    pub replicas_pods: usize,
+    /// Seconds of the replicas scenario's write phases.
+    pub replicas_seconds: f64,
 }
 
 /// Work per event of the overload scenario's handler: with one fifo thread per
@@ -136,6 +143,8 @@ impl PlanConfig {
                 scale_pods: None,
                 compressed_sync_pods: None,
                 overload_seconds: 10.0,
+                replicas_pods: 2_000,
+                replicas_seconds: 8.0,
             }
         } else {
             PlanConfig {
@@ -152,6 +161,8 @@ impl PlanConfig {
                 scale_pods: Some(100_000),
                 compressed_sync_pods: Some(COMPRESSED_SYNC_PODS),
                 overload_seconds: 60.0,
+                replicas_pods: 10_000,
+                replicas_seconds: 15.0,
             }
         }
     }
@@ -272,6 +283,9 @@ pub fn plan(cfg: &PlanConfig) -> Vec<Job> {
         a.extend(args(&["--write-qps", "2000", "--duration", &cfg.write_seconds.to_string()]));
         jobs.push(job(Group::Scale, &n.to_string(), "kcache", 0, a));
     }
+
+    // Replicas: sharded caches per replica, a replica kill, a leader failover.
+    jobs.extend(super::replicas::jobs(cfg.replicas_pods, cfg.replicas_seconds));
     jobs
 }
 
@@ -329,6 +343,13 @@ mod tests {
         let overload = |p: &[Job]| p.iter().filter(|j| j.group == Group::Overload).map(|j| j.variant.clone()).collect::<Vec<_>>();
         assert_eq!(overload(&quick), ["kcache"]);
         assert_eq!(overload(&full), ["kcache", "kube-rs"]);
+        // Replicas: 10,000 pods for 15 s in full, 2,000 for 8 s in quick; the same five runs.
+        let replicas = |p: &[Job]| p.iter().filter(|j| j.group == Group::Replicas).cloned().collect::<Vec<_>>();
+        let has = |j: &Job, a: &str, b: &str| j.args.windows(2).any(|p| p[0] == a && p[1] == b);
+        assert_eq!(replicas(&full).len(), 5);
+        assert!(replicas(&full).iter().all(|j| has(j, "--pods", "10000") && has(j, "--duration", "15")));
+        assert!(replicas(&quick).iter().all(|j| has(j, "--pods", "2000") && has(j, "--duration", "8")));
+        assert_eq!(replicas(&quick).len(), 5);
     }
 
     #[test]

@@ -16,6 +16,7 @@ use super::exec::Outcome;
 use super::goals::{Goal, goals};
 use super::machine::Machine;
 use super::plan::Group;
+use super::replicas::ReplicasRow;
 use super::rows::{Engines, Reads, ReconcileRow, ResyncRow, SYNC_VARIANTS, SimRow, SyncRow, TypedGetRow, WriteRow, WriteSide};
 use super::stats::Index;
 
@@ -59,6 +60,8 @@ pub struct Results {
     pub reconcile: Option<ReconcileRow>,
     /// The compressed store beside the uncompressed one and kube-rs.
     pub compressed: CompressedRows,
+    /// The replicas scenario; `None` when none of its runs produced a report.
+    pub replicas: Option<ReplicasRow>,
     /// Goals.
     pub goals: Vec<Goal>,
     /// Jobs that failed or whose checks failed.
@@ -103,6 +106,7 @@ pub fn build(outcomes: &[Outcome], machine: Machine, quick: bool, wall_seconds: 
         typed_get: None,
         reconcile: None,
         compressed: CompressedRows::build(&ix, &sizes_of(&[super::plan::COMPRESSED])),
+        replicas: ReplicasRow::build(outcomes),
         goals: Vec::new(),
         failures,
         runs: outcomes.iter().filter(|o| o.report.is_some()).count(),

@@ -199,13 +199,46 @@ pub(crate) fn reconcile_row() -> ReconcileRow {
     ReconcileRow::from_rounds(10_000, 2, &rounds, &kept).expect("three rounds")
 }
 
+/// The replicas scenario's runs: 10,000 pods; one replica's store 30 MiB, three
+/// replicas' 12/10/8 MiB; the kill run took over in 6.5 s, the leader run failed
+/// over in 4 s with one event lost.
+pub(crate) fn replicas_outcomes() -> Vec<Outcome> {
+    use super::replicas::{KILL, LEADER, SHARDED};
+    const M: u64 = 1_048_576;
+    let sized = |store: &[u64], cache: &str| Report {
+        pods: 10_000,
+        replicas: store.len() as u64,
+        store_bytes_per_replica: store.iter().map(|mb| mb * M).collect(),
+        rss_mb_after_sync_per_replica: (0..store.len()).map(|i| 50.0 - 2.0 * i as f64).collect(),
+        replica_cache: cache.into(),
+        cache_matches_server: true,
+        ..Report::default()
+    };
+    let fault = |replicas: u64, takeover: f64, failover: Option<f64>, lost: u64| Report {
+        lease_duration_seconds: 5.0,
+        takeover_seconds: Some(takeover),
+        failover_seconds: failover,
+        leader_election: failover.is_some(),
+        events_lost: lost,
+        ..sized(&vec![10; replicas as usize], "slice")
+    };
+    vec![
+        outcome(Group::Replicas, "1", SHARDED, 0, sized(&[30], "")),
+        outcome(Group::Replicas, "2", SHARDED, 0, sized(&[16, 14], "slice")),
+        outcome(Group::Replicas, "3", SHARDED, 0, sized(&[12, 10, 8], "slice")),
+        outcome(Group::Replicas, "3", KILL, 0, fault(3, 6.5, None, 0)),
+        outcome(Group::Replicas, "2", LEADER, 0, fault(2, 5.0, Some(4.0), 1)),
+    ]
+}
+
 /// [`synthetic`] with every section the documents can hold: a second sync
 /// size (100k), a kube-rs resync reference, an overload pair, the scale run,
-/// the simulator, typed Gets, reconcile throughput, the compressed store and a
-/// failed job.
+/// the simulator, typed Gets, reconcile throughput, the compressed store, the
+/// replicas scenario and a failed job.
 pub(crate) fn complete() -> Results {
     let mut outcomes = synthetic();
     outcomes.extend(compressed_outcomes(true));
+    outcomes.extend(replicas_outcomes());
     for (rep, kr) in [(0, 2_000.0), (1, 2_100.0), (2, 1_900.0)] {
         outcomes.push(outcome(Group::Sync, "100000", "kcache", rep, sync_report(100_000, 300.0, 10.0)));
         outcomes.push(outcome(Group::Sync, "100000", "kcache-strip", rep, sync_report(100_000, 200.0, 9.0)));

@@ -90,6 +90,14 @@ pub struct RunConfig {
     pub kill_replica_at: Option<Duration>,
     /// With `replicas > 1`: the ring's lease duration (whole seconds).
     pub lease_duration: Duration,
+    /// With `replicas > 1`: one Lease elects a leader, every replica caches every
+    /// pod and only the leader reconciles (no sharding); a kill or pause hits the leader.
+    pub leader_election: bool,
+    /// With `replicas > 1`: SIGSTOP one replica this long after the write phase
+    /// starts, and SIGCONT it `pause_for` later.
+    pub pause_replica_at: Option<Duration>,
+    /// How long `pause_replica_at` keeps the replica stopped.
+    pub pause_for: Duration,
 }
 
 impl Default for RunConfig {
@@ -121,6 +129,9 @@ impl Default for RunConfig {
             replicas: 1,
             kill_replica_at: None,
             lease_duration: Duration::from_secs(5),
+            leader_election: false,
+            pause_replica_at: None,
+            pause_for: Duration::ZERO,
         }
     }
 }

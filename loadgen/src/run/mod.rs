@@ -47,7 +47,7 @@ pub use config::{PRELOAD_SELECTOR, RUN_LABEL, RunConfig, namespace_name, new_run
 pub use engines::{CacheReader, Engine, EngineKind, EngineSettings, HandlerStyle};
 pub use error::{RunError, chain, describe_kube_error, describe_status};
 pub use reads::{CacheReads, ReadLoad, key_in_hand};
-pub use replica_process::{ReplicaMessage, ReplicaPlan, serve_replica, timing_for};
+pub use replica_process::{ReplicaMessage, ReplicaPlan, leader_timing, serve_replica, timing_for};
 pub use recorder::{Recorder, SENT_AT, SENT_AT_POINTER, Seen};
 pub use scenario::run;
 pub use target::{Connection, Preload, Target, TargetKind};

@@ -1,14 +1,17 @@
 //! One replica of `loadgen run --replicas N`: a `loadgen replica` child process
 //! running a kcache informer of the run's pods and a `Controller<Pod>` sharded
-//! over a [`ShardMembership`] on the API server's Leases (by namespace), whose no-op reconcile
-//! reports which key it reconciled, at which resourceVersion, and when.
+//! over a [`ShardMembership`] on the API server's Leases (by each pod's uid), or,
+//! with `--leader-election`, an informer of every pod and a controller gated by a
+//! [`LeaderElector`] on one Lease; its no-op reconcile reports which key it
+//! reconciled, at which resourceVersion, and when.
 //!
 //! # Protocol
 //! The child prints one JSON [`ReplicaMessage`] per stdout line: `synced` once
 //! its cache holds the initial list (with its RSS and store bytes then), one
-//! `reconciled` per reconcile that ran to its end, and `snapshot` (its cache's
-//! keys and versions) for every `dump` line read on stdin. It exits when stdin
-//! closes, so a parent that goes away takes it down.
+//! `reconciled` per reconcile that ran to its end, `leading` whenever its
+//! elector starts or stops leading, and `snapshot` (its cache's keys and
+//! versions) for every `dump` line read on stdin. It exits when stdin closes, so
+//! a parent that goes away takes it down.
 //!
 //! # Guarantees
 //! * Reconcile times are wall-clock nanoseconds ([`now_nanos`]), the clock every
@@ -24,7 +27,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use kcache::controller::{Action, Controller};
-use kcache::lease::LeaseClient;
+use kcache::lease::{LeaderElectionConfig, LeaderElector, LeaseClient};
 use kcache::shard::{CacheMode, MembershipConfig, ShardBy, ShardMembership, ShardedInformer, Timing};
 use kcache::{Informer, InformerConfig, KubeSource};
 use serde::{Deserialize, Serialize};
@@ -52,6 +55,9 @@ pub struct ReplicaPlan {
     pub lease_duration: Duration,
     /// Controller workers.
     pub workers: usize,
+    /// Elect one leader on the Lease named `ring` instead of sharding: every
+    /// replica caches every pod, only the leader reconciles.
+    pub leader_election: bool,
 }
 
 impl ReplicaPlan {
@@ -72,6 +78,9 @@ impl ReplicaPlan {
             "--workers".to_owned(),
             self.workers.to_string(),
         ]
+        .into_iter()
+        .chain(self.leader_election.then(|| "--leader-election".to_owned()))
+        .collect()
     }
 }
 
@@ -80,6 +89,14 @@ impl ReplicaPlan {
 /// shortened so that a short test lease still renews several times per deadline.
 pub fn timing_for(lease_duration: Duration) -> Timing {
     Timing { lease_duration, renew_deadline: lease_duration * 2 / 3, retry_period: lease_duration / 8 }
+}
+
+/// The leader election's renew deadline and retry period for a lease of
+/// `lease_duration`: client-go's default ratios (15 s lease, 10 s renew deadline,
+/// 2 s retry period; tools/leaderelection/leaderelection.go), which pass
+/// [`LeaderElectionConfig::validate`] at every lease length.
+pub fn leader_timing(lease_duration: Duration) -> (Duration, Duration) {
+    (lease_duration * 10 / 15, lease_duration * 2 / 15)
 }
 
 /// One line of a `loadgen replica` child's stdout.
@@ -114,6 +131,11 @@ pub enum ReplicaMessage {
         keys: Vec<(String, String)>,
         /// Bytes of object JSON in the store.
         store_bytes: u64,
+    },
+    /// The leader elector started (`true`) or stopped (`false`) leading.
+    Leading {
+        /// Whether this replica leads now.
+        leading: bool,
     },
     /// The replica could not go on.
     Failed {
@@ -192,10 +214,25 @@ pub async fn serve_replica(connection: &Connection, plan: &ReplicaPlan) -> Resul
     result
 }
 
-async fn serve_replica_inner(connection: &Connection, plan: &ReplicaPlan, emit: &Emitter) -> Result<(), RunError> {
-    let client = connection.client().await?;
-    let mut config = InformerConfig::default();
-    config.watcher.label_selector = Some(plan.selector.clone());
+/// What keeps a replica's coordination with the others running.
+enum Coordination {
+    /// The sharded informer and the ring membership inside it.
+    Ring(ShardedInformer),
+    /// The leader elector's task and the sender that stops it.
+    Leader { stop: tokio::sync::oneshot::Sender<()>, election: tokio::task::JoinHandle<()> },
+}
+
+/// A replica's cache, controller and coordination, before the controller runs.
+struct Parts {
+    informer: Informer,
+    controller: Controller<Pod>,
+    coordination: Coordination,
+    /// The cache holds every pod (the server ignores the shard selector, or leader election).
+    full_cache: bool,
+}
+
+/// The sharded informer and controller of a ring member.
+async fn sharded(client: kube::Client, plan: &ReplicaPlan, config: InformerConfig) -> Result<Parts, RunError> {
     let membership = ShardMembership::start(
         LeaseClient::new(client.clone(), plan.lease_namespace.clone()),
         MembershipConfig::new(plan.ring.clone(), plan.identity.clone()).timing(timing_for(plan.lease_duration)),
@@ -213,6 +250,41 @@ async fn serve_replica_inner(connection: &Connection, plan: &ReplicaPlan, emit: 
     let full_cache = sharded.mode() == CacheMode::Everything;
     let informer = sharded.informer().clone();
     let controller = Controller::<Pod>::new(&informer).workers(plan.workers.max(1)).shard(membership, SHARD_BY);
+    Ok(Parts { informer, controller, coordination: Coordination::Ring(sharded), full_cache })
+}
+
+/// An informer of every pod and a controller that reconciles only while this
+/// replica's elector leads, telling the parent when it starts and stops leading.
+fn leader_elected(client: kube::Client, plan: &ReplicaPlan, config: InformerConfig, emit: &Emitter) -> Result<Parts, RunError> {
+    let (renew_deadline, retry_period) = leader_timing(plan.lease_duration);
+    let election = LeaderElectionConfig::new(plan.lease_namespace.clone(), plan.ring.clone(), plan.identity.clone())
+        .lease_duration(plan.lease_duration)
+        .renew_deadline(renew_deadline)
+        .retry_period(retry_period);
+    let (started, stopped) = (emit.clone(), emit.clone());
+    let elector = LeaderElector::new(client.clone(), election)
+        .map_err(|e| RunError::Replica(format!("cannot elect a leader: {e}")))?
+        .on_started_leading(move || started.send(ReplicaMessage::Leading { leading: true }))
+        .on_stopped_leading(move || stopped.send(ReplicaMessage::Leading { leading: false }));
+    let informer = Informer::spawn(KubeSource::for_type::<Pod>(client, None), config)
+        .map_err(|e| RunError::Replica(format!("cannot start the informer: {}", chain(&e))))?;
+    let controller = Controller::<Pod>::new(&informer).workers(plan.workers.max(1)).leader_election(elector.leadership());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let election = tokio::spawn(elector.run(async move {
+        let _ = stopped.await;
+    }));
+    Ok(Parts { informer, controller, coordination: Coordination::Leader { stop, election }, full_cache: true })
+}
+
+async fn serve_replica_inner(connection: &Connection, plan: &ReplicaPlan, emit: &Emitter) -> Result<(), RunError> {
+    let client = connection.client().await?;
+    let mut config = InformerConfig::default();
+    config.watcher.label_selector = Some(plan.selector.clone());
+    let Parts { informer, controller, coordination, full_cache } = if plan.leader_election {
+        leader_elected(client, plan, config, emit)?
+    } else {
+        sharded(client, plan, config).await?
+    };
     let ctx = Arc::new(Ctx { emit: emit.clone() });
     let run = tokio::spawn(controller.run(reconcile, |_, _, _| Action::requeue(Duration::from_millis(100)), ctx));
     if !informer.wait_for_sync(Duration::from_secs(600)).await {
@@ -239,6 +311,13 @@ async fn serve_replica_inner(connection: &Connection, plan: &ReplicaPlan, emit: 
     }
     run.abort();
     informer.shutdown();
-    drop(sharded);
+    match coordination {
+        Coordination::Ring(sharded) => drop(sharded),
+        Coordination::Leader { stop, election } => {
+            // Releases the lease; a parent that closed stdin does not wait for it long.
+            let _ = stop.send(());
+            let _ = tokio::time::timeout(Duration::from_secs(5), election).await;
+        }
+    }
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! `loadgen run --replicas N` (N > 1): N `loadgen replica` child processes
-//! ([`super::replica_process`]) share the run's pods through a ring of Leases,
-//! one may be SIGKILLed mid-run, and the report says who reconciled what.
+//! ([`super::replica_process`]) share the run's pods through a ring of Leases
+//! (or, with `--leader-election`, each caches every pod and only an elected
+//! leader reconciles), one may be SIGKILLed or SIGSTOPped mid-run (the leader,
+//! under leader election), and the report says who reconciled what.
 //!
 //! # Figures
 //! * `takeover_seconds`: from the SIGKILL until every key whose last reconcile
@@ -13,6 +15,8 @@
 //!   later; for a last delete, the key is still in a survivor's cache.
 //! * `cache_matches_server`: the union of the survivors' caches (per key, the
 //!   newest version any holds) agrees with the server by [`verify`]'s rule.
+//! * `failover_seconds` (leader election): from the kill or pause of the leader
+//!   until the first reconcile start by another replica.
 
 use std::collections::{HashMap, HashSet};
 use std::process::Stdio;
@@ -98,6 +102,13 @@ pub fn takeover_seconds(records: &[ReconcileRecord], victim: usize, killed_at: u
     Some((latest - killed_at) as f64 / 1e9)
 }
 
+/// Seconds from `at` until the first reconcile start by a replica other than
+/// `victim`; `None` while there is none.
+pub fn failover_seconds(records: &[ReconcileRecord], victim: usize, at: u64) -> Option<f64> {
+    let first = records.iter().filter(|r| r.replica != victim && r.start >= at).map(|r| r.start).min()?;
+    Some((first - at) as f64 / 1e9)
+}
+
 /// The run's writes whose effect no reconcile saw (see the module docs).
 pub fn lost_writes(stats: &WriteStats, records: &[ReconcileRecord], cached: &HashSet<&str>) -> u64 {
     let mut newest: HashMap<&str, u64> = HashMap::new();
@@ -122,6 +133,8 @@ struct ReplicaChild {
     synced: tokio::sync::watch::Receiver<Option<(u64, u64, bool)>>,
     snapshots: tokio::sync::mpsc::UnboundedReceiver<(Vec<(String, String)>, u64)>,
     failed: Arc<Mutex<Option<String>>>,
+    /// Whether its elector said last that it leads (leader election only).
+    leading: tokio::sync::watch::Receiver<bool>,
 }
 
 fn spawn_replica(
@@ -144,6 +157,7 @@ fn spawn_replica(
     let stdout = child.stdout.take().ok_or_else(|| RunError::Replica("no stdout from `loadgen replica`".into()))?;
     let (synced_tx, synced) = tokio::sync::watch::channel(None);
     let (snap_tx, snapshots) = tokio::sync::mpsc::unbounded_channel();
+    let (leading_tx, leading) = tokio::sync::watch::channel(false);
     let failed = Arc::new(Mutex::new(None));
     let records = Arc::clone(records);
     let failure = Arc::clone(&failed);
@@ -160,6 +174,9 @@ fn spawn_replica(
                 Ok(ReplicaMessage::Snapshot { keys, store_bytes }) => {
                     let _ = snap_tx.send((keys, store_bytes));
                 }
+                Ok(ReplicaMessage::Leading { leading }) => {
+                    let _ = leading_tx.send(leading);
+                }
                 Ok(ReplicaMessage::Failed { error }) => {
                     *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
                 }
@@ -167,7 +184,7 @@ fn spawn_replica(
             }
         }
     });
-    Ok(ReplicaChild { child, stdin, synced, snapshots, failed })
+    Ok(ReplicaChild { child, stdin, synced, snapshots, failed, leading })
 }
 
 impl ReplicaChild {
@@ -232,6 +249,7 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, RunError> {
             identity: format!("replica-{i}"),
             lease_duration: cfg.lease_duration,
             workers: 4,
+            leader_election: cfg.leader_election,
         };
         replicas.push(spawn_replica(i, &target, &plan, &records)?);
     }
@@ -250,19 +268,49 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, RunError> {
         }
     }
     let sync_seconds = sync_start.elapsed().as_secs_f64();
-    let settled_store = settle(&mut replicas, &client, &selector, cfg.lease_duration).await?;
+    let leader_timeout = Duration::from_secs(60) + cfg.lease_duration * 3;
+    let settled_store = if cfg.leader_election {
+        // Nothing moves between leader-elected replicas: wait for a leader only.
+        if leader(&replicas, leader_timeout).await.is_none() {
+            return Err(RunError::Replica(format!("no replica led within {leader_timeout:?}")));
+        }
+        let mut bytes = Vec::with_capacity(replicas.len());
+        for (i, r) in replicas.iter_mut().enumerate() {
+            bytes.push(r.snapshot(i).await?.1);
+        }
+        bytes
+    } else {
+        settle(&mut replicas, &client, &selector, cfg.lease_duration).await?
+    };
 
-    // Writes, with the kill beside them.
+    // Writes, with the kill or the pause beside them.
     let write_task = tokio::spawn(async move { writes.drive(&indicatif::ProgressBar::hidden()).await });
     let mut killed_at = None;
+    let mut victim = None;
+    let mut paused = None;
     if let Some(at) = cfg.kill_replica_at {
         tokio::time::sleep(at).await;
-        replicas[0].child.start_kill().map_err(|e| RunError::Replica(format!("cannot kill replica 0: {e}")))?;
+        let v = target_replica(&replicas, cfg.leader_election, leader_timeout).await?;
+        replicas[v].child.start_kill().map_err(|e| RunError::Replica(format!("cannot kill replica {v}: {e}")))?;
         killed_at = Some(now_nanos());
-        let _ = replicas[0].child.wait().await;
+        victim = Some(v);
+        let _ = replicas[v].child.wait().await;
+    } else if let Some(at) = cfg.pause_replica_at {
+        tokio::time::sleep(at).await;
+        let p = target_replica(&replicas, cfg.leader_election, leader_timeout).await?;
+        signal(&replicas[p].child, p, "STOP").await?;
+        paused = Some((p, now_nanos()));
+        tokio::time::sleep(cfg.pause_for).await;
+        signal(&replicas[p].child, p, "CONT").await?;
     }
     let stats = write_task.await.map_err(|e| RunError::Writer(format!("the write task failed: {e}")))??;
-    let victim = killed_at.map(|_| 0);
+    // The replica whose leadership the fault took, and when.
+    let lost_leader = match (victim, killed_at, paused) {
+        _ if !cfg.leader_election => None,
+        (Some(v), Some(at), _) => Some((v, at)),
+        (_, _, Some(p)) => Some(p),
+        _ => None,
+    };
 
     // Convergence: every survivor's cache, the reconciles and the server agree.
     let converge_start = Instant::now();
@@ -284,13 +332,23 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, RunError> {
                 }
             }
         }
-        let outcome = Outcome::measure(&snapshot, union, &records.lock().unwrap_or_else(|p| p.into_inner()), &stats, victim, killed_at);
-        let done = outcome.cache_matches && outcome.lost == 0 && outcome.never == 0 && (killed_at.is_none() || outcome.takeover.is_some());
+        let (outcome, failover) = {
+            let records = records.lock().unwrap_or_else(|p| p.into_inner());
+            let outcome = Outcome::measure(&snapshot, union, &records, &stats, victim, killed_at);
+            (outcome, lost_leader.and_then(|(v, at)| failover_seconds(&records, v, at)))
+        };
+        let done = outcome.cache_matches
+            && outcome.lost == 0
+            && outcome.never == 0
+            && (killed_at.is_none() || outcome.takeover.is_some())
+            && (killed_at.is_none() || lost_leader.is_none() || failover.is_some());
+        let outcome = (outcome, failover);
         if done || converge_start.elapsed() > converge_timeout {
             break outcome;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
+    let (outcome, failover) = outcome;
     if !outcome.cache_matches {
         tracing::warn!("the replicas' caches disagree with the server: {}", outcome.verification);
     }
@@ -331,12 +389,53 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, RunError> {
         double_reconciles: outcome.double,
         keys_never_reconciled: outcome.never,
         replica_cache: replica_cache.to_owned(),
+        leader_election: cfg.leader_election,
+        failover_seconds: failover,
+        paused_replica: paused.map(|(p, _)| p as u64),
         ..Report::default()
     };
     // Closing their stdin ends the replicas; kill_on_drop covers one that hangs.
     drop(replicas);
     target.cleanup(&namespaces).await;
     Ok(report)
+}
+
+/// The replica that leads now by its own last word, waiting at most `timeout`
+/// for one to lead.
+async fn leader(replicas: &[ReplicaChild], timeout: Duration) -> Option<usize> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(i) = replicas.iter().position(|r| *r.leading.borrow()) {
+            return Some(i);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The replica a kill or pause hits: the leader under leader election, else replica 0.
+async fn target_replica(replicas: &[ReplicaChild], leader_election: bool, timeout: Duration) -> Result<usize, RunError> {
+    if !leader_election {
+        return Ok(0);
+    }
+    leader(replicas, timeout).await.ok_or_else(|| RunError::Replica(format!("no replica led within {timeout:?}")))
+}
+
+/// Sends `SIG<name>` to a replica through kill(1): the signals std cannot send.
+async fn signal(child: &Child, index: usize, name: &str) -> Result<(), RunError> {
+    let pid = child.id().ok_or_else(|| RunError::Replica(format!("replica {index} has exited")))?;
+    let status = tokio::process::Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .await
+        .map_err(|e| RunError::Replica(format!("cannot run kill -{name} for replica {index}: {e}")))?;
+    if !status.success() {
+        return Err(RunError::Replica(format!("kill -{name} {pid} (replica {index}) failed: {status}")));
+    }
+    Ok(())
 }
 
 /// Waits until the replicas' caches are the ring's settled slices (each pod in
@@ -450,6 +549,16 @@ mod tests {
             rec(0, "c", 5, 15),
         ];
         assert_eq!(double_reconciles(&records), 1);
+    }
+
+    #[test]
+    fn failover_is_the_first_start_by_another_replica_after_the_fault() {
+        let mut records = vec![rec(0, "a", 0, 1), rec(1, "b", 5, 6), rec(0, "c", 20, 21)];
+        // Lost at 10: the old leader's later start and the other's earlier one do not count.
+        assert_eq!(failover_seconds(&records, 0, 10), None);
+        records.push(rec(2, "a", 3_000_000_010, 3_000_000_020));
+        records.push(rec(1, "a", 1_500_000_010, 1_600_000_010));
+        assert_eq!(failover_seconds(&records, 0, 10), Some(1.5));
     }
 
     #[test]
