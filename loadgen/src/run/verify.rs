@@ -29,22 +29,6 @@ use super::error::RunError;
 use super::recorder::Seen;
 use super::write_mix::WriteStats;
 
-/// Key and resourceVersion of every item of a LIST body, and nothing else: the
-/// verification must not decode 100,000 typed pods to compare two key sets.
-#[derive(serde::Deserialize)]
-struct KeyList {
-    #[serde(default)]
-    metadata: ListMeta,
-    items: Vec<KeyItem>,
-}
-
-#[derive(Default, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ListMeta {
-    #[serde(default)]
-    resource_version: String,
-}
-
 /// One object's key and resourceVersion: a LIST item, or the answer to a write
 /// ([`super::write_mix`], which must not decode 2,000 typed pods a second either). `name`
 /// may be absent because a DELETE may answer with a Status.
@@ -70,25 +54,68 @@ pub struct ServerSnapshot {
     pub keys: Vec<(String, String)>,
     /// The resourceVersion the LIST answered at.
     pub at: u64,
-    /// Bytes of the LIST body (the pods' wire bytes plus a ~100-byte envelope).
+    /// Bytes of the LIST pages (the pods' wire bytes plus a ~100-byte envelope a page).
     pub wire_bytes: u64,
     /// The exact read at the requested version was refused as compacted (410)
     /// and this is a plain LIST.
     pub fell_back: bool,
 }
 
-/// LISTs the pods `lp` selects, at exactly `at` when given.
+/// Items per page of the verification's LIST: one unpaginated LIST of a million
+/// pods is a 4.5 GB body, held as text beside its keys.
+const VERIFY_PAGE: u32 = 5_000;
+
+#[derive(Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PageMeta {
+    #[serde(default)]
+    resource_version: String,
+    #[serde(default, rename = "continue")]
+    continue_token: Option<String>,
+}
+
+/// Key and resourceVersion of every item of a LIST page, and nothing else: the
+/// verification must not decode 100,000 typed pods to compare two key sets.
+#[derive(serde::Deserialize)]
+struct KeyPage {
+    #[serde(default)]
+    metadata: PageMeta,
+    items: Vec<KeyItem>,
+}
+
+/// LISTs the pods `lp` selects, at exactly `at` when given, page by page: the first
+/// page carries `lp`'s version, the next ones only the continue token (the server
+/// serves them from the first page's snapshot and refuses a version beside a token).
 async fn list_keys(client: &kube::Client, lp: &ListParams) -> Result<ServerSnapshot, kube::Error> {
-    let req = kube::core::Request::new("/api/v1/pods").list(lp).map_err(kube::Error::BuildRequest)?;
-    let body = client.request_text(req).await?;
-    let list: KeyList = serde_json::from_str(&body).map_err(kube::Error::SerdeError)?;
-    let mut keys: Vec<(String, String)> = list
-        .items
-        .into_iter()
-        .map(|i| (format!("{}/{}", i.metadata.namespace.as_deref().unwrap_or(""), i.metadata.name), i.metadata.resource_version))
-        .collect();
+    let mut keys: Vec<(String, String)> = Vec::new();
+    let mut wire_bytes = 0u64;
+    let mut at = 0u64;
+    let mut page = lp.clone().limit(VERIFY_PAGE);
+    loop {
+        let req = kube::core::Request::new("/api/v1/pods").list(&page).map_err(kube::Error::BuildRequest)?;
+        let body = client.request_text(req).await?;
+        wire_bytes += body.len() as u64;
+        let list: KeyPage = serde_json::from_str(&body).map_err(kube::Error::SerdeError)?;
+        drop(body);
+        if at == 0 {
+            at = list.metadata.resource_version.parse().unwrap_or(0);
+        }
+        keys.extend(
+            list.items
+                .into_iter()
+                .map(|i| (format!("{}/{}", i.metadata.namespace.as_deref().unwrap_or(""), i.metadata.name), i.metadata.resource_version)),
+        );
+        match list.metadata.continue_token.filter(|t| !t.is_empty()) {
+            Some(token) => {
+                page = ListParams { label_selector: lp.label_selector.clone(), field_selector: lp.field_selector.clone(), ..ListParams::default() }
+                    .limit(VERIFY_PAGE)
+                    .continue_token(&token);
+            }
+            None => break,
+        }
+    }
     keys.sort();
-    Ok(ServerSnapshot { keys, at: list.metadata.resource_version.parse().unwrap_or(0), wire_bytes: body.len() as u64, fell_back: false })
+    Ok(ServerSnapshot { keys, at, wire_bytes, fell_back: false })
 }
 
 /// The server's pods matching `selector` at resourceVersion `at` (0: the
