@@ -3,7 +3,7 @@
 //! results block. Exit codes: 0 ok, 2 error.
 //!
 //! ```text
-//! cargo run --release -p kcache-bench --bin compare [-- --quick] [--only ID-PART] [--root DIR]
+//! cargo run --release -p kcache-bench --bin compare [-- --quick] [--only ID-PART[,ID-PART...]] [--root DIR]
 //! ```
 #![forbid(unsafe_code)]
 
@@ -18,7 +18,7 @@ use kcache_bench::compare::{self, Options};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const USAGE: &str = "usage: compare [--quick] [--only ID-PART] [--root REPO-DIR] [--work DIR]";
+const USAGE: &str = "usage: compare [--quick] [--only ID-PART[,ID-PART...]] [--root REPO-DIR] [--work DIR]";
 
 fn main() -> ExitCode {
     // The repository root is two levels above this package's manifest.

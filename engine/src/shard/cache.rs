@@ -60,7 +60,7 @@ pub enum ShardCacheError {
 }
 
 /// An informer that caches only this replica's shard of a collection, following a
-/// [`ShardMembership`]; see the [module](self) for how it moves between slices.
+/// [`ShardMembership`]; see [`crate::shard`] and docs/SCALING.md for how it moves between slices.
 ///
 /// ```no_run
 /// # async fn demo(client: kube::Client, membership: kcache::shard::ShardMembership) -> Result<(), Box<dyn std::error::Error>> {
