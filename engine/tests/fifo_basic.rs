@@ -354,3 +354,25 @@ fn a_million_updates_over_a_thousand_keys_with_blocked_handlers_stay_within_two_
     assert!(store.list().iter().all(|o| o.resource_version() == "4"));
     assert_eq!(store.len(), KEYS);
 }
+
+#[test]
+fn a_scoped_replace_touches_only_the_keys_in_scope() {
+    let (mut f, rec) = fifo(2);
+    let initial = ["kept-a", "kept-b", "lost-a", "lost-b", "moved-a"].map(|n| pod("ns", n, "1", &[]));
+    f.replace(initial.to_vec(), "3").unwrap();
+    wait_until("the initial list is delivered", || rec.log().len() == 5);
+    rec.log.lock().unwrap().clear();
+    // A kept key changed on the watch (applied or still pending): out of scope, so
+    // the replace neither deletes it nor takes it back to the listed state.
+    f.push(Delta::Updated(pod("ns", "kept-b", "4", &[]))).unwrap();
+    let in_scope = |o: &Obj| !o.name().starts_with("kept-");
+    f.replace_scoped(vec![pod("ns", "gained", "6", &[]), pod("ns", "moved-a", "1", &[])], "6", in_scope).unwrap();
+    f.close();
+    let mut log = rec.log();
+    log.sort();
+    assert_eq!(log, ["add gained@6", "delete lost-a@1 unknown", "delete lost-b@1 unknown", "update kept-b@1->4"]);
+    let mut names: Vec<String> = f.store().list().iter().map(|o| o.name().to_owned()).collect();
+    names.sort();
+    assert_eq!(names, ["gained", "kept-a", "kept-b", "moved-a"]);
+    assert_eq!(f.store().resource_version().as_deref(), Some("6"));
+}

@@ -1,10 +1,11 @@
 //! The watcher's relist trigger: a requested relist drops the open watch and lists
-//! at once, with no backoff, while real failures still wait for theirs.
+//! at once, with no backoff, while real failures still wait for theirs; a scoped
+//! request relists only its scope when the sink and source can, else everything.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use kcache::reflector::{Backoff, Event, RelistTrigger, Watcher, WatcherConfig, WatcherStats};
+use kcache::reflector::{Backoff, Event, EventSink, RelistScope, RelistTrigger, ShardField, ShardRange, ShardSelector, Watcher, WatcherConfig, WatcherStats};
 use kcache::testing::MemorySource;
 use kcache::wire::{Decoder, DecoderConfig};
 use serde_json::json;
@@ -26,18 +27,46 @@ struct Running {
 }
 
 fn start(src: &MemorySource, trigger: &RelistTrigger) -> Running {
-    let config = WatcherConfig { backoff: never_backoff(), relist_trigger: Some(trigger.clone()), ..WatcherConfig::default() };
     let (tx, rx) = mpsc::unbounded_channel();
+    let sink = move |e: Event| {
+        let _ = tx.send(e);
+    };
+    start_with(src, trigger, sink, rx)
+}
+
+fn start_with(src: &MemorySource, trigger: &RelistTrigger, mut sink: impl EventSink + 'static, rx: mpsc::UnboundedReceiver<Event>) -> Running {
+    let config = WatcherConfig { backoff: never_backoff(), relist_trigger: Some(trigger.clone()), ..WatcherConfig::default() };
     let (stop, stop_rx) = watch::channel(false);
     let watcher = Watcher::new(src.clone(), Decoder::new(DecoderConfig::default()), config);
     let stats = watcher.stats();
     tokio::spawn(async move {
-        let mut sink = move |e: Event| {
-            let _ = tx.send(e);
-        };
         watcher.run(&mut sink, stop_rx).await;
     });
     Running { rx, _stop: stop, stats }
+}
+
+/// A sink that takes scoped lists; an abandoned list shows as a `Bookmark("aborted")`.
+struct ScopedSink(mpsc::UnboundedSender<Event>);
+
+impl EventSink for ScopedSink {
+    fn event(&mut self, event: Event) {
+        let _ = self.0.send(event);
+    }
+    fn init_aborted(&mut self) {
+        let _ = self.0.send(Event::Bookmark("aborted".to_owned()));
+    }
+    fn begin_scoped_list(&mut self, _: Arc<RelistScope>) -> bool {
+        true
+    }
+}
+
+fn scoped_start(src: &MemorySource, trigger: &RelistTrigger) -> Running {
+    let (tx, rx) = mpsc::unbounded_channel();
+    start_with(src, trigger, ScopedSink(tx), rx)
+}
+
+fn half() -> ShardSelector {
+    ShardSelector::new(ShardField::Uid, vec![ShardRange { start: 0, end: 1 << 63 }]).expect("valid")
 }
 
 impl Running {
@@ -130,4 +159,83 @@ async fn requests_merge_and_real_410s_still_wait_for_the_backoff() {
     trigger.request();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(src.list_calls(), 2, "a request waits for a real failure's backoff");
+}
+
+fn count(c: &std::sync::atomic::AtomicU64) -> u64 {
+    c.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+#[tokio::test]
+async fn a_scoped_request_relists_everything_for_a_sink_without_scoped_lists() {
+    let src = MemorySource::new("Pod");
+    src.apply(pod("a"));
+    let trigger = RelistTrigger::new();
+    let mut w = start(&src, &trigger);
+    assert_eq!(w.list().await, ["a"]);
+    w.wait_watching(&src, 1).await;
+    trigger.request_scoped(RelistScope::new(Some(half()), |_| true));
+    assert_eq!(w.list().await, ["a"], "a whole list");
+    // Counted as the scoped attempt and the whole list that replaced it.
+    assert_eq!((count(&w.stats.requested_relists), count(&w.stats.scoped_relists), count(&w.stats.errors)), (2, 0, 0));
+    assert_eq!(src.list_calls(), 2);
+}
+
+#[tokio::test]
+async fn a_scoped_request_that_lists_nothing_replaces_at_the_watchs_version_without_a_list() {
+    let src = MemorySource::new("Pod");
+    src.apply(pod("a"));
+    let trigger = RelistTrigger::new();
+    let mut w = scoped_start(&src, &trigger);
+    assert_eq!(w.list().await, ["a"]);
+    w.wait_watching(&src, 1).await;
+    src.apply(pod("b"));
+    let seen = match w.next().await {
+        Event::Apply(o) if o.name() == "b" => o.resource_version().to_owned(),
+        other => panic!("unexpected {other:?}"),
+    };
+    // Only objects are dropped: an empty scoped list at the version the watch reached.
+    trigger.request_scoped(RelistScope::new(None, |o| o.name() == "a"));
+    assert!(matches!(w.next().await, Event::Init));
+    match w.next().await {
+        Event::InitDone { resource_version } => assert_eq!(resource_version, seen, "the scope is replaced at the watch's version"),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(src.list_calls(), 1, "nothing was listed");
+    assert_eq!((count(&w.stats.requested_relists), count(&w.stats.scoped_relists), count(&w.stats.errors)), (1, 1, 0));
+    // It watches on from that version: the next change arrives, nothing is replayed.
+    w.wait_watching(&src, 2).await;
+    src.apply(pod("c"));
+    assert!(matches!(w.next().await, Event::Apply(o) if o.name() == "c"));
+}
+
+#[tokio::test]
+async fn a_scoped_request_falls_back_to_a_whole_relist_when_the_source_cannot_list_a_slice() {
+    let src = MemorySource::new("Pod");
+    src.apply(pod("a"));
+    let trigger = RelistTrigger::new();
+    let mut w = scoped_start(&src, &trigger);
+    assert_eq!(w.list().await, ["a"]);
+    w.wait_watching(&src, 1).await;
+    trigger.request_scoped(RelistScope::new(Some(half()), |_| true));
+    // The scoped list is abandoned before any object, then the whole list follows at once.
+    assert!(matches!(w.rx.recv().await, Some(Event::Init)));
+    assert!(matches!(w.rx.recv().await, Some(Event::Bookmark(b)) if b == "aborted"));
+    assert_eq!(w.list().await, ["a"]);
+    assert_eq!((count(&w.stats.scoped_relists), count(&w.stats.errors)), (0, 0));
+    assert_eq!(src.list_calls(), 2);
+}
+
+#[tokio::test]
+async fn a_scoped_request_made_while_another_is_pending_is_a_whole_relist() {
+    let src = MemorySource::new("Pod");
+    src.apply(pod("a"));
+    let trigger = RelistTrigger::new();
+    let mut w = scoped_start(&src, &trigger);
+    assert_eq!(w.list().await, ["a"]);
+    // Neither is taken before the watch opens: both are served by one whole list.
+    trigger.request_scoped(RelistScope::new(None, |_| true));
+    trigger.request_scoped(RelistScope::new(None, |_| true));
+    let names = w.list().await;
+    assert_eq!(names, ["a"], "a whole list, not an empty scoped one");
+    assert_eq!(count(&w.stats.scoped_relists), 0);
 }

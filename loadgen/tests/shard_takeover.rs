@@ -1,7 +1,9 @@
 //! Moving between slices and members against the simulator: a `ShardedInformer`
 //! relists at once when its ranges change (through the watcher's relist trigger, not
-//! a 410 and its backoff), a ring's dead Leases are deleted while live ones are never,
-//! and `KeyController::shard` splits keys between replicas as `Controller::shard` does.
+//! a 410 and its backoff), and lists only the ranges it gained (a whole relist when
+//! that exact read is answered 410), a ring's dead Leases are deleted while live ones
+//! are never, and `KeyController::shard` splits keys between replicas as
+//! `Controller::shard` does.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering::Relaxed;
@@ -12,11 +14,13 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kcache::controller::{Action, KeyController, ReconcileKey, kind_of};
+use kcache::fifo::Handler;
 use kcache::informer::{Informer, InformerConfig};
 use kcache::lease::{LeaseClient, LeaseError};
 use kcache::reflector::{Backoff, KubeSource};
 use kcache::shard::{MembershipConfig, RING_LABEL, ShardBy, ShardMembership, ShardedInformer, Timing, fnv1a64};
 use kcache_loadgen::sim::{SimHandle, SimServer};
+use kcache::{Obj, reflector::WatcherStats};
 use serde_json::json;
 
 /// Bound for every wait: generous, for a loaded 2-core machine.
@@ -218,5 +222,177 @@ async fn key_controllers_split_the_keys_between_replicas() {
     assert!(by_key.values().any(|r| r[0] == "a") && by_key.values().any(|r| r[0] == "b"), "both replicas own keys: {by_key:?}");
     a.stop().await;
     b.stop().await;
+    sim.shutdown().await;
+}
+
+/// What a handler of a sharded cache was told, in order: (what, name).
+#[derive(Default)]
+struct Told(Mutex<Vec<(&'static str, String)>>);
+
+impl Handler for Told {
+    fn on_add(&self, obj: &Obj, _: bool) {
+        self.0.lock().unwrap().push(("add", obj.name().to_owned()));
+    }
+    fn on_update(&self, _: &Obj, new: &Obj) {
+        self.0.lock().unwrap().push(("update", new.name().to_owned()));
+    }
+    fn on_delete(&self, obj: &Obj, final_state_unknown: bool) {
+        let what = if final_state_unknown { "delete-unknown" } else { "delete" };
+        self.0.lock().unwrap().push((what, obj.name().to_owned()));
+    }
+}
+
+impl Told {
+    fn take(&self) -> Vec<(&'static str, String)> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+
+    /// The events about `name`, in order.
+    fn about(events: &[(&'static str, String)], name: &str) -> Vec<&'static str> {
+        events.iter().filter(|(_, n)| n == name).map(|(what, _)| *what).collect()
+    }
+}
+
+/// (lists, scoped relists, listed objects, requested relists, relists on 410, errors)
+fn counters(stats: &WatcherStats) -> [u64; 6] {
+    [&stats.lists, &stats.scoped_relists, &stats.listed_objects, &stats.requested_relists, &stats.relists, &stats.errors].map(|c| c.load(Relaxed))
+}
+
+fn names(slice: &BTreeMap<String, String>) -> BTreeSet<String> {
+    slice.keys().cloned().collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reshard_lists_only_the_gained_ranges_and_leaves_kept_objects_alone() {
+    let sim = SimServer::builder().sharded_list_and_watch(true).bookmark_interval(Duration::from_millis(200)).start().await.expect("sim");
+    for i in 0..200 {
+        sim.create("configmaps", json!({"metadata": {"namespace": NS, "name": format!("cm-{i:03}")}})).expect("create");
+    }
+    let a = member(&sim, "moved", "a", None);
+    let mut config = InformerConfig::default();
+    config.watcher.backoff = Backoff::new(Duration::from_secs(3600), Duration::from_secs(3600));
+    // Pages smaller than a slice: the exact read is paged like the normal list.
+    config.watcher.page_size = Some(20);
+    let source = KubeSource::for_type::<ConfigMap>(sim.client().expect("client"), Some(NS));
+    let cache = tokio::time::timeout(T, ShardedInformer::start(a.clone(), source, ShardBy::ObjectUid, config)).await.expect("a gets a range").expect("starts");
+    assert!(cache.informer().wait_for_sync(T).await);
+    eventually("a caches everything while alone", || cached(&cache).len() == 200).await;
+    let told = Arc::new(Told::default());
+    let id = cache.informer().add_handler(told.clone()).expect("handler");
+    eventually("the handler has the cache", || cache.informer().handler_synced(id)).await;
+    eventually("the replay is delivered", || told.0.lock().unwrap().len() == 200).await;
+    told.take();
+    let stats = cache.informer().stats();
+
+    // b joins: a only loses ranges, so it lists nothing.
+    let whole = names(&cached(&cache));
+    let before = counters(&stats);
+    let b = member(&sim, "moved", "b", None);
+    members_are(&[&a, &b], &["a", "b"]).await;
+    eventually("a's cache is its new slice", || cache.reshards() >= 1 && cached(&cache) == slice(&sim, &a)).await;
+    let kept = names(&slice(&sim, &a));
+    let lost: BTreeSet<String> = whole.difference(&kept).cloned().collect();
+    assert!(!lost.is_empty() && !kept.is_empty(), "the join moved part of the space");
+    eventually("every lost object was deleted", || told.0.lock().unwrap().len() >= lost.len()).await;
+    let events = told.take();
+    for name in &lost {
+        assert_eq!(Told::about(&events, name), ["delete-unknown"], "{name} was lost: one delete, final state unknown");
+    }
+    for name in &kept {
+        assert!(Told::about(&events, name).is_empty(), "{name} was kept: no event");
+    }
+    let after = counters(&stats);
+    assert!(after[1] > before[1], "the change was a scoped relist");
+    assert_eq!(after[2], before[2], "nothing was gained, so nothing was listed");
+    assert_eq!(after[0] - before[0], after[1] - before[1], "no whole list");
+    assert_eq!((after[4], after[5]), (0, 0), "no 410, no error");
+
+    // b leaves while config maps are written: a gains b's ranges and lists only them.
+    let before = counters(&stats);
+    let writes = async {
+        for i in 0..30 {
+            sim.create("configmaps", json!({"metadata": {"namespace": NS, "name": format!("new-{i:03}")}})).expect("create");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let leave = async {
+        b.stop().await;
+        members_are(&[&a], &["a"]).await;
+    };
+    tokio::join!(writes, leave);
+    eventually("a's cache is the whole collection again", || cached(&cache) == slice(&sim, &a) && cached(&cache).len() == 230).await;
+    let after = counters(&stats);
+    let gained: BTreeSet<String> = lost.clone();
+    assert!(after[1] > before[1], "the change was a scoped relist");
+    assert_eq!(after[0] - before[0], after[1] - before[1], "no whole list");
+    let listed = after[2] - before[2];
+    // The gained objects that were not written came only from the scoped list; at
+    // most the config maps created meanwhile in the gained ranges came with them.
+    assert!(listed >= gained.len() as u64 && listed <= gained.len() as u64 + 30, "listed {listed} for {} gained objects", gained.len());
+    assert!(listed < 200, "not the whole new slice");
+    assert_eq!((after[4], after[5]), (0, 0), "no 410, no error");
+    eventually("every gained object was added", || told.0.lock().unwrap().len() >= gained.len() + 30).await;
+    let events = told.take();
+    for name in &gained {
+        assert_eq!(Told::about(&events, name), ["add"], "{name} was gained: one add");
+    }
+    for name in &kept {
+        assert!(Told::about(&events, name).is_empty(), "{name} was kept: no event");
+    }
+    for i in 0..30 {
+        let name = format!("new-{i:03}");
+        let about = Told::about(&events, &name);
+        assert_eq!(about.first(), Some(&"add"), "{name} was created: {about:?}");
+        assert!(!about.iter().any(|w| w.starts_with("delete")), "{name} exists: {about:?}");
+    }
+
+    // And the watch goes on with the whole new selector.
+    let kept_one = kept.iter().next().expect("a kept one").clone();
+    let gained_one = gained.iter().next().expect("a gained one").clone();
+    sim.merge_patch("configmaps", NS, &kept_one, &json!({"data": {"v": "1"}})).expect("patch");
+    sim.merge_patch("configmaps", NS, &gained_one, &json!({"data": {"v": "1"}})).expect("patch");
+    sim.delete("configmaps", NS, "new-000").expect("delete");
+    sim.create("configmaps", json!({"metadata": {"namespace": NS, "name": "late"}})).expect("create");
+    eventually("writes after the change reach the cache", || cached(&cache) == slice(&sim, &a) && cached(&cache).contains_key("late")).await;
+    a.stop().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_410_on_the_exact_list_of_gained_ranges_relists_the_whole_slice() {
+    // No bookmarks: the watch's resourceVersion stays at its last config map event,
+    // behind the lease renewals, so expiring history makes the exact read a 410.
+    let sim = SimServer::builder().sharded_list_and_watch(true).bookmark_interval(Duration::from_secs(3600)).start().await.expect("sim");
+    for i in 0..100 {
+        sim.create("configmaps", json!({"metadata": {"namespace": NS, "name": format!("cm-{i:03}")}})).expect("create");
+    }
+    let a = member(&sim, "expired", "a", None);
+    let b = member(&sim, "expired", "b", None);
+    members_are(&[&a, &b], &["a", "b"]).await;
+    let mut config = InformerConfig::default();
+    config.watcher.backoff = Backoff::new(Duration::from_secs(3600), Duration::from_secs(3600));
+    let source = KubeSource::for_type::<ConfigMap>(sim.client().expect("client"), Some(NS));
+    let cache = tokio::time::timeout(T, ShardedInformer::start(a.clone(), source, ShardBy::ObjectUid, config)).await.expect("a gets a range").expect("starts");
+    assert!(cache.informer().wait_for_sync(T).await);
+    eventually("a caches its slice", || cached(&cache) == slice(&sim, &a)).await;
+    let held = cached(&cache).len();
+    assert!(held < 100, "a holds only its part");
+    let stats = cache.informer().stats();
+    let before = counters(&stats);
+    let reshards = cache.reshards();
+    // Moves the server past the watch's version, then forgets everything before now.
+    sim.create("configmaps", json!({"metadata": {"namespace": "elsewhere", "name": "bump"}})).expect("create");
+    sim.expire_history();
+    b.stop().await;
+    members_are(&[&a], &["a"]).await;
+    eventually("a's cache is the whole collection", || cache.reshards() > reshards && cached(&cache) == slice(&sim, &a) && cached(&cache).len() == 100).await;
+    let after = counters(&stats);
+    assert_eq!(after[1], before[1], "the scoped relist did not complete");
+    assert!(after[5] > before[5], "the 410 was reported");
+    assert_eq!(after[2] - before[2], 100, "the whole new slice was listed");
+    assert!(after[3] >= before[3] + 2, "the scoped attempt, then the whole relist, both on request");
+    sim.merge_patch("configmaps", NS, "cm-000", &json!({"data": {"v": "1"}})).expect("patch");
+    eventually("a write after the change reaches the cache", || cached(&cache) == slice(&sim, &a)).await;
+    a.stop().await;
     sim.shutdown().await;
 }

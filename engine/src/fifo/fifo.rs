@@ -272,6 +272,20 @@ impl Fifo {
     /// # Errors
     /// [`FifoError::Closed`] after [`Fifo::close`].
     pub fn replace(&mut self, list: Vec<Obj>, resource_version: &str) -> Result<(), FifoError> {
+        self.replace_scoped(list, resource_version, |_| true)
+    }
+
+    /// As [`Fifo::replace`], for only the part of the content `in_scope` accepts: a
+    /// relist of one slice of the collection (a scoped relist, see
+    /// [`RelistScope`](crate::reflector::RelistScope)). Every listed object is queued
+    /// as a [`Delta::Replaced`]; every key in the store or pending whose last known
+    /// state `in_scope` accepts and that the list lacks gets one
+    /// [`Delta::DeletedFinalStateUnknown`]; every other key gets nothing. The listed
+    /// objects should all be in scope.
+    ///
+    /// # Errors
+    /// [`FifoError::Closed`] after [`Fifo::close`].
+    pub fn replace_scoped(&mut self, list: Vec<Obj>, resource_version: &str, in_scope: impl Fn(&Obj) -> bool) -> Result<(), FifoError> {
         let n = self.shards();
         let initial = !self.synced_marked;
         let mut per_shard: Vec<Vec<(Arc<str>, Obj)>> = (0..n).map(|_| Vec::new()).collect();
@@ -297,7 +311,7 @@ impl Fifo {
             // either in the store or pending (or both): none is missed or doubled.
             let mut gone: Vec<(Arc<str>, Obj)> = Vec::new();
             self.shared.store.for_each_in_shard(shard, |k, o| {
-                if !present.contains(k) && !q.pending.contains_key(k) {
+                if !present.contains(k) && !q.pending.contains_key(k) && in_scope(o) {
                     gone.push((Arc::from(k), o.clone()));
                 }
             });
@@ -305,7 +319,9 @@ impl Fifo {
                 if present.contains(k) {
                     continue;
                 }
-                if let Item::Upsert(o, _) = e.newest() {
+                if let Item::Upsert(o, _) = e.newest()
+                    && in_scope(o)
+                {
                     gone.push((Arc::clone(k), o.clone()));
                 }
             }

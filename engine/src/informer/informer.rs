@@ -27,7 +27,7 @@ use crate::Obj;
 use crate::arena::Arena;
 use crate::compress::{Codec, Compression, CompressionStats};
 use crate::fifo::{Delta, Fifo, Handler, HandlerId, Handlers};
-use crate::reflector::{Event, EventSink, Source, Watcher, WatcherConfig, WatcherStats};
+use crate::reflector::{Event, EventSink, RelistScope, Source, Watcher, WatcherConfig, WatcherStats};
 use crate::store::{CompactionConfig, Store, StoreConfig, store};
 use crate::wire::{Decoder, DecoderConfig};
 
@@ -88,6 +88,8 @@ struct FifoSink {
     started: std::time::Instant,
     sync_duration: Arc<std::sync::OnceLock<Duration>>,
     listing: Option<Vec<Obj>>,
+    /// The scope of the list in progress when it is a scoped relist.
+    scope: Option<Arc<RelistScope>>,
     codec: Option<Codec>,
 }
 
@@ -113,7 +115,10 @@ impl EventSink for FifoSink {
                     codec.list_done();
                 }
                 let objs = self.listing.take().unwrap_or_default();
-                fifo.replace(objs, &resource_version)
+                match self.scope.take() {
+                    Some(scope) => fifo.replace_scoped(objs, &resource_version, |o| scope.covers(o)),
+                    None => fifo.replace(objs, &resource_version),
+                }
             }
             Event::Apply(obj) => fifo.push(Delta::Updated(obj)),
             Event::Delete(obj) => fifo.push(Delta::Deleted(obj)),
@@ -132,6 +137,12 @@ impl EventSink for FifoSink {
         // The list will not complete: its objects never reach the store, which
         // keeps the last complete state.
         self.listing = None;
+        self.scope = None;
+    }
+
+    fn begin_scoped_list(&mut self, scope: Arc<RelistScope>) -> bool {
+        self.scope = Some(scope);
+        true
     }
 }
 
@@ -166,6 +177,7 @@ impl Informer {
             started: std::time::Instant::now(),
             sync_duration: Arc::clone(&sync_duration),
             listing: None,
+            scope: None,
             codec,
         };
         let task_fifo = Arc::clone(&fifo);

@@ -6,6 +6,10 @@
 //! * [`Watcher`]: list then watch with bookmarks, rewatch, relist on 410, and
 //!   [`Backoff`] between failures; it hands [`Event`]s to an [`EventSink`] (the
 //!   informer's, normally).
+//! * [`RelistTrigger`]: lets a source's owner ask for a relist at once, whole or
+//!   scoped to the part of the collection that changed ([`RelistScope`]: LIST
+//!   only a shard selector's slice at the watch's resourceVersion, replace only
+//!   what the scope covers).
 //! * [`ShardSelector`]: a KEP-5866 server-side shard selector, which
 //!   [`KubeSource::shard_selector`] sends on every LIST and WATCH, and
 //!   [`fnv1a64`], the hash its ranges are over.
@@ -24,6 +28,7 @@
 mod backoff;
 mod config;
 mod error;
+mod relist;
 mod shard_selector;
 mod source;
 mod watcher;
@@ -33,4 +38,5 @@ pub use source::{BodyStream, KubeSource, Source, SourceError};
 pub use config::WatcherConfig;
 pub use error::{ErrorCallback, WatcherError};
 pub use shard_selector::{HASH_SPACE_END, InvalidShardRange, ShardField, ShardRange, ShardSelector, fnv1a64};
-pub use watcher::{Event, EventSink, RelistTrigger, Watcher, WatcherStats};
+pub use relist::{RelistScope, RelistTrigger};
+pub use watcher::{Event, EventSink, Watcher, WatcherStats};

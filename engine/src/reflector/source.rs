@@ -34,6 +34,15 @@ pub trait Source: Send + Sync + 'static {
         params: &WatchParams,
         resource_version: &str,
     ) -> impl Future<Output = Result<BodyStream, SourceError>> + Send;
+
+    /// One LIST request of only `selector`'s slice, in place of any shard selector
+    /// the source sends itself: what a scoped relist lists
+    /// ([`RelistScope`](super::RelistScope)). The default answers
+    /// [`SourceError::ScopedListUnsupported`], and the watcher relists everything.
+    fn list_shard(&self, params: &ListParams, selector: &ShardSelector) -> impl Future<Output = Result<Bytes, SourceError>> + Send {
+        let _ = (params, selector);
+        std::future::ready(Err(SourceError::ScopedListUnsupported))
+    }
 }
 
 /// A failed list or watch request.
@@ -68,6 +77,9 @@ pub enum SourceError {
         /// The selector sent.
         selector: String,
     },
+    /// The source cannot list one shard selector's slice ([`Source::list_shard`]).
+    #[error("this source does not list a shard selector's slice on its own")]
+    ScopedListUnsupported,
 }
 
 impl SourceError {
@@ -356,6 +368,10 @@ impl Source for KubeSource {
         let body = self.send(req).await?.into_body();
         let stream = body.into_data_stream().map(|r| r.map_err(|e| SourceError::Transport(Box::new(e))));
         Ok(Box::pin(stream))
+    }
+
+    async fn list_shard(&self, params: &ListParams, selector: &ShardSelector) -> Result<Bytes, SourceError> {
+        self.clone().shard_selector(selector).list(params).await
     }
 }
 

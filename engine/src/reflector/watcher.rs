@@ -73,6 +73,10 @@
 //!   with no backoff — it is no failure. A request that comes during a LIST lets
 //!   that list finish and relists before the next watch. A request that comes
 //!   during a backoff waits for it: a failing server is not hammered for it.
+//!   A scoped request ([`RelistTrigger::request_scoped`]) that comes while a watch
+//!   is open LISTs only its scope, at the watch's resourceVersion, and watches on
+//!   from there ([`super::relist`] says why that version, and when it falls back
+//!   to a whole relist).
 //!
 //! # Rate of requests under failure
 //! Every failure — a failed LIST or WATCH request, a 410 (so a relist), an ERROR
@@ -94,6 +98,7 @@ use kube::api::{ListParams, VersionMatch, WatchParams};
 use rand::Rng;
 use tokio::sync::watch;
 
+use super::relist::{RelistRequests, RelistScope, RelistTrigger};
 use super::{Source, SourceError, WatcherConfig, WatcherError};
 use crate::Obj;
 use crate::wire::{Decoder, DecoderConfig, Framer, WatchEvent};
@@ -135,6 +140,16 @@ pub trait EventSink: Send {
     /// new `Init`. The default does nothing, which is correct for a sink that
     /// restarts its buffer at every `Init`; it only holds memory longer.
     fn init_aborted(&mut self) {}
+
+    /// Called before the [`Event::Init`] of a scoped relist: when it returns true
+    /// the list that follows replaces only the objects `scope` covers
+    /// ([`RelistScope::covers`]) at its [`Event::InitDone`], and every other object
+    /// is kept. The default refuses (false), and the watcher relists the whole
+    /// collection instead.
+    fn begin_scoped_list(&mut self, scope: Arc<RelistScope>) -> bool {
+        let _ = scope;
+        false
+    }
 }
 
 impl<F: FnMut(Event) + Send> EventSink for F {
@@ -143,40 +158,6 @@ impl<F: FnMut(Event) + Send> EventSink for F {
     }
 }
 
-/// Asks the watchers configured with it ([`WatcherConfig::relist_trigger`]) to relist
-/// at once: the owner of a source whose answers changed meaning (a new selector)
-/// needs a fresh list, and a real failure's backoff is no reason to wait for it.
-/// Cheap to clone; requests made before a watcher starts are not replayed to it (it
-/// lists first anyway), and requests made while one is pending merge into it.
-#[derive(Clone, Debug)]
-pub struct RelistTrigger {
-    requests: Arc<watch::Sender<u64>>,
-}
-
-impl Default for RelistTrigger {
-    fn default() -> Self {
-        RelistTrigger::new()
-    }
-}
-
-impl RelistTrigger {
-    /// A trigger no watcher listens to yet.
-    pub fn new() -> Self {
-        RelistTrigger { requests: Arc::new(watch::channel(0).0) }
-    }
-
-    /// Makes every watcher configured with this trigger relist at once (see the
-    /// watcher's "Recovery").
-    pub fn request(&self) {
-        self.requests.send_modify(|n| *n += 1);
-    }
-
-    fn subscribe(&self) -> watch::Receiver<u64> {
-        self.requests.subscribe()
-    }
-}
-
-
 /// Counters of one watcher; cheap to read from any thread.
 #[derive(Debug, Default)]
 pub struct WatcherStats {
@@ -184,8 +165,13 @@ pub struct WatcherStats {
     pub lists: AtomicU64,
     /// Lists started because a resourceVersion expired (410).
     pub relists: AtomicU64,
-    /// Lists started on a [`RelistTrigger`] request.
+    /// Lists started on a [`RelistTrigger`] request (a scoped one that falls back
+    /// to a whole relist counts twice: the scoped attempt and the whole list).
     pub requested_relists: AtomicU64,
+    /// Scoped relists completed ([`RelistTrigger::request_scoped`]); also counted in `lists`.
+    pub scoped_relists: AtomicU64,
+    /// Objects received in LIST responses (whole and scoped lists).
+    pub listed_objects: AtomicU64,
     /// WATCH requests opened.
     pub watches: AtomicU64,
     /// Watches reopened after a close, timeout or error.
@@ -205,22 +191,22 @@ pub struct WatcherStats {
 }
 
 impl WatcherStats {
-    fn inc(counter: &AtomicU64) {
+    pub(super) fn inc(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 }
 
 /// Lists and watches one collection from a [`Source`] through a [`Decoder`].
 pub struct Watcher<S> {
-    source: S,
-    decoder: Decoder,
-    config: WatcherConfig,
-    stats: Arc<WatcherStats>,
+    pub(super) source: S,
+    pub(super) decoder: Decoder,
+    pub(super) config: WatcherConfig,
+    pub(super) stats: Arc<WatcherStats>,
     /// Objects in the collection as of the last event: the last complete
     /// list's count, plus ADDED, minus DELETED since.
     objects: usize,
     /// An [`Event::Init`] was sent and its [`Event::InitDone`] not yet.
-    listing: bool,
+    pub(super) listing: bool,
     /// The last watch ended on a bad frame; if the next one does too before
     /// delivering anything, the bad event is in the server's history: relist.
     broke_on_bad_frame: bool,
@@ -232,14 +218,17 @@ pub struct Watcher<S> {
     /// `isLastSyncResourceVersionUnavailable`).
     last_sync_rv_unavailable: bool,
     /// Requests of [`WatcherConfig::relist_trigger`]; `None` without one.
-    relist_requests: Option<watch::Receiver<u64>>,
+    relist_requests: Option<RelistRequests>,
 }
 
-enum Next {
+pub(super) enum Next {
     /// List (again) from scratch.
     Relist,
     /// List again at once, as the [`RelistTrigger`] asked: no failure.
     RequestedRelist,
+    /// Replace only this scope, listed at exactly this resourceVersion, then
+    /// watch from it ([`RelistTrigger::request_scoped`]).
+    ScopedRelist(Arc<RelistScope>, String),
     /// Watch from this resourceVersion.
     Rewatch(String),
     /// Wait for the backoff, then do this (a failure happened).
@@ -295,13 +284,7 @@ impl<S: Source> Watcher<S> {
 
     /// Whether a relist was requested since the last list started; consumes it.
     fn take_relist_request(&mut self) -> bool {
-        match &mut self.relist_requests {
-            Some(rx) if rx.has_changed().unwrap_or(false) => {
-                rx.borrow_and_update();
-                true
-            }
-            _ => false,
-        }
+        self.relist_requests.as_mut().and_then(RelistRequests::take).is_some()
     }
 
     /// The watcher's counters.
@@ -360,6 +343,10 @@ impl<S: Source> Watcher<S> {
                         }
                     }
                 }
+                Next::ScopedRelist(scope, rv) => {
+                    WatcherStats::inc(&self.stats.requested_relists);
+                    self.scoped_relist(scope, rv, sink).await
+                }
                 Next::Rewatch(_) if self.take_relist_request() => Next::RequestedRelist,
                 Next::Rewatch(rv) => {
                     WatcherStats::inc(&self.stats.watch_restarts);
@@ -388,7 +375,7 @@ impl<S: Source> Watcher<S> {
         }
     }
 
-    fn report(&self, e: &WatcherError) {
+    pub(super) fn report(&self, e: &WatcherError) {
         WatcherStats::inc(&self.stats.errors);
         let source = std::error::Error::source(e).map(ToString::to_string);
         match e {
@@ -527,6 +514,7 @@ impl<S: Source> Watcher<S> {
                 self.listing = true;
             }
             self.stats.events.fetch_add(list.items.len() as u64, Ordering::Relaxed);
+            self.stats.listed_objects.fetch_add(list.items.len() as u64, Ordering::Relaxed);
             for obj in list.items {
                 sink.event(Event::InitApply(obj));
             }
@@ -583,8 +571,8 @@ impl<S: Source> Watcher<S> {
         loop {
             let relist_requested = async {
                 match relist_requests.as_mut() {
-                    Some(rx) => {
-                        if rx.changed().await.is_err() {
+                    Some(requests) => {
+                        if requests.rx.changed().await.is_err() {
                             std::future::pending::<()>().await;
                         }
                     }
@@ -601,7 +589,15 @@ impl<S: Source> Watcher<S> {
                 chunk = body.next() => chunk,
                 _ = shutdown.changed() => if *shutdown.borrow() { return Next::Stop } else { continue },
                 () = relist_requested => {
-                    // Consumed by the list that follows (`take_relist_request`).
+                    // Only a watch past its initial events holds a state at `rv` a
+                    // scoped list can complete; otherwise the request is consumed by
+                    // the whole list that follows (`take_relist_request`).
+                    if !initial
+                        && !rv.is_empty()
+                        && let Some(Some(scope)) = self.relist_requests.as_mut().and_then(RelistRequests::take)
+                    {
+                        return Next::ScopedRelist(scope, rv);
+                    }
                     return Next::RequestedRelist;
                 }
                 () = no_end_bookmark => {

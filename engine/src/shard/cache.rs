@@ -9,14 +9,17 @@
 //!   informer caches the whole collection and says why once, at info level (the
 //!   controller's [`shard`](crate::controller::Controller::shard) filter still admits
 //!   only this replica's keys).
-//! * After a change of ranges the informer relists its whole new slice with the new
-//!   selector: the store's replace hands handlers an add for every gained object and
-//!   a delete for every lost one, so a handler (a controller) sees lost objects go.
+//! * After a change of ranges the informer re-lists only what moved: it asks the
+//!   watcher for a scoped relist ([`RelistTrigger::request_scoped`]) that LISTs the
+//!   gained ranges alone, at exactly the resourceVersion the open watch had reached,
+//!   drops the lost ranges' objects, and watches on from that version with the new
+//!   selector. Handlers get an add for every gained object and a delete
+//!   (`final_state_unknown`) for every lost one, and nothing for the objects kept.
 //!   Between the change and that relist the cache still holds the old slice.
-//! * The change asks the watcher to relist through its [`RelistTrigger`]: the watch
-//!   open at the change is dropped and the new slice listed at once, without the
-//!   backoff a failure would wait for; no event is lost, since a relist replaces the
-//!   whole cache.
+//! * When the scoped relist cannot be used (no watch open, a LIST in progress, a
+//!   410 on the exact LIST, any error; see [`crate::reflector::RelistScope`]) the
+//!   watcher relists the whole new slice at once instead, without the backoff a
+//!   failure would wait for; either way no event is lost.
 //! * A replica that owns no range (not on the ring yet, or leaving) keeps its last
 //!   selector: a selector cannot be empty, and the membership admits nothing then.
 
@@ -28,7 +31,8 @@ use kube::api::{ListParams, WatchParams};
 
 use super::{HashRange, ShardBy, ShardMembership, ranges, shard_selector};
 use crate::informer::{Informer, InformerConfig, InformerError};
-use crate::reflector::{BodyStream, HASH_SPACE_END, KubeSource, RelistTrigger, ShardSelector, Source, SourceError};
+use crate::Obj;
+use crate::reflector::{BodyStream, HASH_SPACE_END, KubeSource, RelistScope, RelistTrigger, ShardField, ShardSelector, Source, SourceError, fnv1a64};
 
 /// How a [`ShardedInformer`] holds its slice.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -106,19 +110,39 @@ impl SelectorState {
     }
 
     fn install(&self, selector: ShardSelector) -> bool {
-        {
+        let scope = {
             let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
             if *current == selector {
                 return false;
             }
+            let scope = moved(&current, &selector);
             *current = selector;
-        }
+            scope
+        };
         self.reshards.fetch_add(1, Ordering::Relaxed);
-        // Requested after the new selector is in place: the list it causes (or one
-        // that starts later) sends the new selector.
-        self.relist.request();
+        // Requested after the new selector is in place: the watch that follows the
+        // scoped list (or a whole list) sends the new selector.
+        self.relist.request_scoped(scope);
         true
     }
+}
+
+/// The scoped relist from `old`'s slice to `new`'s: list the gained ranges, replace
+/// every object outside the ranges both keep (the lost ones go, the gained ones come).
+fn moved(old: &ShardSelector, new: &ShardSelector) -> RelistScope {
+    let gained = ranges::difference(new.ranges(), old.ranges());
+    let list = ShardSelector::new(new.field(), gained).ok();
+    let kept = ranges::difference(old.ranges(), &ranges::difference(old.ranges(), new.ranges()));
+    let field = new.field();
+    RelistScope::new(list, move |obj: &Obj| {
+        // The field the server hashes, as `shard_selector` exports it.
+        let value = match field {
+            ShardField::Uid => obj.uid(),
+            ShardField::Namespace => obj.namespace().unwrap_or(""),
+        };
+        let hash = fnv1a64(value.as_bytes());
+        !kept.iter().any(|r| r.contains(hash))
+    })
 }
 
 /// A [`KubeSource`] whose shard selector follows [`SelectorState`].
@@ -133,11 +157,16 @@ impl Source for ShardedSource {
         source.list(params).await
     }
 
+    async fn list_shard(&self, params: &ListParams, selector: &ShardSelector) -> Result<Bytes, SourceError> {
+        self.base.list_shard(params, selector).await
+    }
+
     async fn watch(&self, params: &WatchParams, resource_version: &str) -> Result<BodyStream, SourceError> {
         // A watch opened with the new selector from the old slice's resourceVersion
         // misses the gained objects that did not change since. It can open only in
         // the instant between a selector change and its trigger request; the watcher
-        // then drops it at the request and relists, and the relist replaces the cache.
+        // then drops it at the request and lists the gained ranges at the version it
+        // reached, which brings them.
         let source = self.base.clone().shard_selector(&self.state.current());
         source.watch(params, resource_version).await
     }
@@ -187,7 +216,7 @@ impl ShardedInformer {
                         gained = ranges::size(&ranges::difference(&new, &old)) as f64 / space,
                         lost = ranges::size(&ranges::difference(&old, &new)) as f64 / space,
                         share = ranges::size(&new) as f64 / space,
-                        "shard ranges changed: relisting this replica's new slice"
+                        "shard ranges changed: listing the gained ranges, dropping the lost ones"
                     );
                 }
             }
@@ -216,7 +245,7 @@ impl ShardedInformer {
         self.state.as_ref().map(|s| s.current())
     }
 
-    /// How many times the selector changed since start (each one relists the slice).
+    /// How many times the selector changed since start (each one relists what moved).
     pub fn reshards(&self) -> u64 {
         self.state.as_ref().map_or(0, |s| s.reshards.load(Ordering::Relaxed))
     }
