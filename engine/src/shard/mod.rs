@@ -18,8 +18,10 @@
 //!
 //! # Caching only the shard
 //! [`ShardedInformer`] lists and watches only this replica's ranges with the
-//! server-side shard selector when the server supports it, and relists its new slice
-//! when the membership moves its ranges; without support it caches everything.
+//! server-side shard selector when the server supports it; when the membership moves
+//! its ranges it lists only the gained ranges (at the watch's last resourceVersion),
+//! drops the lost ones locally and watches on, falling back to relisting its whole
+//! new slice; without support it caches everything.
 //! [`ranges`] computes what a change gained and lost. Without support, a caller that
 //! opts in ([`CacheModePreference::LabelWhenUnsupported`]) caches by label instead: a
 //! leader-elected [`Sharder`] labels every object `shard.kcache.io/<ring>=<owner>`
