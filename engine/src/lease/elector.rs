@@ -19,6 +19,14 @@
 //!   `leaseDurationSeconds: 1`.
 //! * After losing the lease it goes back to candidate (client-go's `Run` returns
 //!   instead; controller-runtime then exits the process).
+//! * A candidate that sees another holder polls every retry period and tries again
+//!   the moment that holder's lease expires on its own clock: it sees the holder's
+//!   last renew within one retry period, so it takes over at most a lease duration
+//!   plus a retry period (plus its API calls) after the holder's last renew, and so
+//!   after the holder's death. client-go polls with up to 1.2x upward jitter, both
+//!   before it sees the last renew and after the expiry: a lease duration plus 4.4
+//!   retry periods at worst. The jitter stays where candidates contend (a free or
+//!   expired lease, a conflict, an error).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -160,7 +168,7 @@ impl LeaderElector {
                     self.lead_until(start + self.config.renew_deadline);
                     break;
                 }
-                let pause = jittered(self.config.retry_period);
+                let pause = self.acquire_pause(Instant::now());
                 tokio::select! {
                     () = tokio::time::sleep(pause) => {}
                     () = &mut shutdown => return self.finish().await,
@@ -313,6 +321,17 @@ impl LeaderElector {
         }
     }
 
+    /// How long a candidate waits after an attempt that did not acquire: see the
+    /// module's guarantees.
+    fn acquire_pause(&self, now: Instant) -> Duration {
+        match &self.observed {
+            Some(o) if o.holder().is_some_and(|h| h != self.config.identity) && !o.is_free(now) => {
+                follow_pause(now, o.expires_at(), self.config.retry_period)
+            }
+            _ => jittered(self.config.retry_period),
+        }
+    }
+
     /// client-go's `tryAcquireOrRenew` (tools/leaderelection/leaderelection.go):
     /// a fast path for a leader whose last write is still current, then read, check
     /// holder and expiry, write with the read resourceVersion.
@@ -392,7 +411,36 @@ impl LeaderElector {
     }
 }
 
+/// A candidate's wait while another holds the lease until `expires_at`: one retry
+/// period, or until the expiry when that comes first.
+fn follow_pause(now: Instant, expires_at: Instant, retry_period: Duration) -> Duration {
+    retry_period.min(expires_at.saturating_duration_since(now))
+}
+
 /// client-go's `wait.Jitter(period, JitterFactor)`: `period` plus up to 1.2 × `period`.
 fn jittered(period: Duration) -> Duration {
     period.mul_f64(1.0 + rand::random::<f64>() * JITTER_FACTOR)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_follower_polls_every_retry_period_and_wakes_at_the_expiry() {
+        let now = Instant::now();
+        let retry = Duration::from_secs(2);
+        assert_eq!(follow_pause(now, now + Duration::from_secs(9), retry), retry, "no upward jitter while following");
+        assert_eq!(follow_pause(now, now + Duration::from_millis(300), retry), Duration::from_millis(300));
+        assert_eq!(follow_pause(now + Duration::from_secs(1), now, retry), Duration::ZERO, "already expired: try now");
+    }
+
+    #[test]
+    fn contention_keeps_client_gos_jitter() {
+        let retry = Duration::from_millis(100);
+        for _ in 0..100 {
+            let p = jittered(retry);
+            assert!(p >= retry && p <= retry.mul_f64(1.0 + JITTER_FACTOR), "{p:?}");
+        }
+    }
 }
