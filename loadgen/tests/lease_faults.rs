@@ -217,6 +217,8 @@ async fn renew_times_from_skewed_clocks_change_nothing_but_observed_changes_do()
             }
         }
     });
+    // The empty Lease is free: `a` starts only once the slow-clock holder owns it.
+    wait_for("the slow-clock holder to own the lease", || spec_of(&sim, "skewed")["holderIdentity"] == "slow-clock").await;
     let mut skewed = config("a");
     skewed.name = "skewed".into();
     let a = Candidate::start(sim.client().expect("client"), skewed);
