@@ -55,7 +55,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use bytes::{Bytes, BytesMut};
 
-use crate::compress::{Codec, CompressionStats, Encoded, detach_meta};
+use crate::compress::{Codec, CompressionStats, Dictionary, Encoded, InternStats, Interner, detach_meta};
 use crate::object::{Body, Meta, Obj};
 
 /// Default segment size: 1 MiB.
@@ -75,6 +75,8 @@ struct Shared {
     compressed_bytes: AtomicUsize,
     uncompressed_bytes: AtomicUsize,
     waiting_bytes: AtomicUsize,
+    /// The metadata compressed objects share (see [`crate::compress`]).
+    interner: Interner,
 }
 
 /// What a guard's bytes are, for the compression accounting.
@@ -83,8 +85,9 @@ enum Form {
     Plain,
     /// Uncompressed, stored by a compressing arena before it had a dictionary.
     Waiting,
-    /// A frame of this many bytes of JSON.
-    Frame(usize),
+    /// A frame of this many bytes of JSON (`u32`: the guard fits in 24 bytes, and
+    /// an object's header in mimalloc's 256-byte class).
+    Frame(u32),
 }
 
 /// One allocation objects are carved from.
@@ -124,6 +127,20 @@ impl SegmentGuard {
         self.seg.id
     }
 
+    /// Whether the bytes are an object stored uncompressed by a compressing arena
+    /// before it had a dictionary.
+    pub(crate) fn is_waiting(&self) -> bool {
+        self.form == Form::Waiting
+    }
+
+    /// The length of the JSON the bytes are a zstd frame of, when they are one.
+    pub(crate) fn frame_json_len(&self) -> Option<usize> {
+        match self.form {
+            Form::Frame(raw) => Some(raw as usize),
+            Form::Plain | Form::Waiting => None,
+        }
+    }
+
     /// Whether the segment is sealed and less than the arena's sparse ratio of it is live.
     pub fn segment_is_sparse(&self) -> bool {
         let s = &self.seg;
@@ -147,7 +164,7 @@ impl Drop for SegmentGuard {
             }
             Form::Frame(raw) => {
                 shared.compressed_bytes.fetch_sub(self.len, Relaxed);
-                shared.uncompressed_bytes.fetch_sub(raw, Relaxed);
+                shared.uncompressed_bytes.fetch_sub(raw as usize, Relaxed);
             }
         }
     }
@@ -236,6 +253,7 @@ impl Arena {
                 compressed_bytes: AtomicUsize::new(0),
                 uncompressed_bytes: AtomicUsize::new(0),
                 waiting_bytes: AtomicUsize::new(0),
+                interner: Interner::new(),
             }),
             codec: None,
         }
@@ -251,6 +269,11 @@ impl Arena {
     /// The codec, when the arena compresses.
     pub fn codec(&self) -> Option<&Codec> {
         self.codec.as_ref()
+    }
+
+    /// The metadata sets the arena's compressed objects share: how many, and their bytes.
+    pub fn interned_meta(&self) -> InternStats {
+        self.shared.interner.stats()
     }
 
     /// The codec's counters, when the arena compresses.
@@ -342,7 +365,7 @@ impl Arena {
             }
             Form::Frame(raw) => {
                 self.shared.compressed_bytes.fetch_add(n, Relaxed);
-                self.shared.uncompressed_bytes.fetch_add(raw, Relaxed);
+                self.shared.uncompressed_bytes.fetch_add(raw as usize, Relaxed);
             }
         }
         SegmentGuard { seg, len: n, form }
@@ -358,7 +381,7 @@ impl Arena {
     pub fn store_parts(&mut self, parts: &[&[u8]], meta: Meta) -> Obj {
         let Some(codec) = self.codec.as_mut() else {
             let (bytes, guard) = self.alloc(parts);
-            return Obj::from_arena(bytes, meta, guard, Body::Plain { waiting: false });
+            return Obj::from_arena(bytes, meta, guard, Body::Plain);
         };
         let joined;
         let src: &[u8] = match parts {
@@ -368,17 +391,26 @@ impl Arena {
                 &joined
             }
         };
-        match codec.encode(src) {
-            Encoded::Frame(frame, dict) => {
-                let meta = detach_meta(src, &meta);
-                let (bytes, guard) = self.alloc_as(&[&frame], Form::Frame(src.len()));
-                Obj::from_arena(bytes, meta, guard, Body::Zstd { dict, raw_len: src.len() })
+        match (codec.encode(src), u32::try_from(src.len())) {
+            (Encoded::Frame(frame, dict), Ok(json_len)) => {
+                let meta = detach_meta(src, &meta, &self.shared.interner);
+                let (bytes, guard) = self.alloc_as(&[&frame], Form::Frame(json_len));
+                Obj::from_arena(bytes, meta, guard, Body::Zstd(dict))
             }
-            Encoded::Plain { waiting } => {
+            (encoded, _) => {
+                let waiting = matches!(encoded, Encoded::Plain { waiting: true });
                 let (bytes, guard) = self.alloc_as(&[src], if waiting { Form::Waiting } else { Form::Plain });
-                Obj::from_arena(bytes, meta, guard, Body::Plain { waiting })
+                Obj::from_arena(bytes, meta, guard, Body::Plain)
             }
         }
+    }
+
+    /// Stores a zstd `frame` of `json_len` bytes of JSON made with `dict`; `meta`'s
+    /// spans must not point into the frame.
+    pub(crate) fn store_frame(&mut self, frame: &[u8], json_len: usize, meta: Meta, dict: Arc<Dictionary>) -> Obj {
+        let form = u32::try_from(json_len).map_or(Form::Plain, Form::Frame);
+        let (bytes, guard) = self.alloc_as(&[frame], form);
+        Obj::from_arena(bytes, meta, guard, Body::Zstd(dict))
     }
 
     /// A new handle to the same object (same JSON, same metadata) stored in this
@@ -388,18 +420,23 @@ impl Arena {
     /// A compressed object moves as its frame; an object waiting for compression is
     /// compressed when the arena's codec has a dictionary by now.
     pub fn relocate(&mut self, obj: &Obj) -> Obj {
-        match obj.body() {
-            Body::Zstd { dict, raw_len } => {
-                let (bytes, guard) = self.alloc_as(&[obj.stored_bytes()], Form::Frame(*raw_len));
-                Obj::from_arena(bytes, obj.meta().clone(), guard, Body::Zstd { dict: Arc::clone(dict), raw_len: *raw_len })
+        match (obj.body(), obj.frame_json_len()) {
+            (Body::Zstd(dict), Some(json_len)) => {
+                self.store_frame(obj.stored_bytes(), json_len, obj.meta().clone(), Arc::clone(dict))
             }
-            Body::Plain { waiting: true } if self.codec.as_ref().is_some_and(Codec::has_dictionary) => {
+            (Body::Zstd(_), None) => {
+                // Only a hand-made object is a frame without its length: it cannot be
+                // read, and a copy of it would not be either.
+                let (bytes, guard) = self.alloc_as(&[obj.stored_bytes()], Form::Plain);
+                Obj::from_arena(bytes, obj.meta().clone(), guard, obj.body().clone())
+            }
+            (Body::Plain, _) if obj.awaits_compression() && self.codec.as_ref().is_some_and(Codec::has_dictionary) => {
                 self.store(obj.stored_bytes(), obj.meta().clone())
             }
-            Body::Plain { waiting } => {
-                let form = if *waiting { Form::Waiting } else { Form::Plain };
+            (Body::Plain, _) => {
+                let form = if obj.awaits_compression() { Form::Waiting } else { Form::Plain };
                 let (bytes, guard) = self.alloc_as(&[obj.stored_bytes()], form);
-                Obj::from_arena(bytes, obj.meta().clone(), guard, Body::Plain { waiting: *waiting })
+                Obj::from_arena(bytes, obj.meta().clone(), guard, Body::Plain)
             }
         }
     }

@@ -24,17 +24,21 @@ use crate::arena::SegmentGuard;
 use crate::compress::{CorruptBody, Dictionary};
 pub use crate::compress::Json;
 
-/// A byte range inside an object's bytes (or its spill buffer, see [`Meta`]).
+/// A byte range inside an object's bytes, its spill buffer, or the text of the
+/// [`SharedMeta`] it shares with other objects (see [`Meta`]).
 ///
-/// `start` has its top bit set when the range refers to the spill buffer that
-/// holds strings the decoder had to unescape.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// `start`'s top bit is set when the range refers to the spill buffer (strings the
+/// decoder had to unescape, or the metadata of a compressed object); its top two
+/// bits when it refers to the shared text. Offsets are therefore under 1 GiB, far
+/// above any object the API server accepts (3 MiB).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Span {
     start: u32,
     len: u32,
 }
 
 const SPILL_BIT: u32 = 1 << 31;
+const SHARED_BITS: u32 = SPILL_BIT | (1 << 30);
 
 impl Span {
     /// A range `[start, start + len)` of the object's JSON bytes.
@@ -45,6 +49,11 @@ impl Span {
     /// A range of the object's spill buffer (strings that contained escapes).
     pub const fn spill(start: u32, len: u32) -> Self {
         Span { start: start | SPILL_BIT, len }
+    }
+
+    /// A range of the text of the object's [`SharedMeta`].
+    pub const fn shared(start: u32, len: u32) -> Self {
+        Span { start: start | SHARED_BITS, len }
     }
 
     /// The empty span; reads as `""`.
@@ -60,33 +69,48 @@ impl Span {
         self.len
     }
 
-    /// Start offset, in the object's bytes or (see [`Span::is_spill`]) the spill buffer.
+    /// Start offset, in the object's bytes, the spill buffer ([`Span::is_spill`]) or
+    /// the shared text ([`Span::is_shared`]).
     pub const fn offset(self) -> u32 {
-        self.start & !SPILL_BIT
+        self.start & !SHARED_BITS
     }
 
     /// Whether the span refers to the spill buffer.
     pub const fn is_spill(self) -> bool {
-        self.start & SPILL_BIT != 0
+        self.start & SHARED_BITS == SPILL_BIT
     }
 
-    fn resolve<'a>(self, bytes: &'a [u8], spill: &'a str) -> &'a str {
+    /// Whether the span refers to the text of the object's [`SharedMeta`].
+    pub const fn is_shared(self) -> bool {
+        self.start & SHARED_BITS == SHARED_BITS
+    }
+
+    /// The buffer the span refers to, of the three an object has.
+    fn buffer<'a>(self, bytes: &'a [u8], spill: &'a str, shared: &'a str) -> &'a [u8] {
+        match self.start & SHARED_BITS {
+            0 => bytes,
+            SPILL_BIT => spill.as_bytes(),
+            SHARED_BITS => shared.as_bytes(),
+            _ => &[],
+        }
+    }
+
+    /// The span's bytes; empty when it does not lie within its buffer.
+    pub(crate) fn bytes_in<'a>(self, bytes: &'a [u8], spill: &'a str, shared: &'a str) -> &'a [u8] {
+        let start = self.offset() as usize;
+        self.buffer(bytes, spill, shared).get(start..start + self.len as usize).unwrap_or_default()
+    }
+
+    fn resolve<'a>(self, bytes: &'a [u8], spill: &'a str, shared: &'a str) -> &'a str {
         if self.len == 0 {
             return "";
         }
-        let (buf, start) = if self.start & SPILL_BIT != 0 {
-            (spill.as_bytes(), (self.start & !SPILL_BIT) as usize)
-        } else {
-            (bytes, self.start as usize)
-        };
-        buf.get(start..start + self.len as usize)
-            .and_then(|s| std::str::from_utf8(s).ok())
-            .unwrap_or("")
+        std::str::from_utf8(self.bytes_in(bytes, spill, shared)).unwrap_or("")
     }
 }
 
 /// One entry of `metadata.ownerReferences`, as spans.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct OwnerSpans {
     /// `apiVersion` of the owner.
     pub api_version: Span,
@@ -117,20 +141,69 @@ pub struct Meta {
     pub generation: Option<i64>,
     /// `metadata.deletionTimestamp`, when present.
     pub deletion_timestamp: Option<Span>,
-    /// `metadata.labels`, in document order.
+    /// `metadata.labels`, in document order (empty when [`Meta::shared`] holds them).
     pub labels: Box<[(Span, Span)]>,
-    /// `metadata.ownerReferences`, in document order.
+    /// `metadata.ownerReferences`, in document order (empty when [`Meta::shared`]
+    /// holds them).
     pub owners: Box<[OwnerSpans]>,
     /// Values of the registered index fields, in registration order; `None`
     /// when the pointer did not resolve to a string, number or boolean.
     pub fields: Box<[Option<Span>]>,
     /// Unescaped copies of strings that contained JSON escapes.
     pub spill: Box<str>,
+    /// The labels, owner references and namespace this object shares with others
+    /// (a compressed object's, interned per informer: see [`crate::compress`]).
+    pub shared: Option<Arc<SharedMeta>>,
 }
 
-/// Bytes of a key kept in the object itself; longer keys (rare: names are usually
-/// generated to fit) go to the heap.
-const KEY_INLINE: usize = 46;
+/// Metadata many objects of a kind have in common: the pods of one ReplicaSet have
+/// the same namespace, labels and owner references. A compressed object keeps them
+/// here, interned, instead of in a spill buffer of its own: one copy per set
+/// rather than one per object.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SharedMeta {
+    /// `metadata.labels`, in document order; the spans are shared spans.
+    pub labels: Box<[(Span, Span)]>,
+    /// `metadata.ownerReferences`, in document order; the spans are shared spans.
+    pub owners: Box<[OwnerSpans]>,
+    /// The strings the spans refer to.
+    pub text: Box<str>,
+}
+
+impl SharedMeta {
+    /// Heap bytes of the set, besides the `Arc` that holds it.
+    pub fn heap_bytes(&self) -> usize {
+        std::mem::size_of_val::<[(Span, Span)]>(&self.labels) + std::mem::size_of_val::<[OwnerSpans]>(&self.owners) + self.text.len()
+    }
+}
+
+impl Meta {
+    /// The label spans, wherever they are kept.
+    pub fn label_spans(&self) -> &[(Span, Span)] {
+        match &self.shared {
+            Some(shared) => &shared.labels,
+            None => &self.labels,
+        }
+    }
+
+    /// The owner reference spans, wherever they are kept.
+    pub fn owner_spans(&self) -> &[OwnerSpans] {
+        match &self.shared {
+            Some(shared) => &shared.owners,
+            None => &self.owners,
+        }
+    }
+
+    /// The text shared spans refer to (empty without a [`SharedMeta`]).
+    pub fn shared_text(&self) -> &str {
+        self.shared.as_ref().map_or("", |s| &s.text)
+    }
+}
+
+/// Bytes of a key kept in the object itself; longer keys go to the heap. 38 keeps
+/// the key in 40 bytes and an object's header (with its `Arc` counts) in 256, one of
+/// mimalloc's size classes: a byte more would cost 64 per object.
+const KEY_INLINE: usize = 38;
 
 /// An object's client-go key, `namespace/name` (or `name`), as [`Obj::name`] and
 /// [`Obj::namespace`] read: built once with the object, so that a store lookup
@@ -183,7 +256,8 @@ impl KeyBuf {
 }
 
 fn key_of(bytes: &Bytes, meta: &Meta) -> KeyBuf {
-    KeyBuf::new(meta.namespace.resolve(bytes, &meta.spill), meta.name.resolve(bytes, &meta.spill))
+    let shared = meta.shared_text();
+    KeyBuf::new(meta.namespace.resolve(bytes, &meta.spill, shared), meta.name.resolve(bytes, &meta.spill, shared))
 }
 
 /// `repr(C)` with the key first: behind the `Arc`'s reference counts, it shares their
@@ -199,15 +273,15 @@ struct Inner {
     body: Body,
 }
 
-/// How the bytes hold the object's JSON.
+/// How the bytes hold the object's JSON. The arena guard says the rest: whether plain
+/// bytes wait for compression, and how long a frame's JSON is (one word here).
 #[derive(Clone, Debug)]
 pub(crate) enum Body {
-    /// The bytes are the JSON; `waiting` when a compressing arena stored them before
-    /// it had a dictionary (compaction compresses them once there is one).
-    Plain { waiting: bool },
-    /// The bytes are a zstd frame of `raw_len` bytes of JSON made with `dict`; every
-    /// span of the metadata points into the spill buffer.
-    Zstd { dict: Arc<Dictionary>, raw_len: usize },
+    /// The bytes are the JSON.
+    Plain,
+    /// The bytes are a zstd frame made with this dictionary; no span of the metadata
+    /// points into them.
+    Zstd(Arc<Dictionary>),
 }
 
 /// An immutable cached Kubernetes object.
@@ -233,7 +307,7 @@ impl Obj {
     /// The spans in `meta` must lie within `bytes` (or `meta.spill`); a span that
     /// does not reads as `""` rather than panicking.
     pub fn from_parts(bytes: Bytes, meta: Meta) -> Self {
-        Obj(Arc::new(Inner { key: key_of(&bytes, &meta), bytes, meta, seg: None, body: Body::Plain { waiting: false } }))
+        Obj(Arc::new(Inner { key: key_of(&bytes, &meta), bytes, meta, seg: None, body: Body::Plain }))
     }
 
     /// Wraps bytes carved from an arena segment; `guard` accounts for them. A
@@ -249,29 +323,35 @@ impl Obj {
 
     /// Whether the body is stored as a zstd frame.
     pub fn is_compressed(&self) -> bool {
-        matches!(self.0.body, Body::Zstd { .. })
+        matches!(self.0.body, Body::Zstd(_))
     }
 
     /// Whether a compressing arena stored the object before it had a dictionary:
     /// compaction compresses it once there is one.
     pub fn awaits_compression(&self) -> bool {
-        matches!(self.0.body, Body::Plain { waiting: true })
+        matches!(self.0.body, Body::Plain) && self.0.seg.as_ref().is_some_and(SegmentGuard::is_waiting)
     }
 
     /// Version of the dictionary the body was compressed with.
     pub fn dictionary_version(&self) -> Option<u64> {
         match &self.0.body {
-            Body::Zstd { dict, .. } => Some(dict.version()),
-            Body::Plain { .. } => None,
+            Body::Zstd(dict) => Some(dict.version()),
+            Body::Plain => None,
         }
     }
 
     /// Length of the object's JSON, without decompressing it.
     pub fn json_len(&self) -> usize {
         match &self.0.body {
-            Body::Zstd { raw_len, .. } => *raw_len,
-            Body::Plain { .. } => self.0.bytes.len(),
+            Body::Zstd(_) => self.frame_json_len().unwrap_or(0),
+            Body::Plain => self.0.bytes.len(),
         }
+    }
+
+    /// The length of the JSON a compressed object's frame holds, as its arena
+    /// recorded it.
+    pub(crate) fn frame_json_len(&self) -> Option<usize> {
+        self.0.seg.as_ref().and_then(SegmentGuard::frame_json_len)
     }
 
     /// The bytes the object holds: its JSON, or the zstd frame of a compressed one.
@@ -283,8 +363,8 @@ impl Obj {
     /// a compressed object, whose spans are all spill spans).
     pub(crate) fn span_bytes(&self) -> &[u8] {
         match &self.0.body {
-            Body::Zstd { .. } => &[],
-            Body::Plain { .. } => &self.0.bytes,
+            Body::Zstd(_) => &[],
+            Body::Plain => &self.0.bytes,
         }
     }
 
@@ -303,7 +383,8 @@ impl Obj {
 
     /// Heap bytes this handle owns besides the JSON bytes: the shared header
     /// and the boxed metadata (labels, owners, index fields, spill). Used for
-    /// memory accounting; allocator overhead is not included.
+    /// memory accounting; allocator overhead is not included, nor is a
+    /// [`SharedMeta`], which other objects share (the arena counts those).
     pub fn meta_heap_bytes(&self) -> usize {
         let m = &self.0.meta;
         // Arc header (two counters) + Inner.
@@ -354,7 +435,15 @@ impl Obj {
     }
 
     fn s(&self, span: Span) -> &str {
-        span.resolve(self.span_bytes(), &self.0.meta.spill)
+        let m = &self.0.meta;
+        span.resolve(self.span_bytes(), &m.spill, m.shared_text())
+    }
+
+    /// The bytes of one of the object's spans, without a UTF-8 check (empty when
+    /// the span does not lie within its buffer).
+    pub(crate) fn span_raw(&self, span: Span) -> &[u8] {
+        let m = &self.0.meta;
+        span.bytes_in(self.span_bytes(), &m.spill, m.shared_text())
     }
 
     /// The object's JSON bytes: borrowed from the store for an uncompressed object;
@@ -370,8 +459,11 @@ impl Obj {
     /// the bytes it was made from (never other bytes).
     pub fn try_json(&self) -> Result<Json<'_>, CorruptBody> {
         match &self.0.body {
-            Body::Plain { .. } => Ok(Json::borrowed(&self.0.bytes)),
-            Body::Zstd { dict, raw_len } => dict.decompress(&self.0.bytes, *raw_len).map(Json::owned),
+            Body::Plain => Ok(Json::borrowed(&self.0.bytes)),
+            Body::Zstd(dict) => match self.frame_json_len() {
+                Some(len) => dict.decompress(&self.0.bytes, len).map(Json::owned),
+                None => Err(CorruptBody { dictionary: dict.version(), reason: "the frame's length was not recorded".to_owned() }),
+            },
         }
     }
 
@@ -380,8 +472,8 @@ impl Obj {
     /// frame is corrupt, as [`Obj::json`]).
     pub fn bytes(&self) -> Bytes {
         match &self.0.body {
-            Body::Plain { .. } => self.0.bytes.clone(),
-            Body::Zstd { .. } => Bytes::from(self.json().into_vec()),
+            Body::Plain => self.0.bytes.clone(),
+            Body::Zstd(_) => Bytes::from(self.json().into_vec()),
         }
     }
 
@@ -423,7 +515,7 @@ impl Obj {
 
     /// `metadata.labels` as `(key, value)` pairs in document order.
     pub fn labels(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + '_ {
-        self.0.meta.labels.iter().map(|&(k, v)| (self.s(k), self.s(v)))
+        self.0.meta.label_spans().iter().map(|&(k, v)| (self.s(k), self.s(v)))
     }
 
     /// The value of one label.
@@ -433,7 +525,7 @@ impl Obj {
 
     /// `metadata.ownerReferences`.
     pub fn owner_references(&self) -> impl ExactSizeIterator<Item = OwnerRef<'_>> + '_ {
-        self.0.meta.owners.iter().map(|o| OwnerRef {
+        self.0.meta.owner_spans().iter().map(|o| OwnerRef {
             api_version: self.s(o.api_version),
             kind: self.s(o.kind),
             name: self.s(o.name),
@@ -496,11 +588,9 @@ impl PartialEq for Obj {
             return true;
         }
         match (&self.0.body, &other.0.body) {
-            (Body::Plain { .. }, Body::Plain { .. }) => self.0.bytes == other.0.bytes,
-            (Body::Zstd { dict: a, raw_len: m }, Body::Zstd { dict: b, raw_len: n })
-                if Arc::ptr_eq(a, b) && self.0.bytes == other.0.bytes =>
-            {
-                m == n
+            (Body::Plain, Body::Plain) => self.0.bytes == other.0.bytes,
+            (Body::Zstd(a), Body::Zstd(b)) if Arc::ptr_eq(a, b) && self.0.bytes == other.0.bytes => {
+                self.frame_json_len() == other.frame_json_len()
             }
             _ => match (self.try_json(), other.try_json()) {
                 (Ok(a), Ok(b)) => a == b,
@@ -566,7 +656,7 @@ impl fmt::Display for ObjectRef {
 
 /// Builders for objects in tests and examples, without going through the decoder.
 pub mod testing {
-    use super::{Body, Inner, Meta, Obj, OwnerSpans, Span, key_of};
+    use super::{Body, Meta, Obj, OwnerSpans, Span};
     use bytes::Bytes;
     use std::sync::Arc;
 
@@ -574,14 +664,12 @@ pub mod testing {
     /// of its zstd frame flipped, to test that a corrupt frame is refused; `None` for
     /// an uncompressed object.
     pub fn corrupt_frame(obj: &Obj, at: usize) -> Option<Obj> {
-        let Body::Zstd { dict, raw_len } = obj.body() else { return None };
+        let Body::Zstd(dict) = obj.body() else { return None };
         let mut frame = obj.stored_bytes().to_vec();
         let i = at % frame.len();
         frame[i] ^= 0x5a;
-        let bytes = Bytes::from(frame);
-        let meta = obj.meta().clone();
-        let body = Body::Zstd { dict: Arc::clone(dict), raw_len: *raw_len };
-        Some(Obj(Arc::new(Inner { key: key_of(&bytes, &meta), bytes, meta, seg: None, body })))
+        let json_len = obj.frame_json_len()?;
+        Some(crate::arena::Arena::new().store_frame(&frame, json_len, obj.meta().clone(), Arc::clone(dict)))
     }
 
     /// A minimal pod whose spans are recorded as its JSON is written.
@@ -739,5 +827,15 @@ mod tests {
         let meta = Meta { name: Span::spill(0, 3), spill: "a\"b".into(), ..Meta::default() };
         let o = Obj::from_parts(Bytes::from_static(b"{}"), meta);
         assert_eq!(o.name(), "a\"b");
+    }
+}
+#[cfg(test)]
+mod layout_tests {
+    /// An object's header is allocated with its `Arc` counts: 256 bytes is one of
+    /// mimalloc's size classes, the next is 320, so every field added past it costs 64
+    /// bytes an object (64 MiB at a million).
+    #[test]
+    fn an_objects_header_with_its_counts_fits_256_bytes() {
+        assert!(2 * std::mem::size_of::<usize>() + std::mem::size_of::<super::Inner>() <= 256);
     }
 }

@@ -12,7 +12,9 @@
 //! * Only the body is compressed: an object's metadata (key, name, namespace, uid,
 //!   resourceVersion, generation, labels, ownerReferences, deletionTimestamp, index
 //!   fields) is kept uncompressed beside the frame, so the store, its indexes and every
-//!   metadata accessor never decompress.
+//!   metadata accessor never decompress. Its namespace, labels and owner references
+//!   are interned ([`Interner`]): the objects that share them (the pods of one
+//!   ReplicaSet) hold one copy.
 //! * A frame carries a content checksum and its content size; a frame that does not
 //!   decompress to exactly the bytes it was made from is reported as
 //!   [`CorruptBody`] and counted, never returned as another object.
@@ -27,9 +29,11 @@ mod body;
 mod codec;
 mod config;
 mod dict;
+mod intern;
 
 pub use body::Json;
 pub(crate) use body::detach_meta;
 pub use codec::{Codec, CompressionStats, Encoded};
 pub use config::{Compression, ZstdConfig};
 pub use dict::{CorruptBody, Dictionary, compress_plain, decompress_plain};
+pub use intern::{InternStats, Interner};

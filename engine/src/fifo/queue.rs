@@ -159,6 +159,9 @@ impl Entry {
     }
 }
 
+/// Keys a drained queue may keep room for ([`QueueState::shrink_drained`]).
+const KEEP_RESERVED: usize = 1024;
+
 /// A control message processed in order with the shard's deltas.
 pub(crate) enum Command {
     /// Register a handler on this shard and replay the shard's objects to it.
@@ -191,6 +194,23 @@ impl QueueState {
             Slot::Key(k) => self.pending.get(k).map(|e| (e.first_seq - 1, e.prev_rv.clone())),
             Slot::Command(_) => None,
         })
+    }
+
+    /// Gives back what a drained backlog reserved. An initial list of N keys leaves
+    /// `pending` and `order` sized for N (about 140 bytes a key), which would
+    /// otherwise stay reserved for the informer's life; a queue that never held more
+    /// than [`KEEP_RESERVED`] keys keeps its tables, so steady traffic reallocates
+    /// nothing.
+    pub(crate) fn shrink_drained(&mut self) {
+        if !self.order.is_empty() {
+            return;
+        }
+        if self.pending.capacity() > KEEP_RESERVED {
+            self.pending.shrink_to(0);
+        }
+        if self.order.capacity() > KEEP_RESERVED {
+            self.order.shrink_to(0);
+        }
     }
 
     /// Arena compaction of this queue: replaces each pending object that
@@ -270,6 +290,33 @@ mod tests {
                 Item::Delete(o, u) => format!("D{}{}", o.resource_version(), if *u { "?" } else { "" }),
             })
             .collect()
+    }
+
+    #[test]
+    fn a_drained_backlog_gives_back_its_tables_and_a_small_one_keeps_them() {
+        let mut q = QueueState::default();
+        for i in 0..10_000 {
+            let key: Arc<str> = Arc::from(format!("ns/p{i}"));
+            q.order.push_back(Slot::Key(Arc::clone(&key)));
+            q.pending.insert(key, Entry::new(up("1"), i + 1, None));
+        }
+        q.shrink_drained();
+        assert!(q.pending.capacity() >= 10_000, "a queue with keys keeps its tables");
+        q.order.clear();
+        q.pending.clear();
+        q.shrink_drained();
+        assert!(q.pending.capacity() <= KEEP_RESERVED && q.order.capacity() <= KEEP_RESERVED);
+
+        for i in 0..100 {
+            let key: Arc<str> = Arc::from(format!("ns/p{i}"));
+            q.order.push_back(Slot::Key(Arc::clone(&key)));
+            q.pending.insert(key, Entry::new(up("1"), i + 1, None));
+        }
+        let (pending, order) = (q.pending.capacity(), q.order.capacity());
+        q.order.clear();
+        q.pending.clear();
+        q.shrink_drained();
+        assert_eq!((q.pending.capacity(), q.order.capacity()), (pending, order));
     }
 
     #[test]

@@ -99,6 +99,7 @@ pub(crate) fn run(
                 barrier.set_shard_low(shard, None);
                 return;
             }
+            q.shrink_drained();
             if writer.has_retired() {
                 // Idle next: free what this thread's writes replaced now (outside the
                 // queue lock: it may run deferred drops), then look again.

@@ -313,10 +313,7 @@ where
 /// `metadata.resourceVersion`'s bytes, as [`Obj::resource_version`] reads them but
 /// without its UTF-8 check (empty when the span is out of range, as there).
 fn resource_version_bytes(obj: &Obj) -> &[u8] {
-    let span = obj.meta().resource_version;
-    let buf = if span.is_spill() { obj.meta().spill.as_bytes() } else { obj.span_bytes() };
-    let start = span.offset() as usize;
-    buf.get(start..start + span.len() as usize).unwrap_or_default()
+    obj.span_raw(obj.meta().resource_version)
 }
 
 impl<K: Resource> Clone for Store<K>

@@ -89,6 +89,7 @@ impl Work {
                 .collect(),
             fields: self.fields.iter().map(|f| f.and_then(shift)).collect(),
             spill: self.spill.as_str().into(),
+            shared: None,
         }
     }
 }
