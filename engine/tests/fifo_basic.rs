@@ -132,6 +132,31 @@ fn the_first_replace_adds_with_initial_list_flag_and_marks_the_store_synced() {
 }
 
 #[test]
+fn a_first_list_queued_as_it_arrives_is_applied_before_it_ends_and_syncs_at_its_end() {
+    let (mut f, rec) = fifo(2);
+    let store = f.store();
+    assert!(f.is_pristine());
+    f.push_initial(vec![pod("ns", "a", "1", &[]), pod("ns", "b", "2", &[])]).unwrap();
+    assert!(!f.is_pristine());
+    // Applied and delivered while the rest of the list is still being read.
+    wait_until("the first part is applied", || store.len() == 2 && rec.log().len() == 2);
+    assert!(!store.has_synced(), "synced only at the list's end");
+    // A resync before the end delivers nothing: the list's adds are still coming.
+    f.resync().unwrap();
+    f.push_initial(vec![pod("ns", "c", "3", &[])]).unwrap();
+    f.finish_initial("10");
+    assert!(store.wait_synced_blocking(T));
+    assert_eq!(store.resource_version().as_deref(), Some("10"));
+    assert_eq!(store.len(), 3);
+    // A later relist is a replace: it deletes what it lacks.
+    f.replace(vec![pod("ns", "a", "1", &[]), pod("ns", "c", "3", &[])], "11").unwrap();
+    f.close();
+    let mut log = rec.log();
+    log.sort();
+    assert_eq!(log, ["add a@1 initial", "add b@2 initial", "add c@3 initial", "delete b@2 unknown"]);
+}
+
+#[test]
 fn a_relist_deletes_vanished_keys_once_updates_changed_ones_and_skips_unchanged_ones() {
     let (mut f, rec) = fifo(2);
     f.replace(vec![pod("ns", "same", "1", &[]), pod("ns", "changed", "2", &[]), pod("ns", "gone", "3", &[])], "3").unwrap();

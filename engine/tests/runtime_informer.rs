@@ -467,3 +467,27 @@ async fn a_watch_that_grows_past_max_objects_reports_it_and_keeps_the_cache_unti
     assert_eq!(informer.store().len(), 5);
     assert!(informer.store().get_by_key("a/seventh").is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_list_restarted_after_part_of_it_was_applied_adds_each_object_once() {
+    let src = MemorySource::new("Pod");
+    for i in 0..2_500 {
+        src.apply(pod("default", &format!("p{i:04}"), "n1"));
+    }
+    let mut c = config();
+    // The first page (1,500) is handed to the fifo as it arrives (in batches of
+    // 1,024); the second page's continue token has expired, so the watcher lists
+    // again, whole, into a fifo that is no longer empty: that list is a replace.
+    c.watcher.page_size = Some(1_500);
+    src.expire_next_continue();
+    let informer = Informer::spawn(src.clone(), c).unwrap();
+    let log = Arc::new(Log::default());
+    informer.add_handler(log.clone()).unwrap();
+    assert!(informer.wait_for_sync(Duration::from_secs(30)).await);
+    assert!(src.list_calls() >= 3, "the first page, the expired continue, the whole list");
+    assert_eq!(cache_of(&informer), server_of(&src));
+    eventually("every add", || log.events.lock().unwrap().len() >= 2_500).await;
+    let events = log.take();
+    let adds: std::collections::BTreeSet<&String> = events.iter().filter(|e| e.starts_with("add ")).collect();
+    assert_eq!((adds.len(), events.len()), (2_500, 2_500), "one add per object, nothing else: {:?}", &events[..5]);
+}

@@ -353,13 +353,77 @@ impl Fifo {
         Ok(())
     }
 
+    /// Whether nothing was ever replaced, stored or queued: an informer's first list
+    /// may then be queued as it arrives ([`Fifo::push_initial`]).
+    pub fn is_pristine(&self) -> bool {
+        !self.synced_marked && self.shared.store.is_empty() && self.shared.queues.iter().all(|q| q.lock().pending.is_empty())
+    }
+
+    /// Queues part of the first list while the rest is read: each object as
+    /// [`Fifo::replace`] would queue it (a [`Delta::Replaced`] of the initial list),
+    /// so the shard threads apply the list while it is decoded, and the fifo holds
+    /// only what they have not caught up with rather than the whole list.
+    ///
+    /// Only while [`Fifo::is_pristine`] was true when the list started: a list into
+    /// an empty store lacks no key, so its end has nothing to delete.
+    /// [`Fifo::finish_initial`] ends it. If the list does not complete, what was
+    /// queued stays; the next list replaces it (deleting what that list lacks).
+    ///
+    /// # Errors
+    /// [`FifoError::Closed`] after [`Fifo::close`].
+    pub fn push_initial(&mut self, objs: Vec<Obj>) -> Result<(), FifoError> {
+        let n = self.shards();
+        let mut per_shard: Vec<Vec<(Arc<str>, Obj)>> = (0..n).map(|_| Vec::new()).collect();
+        let mut key = std::mem::take(&mut self.key);
+        for obj in objs {
+            write_key(&mut key, &obj);
+            per_shard[shard_for_key(&key, n)].push((Arc::from(key.as_str()), obj));
+        }
+        self.key = key;
+        let shared = Arc::clone(&self.shared);
+        let mut pushed = 0u64;
+        for (shard, items) in per_shard.into_iter().enumerate() {
+            if items.is_empty() {
+                continue;
+            }
+            let queue = &shared.queues[shard];
+            let mut q = queue.lock();
+            if q.closed {
+                return Err(Self::closed_error("", None));
+            }
+            for (k, obj) in items {
+                self.enqueue(&mut q, shard, Some(Arc::clone(&k)), &k, Item::Upsert(obj, Upsert::Replaced { initial: true }));
+                pushed += 1;
+            }
+            queue.publish_backlog(&q);
+            drop(q);
+            queue.ready.notify_one();
+        }
+        self.shared.pushed.fetch_add(pushed, Relaxed);
+        self.barrier.advance(self.seq, self.last_rv.clone());
+        Ok(())
+    }
+
+    /// Ends a first list queued with [`Fifo::push_initial`], taken at
+    /// `resource_version`: the store is synced once every shard has applied it, as
+    /// after [`Fifo::replace`].
+    pub fn finish_initial(&mut self, resource_version: &str) {
+        self.bookmark(resource_version);
+        self.barrier.mark_synced_at(self.seq);
+        self.synced_marked = true;
+    }
+
     /// Re-delivers every stored object to the handlers as `on_update(obj, obj)`,
     /// in memory (no API call). Keys with pending deltas are skipped: they will be
-    /// delivered anyway (client-go `Resync`).
+    /// delivered anyway (client-go `Resync`). Nothing before the first list
+    /// completed: its objects are still being delivered as adds.
     ///
     /// # Errors
     /// [`FifoError::Closed`] after [`Fifo::close`].
     pub fn resync(&mut self) -> Result<(), FifoError> {
+        if !self.synced_marked {
+            return Ok(());
+        }
         let shared = Arc::clone(&self.shared);
         let mut pushed = 0u64;
         for shard in 0..self.shards() {

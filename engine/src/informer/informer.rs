@@ -79,7 +79,13 @@ impl Drop for InformerInner {
     }
 }
 
-/// Turns watcher events into fifo deltas: buffers a list, then replaces.
+/// Objects of a first list handed to the fifo at once ([`Fifo::push_initial`]).
+const FIRST_LIST_BATCH: usize = 1024;
+
+/// Turns watcher events into fifo deltas: buffers a list, then replaces. The first
+/// list, into an empty fifo and store, is handed on in batches as it arrives
+/// instead (when no object limit can still fail it): the shard threads apply it
+/// while it is read, and neither the sink nor the fifo holds the whole list.
 ///
 /// The fifo sits behind a mutex only so the resync timer can reach it; the
 /// watcher task is its one real producer, so the lock is uncontended.
@@ -91,6 +97,11 @@ struct FifoSink {
     /// The scope of the list in progress when it is a scoped relist.
     scope: Option<Arc<RelistScope>>,
     codec: Option<Codec>,
+    /// A first list may be handed on as it arrives: no object limit can fail it
+    /// after some of it reached the store.
+    first_list_as_it_arrives: bool,
+    /// The list in progress is handed on as it arrives.
+    incremental: bool,
 }
 
 impl EventSink for FifoSink {
@@ -98,13 +109,18 @@ impl EventSink for FifoSink {
         let mut fifo = self.fifo.lock().unwrap_or_else(|p| p.into_inner());
         let result = match event {
             Event::Init => {
+                self.incremental = self.first_list_as_it_arrives && self.scope.is_none() && fifo.is_pristine();
                 self.listing = Some(Vec::new());
                 Ok(())
             }
             Event::InitApply(obj) => match &mut self.listing {
                 Some(buf) => {
                     buf.push(obj);
-                    Ok(())
+                    if self.incremental && buf.len() >= FIRST_LIST_BATCH {
+                        fifo.push_initial(std::mem::replace(buf, Vec::with_capacity(FIRST_LIST_BATCH)))
+                    } else {
+                        Ok(())
+                    }
                 }
                 None => fifo.push(Delta::Updated(obj)),
             },
@@ -116,6 +132,9 @@ impl EventSink for FifoSink {
                 }
                 let objs = self.listing.take().unwrap_or_default();
                 match self.scope.take() {
+                    _ if std::mem::take(&mut self.incremental) => {
+                        fifo.push_initial(objs).map(|()| fifo.finish_initial(&resource_version))
+                    }
                     Some(scope) => fifo.replace_scoped(objs, &resource_version, |o| scope.covers(o)),
                     None => fifo.replace(objs, &resource_version),
                 }
@@ -135,9 +154,11 @@ impl EventSink for FifoSink {
 
     fn init_aborted(&mut self) {
         // The list will not complete: its objects never reach the store, which
-        // keeps the last complete state.
+        // keeps the last complete state. (Of a first list handed on as it arrived,
+        // what was handed on stays, unsynced, until the next list replaces it.)
         self.listing = None;
         self.scope = None;
+        self.incremental = false;
     }
 
     fn begin_scoped_list(&mut self, scope: Arc<RelistScope>) -> bool {
@@ -179,6 +200,8 @@ impl Informer {
             listing: None,
             scope: None,
             codec,
+            first_list_as_it_arrives: config.watcher.max_objects.is_none(),
+            incremental: false,
         };
         let task_fifo = Arc::clone(&fifo);
         tokio::spawn(async move {
