@@ -336,3 +336,26 @@ async fn informer_compresses_its_store_and_compaction_converts_the_first_objects
     }
     informer.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sample_a_first_list_trains_on_is_compressed_before_the_list_reaches_the_store() {
+    let source = MemorySource::new("Pod");
+    for i in 0..600 {
+        source.apply(pod_value(i));
+    }
+    // Trained inline on the first 200 objects: they were stored uncompressed, and
+    // are compressed by the sink before it hands the list on, not later by
+    // compaction.
+    let config = InformerConfig { compression: Compression::Zstd(zstd(200)), ..InformerConfig::default() };
+    let informer = Informer::spawn(source.clone(), config).unwrap();
+    assert!(informer.wait_for_sync(WAIT).await);
+    let store = informer.store();
+    let plain: Vec<String> = store.list().iter().filter(|o| !o.is_compressed()).map(kcache::Obj::key).collect();
+    assert!(plain.is_empty(), "{} objects uncompressed at sync: {:?}", plain.len(), &plain[..plain.len().min(5)]);
+    assert_eq!(store.stats().compressed_objects, 600);
+    for i in (0..600).step_by(41) {
+        let o = store.get_by_key(&format!("ns-{}/web-7c9f8d-{i:05}", i % 7)).unwrap();
+        assert_eq!(serde_json::from_slice::<Value>(&o.json()).unwrap()["spec"], pod_value(i)["spec"]);
+    }
+    informer.shutdown();
+}

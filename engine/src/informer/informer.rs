@@ -97,11 +97,29 @@ struct FifoSink {
     /// The scope of the list in progress when it is a scoped relist.
     scope: Option<Arc<RelistScope>>,
     codec: Option<Codec>,
+    /// With compression: an arena (sharing the decoder's codec and accounting) to
+    /// compress a list's objects stored before the dictionary existed.
+    arena: Option<Arena>,
     /// A first list may be handed on as it arrives: no object limit can fail it
     /// after some of it reached the store.
     first_list_as_it_arrives: bool,
     /// The list in progress is handed on as it arrives.
     incremental: bool,
+}
+
+/// Compresses the objects of `objs` stored before the dictionary existed, when it
+/// exists by now: the first objects of a list are the sample the dictionary is
+/// trained on, and they are still in the sink's hands. Compressing them here (one
+/// frame each, on the watch task) spares the store holding them uncompressed until
+/// compaction gets to them, after the sync.
+fn compress_waiting(arena: Option<&mut Arena>, objs: &mut [Obj]) {
+    let Some(arena) = arena else { return };
+    if !arena.codec().is_some_and(Codec::has_dictionary) {
+        return;
+    }
+    for obj in objs.iter_mut().filter(|o| o.awaits_compression()) {
+        *obj = arena.relocate(obj);
+    }
 }
 
 impl EventSink for FifoSink {
@@ -117,7 +135,9 @@ impl EventSink for FifoSink {
                 Some(buf) => {
                     buf.push(obj);
                     if self.incremental && buf.len() >= FIRST_LIST_BATCH {
-                        fifo.push_initial(std::mem::replace(buf, Vec::with_capacity(FIRST_LIST_BATCH)))
+                        let mut batch = std::mem::replace(buf, Vec::with_capacity(FIRST_LIST_BATCH));
+                        compress_waiting(self.arena.as_mut(), &mut batch);
+                        fifo.push_initial(batch)
                     } else {
                         Ok(())
                     }
@@ -130,7 +150,8 @@ impl EventSink for FifoSink {
                     // A list shorter than the sample still trains a dictionary.
                     codec.list_done();
                 }
-                let objs = self.listing.take().unwrap_or_default();
+                let mut objs = self.listing.take().unwrap_or_default();
+                compress_waiting(self.arena.as_mut(), &mut objs);
                 match self.scope.take() {
                     _ if std::mem::take(&mut self.incremental) => {
                         fifo.push_initial(objs).map(|()| fifo.finish_initial(&resource_version))
@@ -199,6 +220,7 @@ impl Informer {
             sync_duration: Arc::clone(&sync_duration),
             listing: None,
             scope: None,
+            arena: codec.as_ref().map(|_| arena_stats.clone()),
             codec,
             first_list_as_it_arrives: config.watcher.max_objects.is_none(),
             incremental: false,
