@@ -26,8 +26,15 @@ pub struct ZstdConfig {
     /// Largest dictionary trained (default 64 KiB).
     pub dict_bytes: usize,
     /// Objects sampled to train a dictionary (default 1,000): training starts once
-    /// this many were stored, or when the initial list completes with fewer.
+    /// this many were stored, or [`ZstdConfig::sample_bytes`] reached, or when the
+    /// initial list completes with fewer.
     pub sample_objects: usize,
+    /// Bytes sampled to train a dictionary (default 2 MiB): training starts once the
+    /// sampled objects add up to this many (the last one may take the sample past
+    /// it), whatever their number. The sample is a copy of its objects, held until
+    /// training ends, and those objects are stored uncompressed until compaction
+    /// compresses them: this bounds both for a kind of large objects.
+    pub sample_bytes: usize,
     /// Fewest sampled objects a dictionary is trained from (default 16): with fewer,
     /// objects stay uncompressed and sampling goes on.
     pub min_sample_objects: usize,
@@ -63,6 +70,7 @@ impl Default for ZstdConfig {
             level: 3,
             dict_bytes: 64 << 10,
             sample_objects: 1_000,
+            sample_bytes: 2 << 20,
             min_sample_objects: 16,
             keep_below: 0.9,
             min_trained_ratio: 1.5,
