@@ -66,37 +66,73 @@ pub struct CompressionStats {
 /// sample far better).
 #[derive(Debug, Default)]
 struct Sample {
-    training: Vec<u8>,
-    training_sizes: Vec<usize>,
-    held_out: Vec<u8>,
-    held_out_sizes: Vec<usize>,
+    /// In the order the objects came; after [`Sample::hold_out`], the held-out ones
+    /// follow the others.
+    bytes: Vec<u8>,
+    sizes: Vec<usize>,
+    /// Objects and bytes at the start that zstd trains on, once held out.
+    training_objects: usize,
+    training_bytes: usize,
 }
 
 impl Sample {
-    fn push(&mut self, src: &[u8]) {
-        if self.len() % 5 == 4 {
-            self.held_out.extend_from_slice(src);
-            self.held_out_sizes.push(src.len());
-        } else {
-            self.training.extend_from_slice(src);
-            self.training_sizes.push(src.len());
+    /// Appends `src`. The buffer doubles as a `Vec` does, but not past `cap_bytes`
+    /// and the object that reaches it: a sample that the byte cap ends does not hold
+    /// up to twice its bytes until training ends.
+    fn push(&mut self, src: &[u8], cap_bytes: usize) {
+        let needed = self.bytes.len().saturating_add(src.len());
+        if needed > self.bytes.capacity() {
+            let capacity = needed.max(self.bytes.capacity().saturating_mul(2).min(cap_bytes.saturating_add(src.len())));
+            self.bytes.reserve_exact(capacity - self.bytes.len());
         }
+        self.bytes.extend_from_slice(src);
+        self.sizes.push(src.len());
     }
 
     /// Objects sampled.
     fn len(&self) -> usize {
-        self.training_sizes.len() + self.held_out_sizes.len()
+        self.sizes.len()
     }
 
     /// Bytes of the objects sampled.
     fn bytes(&self) -> usize {
-        self.training.len() + self.held_out.len()
+        self.bytes.len()
+    }
+
+    /// Moves every fifth object (the 5th, the 10th, ...) after the others, in place
+    /// but for a copy of the held-out fifth.
+    fn hold_out(&mut self) {
+        let mut held_out = Vec::with_capacity(self.bytes.len() / 4);
+        let mut held_out_sizes = Vec::with_capacity(self.sizes.len() / 5);
+        let mut sizes = Vec::with_capacity(self.sizes.len());
+        let (mut read, mut write) = (0, 0);
+        for (i, &n) in self.sizes.iter().enumerate() {
+            if i % 5 == 4 {
+                held_out.extend_from_slice(&self.bytes[read..read + n]);
+                held_out_sizes.push(n);
+            } else {
+                self.bytes.copy_within(read..read + n, write);
+                sizes.push(n);
+                write += n;
+            }
+            read += n;
+        }
+        self.bytes[write..].copy_from_slice(&held_out);
+        self.training_objects = sizes.len();
+        self.training_bytes = write;
+        sizes.extend_from_slice(&held_out_sizes);
+        self.sizes = sizes;
+    }
+
+    /// The objects trained on, end to end, and their sizes.
+    fn training(&self) -> (&[u8], &[usize]) {
+        (&self.bytes[..self.training_bytes], &self.sizes[..self.training_objects])
     }
 
     /// The held-out objects, one slice each.
     fn held_out(&self) -> impl Iterator<Item = &[u8]> {
-        self.held_out_sizes.iter().scan(0usize, |at, &n| {
-            let object = self.held_out.get(*at..*at + n);
+        self.sizes[self.training_objects..].iter().scan(self.training_bytes, |at, &n| {
+            let object = self.bytes.get(*at..*at + n);
             *at += n;
             object
         })
@@ -261,13 +297,13 @@ impl Codec {
         if !s.collecting {
             return;
         }
-        s.sample.push(src);
+        s.sample.push(src, self.shared.config.sample_bytes);
         let config = &self.shared.config;
         if (s.sample.len() >= config.sample_objects || s.sample.bytes() >= config.sample_bytes)
             && let Some(sample) = self.start_training(&mut s)
         {
             drop(s);
-            train_and_publish(&self.shared, &sample);
+            train_and_publish(&self.shared, sample);
         }
     }
 
@@ -280,7 +316,7 @@ impl Codec {
             && let Some(sample) = self.start_training(&mut s)
         {
             drop(s);
-            train_and_publish(&self.shared, &sample);
+            train_and_publish(&self.shared, sample);
         }
     }
 
@@ -299,7 +335,7 @@ impl Codec {
         let shared = Arc::clone(&self.shared);
         let spawned = std::thread::Builder::new()
             .name("kcache-zstd-train".to_owned())
-            .spawn(move || train_and_publish(&shared, &sample));
+            .spawn(move || train_and_publish(&shared, sample));
         if let Err(e) = spawned {
             tracing::warn!(error = %e, "cannot start the dictionary training thread");
             s.training = false;
@@ -358,18 +394,19 @@ fn ratio(raw: u64, frames: u64) -> f64 {
 /// Trains on four of every five samples and measures the ratio on the fifth, so the
 /// trained ratio is what unseen objects get (a dictionary compresses its own sample
 /// far better), then publishes the dictionary when it pays.
-fn train_and_publish(shared: &Shared, sample: &Sample) {
+fn train_and_publish(shared: &Shared, mut sample: Sample) {
     let c = &shared.counters;
     let version = shared.version.load(Relaxed) + 1;
+    let (samples, sample_bytes) = (sample.len(), sample.bytes());
     let started = std::time::Instant::now();
-    let result = train(shared, sample, version);
+    let result = train(shared, &mut sample, version);
     let millis = started.elapsed().as_secs_f64() * 1000.0;
-    let samples = sample.len();
+    drop(sample);
     let mut s = shared.sampler.lock().unwrap_or_else(PoisonError::into_inner);
     s.training = false;
     match result {
         Ok(dict) if dict.trained_ratio() >= shared.config.min_trained_ratio => {
-            tracing::info!(version, ratio = dict.trained_ratio(), bytes = dict.raw_bytes(), samples, sample_bytes = sample.bytes(), millis, "zstd dictionary trained");
+            tracing::info!(version, ratio = dict.trained_ratio(), bytes = dict.raw_bytes(), samples, sample_bytes, millis, "zstd dictionary trained");
             c.trainings.fetch_add(1, Relaxed);
             s.failures = 0;
             *shared.current.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(dict));
@@ -395,9 +432,11 @@ fn train_and_publish(shared: &Shared, sample: &Sample) {
     }
 }
 
-fn train(shared: &Shared, sample: &Sample, version: u64) -> Result<Dictionary, String> {
+fn train(shared: &Shared, sample: &mut Sample, version: u64) -> Result<Dictionary, String> {
     let config = &shared.config;
-    let raw = dict::train(&sample.training, &sample.training_sizes, config.dict_bytes, config.level, TrainParams::DEFAULT)?;
+    sample.hold_out();
+    let (training, sizes) = sample.training();
+    let raw = dict::train(training, sizes, config.dict_bytes, config.level, TrainParams::DEFAULT)?;
     let mut dict = Dictionary::prepare(version, &raw, config.level, Arc::clone(&shared.counters))
         .ok_or_else(|| "zstd refused the trained dictionary".to_owned())?;
     drop(raw);
@@ -437,16 +476,21 @@ mod tests {
     #[test]
     fn the_sample_is_laid_end_to_end_and_every_fifth_object_is_held_out() {
         let mut sample = Sample::default();
-        let objects: Vec<Vec<u8>> = (0..12).map(object).collect();
+        // Objects of different sizes, so that a misplaced boundary shows.
+        let objects: Vec<Vec<u8>> = (0..12).map(|i| [object(i), vec![b' '; i * 3]].concat()).collect();
         for o in &objects {
-            sample.push(o);
+            sample.push(o, usize::MAX);
         }
         assert_eq!((sample.len(), sample.bytes()), (12, objects.iter().map(Vec::len).sum()));
-        let training: Vec<u8> = objects.iter().enumerate().filter(|(i, _)| i % 5 != 4).flat_map(|(_, o)| o.clone()).collect();
-        assert_eq!(sample.training, training);
-        assert_eq!(sample.training_sizes.len(), 10);
+        assert_eq!(sample.bytes, objects.concat(), "in the order they came");
+        sample.hold_out();
+        let (training, sizes) = sample.training();
+        let expected: Vec<&Vec<u8>> = objects.iter().enumerate().filter(|(i, _)| i % 5 != 4).map(|(_, o)| o).collect();
+        assert_eq!(training, expected.iter().flat_map(|o| o.iter().copied()).collect::<Vec<u8>>());
+        assert_eq!(sizes, expected.iter().map(|o| o.len()).collect::<Vec<_>>());
         let held_out: Vec<&[u8]> = sample.held_out().collect();
         assert_eq!(held_out, vec![objects[4].as_slice(), objects[9].as_slice()]);
+        assert_eq!(sample.bytes(), objects.iter().map(Vec::len).sum::<usize>(), "nothing lost");
     }
 
     #[test]
@@ -487,6 +531,19 @@ mod tests {
         assert_eq!(c.stats().dictionary_version, 1, "{:?}", c.stats());
         assert!(matches!(c.encode(&object(41)), Encoded::Frame(..)));
         assert!(c.shared.sampler.lock().unwrap().sample.bytes() == 0, "the sample is freed once trained");
+    }
+
+    #[test]
+    fn the_sample_buffer_grows_past_the_byte_cap_by_one_object_at_most() {
+        let cap = 100_000;
+        let mut sample = Sample::default();
+        let mut i = 0;
+        while sample.bytes() < cap {
+            sample.push(&object(i), cap);
+            i += 1;
+        }
+        let size = object(0).len();
+        assert!(sample.bytes.capacity() <= cap + size, "{} bytes for {}", sample.bytes.capacity(), sample.bytes());
     }
 
     #[test]
