@@ -27,7 +27,9 @@ pub struct ZstdConfig {
     pub dict_bytes: usize,
     /// Objects sampled to train a dictionary (default 1,000): training starts once
     /// this many were stored, or [`ZstdConfig::sample_bytes`] reached, or when the
-    /// initial list completes with fewer.
+    /// initial list completes with fewer. Objects of 2 KiB or more reach the byte cap
+    /// first (~390 pods of 5.4 KB); more pods hardly compress better (1,000 pods:
+    /// frames 0-5% smaller, for 2.6x the memory while sampling).
     pub sample_objects: usize,
     /// Bytes sampled to train a dictionary (default 2 MiB): training starts once the
     /// sampled objects add up to this many (the last one may take the sample past
@@ -56,7 +58,7 @@ pub struct ZstdConfig {
     /// of a body decompresses it whole.
     pub max_object_bytes: usize,
     /// Train on the thread that filled the sample (the watch task decoding the
-    /// initial list: one stall of ~0.1-0.5 s for 1,000 pods) so that the rest of the
+    /// initial list: one stall of ~30-80 ms for a 2 MiB sample) so that the rest of the
     /// list is compressed as it is decoded (default true). When false, training runs
     /// on a thread of its own and the list goes on uncompressed meanwhile (a 10k-pod
     /// list is then stored whole before the dictionary exists, and compressed later
