@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use super::ZstdConfig;
-use super::dict::Dictionary;
+use super::dict::{self, Dictionary, TrainParams};
 
 /// Counters shared by a codec, its clones and its dictionaries.
 #[derive(Debug, Default)]
@@ -60,9 +60,88 @@ pub struct CompressionStats {
     pub retrains: u64,
 }
 
+/// Objects sampled for training, laid end to end so that zstd trains on them
+/// without another copy. Every fifth object is held out of training: the trained
+/// ratio is measured on objects the dictionary has not seen (it compresses its own
+/// sample far better).
+#[derive(Debug, Default)]
+struct Sample {
+    /// In the order the objects came; after [`Sample::hold_out`], the held-out ones
+    /// follow the others.
+    bytes: Vec<u8>,
+    sizes: Vec<usize>,
+    /// Objects and bytes at the start that zstd trains on, once held out.
+    training_objects: usize,
+    training_bytes: usize,
+}
+
+impl Sample {
+    /// Appends `src`. The buffer doubles as a `Vec` does, but not past `cap_bytes`
+    /// and the object that reaches it: a sample that the byte cap ends does not hold
+    /// up to twice its bytes until training ends.
+    fn push(&mut self, src: &[u8], cap_bytes: usize) {
+        let needed = self.bytes.len().saturating_add(src.len());
+        if needed > self.bytes.capacity() {
+            let capacity = needed.max(self.bytes.capacity().saturating_mul(2).min(cap_bytes.saturating_add(src.len())));
+            self.bytes.reserve_exact(capacity - self.bytes.len());
+        }
+        self.bytes.extend_from_slice(src);
+        self.sizes.push(src.len());
+    }
+
+    /// Objects sampled.
+    fn len(&self) -> usize {
+        self.sizes.len()
+    }
+
+    /// Bytes of the objects sampled.
+    fn bytes(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Moves every fifth object (the 5th, the 10th, ...) after the others, in place
+    /// but for a copy of the held-out fifth.
+    fn hold_out(&mut self) {
+        let mut held_out = Vec::with_capacity(self.bytes.len() / 4);
+        let mut held_out_sizes = Vec::with_capacity(self.sizes.len() / 5);
+        let mut sizes = Vec::with_capacity(self.sizes.len());
+        let (mut read, mut write) = (0, 0);
+        for (i, &n) in self.sizes.iter().enumerate() {
+            if i % 5 == 4 {
+                held_out.extend_from_slice(&self.bytes[read..read + n]);
+                held_out_sizes.push(n);
+            } else {
+                self.bytes.copy_within(read..read + n, write);
+                sizes.push(n);
+                write += n;
+            }
+            read += n;
+        }
+        self.bytes[write..].copy_from_slice(&held_out);
+        self.training_objects = sizes.len();
+        self.training_bytes = write;
+        sizes.extend_from_slice(&held_out_sizes);
+        self.sizes = sizes;
+    }
+
+    /// The objects trained on, end to end, and their sizes.
+    fn training(&self) -> (&[u8], &[usize]) {
+        (&self.bytes[..self.training_bytes], &self.sizes[..self.training_objects])
+    }
+
+    /// The held-out objects, one slice each.
+    fn held_out(&self) -> impl Iterator<Item = &[u8]> {
+        self.sizes[self.training_objects..].iter().scan(self.training_bytes, |at, &n| {
+            let object = self.bytes.get(*at..*at + n);
+            *at += n;
+            object
+        })
+    }
+}
+
 #[derive(Debug, Default)]
 struct Sampler {
-    samples: Vec<Vec<u8>>,
+    sample: Sample,
     collecting: bool,
     training: bool,
     failures: u32,
@@ -204,25 +283,27 @@ impl Codec {
                     self.shared.counters.retrains.fetch_add(1, Relaxed);
                     tracing::info!(version = dict.version(), running, trained = dict.trained_ratio(), "compression ratio fell: retraining the dictionary");
                     s.collecting = true;
-                    s.samples.clear();
+                    s.sample = Sample::default();
                 }
             }
         }
         self.offer(src);
     }
 
-    /// Adds `src` to the sample when one is collected; trains once it is full.
+    /// Adds `src` to the sample when one is collected; trains once it is full
+    /// ([`ZstdConfig::sample_objects`] objects or [`ZstdConfig::sample_bytes`] bytes).
     fn offer(&self, src: &[u8]) {
         let mut s = self.shared.sampler.lock().unwrap_or_else(PoisonError::into_inner);
         if !s.collecting {
             return;
         }
-        s.samples.push(src.to_vec());
-        if s.samples.len() >= self.shared.config.sample_objects
-            && let Some(samples) = self.start_training(&mut s)
+        s.sample.push(src, self.shared.config.sample_bytes);
+        let config = &self.shared.config;
+        if (s.sample.len() >= config.sample_objects || s.sample.bytes() >= config.sample_bytes)
+            && let Some(sample) = self.start_training(&mut s)
         {
             drop(s);
-            train_and_publish(&self.shared, &samples);
+            train_and_publish(&self.shared, sample);
         }
     }
 
@@ -232,29 +313,29 @@ impl Codec {
         let mut s = self.shared.sampler.lock().unwrap_or_else(PoisonError::into_inner);
         if s.collecting
             && self.shared.version.load(Relaxed) == 0
-            && let Some(samples) = self.start_training(&mut s)
+            && let Some(sample) = self.start_training(&mut s)
         {
             drop(s);
-            train_and_publish(&self.shared, &samples);
+            train_and_publish(&self.shared, sample);
         }
     }
 
     /// Takes the sample for training: returns it when the caller trains inline
     /// ([`ZstdConfig::train_inline`]), else trains on a thread of its own.
-    fn start_training(&self, s: &mut Sampler) -> Option<Vec<Vec<u8>>> {
-        if s.training || s.samples.len() < self.shared.config.min_sample_objects {
+    fn start_training(&self, s: &mut Sampler) -> Option<Sample> {
+        if s.training || s.sample.len() < self.shared.config.min_sample_objects {
             return None;
         }
         s.collecting = false;
         s.training = true;
-        let samples = std::mem::take(&mut s.samples);
+        let sample = std::mem::take(&mut s.sample);
         if self.shared.config.train_inline {
-            return Some(samples);
+            return Some(sample);
         }
         let shared = Arc::clone(&self.shared);
         let spawned = std::thread::Builder::new()
             .name("kcache-zstd-train".to_owned())
-            .spawn(move || train_and_publish(&shared, &samples));
+            .spawn(move || train_and_publish(&shared, sample));
         if let Err(e) = spawned {
             tracing::warn!(error = %e, "cannot start the dictionary training thread");
             s.training = false;
@@ -313,15 +394,19 @@ fn ratio(raw: u64, frames: u64) -> f64 {
 /// Trains on four of every five samples and measures the ratio on the fifth, so the
 /// trained ratio is what unseen objects get (a dictionary compresses its own sample
 /// far better), then publishes the dictionary when it pays.
-fn train_and_publish(shared: &Shared, samples: &[Vec<u8>]) {
+fn train_and_publish(shared: &Shared, mut sample: Sample) {
     let c = &shared.counters;
     let version = shared.version.load(Relaxed) + 1;
-    let result = train(shared, samples, version);
+    let (samples, sample_bytes) = (sample.len(), sample.bytes());
+    let started = std::time::Instant::now();
+    let result = train(shared, &mut sample, version);
+    let millis = started.elapsed().as_secs_f64() * 1000.0;
+    drop(sample);
     let mut s = shared.sampler.lock().unwrap_or_else(PoisonError::into_inner);
     s.training = false;
     match result {
         Ok(dict) if dict.trained_ratio() >= shared.config.min_trained_ratio => {
-            tracing::info!(version, ratio = dict.trained_ratio(), bytes = dict.raw_bytes(), samples = samples.len(), "zstd dictionary trained");
+            tracing::info!(version, ratio = dict.trained_ratio(), bytes = dict.raw_bytes(), samples, sample_bytes, millis, "zstd dictionary trained");
             c.trainings.fetch_add(1, Relaxed);
             s.failures = 0;
             *shared.current.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(dict));
@@ -337,7 +422,7 @@ fn train_and_publish(shared: &Shared, samples: &[Vec<u8>]) {
         Err(e) => {
             c.train_failures.fetch_add(1, Relaxed);
             s.failures += 1;
-            tracing::info!(error = %e, samples = samples.len(), failures = s.failures, "zstd dictionary training failed");
+            tracing::info!(error = %e, samples, failures = s.failures, "zstd dictionary training failed");
             if s.failures < MAX_TRAIN_FAILURES {
                 s.collecting = true;
             } else if shared.version.load(Relaxed) == 0 {
@@ -347,14 +432,16 @@ fn train_and_publish(shared: &Shared, samples: &[Vec<u8>]) {
     }
 }
 
-fn train(shared: &Shared, samples: &[Vec<u8>], version: u64) -> Result<Dictionary, String> {
-    let (held_out, training): (Vec<_>, Vec<_>) = samples.iter().enumerate().partition(|(i, _)| i % 5 == 4);
-    let training: Vec<&[u8]> = training.into_iter().map(|(_, s)| s.as_slice()).collect();
-    let raw = zstd::dict::from_samples(&training, shared.config.dict_bytes).map_err(|e| e.to_string())?;
-    let mut dict = Dictionary::prepare(version, &raw, shared.config.level, Arc::clone(&shared.counters))
+fn train(shared: &Shared, sample: &mut Sample, version: u64) -> Result<Dictionary, String> {
+    let config = &shared.config;
+    sample.hold_out();
+    let (training, sizes) = sample.training();
+    let raw = dict::train(training, sizes, config.dict_bytes, config.level, TrainParams::DEFAULT)?;
+    let mut dict = Dictionary::prepare(version, &raw, config.level, Arc::clone(&shared.counters))
         .ok_or_else(|| "zstd refused the trained dictionary".to_owned())?;
+    drop(raw);
     let (mut raw_in, mut out) = (0u64, 0u64);
-    for (_, s) in held_out {
+    for s in sample.held_out() {
         raw_in += s.len() as u64;
         out += dict.compress(s)?.len() as u64;
     }
@@ -363,4 +450,110 @@ fn train(shared: &Shared, samples: &[Vec<u8>], version: u64) -> Result<Dictionar
     dict.compressions.store(0, Relaxed);
     dict.set_trained_ratio(ratio(raw_in, out));
     Ok(dict)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Objects of one size (the numbers are fixed-width) sharing most of their bytes.
+    fn object(i: usize) -> Vec<u8> {
+        format!(
+            r#"{{"metadata":{{"name":"web-{i:06}","namespace":"ns-{:02}","uid":"{:016x}"}},"spec":{{"nodeName":"node-{:03}","image":"registry.example.com/web:1.4.2","restartPolicy":"Always","dnsPolicy":"ClusterFirst"}},"status":{{"phase":"Running","podIP":"10.1.{:03}.{:03}"}}}}"#,
+            i % 7,
+            (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            i % 13,
+            i / 250 % 1000,
+            i % 250
+        )
+        .into_bytes()
+    }
+
+    fn codec(config: ZstdConfig) -> Codec {
+        Codec::new(ZstdConfig { train_inline: true, ..config })
+    }
+
+    #[test]
+    fn the_sample_is_laid_end_to_end_and_every_fifth_object_is_held_out() {
+        let mut sample = Sample::default();
+        // Objects of different sizes, so that a misplaced boundary shows.
+        let objects: Vec<Vec<u8>> = (0..12).map(|i| [object(i), vec![b' '; i * 3]].concat()).collect();
+        for o in &objects {
+            sample.push(o, usize::MAX);
+        }
+        assert_eq!((sample.len(), sample.bytes()), (12, objects.iter().map(Vec::len).sum()));
+        assert_eq!(sample.bytes, objects.concat(), "in the order they came");
+        sample.hold_out();
+        let (training, sizes) = sample.training();
+        let expected: Vec<&Vec<u8>> = objects.iter().enumerate().filter(|(i, _)| i % 5 != 4).map(|(_, o)| o).collect();
+        assert_eq!(training, expected.iter().flat_map(|o| o.iter().copied()).collect::<Vec<u8>>());
+        assert_eq!(sizes, expected.iter().map(|o| o.len()).collect::<Vec<_>>());
+        let held_out: Vec<&[u8]> = sample.held_out().collect();
+        assert_eq!(held_out, vec![objects[4].as_slice(), objects[9].as_slice()]);
+        assert_eq!(sample.bytes(), objects.iter().map(Vec::len).sum::<usize>(), "nothing lost");
+    }
+
+    #[test]
+    fn the_trained_ratio_is_measured_on_held_out_objects_only() {
+        // Every fifth object is noise: a ratio measured on the others would pass
+        // `min_trained_ratio`, the one measured on the held-out fifth cannot.
+        let noise = |_| -> Vec<u8> { (0..1500).map(|_| rand::random::<u8>()).collect() };
+        let mut c = codec(ZstdConfig { sample_objects: 200, ..ZstdConfig::default() });
+        for i in 0..200 {
+            let src = if i % 5 == 4 { noise(i) } else { object(i) };
+            assert!(matches!(c.encode(&src), Encoded::Plain { waiting: true }));
+        }
+        let s = c.stats();
+        assert_eq!((s.rejected_dictionaries, s.dictionary_version), (1, 0), "{s:?}");
+        // The same sample with ordinary objects in the held-out places trains a dictionary.
+        let mut c = codec(ZstdConfig { sample_objects: 200, ..ZstdConfig::default() });
+        for i in 0..200 {
+            c.encode(&object(i));
+        }
+        let s = c.stats();
+        assert_eq!((s.trainings, s.dictionary_version), (1, 1), "{s:?}");
+        assert!(s.trained_ratio > 3.0, "{s:?}");
+        assert!(matches!(c.encode(&object(500)), Encoded::Frame(..)));
+    }
+
+    #[test]
+    fn a_byte_cap_ends_sampling_before_the_object_count() {
+        let size = object(0).len();
+        assert!((0..100).all(|i| object(i).len() == size));
+        let cap = 40 * size + size / 2;
+        let mut c = codec(ZstdConfig { sample_objects: 1_000, sample_bytes: cap, ..ZstdConfig::default() });
+        for i in 0..40 {
+            assert!(matches!(c.encode(&object(i)), Encoded::Plain { waiting: true }), "object {i}");
+            assert_eq!(c.stats().dictionary_version, 0);
+        }
+        // The 41st object takes the sample past the cap: training starts.
+        assert!(matches!(c.encode(&object(40)), Encoded::Plain { waiting: true }));
+        assert_eq!(c.stats().dictionary_version, 1, "{:?}", c.stats());
+        assert!(matches!(c.encode(&object(41)), Encoded::Frame(..)));
+        assert!(c.shared.sampler.lock().unwrap().sample.bytes() == 0, "the sample is freed once trained");
+    }
+
+    #[test]
+    fn the_sample_buffer_grows_past_the_byte_cap_by_one_object_at_most() {
+        let cap = 100_000;
+        let mut sample = Sample::default();
+        let mut i = 0;
+        while sample.bytes() < cap {
+            sample.push(&object(i), cap);
+            i += 1;
+        }
+        let size = object(0).len();
+        assert!(sample.bytes.capacity() <= cap + size, "{} bytes for {}", sample.bytes.capacity(), sample.bytes());
+    }
+
+    #[test]
+    fn the_object_count_still_ends_sampling_under_the_byte_cap() {
+        let mut c = codec(ZstdConfig { sample_objects: 30, sample_bytes: 1 << 30, ..ZstdConfig::default() });
+        for i in 0..29 {
+            c.encode(&object(i));
+        }
+        assert_eq!(c.stats().dictionary_version, 0);
+        c.encode(&object(29));
+        assert_eq!(c.stats().dictionary_version, 1, "{:?}", c.stats());
+    }
 }
