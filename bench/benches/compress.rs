@@ -23,7 +23,7 @@ const LEVEL: i32 = 3;
 /// Decodes `train` through a compressing arena (the engine's path) and returns the
 /// dictionary it trained, with `test` decoded after it (compressed) and plain.
 fn setup(train: &[Vec<u8>], test: &[Vec<u8>]) -> (Arc<Dictionary>, Vec<Obj>, Vec<Obj>) {
-    let config = ZstdConfig { sample_objects: train.len(), level: LEVEL, ..ZstdConfig::default() };
+    let config = ZstdConfig { sample_objects: train.len(), sample_bytes: usize::MAX, level: LEVEL, ..ZstdConfig::default() };
     let mut d = Decoder::with_arena(DecoderConfig::default(), Arena::new().with_codec(Codec::new(config)));
     for doc in train {
         d.decode_object(doc).expect("pod");
