@@ -51,6 +51,10 @@ struct Slot<K> {
     json_len: usize,
     value: Arc<K>,
     referenced: bool,
+    /// The insert (the shard's `inserts` count) whose eviction sweep last cleared
+    /// `referenced`: that insert may evict several slots, and must not come round
+    /// to this one again.
+    spared_by: u64,
 }
 
 impl<K> Slot<K> {
@@ -104,15 +108,22 @@ impl<K> Shard<K> {
         removed.value
     }
 
-    /// The slot CLOCK gives up: the first one not referenced since the hand last passed.
-    fn victim(&mut self) -> usize {
-        loop {
+    /// The slot CLOCK gives up for insert `now`: the first one neither referenced
+    /// since the hand last passed nor spared earlier in the same insert. `None` when
+    /// every slot was (an insert that evicts several came round to them all).
+    fn victim(&mut self, now: u64) -> Option<usize> {
+        // Two rounds: the first may only clear bits.
+        for _ in 0..2 * self.slots.len() {
             let i = self.hand;
             self.hand = (self.hand + 1) % self.slots.len();
-            if !std::mem::take(&mut self.slots[i].referenced) {
-                return i;
+            let slot = &mut self.slots[i];
+            if std::mem::take(&mut slot.referenced) {
+                slot.spared_by = now;
+            } else if slot.spared_by != now {
+                return Some(i);
             }
         }
+        None
     }
 }
 
@@ -275,7 +286,12 @@ impl<K> DecodedCache<K> {
         while !shard.slots.is_empty()
             && (shard.slots.len() >= 2 * share || (shard.slots.len() >= share && self.entries.load(Relaxed) >= limit))
         {
-            let victim = shard.victim();
+            let victim = match shard.victim(shard.inserts) {
+                Some(victim) => victim,
+                // Every slot was read since the hand passed: the hard bound still holds.
+                None if shard.slots.len() >= 2 * share => shard.hand,
+                None => break,
+            };
             shard.evictions += 1;
             evicted.push(shard.remove(victim));
             self.entries.fetch_sub(1, Relaxed);
@@ -294,6 +310,7 @@ impl<K> DecodedCache<K> {
             json_len: v.json_len,
             value: Arc::clone(value),
             referenced: false,
+            spared_by: 0,
         });
         let slots = &shard.slots;
         shard.index.insert_unique(hash, i, |&j| slots[j].hash);
