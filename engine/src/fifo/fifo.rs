@@ -286,14 +286,8 @@ impl Fifo {
     /// # Errors
     /// [`FifoError::Closed`] after [`Fifo::close`].
     pub fn replace_scoped(&mut self, list: Vec<Obj>, resource_version: &str, in_scope: impl Fn(&Obj) -> bool) -> Result<(), FifoError> {
-        let n = self.shards();
         let initial = !self.synced_marked;
-        let mut per_shard: Vec<Vec<(Arc<str>, Obj)>> = (0..n).map(|_| Vec::new()).collect();
-        let mut key = String::new();
-        for obj in list {
-            write_key(&mut key, &obj);
-            per_shard[shard_for_key(&key, n)].push((Arc::from(key.as_str()), obj));
-        }
+        let per_shard = self.by_shard(list);
         let shared = Arc::clone(&self.shared);
         let mut pushed = 0u64;
         for (shard, items) in per_shard.into_iter().enumerate() {
@@ -372,14 +366,7 @@ impl Fifo {
     /// # Errors
     /// [`FifoError::Closed`] after [`Fifo::close`].
     pub fn push_initial(&mut self, objs: Vec<Obj>) -> Result<(), FifoError> {
-        let n = self.shards();
-        let mut per_shard: Vec<Vec<(Arc<str>, Obj)>> = (0..n).map(|_| Vec::new()).collect();
-        let mut key = std::mem::take(&mut self.key);
-        for obj in objs {
-            write_key(&mut key, &obj);
-            per_shard[shard_for_key(&key, n)].push((Arc::from(key.as_str()), obj));
-        }
-        self.key = key;
+        let per_shard = self.by_shard(objs);
         let shared = Arc::clone(&self.shared);
         let mut pushed = 0u64;
         for (shard, items) in per_shard.into_iter().enumerate() {
@@ -402,6 +389,19 @@ impl Fifo {
         self.shared.pushed.fetch_add(pushed, Relaxed);
         self.barrier.advance(self.seq, self.last_rv.clone());
         Ok(())
+    }
+
+    /// `objs` with their keys, grouped by the shard each key belongs to.
+    fn by_shard(&mut self, objs: Vec<Obj>) -> Vec<Vec<(Arc<str>, Obj)>> {
+        let n = self.shards();
+        let mut per_shard: Vec<Vec<(Arc<str>, Obj)>> = (0..n).map(|_| Vec::new()).collect();
+        let mut key = std::mem::take(&mut self.key);
+        for obj in objs {
+            write_key(&mut key, &obj);
+            per_shard[shard_for_key(&key, n)].push((Arc::from(key.as_str()), obj));
+        }
+        self.key = key;
+        per_shard
     }
 
     /// Ends a first list queued with [`Fifo::push_initial`], taken at
