@@ -26,6 +26,11 @@
 //! * **One synthetic delete per relist.** [`Fifo::replace`] queues exactly one
 //!   [`Delta::DeletedFinalStateUnknown`] for each key in the store or pending that the
 //!   new list lacks (none if its newest pending delta already deletes it).
+//! * **A first list may be queued as it arrives.** Into a fifo that never held
+//!   anything ([`Fifo::is_pristine`]), [`Fifo::push_initial`] queues a list's objects
+//!   as `replace` would, batch by batch, and [`Fifo::finish_initial`] ends it: such a
+//!   list lacks no key, so the shard threads apply it while it is read, and the
+//!   store is synced at its end, as after `replace`.
 //! * **Notifications follow the store.** An upsert is delivered as `on_add` when the
 //!   store did not hold the key and as `on_update(old, new)` when it did (as client-go's
 //!   `HandleDeltas` decides); a deletion of a key the store does not hold is applied

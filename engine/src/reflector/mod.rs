@@ -18,7 +18,9 @@
 //! * Events reach the sink in the order the server sent them, on the watcher's
 //!   task; a list's objects arrive between [`Event::Init`] and
 //!   [`Event::InitDone`], or the list is abandoned with
-//!   [`EventSink::init_aborted`] and the sink keeps its last complete state.
+//!   [`EventSink::init_aborted`] and the sink keeps its last complete state (the
+//!   informer's sink hands a first list on as it arrives: what it handed on stays,
+//!   unsynced, until the next list replaces it).
 //! * The watcher recovers from every failure (see [`Watcher`]'s protocol) and
 //!   never hammers a failing server: each failure waits for the backoff.
 //!
