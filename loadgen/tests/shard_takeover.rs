@@ -370,7 +370,9 @@ async fn a_410_on_the_exact_list_of_gained_ranges_relists_the_whole_slice() {
     let b = member(&sim, "expired", "b", None);
     members_are(&[&a, &b], &["a", "b"]).await;
     let mut config = InformerConfig::default();
-    config.watcher.backoff = Backoff::new(Duration::from_secs(3600), Duration::from_secs(3600));
+    // Long enough that the relists counted below are the requested ones, short
+    // enough that a request the loaded machine lets time out is retried within T.
+    config.watcher.backoff = Backoff::new(Duration::from_secs(15), Duration::from_secs(15));
     let source = KubeSource::for_type::<ConfigMap>(sim.client().expect("client"), Some(NS));
     let cache = tokio::time::timeout(T, ShardedInformer::start(a.clone(), source, ShardBy::ObjectUid, config)).await.expect("a gets a range").expect("starts");
     assert!(cache.informer().wait_for_sync(T).await);
