@@ -296,12 +296,7 @@ impl Fifo {
             if q.closed {
                 return Err(Self::closed_error(resource_version, None));
             }
-            // Into an empty store with nothing pending (an initial list), the list
-            // lacks no key: the set of every listed key (a transient table the size
-            // of the list) is built only when there can be one to delete.
-            let may_delete = !q.pending.is_empty() || !self.shared.store.is_empty();
-            let present: HashSet<Arc<str>> =
-                if may_delete { items.iter().map(|(k, _)| Arc::clone(k)).collect() } else { HashSet::new() };
+            let present: HashSet<Arc<str>> = items.iter().map(|(k, _)| Arc::clone(k)).collect();
             for (k, obj) in items {
                 self.enqueue(&mut q, shard, Some(Arc::clone(&k)), &k, Item::Upsert(obj, Upsert::Replaced { initial }));
                 pushed += 1;
@@ -309,12 +304,6 @@ impl Fifo {
             // Under the queue lock the shard thread is not applying, so every key is
             // either in the store or pending (or both): none is missed or doubled.
             let mut gone: Vec<(Arc<str>, Obj)> = Vec::new();
-            if !may_delete {
-                queue.publish_backlog(&q);
-                drop(q);
-                queue.ready.notify_one();
-                continue;
-            }
             self.shared.store.for_each_in_shard(shard, |k, o| {
                 if !present.contains(k) && !q.pending.contains_key(k) && in_scope(o) {
                     gone.push((Arc::from(k), o.clone()));
