@@ -5,9 +5,11 @@
 //!   [`cleanup`]: removing what it created on a cluster (`loadgen cleanup`).
 //! * [`profile`]: CPU profiles of a run (flamegraph, pprof) and their diff.
 //! * [`podgen`]: realistic, seeded pod objects, and bulk loading into the sim.
-#![forbid(unsafe_code)]
+//! * [`alloc`]: the allocator setting every loadgen process runs under.
+#![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod alloc;
 pub mod cleanup;
 pub mod guard;
 pub mod podgen;

@@ -124,7 +124,8 @@ pub fn results_md(r: &Results, charts: &[String]) -> String {
          kube-runtime 5's `watcher` + `reflector` + `Store` driven the same way, with the same handler \
          styles. Ratios are kcache / kube-rs, computed pair-wise from runs made next to each other \
          (median over repeats where there are several). Both engines run in the same `loadgen` binary, \
-         which uses mimalloc (built without transparent huge pages). \
+         which uses mimalloc (built without transparent huge pages, freed pages purged at once: \
+         `kcache_loadgen::alloc`). \
          On this machine the engine, the load generator and the simulator share {} cores, so absolute \
          figures are lower bounds of what a dedicated machine shows; the ratios are the point.\n",
         m.cores
