@@ -287,26 +287,16 @@ impl Fifo {
     /// [`FifoError::Closed`] after [`Fifo::close`].
     pub fn replace_scoped(&mut self, list: Vec<Obj>, resource_version: &str, in_scope: impl Fn(&Obj) -> bool) -> Result<(), FifoError> {
         let initial = !self.synced_marked;
-        let per_shard = self.by_shard(list);
-        let shared = Arc::clone(&self.shared);
-        let mut pushed = 0u64;
-        for (shard, items) in per_shard.into_iter().enumerate() {
-            let queue = &shared.queues[shard];
-            let mut q = queue.lock();
-            if q.closed {
-                return Err(Self::closed_error(resource_version, None));
-            }
-            let present: HashSet<Arc<str>> = items.iter().map(|(k, _)| Arc::clone(k)).collect();
-            for (k, obj) in items {
-                self.enqueue(&mut q, shard, Some(Arc::clone(&k)), &k, Item::Upsert(obj, Upsert::Replaced { initial }));
-                pushed += 1;
-            }
+        let mut per_shard = self.by_shard(list);
+        self.enqueue_per_shard(resource_version, |shared, shard, q| {
+            let listed = std::mem::take(&mut per_shard[shard]);
+            let present: HashSet<Arc<str>> = listed.iter().map(|(k, _)| Arc::clone(k)).collect();
             // Under the queue lock the shard thread is not applying, so every key is
             // either in the store or pending (or both): none is missed or doubled.
-            let mut gone: Vec<(Arc<str>, Obj)> = Vec::new();
-            self.shared.store.for_each_in_shard(shard, |k, o| {
+            let mut gone: Vec<(Arc<str>, Item)> = Vec::new();
+            shared.store.for_each_in_shard(shard, |k, o| {
                 if !present.contains(k) && !q.pending.contains_key(k) && in_scope(o) {
-                    gone.push((Arc::from(k), o.clone()));
+                    gone.push((Arc::from(k), Item::Delete(o.clone(), true)));
                 }
             });
             for (k, e) in &q.pending {
@@ -316,22 +306,55 @@ impl Fifo {
                 if let Item::Upsert(o, _) = e.newest()
                     && in_scope(o)
                 {
-                    gone.push((Arc::clone(k), o.clone()));
+                    gone.push((Arc::clone(k), Item::Delete(o.clone(), true)));
                 }
             }
-            for (k, obj) in gone {
-                self.enqueue(&mut q, shard, Some(Arc::clone(&k)), &k, Item::Delete(obj, true));
+            let upserts = listed.into_iter().map(move |(k, obj)| (k, Item::Upsert(obj, Upsert::Replaced { initial })));
+            upserts.chain(gone)
+        })?;
+        self.bookmark(resource_version);
+        if initial {
+            self.barrier.mark_synced_at(self.seq);
+            self.synced_marked = true;
+        }
+        Ok(())
+    }
+
+    /// Queues, shard by shard, the items `items_of(shared, shard, queue)` returns for
+    /// that shard, in order. `items_of` runs under the shard's queue lock, while the
+    /// shard thread cannot apply, so what it reads of the store and the pending
+    /// deltas stays true until its items are queued. Then the shard's backlog is
+    /// published and its thread woken.
+    ///
+    /// # Errors
+    /// [`FifoError::Closed`] naming `closed_key` after [`Fifo::close`]; the shards
+    /// before the closed one keep what was queued on them.
+    fn enqueue_per_shard<I: IntoIterator<Item = (Arc<str>, Item)>>(
+        &mut self,
+        closed_key: &str,
+        mut items_of: impl FnMut(&Shared, usize, &QueueState) -> I,
+    ) -> Result<(), FifoError> {
+        let shared = Arc::clone(&self.shared);
+        let mut pushed = 0u64;
+        let mut closed = false;
+        for shard in 0..self.shards() {
+            let queue = &shared.queues[shard];
+            let mut q = queue.lock();
+            if q.closed {
+                closed = true;
+                break;
+            }
+            for (k, item) in items_of(&shared, shard, &q) {
+                self.enqueue(&mut q, shard, Some(Arc::clone(&k)), &k, item);
                 pushed += 1;
             }
             queue.publish_backlog(&q);
             drop(q);
             queue.ready.notify_one();
         }
-        self.shared.pushed.fetch_add(pushed, Relaxed);
-        self.bookmark(resource_version);
-        if initial {
-            self.barrier.mark_synced_at(self.seq);
-            self.synced_marked = true;
+        shared.pushed.fetch_add(pushed, Relaxed);
+        if closed {
+            return Err(Self::closed_error(closed_key, None));
         }
         Ok(())
     }
@@ -355,27 +378,11 @@ impl Fifo {
     /// # Errors
     /// [`FifoError::Closed`] after [`Fifo::close`].
     pub fn push_initial(&mut self, objs: Vec<Obj>) -> Result<(), FifoError> {
-        let per_shard = self.by_shard(objs);
-        let shared = Arc::clone(&self.shared);
-        let mut pushed = 0u64;
-        for (shard, items) in per_shard.into_iter().enumerate() {
-            if items.is_empty() {
-                continue;
-            }
-            let queue = &shared.queues[shard];
-            let mut q = queue.lock();
-            if q.closed {
-                return Err(Self::closed_error("", None));
-            }
-            for (k, obj) in items {
-                self.enqueue(&mut q, shard, Some(Arc::clone(&k)), &k, Item::Upsert(obj, Upsert::Replaced { initial: true }));
-                pushed += 1;
-            }
-            queue.publish_backlog(&q);
-            drop(q);
-            queue.ready.notify_one();
-        }
-        self.shared.pushed.fetch_add(pushed, Relaxed);
+        let mut per_shard = self.by_shard(objs);
+        self.enqueue_per_shard("", |_, shard, _| {
+            let listed = std::mem::take(&mut per_shard[shard]);
+            listed.into_iter().map(|(k, obj)| (k, Item::Upsert(obj, Upsert::Replaced { initial: true })))
+        })?;
         self.barrier.advance(self.seq, self.last_rv.clone());
         Ok(())
     }
@@ -413,29 +420,15 @@ impl Fifo {
         if !self.synced_marked {
             return Ok(());
         }
-        let shared = Arc::clone(&self.shared);
-        let mut pushed = 0u64;
-        for shard in 0..self.shards() {
-            let queue = &shared.queues[shard];
-            let mut q = queue.lock();
-            if q.closed {
-                return Err(Self::closed_error("", None));
-            }
-            let mut keys: Vec<(Arc<str>, Obj)> = Vec::new();
+        self.enqueue_per_shard("", |shared, shard, q| {
+            let mut stored: Vec<(Arc<str>, Item)> = Vec::new();
             shared.store.for_each_in_shard(shard, |k, o| {
                 if !q.pending.contains_key(k) {
-                    keys.push((Arc::from(k), o.clone()));
+                    stored.push((Arc::from(k), Item::Upsert(o.clone(), Upsert::Sync)));
                 }
             });
-            for (k, o) in keys {
-                self.enqueue(&mut q, shard, Some(Arc::clone(&k)), &k, Item::Upsert(o, Upsert::Sync));
-                pushed += 1;
-            }
-            queue.publish_backlog(&q);
-            drop(q);
-            queue.ready.notify_one();
-        }
-        self.shared.pushed.fetch_add(pushed, Relaxed);
+            stored
+        })?;
         self.barrier.advance(self.seq, self.last_rv.clone());
         Ok(())
     }
