@@ -301,6 +301,20 @@ pub(crate) enum Body {
 #[derive(Clone)]
 pub struct Obj(Arc<Inner>);
 
+/// Which object a handle was, without keeping the object alive: its bytes, metadata
+/// and arena segment are freed with its last [`Obj`] as usual. It keeps only the
+/// object's header allocation, so no other object can be allocated at the same
+/// address while it exists: [`ObjIdentity::is`] never takes another object (a later
+/// version at a reused address, say) for this one.
+pub(crate) struct ObjIdentity(std::sync::Weak<Inner>);
+
+impl ObjIdentity {
+    /// Whether `obj` is a handle of the object this identity was taken from.
+    pub(crate) fn is(&self, obj: &Obj) -> bool {
+        std::ptr::eq(self.0.as_ptr(), Arc::as_ptr(&obj.0))
+    }
+}
+
 impl Obj {
     /// Wraps bytes and the metadata decoded from them.
     ///
@@ -399,6 +413,12 @@ impl Obj {
 
     /// Gives up the handle as a raw pointer, keeping its reference: the store's
     /// object table holds objects this way (see `store::table`).
+    /// This very object's identity (not its content), for a cache that remembers
+    /// which object it read: see [`ObjIdentity`].
+    pub(crate) fn identity(&self) -> ObjIdentity {
+        ObjIdentity(Arc::downgrade(&self.0))
+    }
+
     pub(crate) fn into_raw(self) -> *mut () {
         Arc::into_raw(self.0).cast_mut().cast()
     }

@@ -106,12 +106,17 @@ fn round(c: &Caches, gets: usize, decodes: usize) -> Result<TypedGetRound, Typed
     Ok(TypedGetRound { kcache, kube_rs, kcache_decode })
 }
 
-/// Measures the row: 3 rounds (1 with `quick`).
+/// Rounds of the full measurement. Each takes about half a second; a round on a
+/// loaded moment moves one p99 by 2x at these times (10 ns steps), so the median
+/// is taken over more rounds than the runner's process rows have.
+const ROUNDS: usize = 7;
+
+/// Measures the row: [`ROUNDS`] rounds (1 with `quick`).
 ///
 /// # Errors
 /// When the generated pods do not fill the caches, or a Get misses a stored pod.
 pub fn measure(quick: bool) -> Result<TypedGetRow, TypedGetError> {
-    let (rounds, gets, decodes) = if quick { (1, 100_000, 1_000) } else { (3, 500_000, 5_000) };
+    let (rounds, gets, decodes) = if quick { (1, 100_000, 1_000) } else { (ROUNDS, 500_000, 5_000) };
     let caches = Caches::new()?;
     let rounds: Vec<TypedGetRound> = (0..rounds).map(|_| round(&caches, gets, decodes)).collect::<Result<_, _>>()?;
     TypedGetRow::from_rounds(PODS, HOT_KEYS, &rounds).ok_or_else(|| TypedGetError("no round".into()))

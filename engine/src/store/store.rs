@@ -84,10 +84,20 @@ impl Store {
     /// Costs one hash of `key` (it picks both the shard and the table slot), one
     /// lock-free probe (the slot and the object's first cache line: see `table`) and
     /// one `Arc` increment for the returned handle. (A closure-based read without the
-    /// increment measured no faster in the `store` bench, so there is none.)
+    /// increment measured no faster in the `store` bench, so there is no public one;
+    /// the typed view, whose read goes on to a second lookup, uses `with_by_key`.)
     pub fn get_by_key(&self, key: &str) -> Option<Obj> {
         let (shard, look) = self.locate(key);
         shard.objects.get(look.hash, key)
+    }
+
+    /// Calls `f` with the object under `key` without taking a handle of it (no
+    /// reference count touched): for a reader whose read goes on to another lookup,
+    /// such as the typed view's decoded cache, where the handle is one more shared
+    /// counter written per read.
+    pub(crate) fn with_by_key<R>(&self, key: &str, f: impl FnOnce(&Obj) -> R) -> Option<R> {
+        let (shard, look) = self.locate(key);
+        shard.objects.get_with(look.hash, key, f)
     }
 
     /// The shard owning `key` and its map lookup key, from one hash of `key` (the same

@@ -196,6 +196,13 @@ impl ObjectTable {
         self.find(hash, key, &guard).map(|o| Obj::clone(&o))
     }
 
+    /// Calls `f` with the object under `key`, whose mixed hash is `hash`, without
+    /// taking a handle of it.
+    pub(crate) fn get_with<R>(&self, hash: u64, key: &str, f: impl FnOnce(&Obj) -> R) -> Option<R> {
+        let guard = self.collector.enter();
+        self.find(hash, key, &guard).map(|o| f(&o))
+    }
+
     fn find<'g>(&self, hash: u64, key: &str, guard: &'g LocalGuard<'_>) -> Option<Borrowed<'g>> {
         let t = self.current(guard);
         let mut i = hash as usize & t.mask;

@@ -6,7 +6,12 @@
 //!   differs is a miss. The store's object is always read first, so a hit is the
 //!   decode of the object the store holds at that moment, never a stale one.
 //! * It holds no `Obj` handle: a cached decode never keeps an old version's bytes (or
-//!   its arena segment) alive.
+//!   its arena segment) alive. A slot remembers which object it was decoded from (or
+//!   last matched by resourceVersion) as an [`ObjIdentity`], which keeps only that
+//!   object's header allocation, so that no later object can take its address: a
+//!   read of the same object is a hit without reading its resourceVersion from its
+//!   body (measured in the `typed_get` bench over 10,000 kept pods: 538 -> 214 ns a
+//!   Get; unchanged with 512 hot keys, which all stay in the CPU's caches).
 //! * [`Capacity::limit`] entries in the steady state, never more than twice that:
 //!   once the cache holds `limit`, an insert into a shard holding at least its share
 //!   (`limit / shards`) first evicts from that shard, and no shard grows past twice
@@ -25,6 +30,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crossbeam::utils::CachePadded;
+
+use crate::object::{Obj, ObjIdentity};
 use hashbrown::{DefaultHashBuilder, HashTable};
 
 /// Shards of the cache: each has its own lock, so that reader threads seldom meet.
@@ -36,10 +43,34 @@ const SHARDS: usize = 32;
 /// included (apiserver's storage stamps each write with the etcd revision), so it
 /// names a version; the JSON length is compared too, for stores filled by hand with
 /// reused resourceVersions.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Version<'a> {
-    pub(crate) resource_version: &'a [u8],
-    pub(crate) json_len: usize,
+#[derive(Clone, Copy)]
+pub(crate) enum Version<'a> {
+    /// The version of a stored object. A slot made from (or last matched with) this
+    /// very object is a hit without reading the object's resourceVersion, which lies
+    /// in its body bytes: one cache line fewer on every hit.
+    Of(&'a Obj),
+    /// A version given by its parts.
+    #[cfg_attr(not(test), allow(dead_code))]
+    Parts { resource_version: &'a [u8], json_len: usize },
+}
+
+impl<'a> Version<'a> {
+    fn object(self) -> Option<&'a Obj> {
+        match self {
+            Version::Of(obj) => Some(obj),
+            Version::Parts { .. } => None,
+        }
+    }
+
+    /// The resourceVersion's bytes (empty when the object has none) and the JSON
+    /// length.
+    pub(crate) fn parts(self) -> (&'a [u8], usize) {
+        match self {
+            // Bytes, not `&str`: the store checked them when the object was decoded.
+            Version::Of(obj) => (obj.span_raw(obj.meta().resource_version), obj.json_len()),
+            Version::Parts { resource_version, json_len } => (resource_version, json_len),
+        }
+    }
 }
 
 struct Slot<K> {
@@ -50,6 +81,8 @@ struct Slot<K> {
     key_len: usize,
     json_len: usize,
     value: Arc<K>,
+    /// The stored object `value` was decoded from or last matched with.
+    object: Option<ObjIdentity>,
     referenced: bool,
     /// The insert (the shard's `inserts` count) whose eviction sweep last cleared
     /// `referenced`: that insert may evict several slots, and must not come round
@@ -58,16 +91,28 @@ struct Slot<K> {
 }
 
 impl<K> Slot<K> {
-    fn id(key: &[u8], v: Version<'_>) -> Box<[u8]> {
-        [key, v.resource_version].concat().into_boxed_slice()
+    fn id(key: &[u8], resource_version: &[u8]) -> Box<[u8]> {
+        [key, resource_version].concat().into_boxed_slice()
     }
 
     fn key(&self) -> &[u8] {
         &self.id[..self.key_len]
     }
 
-    fn is(&self, v: Version<'_>) -> bool {
-        self.json_len == v.json_len && self.id[self.key_len..] == *v.resource_version
+    /// Whether `value` is the decode of version `v`. A match by resourceVersion
+    /// remembers `v`'s object, so that its next read is a match by identity.
+    fn is(&mut self, v: Version<'_>) -> bool {
+        if let (Some(id), Some(obj)) = (&self.object, v.object())
+            && id.is(obj)
+        {
+            return true;
+        }
+        let (resource_version, json_len) = v.parts();
+        let same = self.json_len == json_len && self.id[self.key_len..] == *resource_version;
+        if same {
+            self.object = v.object().map(Obj::identity);
+        }
+        same
     }
 }
 
@@ -267,13 +312,15 @@ impl<K> DecodedCache<K> {
     /// `stored` is the store's object count (for [`Capacity::ShareOfStore`]).
     pub(crate) fn insert(&self, key: &[u8], v: Version<'_>, value: &Arc<K>, stored: usize) {
         let limit = self.capacity.limit(stored);
+        let (resource_version, json_len) = v.parts();
         let Some((hash, mut guard)) = self.shard(key) else { return };
         let shard = &mut *guard;
         shard.inserts += 1;
         if let Some(i) = shard.find(hash, key) {
             let slot = &mut shard.slots[i];
-            slot.id = Slot::<K>::id(key, v);
-            slot.json_len = v.json_len;
+            slot.id = Slot::<K>::id(key, resource_version);
+            slot.json_len = json_len;
+            slot.object = v.object().map(Obj::identity);
             let replaced = std::mem::replace(&mut slot.value, Arc::clone(value));
             drop(guard);
             drop(replaced);
@@ -305,10 +352,11 @@ impl<K> DecodedCache<K> {
         let i = shard.slots.len();
         shard.slots.push(Slot {
             hash,
-            id: Slot::<K>::id(key, v),
+            id: Slot::<K>::id(key, resource_version),
             key_len: key.len(),
-            json_len: v.json_len,
+            json_len,
             value: Arc::clone(value),
+            object: v.object().map(Obj::identity),
             referenced: false,
             spared_by: 0,
         });
@@ -335,7 +383,7 @@ mod tests {
     use super::*;
 
     fn v(rv: &str) -> Version<'_> {
-        Version { resource_version: rv.as_bytes(), json_len: 10 }
+        Version::Parts { resource_version: rv.as_bytes(), json_len: 10 }
     }
 
     #[test]
@@ -344,7 +392,7 @@ mod tests {
         c.insert(b"ns/a", v("1"), &Arc::new(1), 0);
         assert_eq!(c.get(b"ns/a", v("1")).as_deref(), Some(&1));
         assert_eq!(c.get(b"ns/a", v("2")), None);
-        assert_eq!(c.get(b"ns/a", Version { resource_version: b"1", json_len: 11 }), None);
+        assert_eq!(c.get(b"ns/a", Version::Parts { resource_version: b"1", json_len: 11 }), None);
         c.insert(b"ns/a", v("2"), &Arc::new(2), 0);
         assert_eq!(c.get(b"ns/a", v("2")).as_deref(), Some(&2));
         assert_eq!(c.get(b"ns/a", v("1")), None);
@@ -352,6 +400,32 @@ mod tests {
         assert_eq!(c.get(b"ns/a", v("2")), None);
         let s = c.stats(0);
         assert_eq!((s.entries, s.hits, s.inserts), (0, 2, 2));
+    }
+
+    #[test]
+    fn an_object_is_a_hit_by_identity_only_while_it_is_the_version_kept() {
+        use crate::object::testing::object;
+        let c = DecodedCache::new(Capacity::Fixed(64));
+        let first = object("Pod", "ns", "a", "1", &[]);
+        c.insert(b"ns/a", Version::Of(&first), &Arc::new(1), 0);
+        assert_eq!(c.get(b"ns/a", Version::Of(&first)).as_deref(), Some(&1));
+        // Another object of the same version (a compacted copy): a hit, remembered.
+        let copy = object("Pod", "ns", "a", "1", &[]);
+        assert_eq!(c.get(b"ns/a", Version::Of(&copy)).as_deref(), Some(&1));
+        assert_eq!(c.get(b"ns/a", Version::Of(&first)).as_deref(), Some(&1));
+        let s = c.stats(0);
+        assert_eq!((s.entries, s.hits), (1, 3));
+        // Once every handle of the kept object is gone, an object of another version
+        // allocated next is never taken for the kept version: the identity keeps the
+        // old object's header allocated, so no new object can have its address.
+        drop((first, copy));
+        for i in 0..256 {
+            let kept = object("Pod", "ns", "a", &format!("{}", 2 * i + 2), &[]);
+            c.insert(b"ns/a", Version::Of(&kept), &Arc::new(i), 0);
+            drop(kept);
+            let next = object("Pod", "ns", "a", &format!("{}", 2 * i + 3), &[]);
+            assert_eq!(c.get(b"ns/a", Version::Of(&next)), None, "round {i}");
+        }
     }
 
     #[test]

@@ -208,8 +208,12 @@ where
     /// # Errors
     /// [`DecodeError`] when the stored object does not decode as `K`.
     pub fn try_get_by_key(&self, key: &str) -> Result<Option<Arc<K>>, DecodeError> {
-        match self.store.get_by_key(key) {
-            Some(obj) => self.typed(&obj, true).map(Some),
+        // A hit is read under the store's guard, with no handle of the object taken;
+        // a miss takes one and decodes outside it.
+        let kept = self.store.with_by_key(key, |obj| self.cache.get(obj.key_bytes(), Version::Of(obj)).ok_or_else(|| obj.clone()));
+        match kept {
+            Some(Ok(hit)) => Ok(Some(hit)),
+            Some(Err(obj)) => self.decode(&obj, true).map(Some),
             None => {
                 self.cache.forget(key.as_bytes());
                 Ok(None)
@@ -290,30 +294,25 @@ where
     /// `obj` decoded: from the cache when it holds this version, else by a decode that
     /// is kept when `keep`.
     fn typed(&self, obj: &Obj, keep: bool) -> Result<Arc<K>, DecodeError> {
-        // Bytes, not `&str`s: the store checked them when the object was decoded.
-        let key = obj.key_bytes();
-        let rv = resource_version_bytes(obj);
-        let version = Version { resource_version: rv, json_len: obj.json_len() };
-        // Without a resourceVersion two versions cannot be told apart: decode every time.
-        let cacheable = !rv.is_empty();
-        if cacheable && let Some(hit) = self.cache.get(key, version) {
+        if let Some(hit) = self.cache.get(obj.key_bytes(), Version::Of(obj)) {
             return Ok(hit);
         }
+        self.decode(obj, keep)
+    }
+
+    /// Decodes `obj`, keeping the decode when `keep` (and the object has a
+    /// resourceVersion: without one two versions cannot be told apart).
+    fn decode(&self, obj: &Obj, keep: bool) -> Result<Arc<K>, DecodeError> {
         let value = Arc::new(obj.decode::<K>().map_err(|source| {
             self.cache.decode_errors.fetch_add(1, Relaxed);
             DecodeError { key: obj.key(), kind: K::kind(&self.dyntype).into_owned(), source }
         })?);
-        if cacheable && keep {
-            self.cache.insert(key, version, &value, self.store.len());
+        let version = Version::Of(obj);
+        if keep && !version.parts().0.is_empty() {
+            self.cache.insert(obj.key_bytes(), version, &value, self.store.len());
         }
         Ok(value)
     }
-}
-
-/// `metadata.resourceVersion`'s bytes, as [`Obj::resource_version`] reads them but
-/// without its UTF-8 check (empty when the span is out of range, as there).
-fn resource_version_bytes(obj: &Obj) -> &[u8] {
-    obj.span_raw(obj.meta().resource_version)
 }
 
 impl<K: Resource> Clone for Store<K>
