@@ -411,14 +411,14 @@ impl Obj {
             + self.0.key.heap_bytes()
     }
 
-    /// Gives up the handle as a raw pointer, keeping its reference: the store's
-    /// object table holds objects this way (see `store::table`).
     /// This very object's identity (not its content), for a cache that remembers
     /// which object it read: see [`ObjIdentity`].
     pub(crate) fn identity(&self) -> ObjIdentity {
         ObjIdentity(Arc::downgrade(&self.0))
     }
 
+    /// Gives up the handle as a raw pointer, keeping its reference: the store's
+    /// object table holds objects this way (see `store::table`).
     pub(crate) fn into_raw(self) -> *mut () {
         Arc::into_raw(self.0).cast_mut().cast()
     }

@@ -340,10 +340,9 @@ async fn objects_queued_behind_a_slow_handler_do_not_pin_arena_segments() {
             && control.stats().events.load(Ordering::Relaxed) >= WRITES as u64
     })
     .await;
-    // Give compaction a few scan intervals to walk the queues.
-    // Wait until compaction has caught up with both measures the test asserts:
-    // on a loaded machine a scan can leave segments that are only just below
-    // the threshold for the next one.
+    // Give compaction scan intervals to walk the queues until it has caught up
+    // with both measures the test asserts: on a loaded machine a scan can leave
+    // segments that are only just below the threshold for the next one.
     let mut with = compacting.arena_stats();
     for i in 0..300 {
         with = compacting.arena_stats();

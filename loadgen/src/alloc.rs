@@ -5,10 +5,10 @@
 //! freed. mimalloc v3 by default keeps a freed page committed for a second and
 //! purges it only when the thread that owns it next allocates; the threads that
 //! decoded a first list then sit idle, and RSS after sync counted the list's
-//! transient buffers: 26 to 35 MiB of growth for 10,000 compressed pods
-//! against 12 to 15 MiB with an immediate purge. Purging at once measured no
-//! cost at 2,000 writes/s (event p99 0.86 and 0.96 ms against 1.09 and
-//! 0.98 ms; CPU 3.66 and 3.80 s against 4.32 and 3.87 s, two runs each).
+//! transient buffers: 25 to 35 MiB of growth for 10,000 compressed pods
+//! against 12 to 15 MiB with an immediate purge. What purging at once costs a
+//! write phase is measured in docs/ARCHITECTURE.md ("mimalloc without
+//! transparent huge pages"): within the machine's run-to-run spread.
 //!
 //! The setting applies to every engine loadgen hosts, kube-rs's included, so
 //! side-by-side memory figures stay like for like. `MIMALLOC_PURGE_DELAY` in the

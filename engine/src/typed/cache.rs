@@ -30,9 +30,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crossbeam::utils::CachePadded;
+use hashbrown::{DefaultHashBuilder, HashTable};
 
 use crate::object::{Obj, ObjIdentity};
-use hashbrown::{DefaultHashBuilder, HashTable};
 
 /// Shards of the cache: each has its own lock, so that reader threads seldom meet.
 const SHARDS: usize = 32;
@@ -49,8 +49,8 @@ pub(crate) enum Version<'a> {
     /// very object is a hit without reading the object's resourceVersion, which lies
     /// in its body bytes: one cache line fewer on every hit.
     Of(&'a Obj),
-    /// A version given by its parts.
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// A version given by its parts (the cache's own tests, with no store).
+    #[cfg(test)]
     Parts { resource_version: &'a [u8], json_len: usize },
 }
 
@@ -58,6 +58,7 @@ impl<'a> Version<'a> {
     fn object(self) -> Option<&'a Obj> {
         match self {
             Version::Of(obj) => Some(obj),
+            #[cfg(test)]
             Version::Parts { .. } => None,
         }
     }
@@ -68,6 +69,7 @@ impl<'a> Version<'a> {
         match self {
             // Bytes, not `&str`: the store checked them when the object was decoded.
             Version::Of(obj) => (obj.span_raw(obj.meta().resource_version), obj.json_len()),
+            #[cfg(test)]
             Version::Parts { resource_version, json_len } => (resource_version, json_len),
         }
     }
