@@ -362,7 +362,10 @@ impl Fifo {
     /// Whether nothing was ever replaced, stored or queued: an informer's first list
     /// may then be queued as it arrives ([`Fifo::push_initial`]).
     pub fn is_pristine(&self) -> bool {
-        !self.synced_marked && self.shared.store.is_empty() && self.shared.queues.iter().all(|q| q.lock().pending.is_empty())
+        // Every delta and bookmark takes a sequence number, so none was ever queued
+        // while it is 0. (Looking at the queues instead raced with the shard threads:
+        // a delta taken off its queue and not yet in the store is in neither.)
+        !self.synced_marked && self.seq == 0 && self.shared.store.is_empty()
     }
 
     /// Queues part of the first list while the rest is read: each object as
